@@ -1,0 +1,112 @@
+"""Offline natural images, as float64 grayscale arrays in [0, 1].
+
+Only files shipped inside installed packages are read (scikit-image's ``data`` folder and
+PyWavelets' ``data`` folder); nothing is downloaded.
+
+* ``TRAIN``: scikit-image's natural photographs, for fitting and training priors.
+* ``TEST``: held out: ``camera`` (scikit-image), ``ascent`` and ``aero`` (PyWavelets).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._checks import InputError, image2d
+
+TRAIN = ("astronaut", "chelsea", "coffee", "coins", "moon", "rocket", "motorcycle_left",
+         "brick", "grass", "gravel")
+TEST = ("camera", "ascent", "aero")
+
+_SKIMAGE_FILES = {
+    "astronaut": "astronaut.png", "chelsea": "chelsea.png", "coffee": "coffee.png",
+    "coins": "coins.png", "moon": "moon.png", "rocket": "rocket.jpg",
+    "motorcycle_left": "motorcycle_left.png", "brick": "brick.png", "grass": "grass.png",
+    "gravel": "gravel.png", "camera": "camera.png",
+}
+_PYWT = ("ascent", "aero")
+
+
+def _to_gray01(arr: np.ndarray) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.ndim == 3:
+        a = a[..., :3].astype(np.float64) @ np.array([0.2125, 0.7154, 0.0721])
+        scale = 255.0
+    else:
+        scale = 255.0 if a.dtype == np.uint8 or a.max() > 1 else 1.0
+    return np.clip(a.astype(np.float64) / scale, 0.0, 1.0)
+
+
+def names() -> tuple[str, ...]:
+    """All image names available offline."""
+    return TRAIN + TEST
+
+
+def load(name: str) -> np.ndarray:
+    """Grayscale image ``name`` as a float64 array in [0, 1]."""
+    if name in _PYWT:
+        import pywt.data
+        return _to_gray01(getattr(pywt.data, name)())
+    if name in _SKIMAGE_FILES:
+        import skimage
+        from skimage.io import imread
+        path = os.path.join(os.path.dirname(skimage.__file__), "data", _SKIMAGE_FILES[name])
+        return _to_gray01(imread(path))
+    raise InputError("image", "one of " + ", ".join(names()), repr(name))
+
+
+def load_file(path: str) -> np.ndarray:
+    """A user image (.npy, or any format scikit-image reads), grayscale in [0, 1]."""
+    if not os.path.exists(path):
+        raise InputError("image_file", "an existing image file", path)
+    try:
+        if path.endswith(".npy"):
+            arr = np.load(path)
+        else:
+            from skimage.io import imread
+            arr = imread(path)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError("image_file", "a readable image (.npy, .png, .jpg, .tif)", f"{path} ({exc})") from None
+    arr = np.asarray(arr)
+    if np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.float64) / np.iinfo(arr.dtype).max
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
+    arr = image2d("image_file", arr).astype(np.float64)
+    if arr.min() < 0 or arr.max() > 1:
+        raise InputError("image_file", "intensities in [0, 1] (or an integer image)",
+                         f"range [{arr.min():.3g}, {arr.max():.3g}]")
+    return arr
+
+
+def center_crop(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """The central ``size`` crop."""
+    h, w = (size, size) if np.isscalar(size) else size
+    H, W = image.shape
+    if h > H or w > W:
+        raise InputError("crop", f"a crop no larger than the image {image.shape}", (h, w))
+    r, c = (H - h) // 2, (W - w) // 2
+    return image[r:r + h, c:c + w].copy()
+
+
+def random_crops(images: Sequence[np.ndarray] | Sequence[str], size: int | tuple[int, int], n: int,
+                 rng: Any = 0) -> np.ndarray:
+    """``n`` random crops ``(n, h, w)`` drawn uniformly over images then positions."""
+    g = np.random.default_rng(rng)
+    imgs = [load(i) if isinstance(i, str) else np.asarray(i, dtype=np.float64) for i in images]
+    h, w = (size, size) if np.isscalar(size) else size
+    out = np.empty((n, h, w))
+    which = g.integers(0, len(imgs), n)
+    for i, k in enumerate(which):
+        im = imgs[k]
+        r = g.integers(0, im.shape[0] - h + 1)
+        c = g.integers(0, im.shape[1] - w + 1)
+        out[i] = im[r:r + h, c:c + w]
+    return out
+
+
+def training_images() -> list[np.ndarray]:
+    """The ``TRAIN`` images."""
+    return [load(n) for n in TRAIN]

@@ -1,0 +1,105 @@
+"""Results as ``xarray.Dataset``: provenance attributes, atomic netCDF writes, loading.
+
+Conventions (see ``DESIGN.md``): image dimensions are ``row``/``col``; inputs ``y``, ``x_true``,
+``kernel_true`` (dims ``krow``/``kcol``), ``theta_true`` (dim ``param``) are stored with every
+result; attrs hold ``noise_sigma``, ``prior``, ``kernel_family``, ``study``, ``config`` (JSON),
+``landscape_version``, ``torch_version`` and ``created``. Energies are in nats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import xarray as xr
+
+ENGINE = "h5netcdf"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    A crash (or exception) inside the block leaves ``path`` untouched and removes the
+    temporary file, so no partial results file is ever visible.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def provenance(study: str, config: dict[str, Any], **attrs: Any) -> dict[str, Any]:
+    """The standard attrs: study, config as JSON, versions, creation time, plus ``attrs``."""
+    out = {
+        "study": study,
+        "config": json.dumps(config, sort_keys=True, default=str),
+        "landscape_version": _version(),
+        "torch_version": torch.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    for k, v in attrs.items():
+        out[k] = json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else v
+    return out
+
+
+def input_variables(problem: Any) -> dict[str, xr.DataArray]:
+    """``y``, ``x_true``, ``kernel_true``, ``theta_true`` of a ``BlindDeblur`` problem."""
+    v: dict[str, xr.DataArray] = {
+        "y": xr.DataArray(_np(problem.y), dims=("row", "col"), attrs={"long_name": "blurred noisy observation"}),
+    }
+    if problem.x_true is not None:
+        v["x_true"] = xr.DataArray(_np(problem.x_true), dims=("xrow", "xcol") if problem.boundary == "valid"
+                                   else ("row", "col"), attrs={"long_name": "sharp image"})
+    if problem.theta_true is not None:
+        v["theta_true"] = xr.DataArray(_np(problem.theta_true).reshape(-1), dims=("param",),
+                                       coords={"param": list(problem.family.param_names)},
+                                       attrs={"long_name": "true kernel parameter"})
+        v["kernel_true"] = xr.DataArray(_np(problem.kernel_true), dims=("krow", "kcol"),
+                                        attrs={"long_name": "true blur kernel"})
+    return v
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def energy_attrs(long_name: str) -> dict[str, str]:
+    return {"long_name": long_name, "units": "nats"}
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` to netCDF (h5netcdf) atomically: temporary file, then rename."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine=ENGINE, invalid_netcdf=True)
+    return path
+
+
+def load(path: str | os.PathLike) -> xr.Dataset:
+    """Open a results file fully into memory (the file is closed afterwards)."""
+    with xr.open_dataset(path, engine=ENGINE) as ds:
+        return ds.load()
+
+
+def config_of(ds: xr.Dataset) -> dict[str, Any]:
+    """The study configuration stored in ``ds.attrs['config']``."""
+    return json.loads(ds.attrs["config"])

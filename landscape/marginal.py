@@ -1,0 +1,117 @@
+r"""Exact answers over :math:`\theta` for exact priors.
+
+* ``profile_closed_form``: :math:`E^*(\theta) = \min_x E(\theta, x)` for the stationary
+  Gaussian prior and circular boundary. Per unitary Fourier coefficient,
+  :math:`\min_X |\hat h X - Y|^2/2\sigma^2 + |X - M|^2/2P = |Y - \hat h M|^2 / 2(\sigma^2 + |\hat h|^2 P)`, so
+
+  .. math::
+      E^*(\theta) = \sum_\omega \frac{|Y - \hat h M|^2}{2(\sigma^2 + |\hat h|^2 P)}
+      + \tfrac12 \sum_\omega \log 2\pi P + r(\theta),
+
+  attained at :math:`X^* = M + P \bar{\hat h}(Y - \hat h M)/(\sigma^2 + |\hat h|^2 P)`.
+
+* ``marginal_nll``: :math:`-\log p(y \mid \theta)` (nats), with :math:`x` integrated out.
+  Gaussian prior: :math:`y \mid \theta \sim N(H\mu, H C H^\top + \sigma^2 I)`, diagonal in
+  Fourier:
+
+  .. math::
+      -\log p(y\mid\theta) = \sum_\omega \frac{|Y - \hat h M|^2}{2(|\hat h|^2 P + \sigma^2)}
+      + \tfrac12 \sum_\omega \log 2\pi(|\hat h|^2 P + \sigma^2).
+
+  GMM on whole images: :math:`p(y\mid\theta) = \sum_k \pi_k N(y; H\mu_k, H\Sigma_k H^\top + \sigma^2 I)`
+  with dense :math:`H` (small images), any boundary.
+
+The kernel term :math:`r(\theta)` is not included in ``marginal_nll`` (it is the likelihood of
+:math:`\theta`); add ``posterior.kernel_term`` for MAP over :math:`\theta`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ._checks import InputError
+from .posterior import BlindDeblur, Posterior
+from .priors import GaussianPrior, GMMPrior
+
+_LOG2PI = math.log(2 * math.pi)
+
+
+def _gaussian_parts(problem: BlindDeblur, prior: GaussianPrior, theta: Any):
+    if problem.boundary != "circular":
+        raise InputError("boundary", "'circular' for the Fourier-diagonal Gaussian closed forms", repr(problem.boundary))
+    blur = problem.blur(theta)
+    y = problem.y
+    Hk = torch.fft.fft2(torch.fft.irfft2(blur.otf, s=blur.image_shape))   # full-grid OTF
+    P = prior.spectrum.to(dtype=y.dtype, device=y.device)
+    Y = torch.fft.fft2(y, norm="ortho")
+    M = torch.fft.fft2(torch.full_like(y, prior.mean), norm="ortho")
+    R = Y - Hk * M
+    absH2 = Hk.real ** 2 + Hk.imag ** 2
+    return R.real ** 2 + R.imag ** 2, absH2, P, Hk, Y, M
+
+
+def profile_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
+    r""":math:`E^*(\theta)` for a ``GaussianPrior`` posterior (circular boundary), ``(B,)``."""
+    if not isinstance(post.prior, GaussianPrior):
+        raise InputError("prior", "a GaussianPrior for the closed-form profile", type(post.prior).__name__)
+    lam = post.prior_weight
+    R2, absH2, P, *_ = _gaussian_parts(post.problem, post.prior, theta)
+    s2 = post.problem.noise ** 2
+    Pl = P / lam                                             # lambda q  <=>  spectrum P / lambda
+    quad = (R2 / (2 * (s2 + absH2 * Pl))).sum(dim=(-2, -1))
+    return quad + lam * post.prior.log_normaliser(quad.dtype) + post.kernel_term(theta)
+
+
+def argmin_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
+    r""":math:`\hat x(\theta)` for a ``GaussianPrior`` posterior (circular boundary), ``(B, H, W)``."""
+    if not isinstance(post.prior, GaussianPrior):
+        raise InputError("prior", "a GaussianPrior for the closed-form minimiser", type(post.prior).__name__)
+    _, absH2, P, Hk, Y, M = _gaussian_parts(post.problem, post.prior, theta)
+    Pl = P / post.prior_weight
+    X = M + Pl * Hk.conj() * (Y - Hk * M) / (post.problem.noise ** 2 + absH2 * Pl)
+    return torch.fft.ifft2(X, norm="ortho").real
+
+
+def marginal_nll(problem: BlindDeblur, prior: Any, theta: Any, *, chunk: int = 8,
+                 progress: bool = False) -> torch.Tensor:
+    r""":math:`-\log p(y \mid \theta)` in nats for each :math:`\theta`, ``(B,)``."""
+    if isinstance(prior, GaussianPrior):
+        R2, absH2, P, *_ = _gaussian_parts(problem, prior, theta)
+        v = absH2 * P + problem.noise ** 2
+        return (R2 / (2 * v)).sum(dim=(-2, -1)) + 0.5 * torch.log(2 * math.pi * v).sum(dim=(-2, -1))
+    if isinstance(prior, GMMPrior):
+        return _gmm_marginal(problem, prior, theta, chunk, progress)
+    raise InputError("prior", "a GaussianPrior or GMMPrior for the exact marginal", type(prior).__name__)
+
+
+def _gmm_marginal(problem: BlindDeblur, prior: GMMPrior, theta: Any, chunk: int, progress: bool) -> torch.Tensor:
+    if tuple(prior.shape) != tuple(problem.image_shape):
+        raise InputError("prior", f"a GMM on images of shape {problem.image_shape}", tuple(prior.shape))
+    th = problem.family.as_theta(theta, dtype=problem.dtype, device=problem.device)
+    dt, dev = problem.dtype, problem.device
+    w, mu, lam, U = (t.to(dtype=dt, device=dev) for t in (prior.weights, prior.means, prior.eigvals, prior.eigvecs))
+    K, D = mu.shape
+    Himg = problem.image_shape
+    y = problem.y.reshape(-1)
+    Mdim = y.numel()
+    eye = torch.eye(Mdim, dtype=dt, device=dev)
+    # square roots A_k = U_k Lambda_k^{1/2}, as K*D images
+    A = (U * lam.sqrt()[:, None, :]).transpose(1, 2).reshape(K * D, *Himg)
+    mus = mu.reshape(K, *Himg)
+    out = []
+    for i in tqdm(range(0, th.shape[0], chunk), desc="GMM marginal", disable=not progress, leave=False):
+        for t in th[i:i + chunk]:
+            blur = problem.blur(t[None])
+            HA = blur(A).reshape(K, D, Mdim)                      # rows: (H a_j)^T
+            cov = HA.transpose(1, 2) @ HA + problem.noise ** 2 * eye   # (K, M, M)
+            L = torch.linalg.cholesky(cov)
+            r = (y - blur(mus).reshape(K, Mdim))[..., None]
+            z = torch.linalg.solve_triangular(L, r, upper=False)[..., 0]
+            logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+            logn = -0.5 * (z ** 2).sum(-1) - 0.5 * logdet - 0.5 * Mdim * _LOG2PI
+            out.append(-torch.logsumexp(torch.log(w) + logn, dim=0))
+    return torch.stack(out)

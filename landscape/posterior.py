@@ -1,0 +1,221 @@
+r"""The blind-deblurring problem and its joint energy.
+
+Model: :math:`y = h(\theta) \star x + b`, :math:`b \sim N(0, \sigma^2 I)`. Joint energy (nats)
+
+.. math::
+    E(\theta, x) = \underbrace{\frac{\|h(\theta) \star x - y\|^2}{2\sigma^2}}_{\text{data\_term}}
+    + \underbrace{\lambda\, q(x)}_{\text{prior\_term}} + \underbrace{r(\theta)}_{\text{kernel\_term}},
+
+with :math:`q = -\log p_X` and :math:`\lambda = 1` for the Bayesian posterior (the data term
+omits the constant :math:`\tfrac M2 \log 2\pi\sigma^2`, which does not depend on
+:math:`(\theta, x)`). Everything is batched over :math:`\theta` (``(B, p)``) and :math:`x`
+(``(B, H, W)``) and differentiable in both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import kernels as _kernels
+from ._checks import InputError, choice, image2d, positive
+from .operators import BOUNDARIES, Blur
+from .optim import SolveInfo, lbfgs
+from .priors.base import Prior
+
+
+class BlindDeblur:
+    """A blind-deblurring problem: data ``y``, kernel family, noise level and boundary.
+
+    Parameters
+    ----------
+    y : array ``(M, N)``
+        The observation.
+    family : KernelFamily
+    noise : float
+        :math:`\\sigma > 0`.
+    boundary : {"circular", "valid"}
+        With ``"valid"`` the unknown image is larger than ``y`` by the kernel's radius on
+        every side.
+    x_true, theta_true : optional ground truth (kept in results).
+    """
+
+    def __init__(self, y: Any, family: _kernels.KernelFamily, noise: float, *, boundary: str = "circular",
+                 x_true: Any = None, theta_true: Any = None, dtype: torch.dtype = torch.float64,
+                 device: Any = None):
+        self.dtype, self.device = dtype, device
+        self.y = torch.as_tensor(image2d("y", y), dtype=dtype, device=device)
+        self.family = family
+        self.noise = positive("noise", noise)
+        self.boundary = choice("boundary", boundary, BOUNDARIES)
+        r = family.size // 2
+        M, N = self.y.shape
+        self.image_shape = (M, N) if boundary == "circular" else (M + 2 * r, N + 2 * r)
+        if boundary == "circular" and family.size > min(M, N):
+            raise InputError("kernel_size", f"a kernel no larger than the image {self.y.shape}", family.size)
+        self.x_true = None if x_true is None else torch.as_tensor(image2d("x_true", x_true), dtype=dtype, device=device)
+        self.theta_true = None if theta_true is None else family.check(
+            torch.as_tensor(np.asarray(theta_true, dtype=float), dtype=dtype))[0].to(device)
+
+    @classmethod
+    def synthetic(cls, image: Any, family: _kernels.KernelFamily, theta: Any, noise: float, *,
+                  rng: Any = None, boundary: str = "circular", dtype: torch.dtype = torch.float64,
+                  device: Any = None) -> "BlindDeblur":
+        """Simulate :math:`y = h(\\theta) \\star x + \\sigma n` from a sharp ``image``.
+
+        ``rng`` seeds (or is) a ``numpy.random.Generator`` for the noise.
+        """
+        x = torch.as_tensor(image2d("image", image), dtype=dtype, device=device)
+        th = family.check(torch.as_tensor(np.asarray(theta, dtype=float), dtype=dtype))
+        sigma = positive("noise", noise)
+        h = family(th.to(device))[0]
+        blur = Blur(h, tuple(x.shape), boundary=choice("boundary", boundary, BOUNDARIES))
+        clean = blur(x)
+        n = np.random.default_rng(rng).standard_normal(tuple(clean.shape))
+        y = clean + sigma * torch.as_tensor(n, dtype=dtype, device=device)
+        return cls(y, family, sigma, boundary=boundary, x_true=x, theta_true=th[0], dtype=dtype, device=device)
+
+    @property
+    def kernel_true(self) -> torch.Tensor | None:
+        return None if self.theta_true is None else self.family(self.theta_true[None])[0]
+
+    def blur(self, theta: Any) -> Blur:
+        """The batched operator for kernels :math:`h(\\theta)`, ``theta`` ``(B, p)``."""
+        th = self.family.as_theta(theta, dtype=self.dtype, device=self.device)
+        return Blur(self.family(th), self.image_shape, boundary=self.boundary)
+
+    def describe(self) -> dict[str, Any]:
+        return {"noise_sigma": self.noise, "boundary": self.boundary, "image_shape": list(self.image_shape),
+                "kernel_family": self.family.describe()}
+
+
+class Posterior:
+    """The joint energy :math:`E(\\theta, x)` of a problem under a prior.
+
+    Parameters
+    ----------
+    problem : BlindDeblur
+    prior : Prior
+    kernel_energy : callable ``theta (B, p) -> (B,)``, optional
+        :math:`r(\\theta)` in nats (default 0: a flat prior on the family's domain).
+    prior_weight : float
+        :math:`\\lambda` (1 for the Bayesian posterior).
+    """
+
+    def __init__(self, problem: BlindDeblur, prior: Prior, *, kernel_energy: Callable | None = None,
+                 prior_weight: float = 1.0):
+        if not isinstance(prior, Prior):
+            raise InputError("prior", "a landscape.priors.Prior", type(prior).__name__)
+        if prior.shape is not None and tuple(prior.shape) != tuple(problem.image_shape):
+            raise InputError("prior", f"a prior on images of shape {tuple(problem.image_shape)}",
+                             f"shape {tuple(prior.shape)}")
+        self.problem, self.prior = problem, prior
+        self.kernel_energy = kernel_energy
+        self.prior_weight = positive("prior_weight", prior_weight)
+
+    # -- the three terms ----------------------------------------------------------------
+    def theta(self, theta: Any) -> torch.Tensor:
+        return self.problem.family.as_theta(theta, dtype=self.problem.dtype, device=self.problem.device)
+
+    def data_term(self, theta: Any, x: torch.Tensor, blur: Blur | None = None) -> torch.Tensor:
+        r""":math:`\|h(\theta)\star x - y\|^2 / (2\sigma^2)`, shape ``(B,)``."""
+        blur = blur or self.problem.blur(theta)
+        res = blur(x) - self.problem.y
+        return (res ** 2).sum(dim=(-2, -1)) / (2 * self.problem.noise ** 2)
+
+    def prior_term(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\lambda q(x)`."""
+        return self.prior_weight * self.prior.energy(x)
+
+    def kernel_term(self, theta: Any) -> torch.Tensor:
+        r""":math:`r(\theta)` (zeros without a kernel prior)."""
+        th = self.theta(theta)
+        if self.kernel_energy is None:
+            return torch.zeros(th.shape[0], dtype=th.dtype, device=th.device)
+        return self.kernel_energy(th)
+
+    def terms(self, theta: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``data_term``, ``prior_term``, ``kernel_term`` and their sum ``energy``, each ``(B,)``."""
+        th = self.theta(theta)
+        d = self.data_term(th, x)
+        p = self.prior_term(x).expand_as(d)
+        k = self.kernel_term(th)
+        return {"data_term": d, "prior_term": p, "kernel_term": k, "energy": d + p + k}
+
+    def energy(self, theta: Any, x: torch.Tensor) -> torch.Tensor:
+        return self.terms(theta, x)["energy"]
+
+    # -- the inner problem min_x E(theta, x) --------------------------------------------
+    def x_objective(self, theta: Any) -> tuple[Callable, Blur]:
+        """``fg(x, idx)``: energy and x-gradient for the items ``idx`` of the batch ``theta``."""
+        th = self.theta(theta)
+        blur = self.problem.blur(th)
+        y, s2, lam = self.problem.y, self.problem.noise ** 2, self.prior_weight
+        kt = self.kernel_term(th)
+        otf = blur.otf
+
+        def fg(x: torch.Tensor, idx: torch.Tensor):
+            sub = Blur.__new__(Blur)
+            sub.__dict__.update(blur.__dict__)
+            sub.otf = otf[idx]
+            res = sub(x) - y
+            q, gq = self.prior.energy_and_grad(x)
+            f = (res ** 2).sum(dim=(-2, -1)) / (2 * s2) + lam * q + kt[idx]
+            return f, sub.adjoint(res) / s2 + lam * gq
+
+        return fg, blur
+
+    def prior_curvature(self, x: torch.Tensor, rng: int = 0) -> float:
+        r"""Rayleigh quotient :math:`v^\top \nabla^2 (\lambda q)(x) v / \|v\|^2` along a random
+        white direction, by a finite difference of gradients (a scale for preconditioning)."""
+        g = torch.Generator(device="cpu").manual_seed(rng)
+        v = torch.randn(x.shape[-2:], generator=g, dtype=x.dtype).to(x.device)
+        x1 = x.reshape(-1, *x.shape[-2:])[:1]
+        eps = 1e-4 * max(float(x1.abs().max()), 1.0) / float(v.abs().max())
+        gp = self.prior.grad(x1 + eps * v) - self.prior.grad(x1 - eps * v)
+        c = float((gp * v).sum() / (2 * eps * (v * v).sum())) * self.prior_weight
+        return max(c, 1e-6)
+
+    def argmin_x(self, theta: Any, x0: torch.Tensor | None = None, *, max_iter: int = 1000,
+                 ftol: float = 1e-14, gtol: float = 1e-9, progress: bool = False
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], SolveInfo]:
+        r"""Solve :math:`\hat x(\theta_b) = \arg\min_x E(\theta_b, x)` for every :math:`\theta_b`.
+
+        Batched L-BFGS (``optim.lbfgs``), preconditioned by the data term's Fourier-diagonal
+        Hessian plus a scalar prior curvature :math:`c`:
+        :math:`M = \mathcal F^* \mathrm{diag}(1 / (|\hat h|^2/\sigma^2 + c)) \mathcal F`.
+        Starts from ``x0`` (``(B, H, W)`` or one image), by default the observation
+        (edge-padded for the valid boundary).
+        """
+        th = self.theta(theta)
+        B = th.shape[0]
+        fg, blur = self.x_objective(th)
+        if x0 is None:
+            x0 = self.default_start()
+        x0 = x0.to(dtype=self.problem.dtype, device=self.problem.device)
+        if x0.ndim == 2:
+            x0 = x0.expand(B, *x0.shape)
+        x0 = x0.contiguous()
+        c = self.prior_curvature(x0)
+        denom = blur.gram_spectrum() if blur.boundary == "circular" else \
+            (otf_abs2 := blur.otf.real ** 2 + blur.otf.imag ** 2)
+        denom = denom / self.problem.noise ** 2 + c
+
+        def precond(v, idx):
+            return torch.fft.irfft2(torch.fft.rfft2(v) / denom[idx], s=v.shape[-2:])
+
+        x, info = lbfgs(fg, x0, max_iter=max_iter, ftol=ftol, gtol=gtol, precond=precond,
+                        progress=progress, desc="argmin_x")
+        with torch.no_grad():
+            t = self.terms(th, x)
+        return x, t, info
+
+    def default_start(self) -> torch.Tensor:
+        """The observation, edge-padded to the image shape for the valid boundary."""
+        y = self.problem.y
+        if self.problem.boundary == "circular":
+            return y.clone()
+        r = self.problem.family.size // 2
+        return torch.nn.functional.pad(y[None, None], (r, r, r, r), mode="replicate")[0, 0]

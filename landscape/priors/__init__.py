@@ -1,0 +1,10 @@
+"""Image priors behind one protocol (``Prior``): energy q = -log p in nats, its gradient, and
+the MMSE denoiser, each flagged exact, exact up to a constant, approximate or unavailable."""
+
+from .base import APPROXIMATE, EXACT, UNAVAILABLE, UP_TO_CONSTANT, Prior
+from .gaussian import GaussianPrior, power_law
+from .gmm import GMMPrior, PatchGMMPrior, fit_natural_gmm
+from .sparse import SparseGradientPrior
+
+__all__ = ["Prior", "GaussianPrior", "GMMPrior", "PatchGMMPrior", "SparseGradientPrior",
+           "fit_natural_gmm", "power_law", "EXACT", "APPROXIMATE", "UNAVAILABLE", "UP_TO_CONSTANT"]

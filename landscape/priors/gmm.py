@@ -1,0 +1,282 @@
+r"""Gaussian-mixture priors: on whole small images, and on all patches of a larger one.
+
+Whole images (``GMMPrior``), :math:`p(x) = \sum_k \pi_k N(x; \mu_k, \Sigma_k)` on
+:math:`x \in \mathbb R^D`, :math:`D = HW`. Every quantity is exact:
+
+* :math:`q(x) = -\log\sum_k \pi_k N(x;\mu_k,\Sigma_k)` by logsumexp,
+* :math:`\nabla q(x) = \sum_k \gamma_k(x)\,\Sigma_k^{-1}(x - \mu_k)`, :math:`\gamma_k` the
+  responsibilities,
+* the noisy density is again a GMM, :math:`p_s = \sum_k \pi_k N(\mu_k, \Sigma_k + s^2 I)`, and
+  the MMSE denoiser is
+  :math:`D_s(z) = \sum_k \gamma_k^{(s)}(z)\,[\mu_k + \Sigma_k(\Sigma_k + s^2 I)^{-1}(z - \mu_k)]`,
+  which Tweedie's identity equates to :math:`z + s^2 \nabla \log p_s(z)`.
+
+Each covariance is stored through its eigendecomposition :math:`\Sigma_k = U_k \Lambda_k U_k^\top`.
+
+Patches (``PatchGMMPrior``, EPLL-style, Zoran & Weiss 2011): the energy
+:math:`q(x) = \sum_{i} q_{\mathrm{GMM}}(P_i x)` over every (circularly wrapped) ``p x p`` patch
+:math:`P_i x`; ``energy`` and ``grad`` are exact for that energy, the denoiser is the
+patch-averaged MMSE (approximate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._checks import InputError
+from .base import APPROXIMATE, EXACT, Prior
+
+_LOG2PI = math.log(2 * math.pi)
+
+
+class GMMPrior(Prior):
+    """Gaussian mixture on whole ``shape`` images (flattened row-major).
+
+    Parameters
+    ----------
+    weights : ``(K,)``, means : ``(K, D)``, covariances : ``(K, D, D)``
+    shape : (int, int) with ``H * W == D``
+    """
+
+    name = "gmm"
+    capabilities = {"energy": EXACT, "grad": EXACT, "denoise": EXACT}
+
+    def __init__(self, weights: Any, means: Any, covariances: Any, shape: tuple[int, int],
+                 info: dict | None = None):
+        w = torch.as_tensor(weights, dtype=torch.float64)
+        mu = torch.as_tensor(means, dtype=torch.float64)
+        cov = torch.as_tensor(covariances, dtype=torch.float64)
+        K, D = mu.shape
+        if w.shape != (K,) or cov.shape != (K, D, D) or shape[0] * shape[1] != D:
+            raise InputError("covariances", f"weights (K,), means (K, D), covariances (K, D, D) with D = H*W",
+                             f"{tuple(w.shape)}, {tuple(mu.shape)}, {tuple(cov.shape)}, shape {shape}")
+        if (w <= 0).any() or abs(float(w.sum()) - 1) > 1e-8:
+            raise InputError("weights", "positive mixture weights summing to 1", w.tolist())
+        lam, U = torch.linalg.eigh(0.5 * (cov + cov.transpose(-1, -2)))
+        if (lam <= 0).any():
+            raise InputError("covariances", "positive-definite covariances", f"min eigenvalue {float(lam.min()):.3g}")
+        self.weights, self.means, self.eigvals, self.eigvecs = w, mu, lam, U
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.info = dict(info or {})
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def covariances(self) -> torch.Tensor:
+        return self.eigvecs @ torch.diag_embed(self.eigvals) @ self.eigvecs.transpose(-1, -2)
+
+    def _cast(self, x):
+        return [t.to(dtype=x.dtype, device=x.device) for t in
+                (self.weights, self.means, self.eigvals, self.eigvecs)]
+
+    def _components(self, z: torch.Tensor, s: float):
+        """Per-component log-densities ``(N, K)``, whitened residuals and eigenvalues at level s."""
+        self.check_shape(z)
+        w, mu, lam, U = self._cast(z)
+        zf = z.reshape(-1, mu.shape[1])
+        lam_s = lam + float(s) ** 2                                    # (K, D)
+        proj = torch.einsum("kdj,nkd->nkj", U, zf[:, None, :] - mu[None])   # U_k^T (z - mu_k)
+        logn = -0.5 * ((proj ** 2) / lam_s).sum(-1) - 0.5 * torch.log(lam_s).sum(-1) - 0.5 * mu.shape[1] * _LOG2PI
+        return torch.log(w) + logn, proj, lam_s, U, mu
+
+    def log_density(self, z: torch.Tensor, s: float = 0.0) -> torch.Tensor:
+        r""":math:`\log p_s(z)`, shape ``z.shape[:-2]``."""
+        logj, *_ = self._components(z, s)
+        return torch.logsumexp(logj, dim=-1).reshape(z.shape[:-2])
+
+    def score(self, z: torch.Tensor, s: float = 0.0) -> torch.Tensor:
+        r""":math:`\nabla \log p_s(z) = -\sum_k \gamma_k (\Sigma_k + s^2 I)^{-1}(z - \mu_k)`."""
+        logj, proj, lam_s, U, _ = self._components(z, s)
+        gam = torch.softmax(logj, dim=-1)                              # (N, K)
+        g = -torch.einsum("nk,kdj,nkj->nd", gam, U, proj / lam_s)
+        return g.reshape(z.shape)
+
+    def energy(self, x):
+        return -self.log_density(x, 0.0)
+
+    def grad(self, x):
+        return -self.score(x, 0.0)
+
+    def energy_and_grad(self, x):
+        logj, proj, lam, U, _ = self._components(x, 0.0)
+        gam = torch.softmax(logj, dim=-1)
+        g = torch.einsum("nk,kdj,nkj->nd", gam, U, proj / lam)
+        return -torch.logsumexp(logj, dim=-1).reshape(x.shape[:-2]), g.reshape(x.shape)
+
+    def denoise(self, z, s):
+        r"""Posterior mean :math:`\sum_k \gamma^{(s)}_k [\mu_k + U_k \frac{\Lambda_k}{\Lambda_k + s^2} U_k^\top (z - \mu_k)]`."""
+        logj, proj, lam_s, U, mu = self._components(z, s)
+        gam = torch.softmax(logj, dim=-1)
+        lam = lam_s - float(s) ** 2
+        cond = mu[None] + torch.einsum("kdj,nkj->nkd", U, proj * lam / lam_s)   # (N, K, D)
+        return torch.einsum("nk,nkd->nd", gam, cond).reshape(z.shape)
+
+    def sample(self, n: int = 1, rng: Any = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Draws ``(n, H, W)``."""
+        g = np.random.default_rng(rng)
+        k = g.choice(self.n_components, size=n, p=self.weights.numpy())
+        eps = torch.as_tensor(g.standard_normal((n, self.means.shape[1])), dtype=torch.float64)
+        kk = torch.as_tensor(k)
+        x = self.means[kk] + torch.einsum("ndj,nj->nd", self.eigvecs[kk], eps * self.eigvals[kk].sqrt())
+        return x.reshape(n, *self.shape).to(dtype)
+
+    def noisy(self, s: float) -> "GMMPrior":
+        """The GMM of :math:`x + s n`: same weights and means, covariances :math:`\\Sigma_k + s^2 I`."""
+        cov = self.covariances + float(s) ** 2 * torch.eye(self.means.shape[1], dtype=torch.float64)
+        return GMMPrior(self.weights, self.means, cov, self.shape, info={**self.info, "noise": float(s)})
+
+    # -- fitting ------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, data: Any, shape: tuple[int, int], n_components: int = 10, *, n_iter: int = 50,
+            reg: float = 1e-5, tol: float = 1e-6, rng: Any = 0, progress: bool = True) -> "GMMPrior":
+        r"""Maximum-likelihood fit by EM on ``data`` ``(N, H, W)`` (float64).
+
+        Covariances get ``reg * I`` added at each M-step (a floor on their eigenvalues). Starts
+        from responsibilities given by the nearest of ``n_components`` random data points.
+        Stops when the mean log-likelihood improves by less than ``tol`` nats per dimension.
+        """
+        X = torch.as_tensor(np.asarray(data), dtype=torch.float64).reshape(len(data), -1)
+        N, D = X.shape
+        if D != shape[0] * shape[1]:
+            raise InputError("data", f"samples of shape {shape}", tuple(np.shape(data)[1:]))
+        if N < n_components * 2:
+            raise InputError("data", f"at least {2 * n_components} samples", N)
+        g = np.random.default_rng(rng)
+        centres = X[torch.as_tensor(g.choice(N, n_components, replace=False))]
+        resp = torch.nn.functional.one_hot(torch.cdist(X, centres).argmin(1), n_components).to(torch.float64)
+        eye = torch.eye(D, dtype=torch.float64)
+        prev = -math.inf
+        it = tqdm(range(n_iter), desc=f"EM GMM K={n_components} D={D}", disable=not progress, leave=False)
+        for _ in it:
+            nk = resp.sum(0) + 1e-10
+            w = nk / N
+            mu = (resp.T @ X) / nk[:, None]
+            cov = torch.stack([((X - mu[k]).T * resp[:, k]) @ (X - mu[k]) / nk[k] for k in range(n_components)])
+            cov = cov + reg * eye
+            model = cls(w / w.sum(), mu, cov, shape)
+            logj, *_ = model._components(X.reshape(N, *shape), 0.0)
+            ll = float(torch.logsumexp(logj, -1).mean()) / D
+            resp = torch.softmax(logj, dim=-1)
+            it.set_postfix(loglik_per_dim=f"{ll:.4f}")
+            if ll - prev < tol:
+                break
+            prev = ll
+        model.info = {"fit": "EM", "n_samples": N, "n_components": n_components, "reg": reg,
+                      "loglik_per_dim": ll}
+        return model
+
+    def save(self, path: str | Path) -> None:
+        """Save parameters to ``.npz`` (atomically)."""
+        from ..io import atomic_path
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, weights=self.weights.numpy(), means=self.means.numpy(),
+                         covariances=self.covariances.numpy(), shape=np.array(self.shape),
+                         info=json.dumps(self.info))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GMMPrior":
+        z = np.load(path)
+        return cls(z["weights"], z["means"], z["covariances"], tuple(int(v) for v in z["shape"]),
+                   info=json.loads(str(z["info"])))
+
+    def describe(self):
+        return {**super().describe(), "shape": list(self.shape), "n_components": self.n_components, **self.info}
+
+
+def cache_dir() -> Path:
+    """Where fitted priors are cached (``$LANDSCAPE_CACHE`` or ``~/.cache/landscape``)."""
+    return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
+
+
+def fit_natural_gmm(shape: tuple[int, int] = (8, 8), n_components: int = 10, n_samples: int = 20000,
+                    rng: int = 0, progress: bool = True, **kw: Any) -> GMMPrior:
+    """A GMM fitted by EM on random ``shape`` crops of the training images (``data.TRAIN``).
+
+    The fit is cached on disk, keyed by its arguments, so later calls load it.
+    """
+    from ..data import random_crops, TRAIN
+    key = json.dumps({"shape": list(shape), "K": n_components, "N": n_samples, "rng": rng,
+                      "images": list(TRAIN), **kw}, sort_keys=True)
+    path = cache_dir() / f"gmm-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+    if path.exists():
+        try:
+            return GMMPrior.load(path)
+        except Exception:  # noqa: BLE001 - a damaged cache entry is refitted
+            pass
+    crops = random_crops(TRAIN, shape, n_samples, rng=rng)
+    model = GMMPrior.fit(crops, shape, n_components, rng=rng, progress=progress, **kw)
+    model.info["training"] = "random crops of data.TRAIN"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model
+
+
+class PatchGMMPrior(Prior):
+    r"""EPLL-style patch prior: :math:`q(x) = \sum_i q_{\mathrm{GMM}}(P_i x)` over all circularly
+    wrapped ``p x p`` patches (stride 1), where the GMM is a ``GMMPrior`` of shape ``(p, p)``.
+    :math:`\nabla q = \sum_i P_i^\top \nabla q_{\mathrm{GMM}}(P_i x)`."""
+
+    name = "patch-gmm"
+    capabilities = {"energy": EXACT, "grad": EXACT, "denoise": APPROXIMATE}
+
+    def __init__(self, gmm: GMMPrior):
+        self.gmm = gmm
+        self.patch = gmm.shape
+        self._index: dict[tuple[int, int], torch.Tensor] = {}
+
+    def index(self, shape: tuple[int, int], device: Any = None) -> torch.Tensor:
+        """Flat indices ``(n_patches, p*p)`` of every wrapped patch of an image of ``shape``."""
+        key = tuple(shape)
+        if key not in self._index:
+            H, W = shape
+            ph, pw = self.patch
+            if ph > H or pw > W:
+                raise InputError("x", f"images at least as large as the patch {self.patch}", shape)
+            r = (torch.arange(H)[:, None, None, None] + torch.arange(ph)[None, None, :, None]) % H
+            c = (torch.arange(W)[None, :, None, None] + torch.arange(pw)[None, None, None, :]) % W
+            self._index[key] = (r * W + c).reshape(H * W, ph * pw)
+        return self._index[key].to(device)
+
+    def _patches(self, x):
+        idx = self.index(tuple(x.shape[-2:]), x.device)
+        flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
+        return flat[:, idx], idx                                # (B, n_patches, p*p)
+
+    def energy(self, x):
+        p, _ = self._patches(x)
+        q = self.gmm.energy(p.reshape(*p.shape[:2], *self.patch))
+        return q.sum(-1).reshape(x.shape[:-2])
+
+    def energy_and_grad(self, x):
+        p, idx = self._patches(x)
+        q, g = self.gmm.energy_and_grad(p.reshape(*p.shape[:2], *self.patch))
+        grad = torch.zeros(p.shape[0], x.shape[-2] * x.shape[-1], dtype=x.dtype, device=x.device)
+        grad.index_add_(1, idx.reshape(-1), g.reshape(p.shape[0], -1))
+        return q.sum(-1).reshape(x.shape[:-2]), grad.reshape(x.shape)
+
+    def grad(self, x):
+        return self.energy_and_grad(x)[1]
+
+    def denoise(self, z, s):
+        """Average over patches of each patch's exact GMM posterior mean (approximate)."""
+        p, idx = self._patches(z)
+        d = self.gmm.denoise(p.reshape(*p.shape[:2], *self.patch), s).reshape(p.shape[0], -1)
+        out = torch.zeros(p.shape[0], z.shape[-2] * z.shape[-1], dtype=z.dtype, device=z.device)
+        out.index_add_(1, idx.reshape(-1), d)
+        return (out / idx.shape[1]).reshape(z.shape)
+
+    def describe(self):
+        return {"name": self.name, "capabilities": dict(self.capabilities), "patch": list(self.patch),
+                "gmm": self.gmm.describe()}

@@ -1,0 +1,1 @@
+"""Scans of the energy landscape (filled in below)."""
