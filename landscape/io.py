@@ -36,6 +36,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -53,7 +56,7 @@ def provenance(study: str, config: dict[str, Any], **attrs: Any) -> dict[str, An
         "study": study,
         "config": json.dumps(config, sort_keys=True, default=str),
         "landscape_version": _version(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     for k, v in attrs.items():
@@ -90,7 +93,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to netCDF (h5netcdf) atomically: temporary file, then rename."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine=ENGINE, invalid_netcdf=True)
+        ds.to_netcdf(tmp, engine=ENGINE)
     return path
 
 

@@ -98,11 +98,11 @@ class KernelFamily:
     def as_theta(self, theta: Any, *, dtype: torch.dtype | None = None, device: Any = None) -> torch.Tensor:
         """Coerce ``theta`` to a tensor of shape ``(B, p)``.
 
+        Array-likes become float64 unless ``dtype`` says otherwise; tensors keep their dtype.
         Scalars and 1-D arrays are read as a batch of scalars when ``p == 1`` and as one
         parameter vector when ``p > 1``.
         """
-        t = theta if isinstance(theta, torch.Tensor) else torch.as_tensor(
-            np.asarray(theta, dtype=float), dtype=dtype or torch.get_default_dtype())
+        t = theta if isinstance(theta, torch.Tensor) else torch.as_tensor(np.asarray(theta, dtype=np.float64))
         if dtype is not None or device is not None:
             t = t.to(dtype=dtype or t.dtype, device=device)
         if not t.is_floating_point():
@@ -117,9 +117,9 @@ class KernelFamily:
                              f"(parameters {', '.join(self.param_names)})", tuple(theta.shape) if hasattr(theta, "shape") else theta)
         return t
 
-    def check(self, theta: Any) -> torch.Tensor:
-        """Return ``as_theta(theta)``, raising :class:`InputError` outside the domain."""
-        t = self.as_theta(theta)
+    def check(self, theta: Any, **kw: Any) -> torch.Tensor:
+        """Return ``as_theta(theta, **kw)``, raising :class:`InputError` outside the domain."""
+        t = self.as_theta(theta, **kw)
         if not torch.isfinite(t).all():
             raise InputError("theta", "finite kernel parameters", "NaN or inf")
         lo = torch.tensor(self.lower, dtype=t.dtype, device=t.device)
@@ -387,8 +387,8 @@ class Free(KernelFamily):
         d = dirac(self.size).flatten()
         return tuple(float(1 - v) for v in d)
 
-    def check(self, theta):
-        t = super().check(theta)
+    def check(self, theta, **kw):
+        t = super().check(theta, **kw)
         s = (t.sum(dim=1)).abs()
         if (s > 1e-6).any():
             raise InputError("theta", "free-kernel deviations summing to 0 (a kernel summing to 1)",

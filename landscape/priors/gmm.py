@@ -81,14 +81,19 @@ class GMMPrior(Prior):
                 (self.weights, self.means, self.eigvals, self.eigvecs)]
 
     def _components(self, z: torch.Tensor, s: float):
-        """Per-component log-densities ``(N, K)``, whitened residuals and eigenvalues at level s."""
+        """Per-component log-joint ``(N, K)``, projections ``U_k^T (z - mu_k)`` ``(K, N, D)``,
+        eigenvalues at level s ``(K, 1, D)``, eigenvectors and means."""
         self.check_shape(z)
         w, mu, lam, U = self._cast(z)
         zf = z.reshape(-1, mu.shape[1])
-        lam_s = lam + float(s) ** 2                                    # (K, D)
-        proj = torch.einsum("kdj,nkd->nkj", U, zf[:, None, :] - mu[None])   # U_k^T (z - mu_k)
+        lam_s = (lam + float(s) ** 2)[:, None, :]
+        proj = torch.bmm(zf[None] - mu[:, None], U)
         logn = -0.5 * ((proj ** 2) / lam_s).sum(-1) - 0.5 * torch.log(lam_s).sum(-1) - 0.5 * mu.shape[1] * _LOG2PI
-        return torch.log(w) + logn, proj, lam_s, U, mu
+        return (torch.log(w)[:, None] + logn).T, proj, lam_s, U, mu
+
+    def _back(self, coef: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_k U_k c_k` for coefficients ``(K, N, D)`` -> ``(N, D)``."""
+        return torch.bmm(coef, U.transpose(1, 2)).sum(0)
 
     def log_density(self, z: torch.Tensor, s: float = 0.0) -> torch.Tensor:
         r""":math:`\log p_s(z)`, shape ``z.shape[:-2]``."""
@@ -98,9 +103,8 @@ class GMMPrior(Prior):
     def score(self, z: torch.Tensor, s: float = 0.0) -> torch.Tensor:
         r""":math:`\nabla \log p_s(z) = -\sum_k \gamma_k (\Sigma_k + s^2 I)^{-1}(z - \mu_k)`."""
         logj, proj, lam_s, U, _ = self._components(z, s)
-        gam = torch.softmax(logj, dim=-1)                              # (N, K)
-        g = -torch.einsum("nk,kdj,nkj->nd", gam, U, proj / lam_s)
-        return g.reshape(z.shape)
+        gam = torch.softmax(logj, dim=-1).T[:, :, None]                 # (K, N, 1)
+        return -self._back(gam * proj / lam_s, U).reshape(z.shape)
 
     def energy(self, x):
         return -self.log_density(x, 0.0)
@@ -110,17 +114,17 @@ class GMMPrior(Prior):
 
     def energy_and_grad(self, x):
         logj, proj, lam, U, _ = self._components(x, 0.0)
-        gam = torch.softmax(logj, dim=-1)
-        g = torch.einsum("nk,kdj,nkj->nd", gam, U, proj / lam)
+        gam = torch.softmax(logj, dim=-1).T[:, :, None]
+        g = self._back(gam * proj / lam, U)
         return -torch.logsumexp(logj, dim=-1).reshape(x.shape[:-2]), g.reshape(x.shape)
 
     def denoise(self, z, s):
         r"""Posterior mean :math:`\sum_k \gamma^{(s)}_k [\mu_k + U_k \frac{\Lambda_k}{\Lambda_k + s^2} U_k^\top (z - \mu_k)]`."""
         logj, proj, lam_s, U, mu = self._components(z, s)
-        gam = torch.softmax(logj, dim=-1)
+        gam = torch.softmax(logj, dim=-1).T[:, :, None]
         lam = lam_s - float(s) ** 2
-        cond = mu[None] + torch.einsum("kdj,nkj->nkd", U, proj * lam / lam_s)   # (N, K, D)
-        return torch.einsum("nk,nkd->nd", gam, cond).reshape(z.shape)
+        out = (gam * mu[:, None]).sum(0) + self._back(gam * proj * lam / lam_s, U)
+        return out.reshape(z.shape)
 
     def sample(self, n: int = 1, rng: Any = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Draws ``(n, H, W)``."""

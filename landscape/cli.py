@@ -1,0 +1,109 @@
+"""Command line: ``landscape list | run STUDY [options] | plot FILE``.
+
+Bad input prints one line naming the argument and what was expected, and exits with code 2;
+results are written atomically, so a failed run leaves no results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ._checks import InputError
+
+
+def _study_parser(name: str) -> argparse.ArgumentParser:
+    from .studies import get
+    mod = get(name)
+    p = argparse.ArgumentParser(prog=f"landscape run {name}", description=mod.SUMMARY)
+    p.add_argument("--out", default=f"runs/{name}.nc", help="results file (netCDF; default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    for f in dataclasses.fields(mod.Config):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f.metadata.get("help", "") + " (default: %(default)s)"
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, action="store_true", help=f.metadata.get("help", ""))
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            p.add_argument(flag, type=typ, default=f.default, help=help_)
+    return p
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    from .studies import STUDIES
+    for name, mod in STUDIES.items():
+        print(f"{name}: {mod.SUMMARY}")
+        for f in dataclasses.fields(mod.Config):
+            print(f"    --{f.name.replace('_', '-'):<16} {f.metadata.get('help', '')} [default: {f.default!r}]")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import io
+    from .studies import get
+    mod = get(args.study)
+    opts = _study_parser(args.study).parse_args(args.options)
+    values = {f.name: getattr(opts, f.name) for f in dataclasses.fields(mod.Config)}
+    cfg = mod.Config(**values)
+    ds = mod.run(cfg, progress=not opts.no_progress)
+    out = io.save(ds, opts.out)
+    print(mod.summary(ds))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import io
+    from .studies import get
+    path = Path(args.file)
+    if not path.exists():
+        raise InputError("file", "an existing results file", str(path))
+    ds = io.load(path)
+    study = ds.attrs.get("study")
+    if study is None:
+        raise InputError("file", "a landscape results file (attrs['study'])", str(path))
+    ax = get(study).plot(ds)
+    out = Path(args.out) if args.out else path.with_suffix(".png")
+    fig = ax.figure
+    fig.tight_layout()
+    from .io import atomic_path
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
+    plt.close(fig)
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the studies and their options").set_defaults(func=cmd_list)
+    p = sub.add_parser("run", help="run a study: landscape run STUDY [--option value ...] --out FILE",
+                       add_help=False)
+    p.add_argument("study")
+    p.add_argument("options", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("plot", help="draw a results file's figure as PNG")
+    p.add_argument("file")
+    p.add_argument("--out", default=None, help="PNG path (default: FILE with .png)")
+    p.set_defaults(func=cmd_plot)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"landscape: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("landscape: interrupted; no results written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""Studies: each a pure, seeded function of its configuration returning an ``xarray.Dataset``,
+with its options (a dataclass) and its figure. ``landscape list`` shows them, ``landscape run``
+runs them."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import ModuleType
+
+from .._checks import InputError
+from . import map_vs_marginal
+
+STUDIES: dict[str, ModuleType] = {
+    "map-vs-marginal": map_vs_marginal,
+}
+
+
+def get(name: str) -> ModuleType:
+    if name not in STUDIES:
+        raise InputError("study", "one of " + ", ".join(STUDIES), repr(name))
+    return STUDIES[name]
+
+
+def options(name: str) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(get(name).Config))

@@ -1,0 +1,30 @@
+import os
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache(tmp_path_factory):
+    """Fitted priors are cached per test session, never in the user's cache."""
+    os.environ.setdefault("LANDSCAPE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def camera64():
+    from landscape import data
+    return data.center_crop(data.load("camera"), 64)
+
+
+def f64(a):
+    return torch.as_tensor(np.asarray(a), dtype=torch.float64)

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import scipy.signal as sig
+import torch
+
+from landscape import kernels as K
+from landscape._checks import InputError
+from landscape.operators import Blur, otf
+
+
+def _kernels():
+    th = torch.tensor([[0.0, 0.0], [5.0, 30.0], [9.0, 120.0]], dtype=torch.float64)
+    return K.Motion(11)(th)
+
+
+@pytest.mark.parametrize("boundary", ["circular", "valid"])
+def test_adjoint_identity(boundary, rng):
+    h = _kernels()
+    op = Blur(h, (37, 29), boundary=boundary)
+    x = torch.as_tensor(rng.normal(size=(3, 37, 29)))
+    y = torch.as_tensor(rng.normal(size=(3, *op.output_shape)))
+    lhs = (op(x) * y).sum(dim=(-2, -1))
+    rhs = (x * op.adjoint(y)).sum(dim=(-2, -1))
+    assert torch.allclose(lhs, rhs, rtol=0, atol=1e-10 * float(lhs.abs().max()))
+    assert float((lhs - rhs).abs().max()) < 1e-10
+
+
+def test_matches_scipy_wrap_and_valid(rng):
+    h = _kernels()
+    x = rng.random((40, 33))
+    xt = torch.as_tensor(x)
+    circ = Blur(h, x.shape)(xt).numpy()
+    valid = Blur(h, x.shape, boundary="valid")(xt).numpy()
+    for i in range(3):
+        hi = h[i].numpy()
+        assert np.abs(circ[i] - ndi.convolve(x, hi, mode="wrap")).max() < 1e-12
+        assert np.abs(valid[i] - sig.convolve2d(x, hi, mode="valid")).max() < 1e-12
+
+
+def test_chunks_and_broadcasting(rng):
+    th = torch.linspace(0, 3, 37, dtype=torch.float64)
+    h = K.Gaussian(9)(th)
+    x = torch.as_tensor(rng.random((24, 24)))
+    full = Blur(h, (24, 24), chunk=None)(x)
+    chunked = Blur(h, (24, 24), chunk=5)(x)
+    torch.testing.assert_close(chunked, full, rtol=0, atol=1e-14)
+    xs = torch.as_tensor(rng.random((37, 24, 24)))
+    torch.testing.assert_close(Blur(h, (24, 24), chunk=4)(xs), Blur(h, (24, 24), chunk=None)(xs), rtol=0, atol=1e-14)
+    torch.testing.assert_close(Blur(h, (24, 24), chunk=4).adjoint(xs),
+                               Blur(h, (24, 24), chunk=None).adjoint(xs), rtol=0, atol=1e-14)
+
+
+def test_dense_matrix_and_gram_spectrum(rng):
+    h = K.Gaussian(5)(torch.tensor([[1.0]], dtype=torch.float64))[0]
+    op = Blur(h, (6, 7))
+    A = op.matrix()
+    x = torch.as_tensor(rng.random((6, 7)))
+    torch.testing.assert_close(A @ x.reshape(-1), op(x).reshape(-1))
+    ev = torch.linalg.eigvalsh(A.T @ A)
+    full = torch.fft.fft2(torch.fft.irfft2(op.otf, s=(6, 7)))       # OTF on the full grid
+    torch.testing.assert_close(ev.sort().values, (full.abs() ** 2).reshape(-1).sort().values, atol=1e-12, rtol=0)
+    torch.testing.assert_close(op.gram_spectrum(), (full.abs() ** 2)[:, :4], atol=1e-12, rtol=0)
+
+
+def test_otf_of_dirac_is_one():
+    o = otf(K.dirac(5, dtype=torch.float64), (8, 8))
+    torch.testing.assert_close(o, torch.ones_like(o))
+
+
+def test_bad_shapes():
+    h = K.dirac(5, dtype=torch.float64)
+    with pytest.raises(InputError, match="boundary"):
+        Blur(h, (8, 8), boundary="reflect")
+    with pytest.raises(InputError, match="x"):
+        Blur(h, (8, 8))(torch.zeros(9, 9, dtype=torch.float64))
+    with pytest.raises(InputError, match="kernel"):
+        Blur(torch.ones(4, 4), (8, 8))
