@@ -8,6 +8,6 @@ __version__ = "0.1.0"
 
 from . import data, io, kernels, operators, priors  # noqa: E402
 from .posterior import BlindDeblur, Posterior  # noqa: E402
-from . import marginal, scan  # noqa: E402
+from . import marginal, plot, scan  # noqa: E402  (plot registers ds.landscape)
 
 __all__ = ["BlindDeblur", "Posterior", "data", "io", "kernels", "operators", "priors", "marginal", "scan"]

@@ -120,6 +120,13 @@ class Blur:
                              tuple(y.shape))
         return self._fourier(self._embed(y), conj=True)
 
+    def subset(self, idx: torch.Tensor) -> "Blur":
+        """The operator for the kernels ``idx`` of the first batch dimension."""
+        out = Blur.__new__(Blur)
+        out.__dict__.update(self.__dict__)
+        out.kernel, out.otf = self.kernel[idx], self.otf[idx]
+        return out
+
     def gram_spectrum(self) -> torch.Tensor:
         r""":math:`|\hat h|^2`, the eigenvalues of :math:`H^\top H` (circular boundary only)."""
         if self.boundary != "circular":

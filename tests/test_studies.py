@@ -57,4 +57,4 @@ def test_gmm_prior_on_small_crops():
     a = ds.attrs
     assert ds.y.shape == (16, 16) and "gmm_covariances" in ds
     assert a["argmin_profile"] == 0.0
-    assert a["argmin_marginal"] > 0.5
+    assert 1.0 <= a["argmin_marginal"] <= 2.0          # measured 1.4 (theta* = 1.5)

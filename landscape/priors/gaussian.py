@@ -64,38 +64,46 @@ class GaussianPrior(Prior):
         self.shape = tuple(P.shape)
         self.info = dict(info or {})
 
-    # -- core ---------------------------------------------------------------------------
-    def _P(self, x: torch.Tensor) -> torch.Tensor:
-        return self.spectrum.to(dtype=x.dtype, device=x.device)
+    # -- core (real FFTs: P is symmetric, so the half-plane suffices) ---------------------
+    def _half(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``P`` on the rfft half-plane and the multiplicity of each half-plane coefficient."""
+        key = (x.dtype, x.device)
+        if getattr(self, "_half_key", None) != key:
+            H, W = self.shape
+            m = torch.full((W // 2 + 1,), 2.0, dtype=x.dtype, device=x.device)
+            m[0] = 1.0
+            if W % 2 == 0:
+                m[-1] = 1.0
+            self._half_cache = (self.spectrum[:, :W // 2 + 1].to(dtype=x.dtype, device=x.device), m)
+            self._half_key = key
+        return self._half_cache
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
-        """Unitary Fourier coefficients of ``x - mean``."""
+        """Unitary real-FFT coefficients of ``x - mean`` (half-plane, ``(..., H, W//2+1)``)."""
         self.check_shape(x)
-        return torch.fft.fft2(x - self.mean, norm="ortho")
+        return torch.fft.rfft2(x - self.mean, norm="ortho")
 
     def log_normaliser(self, dtype=torch.float64) -> torch.Tensor:
         r""":math:`\tfrac12 \sum_\omega \log(2\pi P(\omega))`."""
         return 0.5 * torch.log(2 * np.pi * self.spectrum).sum().to(dtype)
 
     def energy(self, x):
-        X = self.coefficients(x)
-        quad = (X.real ** 2 + X.imag ** 2) / self._P(x)
-        return 0.5 * quad.sum(dim=(-2, -1)) + self.log_normaliser(x.dtype).to(x.device)
+        return self.energy_and_grad(x)[0]
 
     def grad(self, x):
-        X = self.coefficients(x)
-        return torch.fft.ifft2(X / self._P(x), norm="ortho").real
+        P, _ = self._half(x)
+        return torch.fft.irfft2(self.coefficients(x) / P, s=self.shape, norm="ortho")
 
     def energy_and_grad(self, x):
         X = self.coefficients(x)
-        P = self._P(x)
-        e = 0.5 * ((X.real ** 2 + X.imag ** 2) / P).sum(dim=(-2, -1)) + self.log_normaliser(x.dtype).to(x.device)
-        return e, torch.fft.ifft2(X / P, norm="ortho").real
+        P, m = self._half(x)
+        quad = (m * (X.real ** 2 + X.imag ** 2) / P).sum(dim=(-2, -1))
+        e = 0.5 * quad + self.log_normaliser(x.dtype).to(x.device)
+        return e, torch.fft.irfft2(X / P, s=self.shape, norm="ortho")
 
     def denoise(self, z, s):
-        P = self._P(z)
-        X = self.coefficients(z)
-        return self.mean + torch.fft.ifft2(X * P / (P + float(s) ** 2), norm="ortho").real
+        P, _ = self._half(z)
+        return self.mean + torch.fft.irfft2(self.coefficients(z) * P / (P + float(s) ** 2), s=self.shape, norm="ortho")
 
     def sample(self, n: int = 1, rng: Any = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         r"""Draws ``(n, H, W)``: :math:`\mu + \mathcal F^*(\sqrt P \odot \mathcal F w)`, :math:`w` white."""

@@ -1,0 +1,97 @@
+"""Profile-scan speed: batched scan vs per-theta loop vs its FFT floor (one run prints all).
+
+    python benchmarks/profile_scan.py [--n-theta 64] [--size 128] [--dtype float64] [--threads N]
+
+* batched : ``Posterior.argmin_x`` on all theta at once (one L-BFGS run, per-item memory/steps)
+* loop    : the same solver called once per theta (a Python loop)
+* floor   : the FFT convolutions the batched scan performs (H and H^T for every item-evaluation
+            it made), run as batched FFTs of the same total size, with nothing else.
+Also times the circular convolution of one image by 64 kernels in chunks of various sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import landscape as ls
+from landscape import data, kernels, priors
+from landscape.operators import Blur
+
+
+def best_of(fn, repeat=3):
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t)
+    return min(ts), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-theta", type=int, default=64)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dt = getattr(torch, args.dtype)
+    img = data.center_crop(data.load("camera"), args.size)
+    fam = kernels.Gaussian(15)
+    prob = ls.BlindDeblur.synthetic(img, fam, 1.5, 0.01, rng=0, dtype=dt)
+    prior = priors.GaussianPrior.fit(data.TRAIN, (args.size, args.size))
+    post = ls.Posterior(prob, prior)
+    theta = np.linspace(0, 3, args.n_theta)
+    T = args.n_theta
+    print(f"profile scan: {T} theta, {args.size}x{args.size} camera, Gaussian prior, {args.dtype}, "
+          f"{torch.get_num_threads()} threads")
+
+    t_batch, (x, terms, info) = best_of(lambda: post.argmin_x(theta))
+    evals = info.n_item_evals
+
+    def loop():
+        out, n = [], 0
+        for t in theta:
+            _, tt, inf = post.argmin_x([t])
+            out.append(tt["energy"])
+            n += inf.n_item_evals
+        return torch.cat(out), n
+
+    t_loop, (e_loop, evals_loop) = best_of(loop)
+    assert torch.allclose(e_loop, terms["energy"], rtol=1e-10), "loop and batch disagree"
+
+    blur = prob.blur(theta)
+    xs = x.clone()
+    y = torch.zeros_like(xs)
+    n_batches = evals / T
+
+    def floor():
+        for _ in range(int(round(n_batches))):
+            blur.adjoint(blur(xs) - y)
+
+    t_floor, _ = best_of(floor)
+    print(f"  item-evaluations (energy+gradient): batched {evals} ({evals / T:.1f}/theta), loop {evals_loop}")
+    print(f"  {'batched scan':<28}{t_batch * 1e3:9.1f} ms  {t_batch / T * 1e6:9.0f} us/theta")
+    print(f"  {'per-theta loop':<28}{t_loop * 1e3:9.1f} ms  {t_loop / T * 1e6:9.0f} us/theta")
+    print(f"  {'floor: its H, H^T FFT convs':<28}{t_floor * 1e3:9.1f} ms  {t_floor / T * 1e6:9.0f} us/theta")
+    print(f"  loop / batched = {t_loop / t_batch:.2f}x    batched / floor = {t_batch / t_floor:.2f}x")
+
+    # chunking of one big kernel batch
+    h = fam(torch.as_tensor(theta, dtype=dt))
+    xi = prob.y
+    print(f"\n  H x for one {args.size}^2 image and {T} kernels (per kernel):")
+    t_loop1, _ = best_of(lambda: [Blur(h[i], xi.shape)(xi) for i in range(T)], 5)
+    print(f"    {'python loop':<16}{t_loop1 / T * 1e6:8.1f} us")
+    for chunk in (None, 4, 8, 16, 32):
+        op = Blur(h, xi.shape, chunk=chunk)
+        t_c, _ = best_of(lambda: op(xi), 5)
+        print(f"    chunk={str(chunk):<10}{t_c / T * 1e6:8.1f} us")
+
+
+if __name__ == "__main__":
+    main()
