@@ -81,6 +81,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .denoisers.train import WEIGHTS_DIR, TrainConfig, train
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    out = args.out or WEIGHTS_DIR / f"{args.name}.pt"
+    path = train(cfg, out, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("file")
     p.add_argument("--out", default=None, help="PNG path (default: FILE with .png)")
     p.set_defaults(func=cmd_plot)
+    from .denoisers.train import TrainConfig
+    p = sub.add_parser("train-prior", help="train a denoiser prior (seeded; resumes from its checkpoint)")
+    p.add_argument("name", help="weights name, e.g. denoiser-gray (written to landscape/denoisers/weights/)")
+    p.add_argument("--out", default=None, help="weights path (default: the package's weights folder)")
+    p.add_argument("--no-progress", action="store_true")
+    for f in dataclasses.fields(TrainConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                       help="(default: %(default)s)")
+    p.set_defaults(func=cmd_train)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
