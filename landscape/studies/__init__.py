@@ -8,10 +8,11 @@ import dataclasses
 from types import ModuleType
 
 from .._checks import InputError
-from . import map_vs_marginal
+from . import blurry_is_more_likely, map_vs_marginal
 
 STUDIES: dict[str, ModuleType] = {
     "map-vs-marginal": map_vs_marginal,
+    "blurry-is-more-likely": blurry_is_more_likely,
 }
 
 
