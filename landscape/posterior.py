@@ -190,20 +190,34 @@ class Posterior:
         c = float((gp * v).sum() / (2 * eps * (v * v).sum())) * self.prior_weight
         return max(c, 1e-6)
 
-    def argmin_x(self, theta: Any, x0: torch.Tensor | None = None, *, max_iter: int = 1000,
-                 ftol: float = 1e-14, gtol: float = 1e-9, memory: int = 4, progress: bool = False
+    def argmin_x(self, theta: Any, x0: torch.Tensor | None = None, *, method: str = "auto",
+                 max_iter: int = 1000, ftol: float = 1e-14, gtol: float = 1e-9, memory: int = 4,
+                 xtol: float = 1e-6, curvature: float | None = None, progress: bool = False
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], SolveInfo]:
         r"""Solve :math:`\hat x(\theta_b) = \arg\min_x E(\theta_b, x)` for every :math:`\theta_b`.
 
-        Batched L-BFGS (``optim.lbfgs``), preconditioned by the data term's Fourier-diagonal
-        Hessian plus a scalar prior curvature :math:`c`:
-        :math:`M = \mathcal F^* \mathrm{diag}(1 / (|\hat h|^2/\sigma^2 + c)) \mathcal F`.
+        ``method="lbfgs"``: batched L-BFGS (``optim.lbfgs``), preconditioned by
+        :math:`M = \mathcal F^* \mathrm{diag}(1 / (|\hat h|^2/\sigma^2 + c)) \mathcal F`, the data
+        term's Fourier-diagonal Hessian plus a scalar prior curvature :math:`c`; needs energies
+        (line search); stops on ``ftol``/``gtol``; keeps ``memory`` pairs (4 measured fastest
+        at equal accuracy in ``benchmarks/profile_scan.py``).
+
+        ``method="hqs"``: gradient-only, for priors known through their score (``TweediePrior``):
+        :math:`x_{k+1} = x_k - M \nabla_x E(x_k)`, i.e. the data step solved exactly by FFT
+        around a linearised prior, :math:`(H^\top H/\sigma^2 + c)\,x_{k+1} = H^\top y/\sigma^2 + c\,x_k - \lambda\nabla q(x_k)`;
+        with :math:`c = \lambda/s^2` and a Tweedie score this is half-quadratic splitting /
+        plug-and-play with one denoiser call per iteration. Stops when
+        :math:`\|x_{k+1} - x_k\| \le` ``xtol`` :math:`\|x_k\|`. Energies are evaluated once, at the end.
+
+        ``"auto"``: ``"hqs"`` when the prior's energy is only approximate, else ``"lbfgs"``.
         Starts from ``x0`` (``(B, H, W)`` or one image), by default the observation
-        (edge-padded for the valid boundary). ``memory`` L-BFGS pairs are kept (4 measured
-        fastest at equal accuracy in ``benchmarks/profile_scan.py``).
+        (edge-padded for the valid boundary).
         """
         th = self.theta(theta)
         B = th.shape[0]
+        if method == "auto":
+            method = "hqs" if self.prior.capabilities.get("energy") == "approximate" else "lbfgs"
+        choice("method", method, ("lbfgs", "hqs"))
         fg, blur = self.x_objective(th)
         if x0 is None:
             x0 = self.default_start()
@@ -211,21 +225,56 @@ class Posterior:
         if x0.ndim == 2:
             x0 = x0.expand(B, *x0.shape)
         x0 = x0.contiguous()
-        c = self.prior_curvature(x0)
+        if curvature is None:
+            s = getattr(self.prior, "s", None)
+            curvature = self.prior_weight / s ** 2 if (method == "hqs" and s) else self.prior_curvature(x0)
         spectrum = blur.otf.real ** 2 + blur.otf.imag ** 2
-        denom = spectrum / self.problem.noise ** 2 + c
-        cache: dict[str, torch.Tensor] = {}
+        denom = spectrum / self.problem.noise ** 2 + curvature
+        cache: dict[str, Any] = {}
 
         def precond(v, idx):
             if cache.get("idx") is not idx:
                 cache["idx"], cache["d"] = idx, denom if idx.numel() == B else denom[idx]
             return torch.fft.irfft2(torch.fft.rfft2(v) / cache["d"], s=v.shape[-2:])
 
-        x, info = lbfgs(fg, x0, max_iter=max_iter, ftol=ftol, gtol=gtol, memory=memory, precond=precond,
-                        progress=progress, desc="argmin_x")
+        if method == "lbfgs":
+            x, info = lbfgs(fg, x0, max_iter=max_iter, ftol=ftol, gtol=gtol, memory=memory, precond=precond,
+                            progress=progress, desc="argmin_x")
+        else:
+            x, info = self._hqs(x0, blur, precond, max_iter, xtol, progress)
         with torch.no_grad():
             t = self.terms(th, x)
         return x, t, info
+
+    def _hqs(self, x0, blur, precond, max_iter, xtol, progress):
+        from tqdm.auto import tqdm
+        B = x0.shape[0]
+        y, s2, lam = self.problem.y, self.problem.noise ** 2, self.prior_weight
+        x = x0.clone()
+        act = torch.arange(B, device=x.device)
+        info = SolveInfo(torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.bool),
+                         torch.zeros(B, dtype=x.dtype), torch.zeros(B, dtype=x.dtype))
+        sub = _Subset(blur)
+        xa = x
+        for _ in tqdm(range(max_iter), desc="argmin_x (hqs)", disable=not progress, leave=False):
+            op = sub(act)
+            g = op.adjoint(op(xa) - y) / s2 + lam * self.prior.grad(xa)
+            info.n_calls += 1
+            info.n_item_evals += act.numel()
+            xn = xa - precond(g, act)
+            info.n_iter[act] += 1
+            change = (xn - xa).flatten(1).norm(dim=1) / xa.flatten(1).norm(dim=1).clamp_min(1e-30)
+            info.grad_norm[act] = g.flatten(1).norm(dim=1)
+            done = change <= xtol
+            x[act] = xn
+            if done.any():
+                info.converged[act[done]] = True
+                act, xa = act[~done], xn[~done]
+                if act.numel() == 0:
+                    break
+            else:
+                xa = xn
+        return x, info
 
     def default_start(self) -> torch.Tensor:
         """The observation, edge-padded to the image shape for the valid boundary."""

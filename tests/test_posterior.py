@@ -140,3 +140,17 @@ def test_marginal_rejects_other_priors(camera64):
     prob = ls.BlindDeblur.synthetic(camera64, K.Gaussian(5), 1.0, 0.01, rng=0)
     with pytest.raises(InputError, match="prior"):
         marginal.marginal_nll(prob, P.SparseGradientPrior(), [1.0])
+
+
+def test_hqs_converges_to_the_closed_form_minimiser():
+    img = data.center_crop(data.load("camera"), 32)
+    prob = ls.BlindDeblur.synthetic(img, K.Gaussian(9), 1.5, 0.01, rng=0)
+    post = ls.Posterior(prob, P.GaussianPrior.fit(data.TRAIN, (32, 32), n_crops=100))
+    th = np.array([0.0, 1.0, 2.5])
+    L = float((1 / post.prior.spectrum).max())           # Lipschitz constant of grad q
+    x, t, info = post.argmin_x(th, method="hqs", curvature=L, xtol=1e-11, max_iter=5000)
+    xs = marginal.argmin_closed_form(post, th)
+    assert info.converged.all()
+    assert float((x - xs).abs().max()) < 1e-6
+    cf = marginal.profile_closed_form(post, th)
+    assert float(((t["energy"] - cf).abs() / cf.abs()).max()) < 1e-8
