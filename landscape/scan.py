@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ._checks import InputError
 from .io import energy_attrs, input_variables
 from .posterior import Posterior
 
@@ -36,50 +37,92 @@ def theta_coords(post: Posterior, theta: torch.Tensor) -> dict[str, Any]:
     return coords
 
 
-def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, store_images: bool = False,
-            progress: bool = True, **solver: Any) -> xr.Dataset:
+def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm_start: bool = False,
+            x_end: torch.Tensor | None = None, store_images: bool = False, progress: bool = True,
+            **solver: Any) -> xr.Dataset:
     r"""Profile energy :math:`E^*(\theta) = \min_x E(\theta, x)` over a grid.
 
     Parameters
     ----------
     post : Posterior
     theta : array ``(B,)`` or ``(B, p)``
-        The grid (checked against the family's domain).
+        The grid (checked against the family's domain), in continuation order.
     x0 : Tensor, optional
-        Start of the inner solver (default: the observation).
+        Start of the inner solver (default: the observation ``y``).
+    warm_start : bool
+        ``False``: every inner problem starts from ``x0``, all solved in one batch.
+        ``True``: two continuation branches, solved side by side: ``from_dirac`` walks the grid
+        forward from ``x0``, each solve starting from the previous solution; ``from_end`` walks
+        it backward from ``x_end`` (default: the true image when known, else ``y``). A
+        two-basin profile shows as two branches; ``profile_energy`` is their minimum.
     store_images : bool
-        Keep :math:`\hat x(\theta)` as ``x_hat`` (dims ``theta, row, col``).
+        Keep :math:`\hat x(\theta)` as ``x_hat``.
     **solver
-        Passed to ``Posterior.argmin_x`` (``max_iter``, ``ftol``, ``gtol``).
+        Passed to ``Posterior.argmin_x`` (``method``, ``max_iter``, ``ftol``, ``gtol``, ``xtol``).
 
     Returns
     -------
     xarray.Dataset
         ``profile_energy`` and its ``data_term``, ``prior_term``, ``kernel_term`` over dim
-        ``theta``; solver diagnostics ``n_iter``, ``converged``; the problem's inputs.
+        ``theta`` (and ``branch`` when warm-started, with ``profile_energy_branch``); solver
+        diagnostics; the problem's inputs.
     """
     fam = post.problem.family
     th = fam.check(theta, dtype=post.problem.dtype, device=post.problem.device)
-    x, terms, info = post.argmin_x(th, x0, progress=progress, **solver)
-    dims = ("theta",)
+    calls0 = getattr(post.prior, "n_calls", 0)
+    if not warm_start:
+        x, terms, info = post.argmin_x(th, x0, progress=progress, **solver)
+        terms = {k: v[None] for k, v in terms.items()}
+        n_iter, conv, xs = info.n_iter[None], info.converged[None], x[None]
+        branches, evals = ["cold"], info.n_item_evals
+    else:
+        from tqdm.auto import tqdm
+        T = th.shape[0]
+        start = post.default_start() if x0 is None else x0
+        far = x_end if x_end is not None else (post.problem.x_true if post.problem.x_true is not None
+                                                and post.problem.x_true.shape == start.shape else start)
+        cur = torch.stack([start, far]).to(dtype=post.problem.dtype, device=post.problem.device)
+        out = {k: torch.zeros(2, T, dtype=post.problem.dtype) for k in ("data_term", "prior_term", "kernel_term", "energy")}
+        n_iter = torch.zeros(2, T, dtype=torch.long)
+        conv = torch.zeros(2, T, dtype=torch.bool)
+        xs = torch.zeros(2, T, *post.problem.image_shape, dtype=post.problem.dtype) if store_images else None
+        evals = 0
+        for k in tqdm(range(T), desc="profile (warm start, 2 branches)", disable=not progress, leave=False):
+            idx = [k, T - 1 - k]
+            cur, t, info = post.argmin_x(th[idx], cur, **solver)
+            for b in range(2):
+                for name in out:
+                    out[name][b, idx[b]] = t[name][b]
+                n_iter[b, idx[b]], conv[b, idx[b]] = info.n_iter[b], info.converged[b]
+                if store_images:
+                    xs[b, idx[b]] = cur[b]
+            evals += info.n_item_evals
+        terms, branches = out, ["from_dirac", "from_end"]
+    e = terms["energy"].cpu().numpy()
+    best = e.argmin(0)
+    pick = lambda a: np.take_along_axis(a, best[None], 0)[0]
     v: dict[str, Any] = {
-        "profile_energy": (dims, terms["energy"].cpu().numpy(), energy_attrs("profile energy min_x E(theta, x)")),
-        **{k: (dims, terms[k].cpu().numpy(), energy_attrs(ln)) for k, ln in TERMS.items()},
-        "n_iter": (dims, info.n_iter.numpy(), {"long_name": "inner solver iterations"}),
-        "converged": (dims, info.converged.cpu().numpy(), {"long_name": "inner solver met its tolerance"}),
+        "profile_energy": ("theta", pick(e), energy_attrs("profile energy min_x E(theta, x)")),
+        **{k: ("theta", pick(terms[k].cpu().numpy()), energy_attrs(ln)) for k, ln in TERMS.items()},
+        "n_iter": (("branch", "theta"), n_iter.numpy(), {"long_name": "inner solver iterations"}),
+        "converged": (("branch", "theta"), conv.cpu().numpy(), {"long_name": "inner solver met its tolerance"}),
         "theta_values": (("theta", "param"), th.cpu().numpy(), {"long_name": "kernel parameters"}),
     }
+    if warm_start:
+        v["profile_energy_branch"] = (("branch", "theta"), e, energy_attrs("profile energy along each branch"))
+        v["best_branch"] = ("theta", best.astype(np.int8), {"long_name": "index of the lower branch"})
     if store_images:
-        v["x_hat"] = (("theta", "row", "col"), x.cpu().numpy(), {"long_name": "argmin_x E(theta, x)"})
-    ds = xr.Dataset(v, coords={**theta_coords(post, th), "param": list(fam.param_names)})
+        v["x_hat"] = (("branch", "theta", "row", "col"), xs.cpu().numpy(), {"long_name": "argmin_x E(theta, x)"})
+    ds = xr.Dataset(v, coords={**theta_coords(post, th), "param": list(fam.param_names), "branch": branches})
     for k, da in input_variables(post.problem).items():
         ds[k] = da
     ds.attrs.update({
         "noise_sigma": post.problem.noise, "boundary": post.problem.boundary,
         "prior": post.prior.name, "kernel_family": fam.name, "prior_weight": post.prior_weight,
-        "solver": "batched L-BFGS, data-term Fourier preconditioner",
-        "solver_ftol": solver.get("ftol", 1e-14), "solver_gtol": solver.get("gtol", 1e-9),
-        "solver_calls": info.n_calls, "solver_item_evaluations": info.n_item_evals,
+        "solver_method": solver.get("method", "auto"), "solver_ftol": solver.get("ftol", 1e-14),
+        "solver_gtol": solver.get("gtol", 1e-9), "solver_xtol": solver.get("xtol", 1e-6),
+        "solver_item_evaluations": int(evals), "warm_start": int(warm_start),
+        "prior_calls": int(getattr(post.prior, "n_calls", 0) - calls0),
     })
     return ds
 
@@ -96,3 +139,31 @@ def grid_argmin(values: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
         if a > 0:
             return float(grid[i]), float(np.clip(-b / (2 * a), x0, x2))
     return float(grid[i]), float(grid[i])
+
+
+def grid2d(post: Posterior, t: Any, u: Any) -> xr.Dataset:
+    r"""Energy on the plane through :math:`(\delta, y)` and :math:`(h^\star, x^\star)`:
+    :math:`E(h_t, x_u)` with :math:`h_t = (1-t)\delta + t h^\star` and
+    :math:`x_u = (1-u) y + u x^\star` (needs the truth; circular boundary). Dims ``t``, ``u``.
+    Prior energies of the :math:`x_u` are computed once each; data terms by batched FFTs.
+    """
+    from .kernels import dirac
+    from .operators import Blur
+    prob = post.problem
+    if prob.x_true is None or prob.theta_true is None or prob.boundary != "circular":
+        raise InputError("problem", "a synthetic problem with known truth and circular boundary", "no truth")
+    t = torch.as_tensor(np.asarray(t, dtype=float), dtype=prob.dtype)
+    u = torch.as_tensor(np.asarray(u, dtype=float), dtype=prob.dtype)
+    d0 = dirac(prob.family.size, dtype=prob.dtype)
+    hs = (1 - t)[:, None, None] * d0 + t[:, None, None] * prob.kernel_true
+    xs = (1 - u)[:, None, None] * prob.y + u[:, None, None] * prob.x_true
+    with torch.no_grad():
+        prior = post.prior_weight * post.prior.energy(xs)                       # (U,)
+        res = Blur(hs[:, None], prob.image_shape)(xs[None]) - prob.y          # (T, U, H, W)
+        data = (res ** 2).sum(dim=(-2, -1)) / (2 * prob.noise ** 2)
+    e = data + prior[None]
+    return xr.Dataset({"energy": (("t", "u"), e.numpy(), energy_attrs("E(h_t, x_u)")),
+                       "data_term": (("t", "u"), data.numpy(), energy_attrs("data term")),
+                       "prior_term": ("u", prior.numpy(), energy_attrs("lambda q(x_u)"))},
+                      coords={"t": t.numpy(), "u": u.numpy()},
+                      attrs={"kernel_term": "0 along the path (flat kernel prior)"})

@@ -8,9 +8,10 @@ import dataclasses
 from types import ModuleType
 
 from .._checks import InputError
-from . import blurry_is_more_likely, map_vs_marginal
+from . import blurry_is_more_likely, map_vs_marginal, trivial_minimizer
 
 STUDIES: dict[str, ModuleType] = {
+    "trivial-minimizer": trivial_minimizer,
     "map-vs-marginal": map_vs_marginal,
     "blurry-is-more-likely": blurry_is_more_likely,
 }

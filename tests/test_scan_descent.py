@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+import landscape as ls
+from landscape import data, descent, kernels as K, marginal, priors as P, scan
+from landscape.studies import trivial_minimizer as TM
+
+
+@pytest.fixture(scope="module")
+def small():
+    img = data.center_crop(data.load("camera"), 32)
+    prob = ls.BlindDeblur.synthetic(img, K.Gaussian(9), 1.5, 0.01, rng=0)
+    return prob
+
+
+def test_warm_started_branches_match_closed_form(small):
+    post = ls.Posterior(small, P.GaussianPrior.fit(data.TRAIN, (32, 32), n_crops=100))
+    th = np.linspace(0, 3, 9)
+    ds = scan.profile(post, th, warm_start=True, progress=False)
+    cf = marginal.profile_closed_form(post, th).numpy()
+    assert ds.profile_energy_branch.shape == (2, 9)
+    for b in ds.branch.values:                       # a convex problem: both branches agree
+        np.testing.assert_allclose(ds.profile_energy_branch.sel(branch=b), cf, rtol=1e-7)
+    assert ds.attrs["solver_item_evaluations"] > 0
+
+
+def test_grid2d_corners_are_the_two_pairs(small):
+    post = ls.Posterior(small, P.SparseGradientPrior(alpha=0.8, eps=0.01))
+    g = scan.grid2d(post, [0.0, 0.5, 1.0], [0.0, 1.0])
+    e_triv = post.energy(small.family.zero()[None], small.y[None])
+    e_true = post.energy(small.theta_true[None], small.x_true[None])
+    assert abs(float(g.energy.sel(t=0.0, u=0.0)) - float(e_triv)) < 1e-8 * abs(float(e_triv))
+    assert abs(float(g.energy.sel(t=1.0, u=1.0)) - float(e_true)) < 1e-8 * abs(float(e_true))
+
+
+def test_alternating_descent_decreases_energy_and_classifies(small):
+    post = ls.Posterior(small, P.SparseGradientPrior(alpha=0.8, eps=0.01))
+    th0, x0, labels = descent.initialisations(post, rng=0)
+    assert labels[0] == "dirac" and torch.equal(th0[0], torch.zeros(1, dtype=th0.dtype))
+    ds = descent.descend(post, th0, x0, labels=labels, n_outer=10, record_every=1, progress=False)
+    e = ds.energy_path.values
+    assert (np.diff(e, axis=1) <= 1e-9 * np.abs(e[:, :-1])).all()        # monotone descent
+    assert set(ds.end_class.values) <= set(descent.CLASSES)
+    assert ds.end_class.sel(init="dirac") == "trivial"                   # (delta, y) is stationary in theta
+    np.testing.assert_allclose(ds.t_coord.isel(step=0).sel(init="dirac"), 0.0, atol=1e-12)
+    np.testing.assert_allclose(ds.u_coord.isel(step=0).sel(init="dirac"), 0.0, atol=1e-12)
+
+
+def test_free_kernel_pam_stays_on_the_simplex(small):
+    fam = K.Free(5)
+    hstar = K.Gaussian(5)(torch.tensor([[0.8]], dtype=torch.float64))[0]
+    prob = ls.BlindDeblur.synthetic(small.x_true.numpy(), fam, fam.theta_of(hstar.numpy())[0], 0.01, rng=0)
+    post = ls.Posterior(prob, P.SparseGradientPrior(alpha=0.8, eps=0.01))
+    th0, x0, labels = descent.initialisations(post, rng=0, n_random=1)
+    for scheme in ("alternating", "pam"):
+        ds = descent.descend(post, th0, x0, labels=labels, scheme=scheme, n_outer=5, progress=False)
+        h = fam(torch.as_tensor(ds.theta_path.isel(step=-1).values))
+        assert (h >= -1e-12).all()
+        np.testing.assert_allclose(h.sum(dim=(1, 2)).numpy(), 1.0, atol=1e-10)
+
+
+def test_local_minima():
+    np.testing.assert_array_equal(TM.local_minima(np.array([3.0, 1.0, 2.0, 0.5, 4.0])), [1, 3])
+    np.testing.assert_array_equal(TM.local_minima(np.array([0.0, 1.0, 2.0])), [0])
+
+
+def test_trivial_minimizer_quick_with_exact_prior(tmp_path):
+    ds = TM.run(TM.Config(priors="sparse", quick=True, crop=24, kernel_size=9, n_draws=1), progress=False)
+    assert ds.sizes["case"] == 1
+    for v in ("i_dirac_below_truth", "ii_local_min_near_truth", "iii_descents", "iv_smooth_in_sigma",
+              "profile_energy_branch", "descent_t", "theta_hat_near_truth", "y", "x_true", "kernel_true"):
+        assert v in ds, v
+    assert ds.i_dirac_below_truth.values[0] in ("yes", "no", "tie")
+    from landscape import io
+    io.save(ds, tmp_path / "tm.nc")
+    back = io.load(tmp_path / "tm.nc")
+    ax = back.landscape.plot()
+    assert ax is not None
+    assert "trivial-minimizer" in TM.summary(back)
