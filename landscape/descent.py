@@ -148,11 +148,11 @@ def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str]
     record(0, x, th)
     for k in tqdm(range(1, n_outer + 1), desc=f"descent ({scheme}, {n} inits)", disable=not progress, leave=False):
         if scheme == "joint":
-            x_new, _, _ = post.argmin_x(th, x, method="hqs", **solver)
+            x_new, _, _ = post.argmin_x(th, x, method="hqs", energies=False, **solver)
             th, step = _theta_step(post, th, x, step, scheme)
             x = x_new
         else:
-            x, _, _ = post.argmin_x(th, x, **solver)
+            x, _, _ = post.argmin_x(th, x, energies=False, **solver)
             th, step = _theta_step(post, th, x, step, scheme)
         record(k, x, th)
     steps = np.arange(n_outer + 1)

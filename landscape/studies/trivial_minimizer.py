@@ -61,6 +61,8 @@ class Config:
     scheme: str = field(default="alternating", metadata={"help": "descent: alternating, joint or pam"})
     n_outer: int = field(default=30, metadata={"help": "descent outer iterations"})
     theta_tol: float = field(default=0.3, metadata={"help": "verdict (ii): distance to theta* (first parameter)"})
+    xtol: float = field(default=1e-5, metadata={"help": "inner solver tolerance (relative change of x)"})
+    dtype: str = field(default="float32", metadata={"help": "float32 or float64 (energy comparisons)"})
     seed: int = field(default=0, metadata={"help": "seed"})
     quick: bool = field(default=False, metadata={"help": "small crop, coarse grid, 2 levels x 2 draws (< 60 s)"})
 
@@ -68,6 +70,7 @@ class Config:
         c = Config(**asdict(self))
         if c.quick:
             c.crop, c.n_theta, c.n_draws, c.n_outer = min(c.crop, 32), min(c.n_theta, 13), min(c.n_draws, 2), min(c.n_outer, 10)
+            c.xtol = max(c.xtol, 1e-4)
             c.noise_levels = ",".join(c.noise_levels.split(",")[:2])
         for p in _split(c.priors):
             choice("priors", p, PRIORS)
@@ -77,6 +80,7 @@ class Config:
             positive("noise_levels", v)
         positive("noise", c.noise)
         choice("scheme", c.scheme, ("alternating", "joint", "pam"))
+        choice("dtype", c.dtype, ("float32", "float64"))
         if not c.kernel_file:
             choice("family", c.family, kernels.FAMILIES)
         if c.n_theta < 5:
@@ -95,11 +99,11 @@ def _floats(name: str, text: str) -> list[float]:
         raise InputError(name, "comma-separated numbers", repr(text)) from None
 
 
-def make_prior(name: str, shape: tuple[int, int], s: float):
+def make_prior(name: str, shape: tuple[int, int], s: float, dtype: torch.dtype = torch.float64):
     if name == "tweedie":
-        return load_prior("denoiser-gray", "tweedie", s=s, dtype=torch.float64)
+        return load_prior("denoiser-gray", "tweedie", s=s, dtype=dtype)
     if name == "gs":
-        return load_prior("gs-denoiser-gray", "gs", s=s, dtype=torch.float64)
+        return load_prior("gs-denoiser-gray", "gs", s=s, dtype=dtype)
     if name == "gaussian":
         return GaussianPrior.fit(data.TRAIN, shape)
     if name == "patch-gmm":
@@ -135,17 +139,19 @@ def local_minima(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero((v <= left) & (v <= right))
 
 
-def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, width: float = 0.4, n: int = 7) -> float:
+def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, width: float = 0.4, n: int = 7,
+                         **solver: Any) -> float:
     """Local profile around theta*, warm-started from x*; parabolic-refined minimiser."""
     t0 = float(theta_true[0])
     g = np.linspace(max(t0 * (1 - width), 0.0), t0 * (1 + width), n)
     grid = np.tile(theta_true, (n, 1))
     grid[:, 0] = g
-    x, prev = post.problem.x_true, []
+    x, xs = post.problem.x_true, []
     for row in grid:
-        x, t, _ = post.argmin_x(row[None], x)
+        x, _, _ = post.argmin_x(row[None], x, energies=False, **solver)
         x = x[0]
-        prev.append(float(t["energy"][0]))
+        xs.append(x)
+    prev = post.energy(grid, torch.stack(xs)).numpy()
     i = int(np.argmin(prev))
     if i in (0, n - 1):                      # no interior minimum: no near-truth local minimiser
         return float("nan")
@@ -154,15 +160,16 @@ def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, width: float =
 
 def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, theta_true, grid,
              progress: bool) -> xr.Dataset:
-    prior = make_prior(prior_name, problem.image_shape, cfg.s)
+    prior = make_prior(prior_name, problem.image_shape, cfg.s, problem.dtype)
     post = Posterior(problem, prior, prior_weight=weight)
-    prof = scan.profile(post, grid, warm_start=True, store_images=True, progress=progress)
+    solver = {"xtol": cfg.xtol}
+    prof = scan.profile(post, grid, warm_start=True, store_images=True, progress=progress, **solver)
     g = grid[:, 0]
     i0, istar = 0, int(np.argmin(np.abs(g - theta_true[0])))
     e = prof.profile_energy.values
     # energy tolerance: the solver's, plus for score-only priors the quadrature error of the
     # prior-energy difference between the two minimisers (a line integral of the score)
-    tol = 1e-6 * float(np.abs(e).max())
+    tol = (1e-6 if problem.dtype == torch.float64 else 1e-5) * float(np.abs(e).max())
     if hasattr(prior, "energy_difference"):
         xb = torch.as_tensor(prof.x_hat.values[prof.best_branch.values[[i0, istar]], [i0, istar]])
         _, err = prior.energy_difference(xb[:1], xb[1:])
@@ -173,7 +180,8 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     lm = [float(g[i]) for i in mins]
     v2 = "yes" if any(abs(m - theta_true[0]) <= cfg.theta_tol for m in lm) else "no"
     th0, x0, labels = descent.initialisations(post, rng=cfg.seed)
-    dsd = descent.descend(post, th0, x0, labels=labels, scheme=cfg.scheme, n_outer=cfg.n_outer, progress=progress)
+    dsd = descent.descend(post, th0, x0, labels=labels, scheme=cfg.scheme, n_outer=cfg.n_outer, progress=progress,
+                          xtol=cfg.xtol)
     cls = dict(zip(labels, dsd.end_class.values))
     near = [c for lab, c in cls.items() if lab.startswith("truth")]
     v3 = "yes" if (cls["dirac"] == "trivial" and near and all(c == "near_truth" for c in near)) else "no"
@@ -183,8 +191,8 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     for a, sig in enumerate(levels):
         for d in range(cfg.n_draws):
             pb = BlindDeblur.synthetic(problem.x_true.numpy(), problem.family, theta_true, sig,
-                                       rng=cfg.seed + 1000 + 97 * d + a)
-            th_hat[a, d] = near_truth_minimiser(Posterior(pb, prior, prior_weight=weight), theta_true)
+                                       rng=cfg.seed + 1000 + 97 * d + a, dtype=problem.dtype)
+            th_hat[a, d] = near_truth_minimiser(Posterior(pb, prior, prior_weight=weight), theta_true, **solver)
     sv = np.repeat(levels, cfg.n_draws)
     tv = th_hat.reshape(-1)
     slope, r2 = np.nan, np.nan
@@ -219,7 +227,7 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
 def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     cfg = (config or Config()).resolved()
     fam, theta_true, image, grid = _setup(cfg)
-    problem = BlindDeblur.synthetic(image, fam, theta_true, cfg.noise, rng=cfg.seed)
+    problem = BlindDeblur.synthetic(image, fam, theta_true, cfg.noise, rng=cfg.seed, dtype=getattr(torch, cfg.dtype))
     cases = list(itertools.product(_split(cfg.priors), _floats("weights", cfg.weights)))
     parts, verdicts = [], []
     for p, w in cases:
