@@ -8,7 +8,7 @@ from landscape import data, priors as P
 from landscape.denoisers.evaluate import BASELINES, psnr, tune
 
 
-@pytest.mark.parametrize("name", sorted(P.priors_shipped() if hasattr(P, "priors_shipped") else P.shipped.SHIPPED))
+@pytest.mark.parametrize("name", sorted(P.shipped.SHIPPED))
 def test_weights_are_shipped_small_and_load(name):
     path = P.shipped.WEIGHTS / f"{name}.pt"
     assert path.exists() and path.stat().st_size < 10 * 2 ** 20
@@ -32,17 +32,27 @@ def test_learned_denoiser_beats_classical_baselines_on_camera():
 
 
 def test_gmm_trained_denoiser_score_agrees_with_exact_score():
+    """Cosine similarity of the Tweedie score of ``denoiser-gmm16`` with the exact GMM score at
+    s = 0.05, on fresh GMM samples. Measured 0.973 (256 samples, README). The floor is what the
+    natural-image denoiser, never trained on this distribution, reaches on the same test (0.951):
+    the model trained on the GMM must do better than that, and than 0.95."""
     gmm = P.fit_natural_gmm((16, 16), 10, 10000, progress=False)
-    model = P.load_model("denoiser-gmm16")
     s = 0.05
-    x = gmm.sample(64, rng=3)
+    x = gmm.sample(128, rng=3)
     z = x + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
-    with torch.no_grad():
-        learned = (model(z.float(), s).double() - z) / s ** 2
     exact = gmm.score(z, s)
-    cos = torch.nn.functional.cosine_similarity(learned.flatten(1), exact.flatten(1), dim=1)
-    assert float(cos.mean()) > COSINE_FLOOR
+
+    def cosine(name):
+        with torch.no_grad():
+            learned = (P.load_model(name)(z.float(), s).double() - z) / s ** 2
+        return float(torch.nn.functional.cosine_similarity(learned.flatten(1), exact.flatten(1), dim=1).mean())
+
+    ours, control = cosine("denoiser-gmm16"), cosine("denoiser-gray")
+    assert ours > 0.95 and ours > control + 0.01, (ours, control)
 
 
-# measured 0.XX on this set (README); the floor leaves room for seeds and BLAS differences
-COSINE_FLOOR = 0.9
+def test_learned_score_jacobian_is_nearly_symmetric():
+    """A learned denoiser is not exactly a gradient field; measure how far (README)."""
+    x = torch.as_tensor(data.center_crop(data.load("camera"), 32), dtype=torch.float32)[None]
+    est, se = P.jacobian_asymmetry(P.load_model("denoiser-gray"), x, 0.05, probes=4)
+    assert 0 < est < 0.5
