@@ -62,6 +62,7 @@ class Config:
     n_outer: int = field(default=30, metadata={"help": "descent outer iterations"})
     theta_tol: float = field(default=0.3, metadata={"help": "verdict (ii): distance to theta* (first parameter)"})
     xtol: float = field(default=1e-5, metadata={"help": "inner solver tolerance (relative change of x)"})
+    max_iter: int = field(default=300, metadata={"help": "inner solver iteration cap (unconverged solves are counted)"})
     dtype: str = field(default="float32", metadata={"help": "float32 or float64 (energy comparisons)"})
     seed: int = field(default=0, metadata={"help": "seed"})
     quick: bool = field(default=False, metadata={"help": "small crop, coarse grid, 2 levels x 2 draws (< 60 s)"})
@@ -70,7 +71,7 @@ class Config:
         c = Config(**asdict(self))
         if c.quick:
             c.crop, c.n_theta, c.n_draws, c.n_outer = min(c.crop, 32), min(c.n_theta, 13), min(c.n_draws, 2), min(c.n_outer, 10)
-            c.xtol = max(c.xtol, 1e-4)
+            c.xtol, c.max_iter = max(c.xtol, 1e-4), min(c.max_iter, 60)
             c.noise_levels = ",".join(c.noise_levels.split(",")[:2])
         for p in _split(c.priors):
             choice("priors", p, PRIORS)
@@ -162,7 +163,7 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
              progress: bool) -> xr.Dataset:
     prior = make_prior(prior_name, problem.image_shape, cfg.s, problem.dtype)
     post = Posterior(problem, prior, prior_weight=weight)
-    solver = {"xtol": cfg.xtol}
+    solver = {"xtol": cfg.xtol, "max_iter": cfg.max_iter}
     prof = scan.profile(post, grid, warm_start=True, store_images=True, progress=progress, **solver)
     g = grid[:, 0]
     i0, istar = 0, int(np.argmin(np.abs(g - theta_true[0])))
@@ -219,7 +220,9 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
                "iii_descents": v3, "iv_smooth_in_sigma": v4, "energy_gap_truth_minus_dirac": diff,
                "energy_tol": tol, "local_minima": lm, "sigma_slope": float(slope), "sigma_r2": float(r2),
                "draw_spread": spread, "descent_classes": cls, "prior_calls_profile": prof.attrs["prior_calls"],
-               "solver_item_evaluations_profile": prof.attrs["solver_item_evaluations"]}
+               "solver_item_evaluations_profile": prof.attrs["solver_item_evaluations"],
+               "unconverged_profile_solves": int((~prof.converged.values.astype(bool)).sum()),
+               "profile_solves": int(prof.converged.size)}
     out.attrs["verdict"] = verdict
     return out
 
@@ -239,7 +242,8 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
                           theta=("theta", grid[:, 0]))
     for k in ("i_dirac_below_truth", "ii_local_min_near_truth", "iii_descents", "iv_smooth_in_sigma"):
         ds[k] = ("case", np.array([v[k] for v in verdicts]).astype(str))
-    for k in ("energy_gap_truth_minus_dirac", "energy_tol", "sigma_slope", "sigma_r2", "draw_spread"):
+    for k in ("energy_gap_truth_minus_dirac", "energy_tol", "sigma_slope", "sigma_r2", "draw_spread",
+              "unconverged_profile_solves"):
         ds[k] = ("case", np.array([v[k] for v in verdicts], dtype=float))
     for k, da in io.input_variables(problem).items():
         ds[k] = da
@@ -253,11 +257,13 @@ def summary(ds: xr.Dataset) -> str:
     a = ds.attrs
     lines = [f"{NAME}: family={a['kernel_family']} theta*={a['theta_true_value']:g} sigma={a['noise_sigma']:g}",
              f"  {'case':<16}{'(i) E*(δ)<E*(θ*)':>18}{'(ii) local min':>16}{'(iii) descents':>16}{'(iv) smooth σ':>15}"
-             f"{'gap (nats)':>13}"]
+             f"{'gap (nats)':>13}{'unconverged':>13}"]
     for i, c in enumerate(ds.case.values):
         lines.append(f"  {c:<16}{str(ds.i_dirac_below_truth.values[i]):>18}{str(ds.ii_local_min_near_truth.values[i]):>16}"
                      f"{str(ds.iii_descents.values[i]):>16}{str(ds.iv_smooth_in_sigma.values[i]):>15}"
-                     f"{float(ds.energy_gap_truth_minus_dirac.values[i]):13.1f}")
+                     f"{float(ds.energy_gap_truth_minus_dirac.values[i]):13.1f}"
+                     f"{int(ds.unconverged_profile_solves.values[i]):>7d}/{ds.sizes['branch'] * ds.sizes['theta']}")
+    lines.append("  gap = E*(theta*) - E*(delta); unconverged = inner solves that hit max_iter (their energies are upper bounds)")
     return "\n".join(lines)
 
 
