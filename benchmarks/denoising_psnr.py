@@ -26,7 +26,7 @@ def main() -> None:
     print(f"{'method':<18}{'image':<8}" + "".join(f"{l:>9}" for l in levels))
     for m in ds.method.values:
         for im in ds.image.values:
-            print(f"{m:<18}{im:<8}" + "".join(f"{float(v):9.2f}" for v in ds.psnr.sel(method=m, image=im).values))
+            print(f"{m:<18}{im:<8}" + "".join(f"{float(v):9.2f}" for v in ds.psnr.sel({"method": m, "image": im}).values))
 
 
 if __name__ == "__main__":

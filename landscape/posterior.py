@@ -192,7 +192,8 @@ class Posterior:
 
     def argmin_x(self, theta: Any, x0: torch.Tensor | None = None, *, method: str = "auto",
                  max_iter: int = 1000, ftol: float = 1e-14, gtol: float = 1e-9, memory: int = 4,
-                 xtol: float = 1e-6, curvature: float | None = None, energies: bool = True,
+                 xtol: float = 1e-6, curvature: float | None = None, accelerate: bool | None = None,
+                 energies: bool = True,
                  progress: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], SolveInfo]:
         r"""Solve :math:`\hat x(\theta_b) = \arg\min_x E(\theta_b, x)` for every :math:`\theta_b`.
 
@@ -211,6 +212,8 @@ class Posterior:
         restart accelerates it. Energies are evaluated once, at the end.
 
         ``"auto"``: ``"hqs"`` when the prior's energy is only approximate, else ``"lbfgs"``.
+        ``accelerate`` adds Nesterov momentum to ``"hqs"`` (default: only for priors whose
+        energy is exact; learned scores get the plain, safeguarded iteration).
         ``energies=False`` skips the final evaluation of the terms (returned empty), which for
         score-only priors costs a line integral per item.
         Starts from ``x0`` (``(B, H, W)`` or one image), by default the observation
@@ -244,16 +247,22 @@ class Posterior:
             x, info = lbfgs(fg, x0, max_iter=max_iter, ftol=ftol, gtol=gtol, memory=memory, precond=precond,
                             progress=progress, desc="argmin_x")
         else:
-            x, info = self._hqs(x0, blur, precond, max_iter, xtol, progress)
+            if accelerate is None:
+                accelerate = self.prior.capabilities.get("energy") != "approximate"
+            x, info = self._hqs(x0, blur, spectrum / self.problem.noise ** 2, curvature, max_iter, xtol,
+                                accelerate, progress)
         t: dict[str, torch.Tensor] = {}
         if energies:
             with torch.no_grad():
                 t = self.terms(th, x)
         return x, t, info
 
-    def _hqs(self, x0, blur, precond, max_iter, xtol, progress):
+    def _hqs(self, x0, blur, data_curv, curvature, max_iter, xtol, accelerate, progress):
         """Preconditioned gradient steps with Nesterov momentum and adaptive restart
-        (O'Donoghue & Candes 2015: restart when the momentum points uphill)."""
+        (O'Donoghue & Candes 2015: restart when the momentum points uphill). Safeguard for
+        learned scores, whose Jacobians need not lie in [0, I]: when an item's momentum-free step
+        grows twice in a row, its momentum is reset and its curvature c doubled (halving the prior
+        step), so the iteration cannot run away; the stopping test rescales the step by c/c0."""
         from tqdm.auto import tqdm
         B = x0.shape[0]
         y, s2, lam = self.problem.y, self.problem.noise ** 2, self.prior_weight
@@ -264,20 +273,37 @@ class Posterior:
         sub = _Subset(blur)
         xa, za = x0.clone(), x0.clone()
         tk = torch.ones(B, dtype=x.dtype, device=x.device)
+        c = torch.full((B,), float(curvature), dtype=x.dtype, device=x.device)
+        prev = torch.full((B,), float("inf"), dtype=x.dtype, device=x.device)
+        grow = torch.zeros(B, dtype=torch.long, device=x.device)
+        best = torch.full((B,), float("inf"), dtype=x.dtype, device=x.device)
+        plain = torch.ones(B, dtype=torch.bool, device=x.device)
+        dc = data_curv if data_curv.ndim > 2 else data_curv.expand(B, *data_curv.shape)
         for _ in tqdm(range(max_iter), desc="argmin_x (hqs)", disable=not progress, leave=False):
             op = sub(act)
             g = op.adjoint(op(za) - y) / s2 + lam * self.prior.grad(za)
             info.n_calls += 1
             info.n_item_evals += act.numel()
-            xn = za - precond(g, act)
+            denom = (dc[act] if act.numel() < B else dc) + c[:, None, None]
+            xn = za - torch.fft.irfft2(torch.fft.rfft2(g) / denom, s=g.shape[-2:])
             info.n_iter[act] += 1
             step = xn - xa
-            restart = ((za - xn) * step).flatten(1).sum(1) > 0
+            nrm = step.flatten(1).norm(dim=1)
+            # growth only counts between plain (momentum-free) steps: accelerated steps may grow
+            grow = torch.where(plain, torch.where(nrm > 1.01 * prev, grow + 1, torch.zeros_like(grow)), grow)
+            best = torch.minimum(best, nrm)
+            unstable = grow >= 2
+            restart = (((za - xn) * step).flatten(1).sum(1) > 0) | unstable | (not accelerate)
+            c = torch.where(unstable, 2 * c, c)
+            grow = torch.where(unstable, torch.zeros_like(grow), grow)
             tn = (1 + torch.sqrt(1 + 4 * tk ** 2)) / 2
             beta = torch.where(restart, torch.zeros_like(tk), (tk - 1) / tn)
+            plain = beta == 0
             tk = torch.where(restart, torch.ones_like(tk), tn)
             za = xn + beta.view(-1, 1, 1) * step
-            change = step.flatten(1).norm(dim=1) / xa.flatten(1).norm(dim=1).clamp_min(1e-30)
+            # relative change, rescaled by c / c0 so that a shortened step is not taken for convergence
+            change = nrm * (c / float(curvature)) / xa.flatten(1).norm(dim=1).clamp_min(1e-30)
+            prev = nrm
             info.grad_norm[act] = g.flatten(1).norm(dim=1)
             done = change <= xtol
             x[act] = xn
@@ -285,7 +311,8 @@ class Posterior:
             if done.any():
                 info.converged[act[done]] = True
                 keep = ~done
-                act, xa, za, tk = act[keep], xa[keep], za[keep], tk[keep]
+                act, xa, za, tk, c, prev, grow, best, plain = (
+                    v[keep] for v in (act, xa, za, tk, c, prev, grow, best, plain))
                 if act.numel() == 0:
                     break
         return x, info

@@ -24,4 +24,4 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
 
 
 def test_notebooks_exist():
-    assert {p.stem for p in NOTEBOOKS} >= {"map_vs_marginal"}
+    assert {p.stem for p in NOTEBOOKS} >= {"map_vs_marginal", "blurry_is_more_likely", "trivial_minimizer"}

@@ -58,3 +58,32 @@ def test_gmm_prior_on_small_crops():
     assert ds.y.shape == (16, 16) and "gmm_covariances" in ds
     assert a["argmin_profile"] == 0.0
     assert 1.0 <= a["argmin_marginal"] <= 2.0          # measured 1.4 (theta* = 1.5)
+
+
+def test_blurry_is_more_likely_quick_all_evaluators(tmp_path):
+    from landscape import io
+    from landscape.studies import blurry_is_more_likely as B
+    ds = B.run(B.Config(quick=True, crop=16), progress=False)
+    assert set(ds.evaluator.values) == set(B.EVALUATORS)
+    assert ds.sizes["image"] == 3 and float(ds.width[-1]) == 3.0
+    assert np.isfinite(ds.delta_q.values).all()
+    np.testing.assert_array_equal(ds.delta_q.isel(width=0).values, 0.0)
+    for ev in B.EVALUATORS:
+        assert 0.0 <= ds.attrs[f"fraction_lower_at_3_{ev}"] <= 1.0
+    # the exact Gaussian prior's energy differences are reproduced from the stored images
+    from landscape import data, priors
+    gp = priors.GaussianPrior.fit(data.TRAIN, (16, 16))
+    import torch
+    q = gp.energy(torch.as_tensor(ds.images.values)).numpy()
+    np.testing.assert_allclose(ds.delta_q.sel(evaluator="gaussian").values, q - q[:, :1], rtol=1e-10, atol=1e-8)
+    io.save(ds, tmp_path / "b.nc")
+    assert io.load(tmp_path / "b.nc").landscape.plot() is not None
+
+
+def test_trivial_minimizer_default_quick_from_the_cli(tmp_path, capsys):
+    from landscape.cli import main
+    out = tmp_path / "tm.nc"
+    assert main(["run", "trivial-minimizer", "--quick", "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "tweedie@1" in text and "(i)" in text
+    assert main(["plot", str(out)]) == 0
