@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import landscape as ls
-from landscape import data, kernels, priors, scan
+from landscape import data, kernels, priors
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     prior.n_calls = 0
     t0 = time.perf_counter()
     x = post.default_start()
-    e_warm, calls_warm = [], []
+    calls_warm = []
     for t in theta:
         c0 = prior.n_calls
         xs, _, info = post.argmin_x([t], x, **solver)

@@ -24,7 +24,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from ._checks import InputError, choice
+from ._checks import choice
 from .io import energy_attrs, input_variables
 from .kernels import Free, dirac
 from .posterior import Posterior

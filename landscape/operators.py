@@ -16,8 +16,6 @@ faster on CPU than one batch whose FFT buffers fall out of cache.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ._checks import InputError

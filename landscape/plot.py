@@ -11,12 +11,6 @@ def get_ax(ax: Any = None, **subplots: Any):
     """``ax`` itself, or a new axes on a new figure."""
     if ax is not None:
         return ax
-    import matplotlib
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        try:
-            import matplotlib.pyplot as plt  # noqa: F401
-        except Exception:  # noqa: BLE001
-            matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     _, ax = plt.subplots(**subplots)
     return ax

@@ -62,7 +62,6 @@ def test_bad_files_exit_2(tmp_path, capsys):
 
 
 def test_user_image_and_kernel_files(tmp_path):
-    rng = np.random.default_rng(0)
     from landscape import data
     np.save(tmp_path / "img.npy", data.center_crop(data.load("ascent"), 40))
     k = np.zeros((5, 5))

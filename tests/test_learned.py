@@ -1,7 +1,5 @@
 """Learned-prior evaluators checked against exact answers (GMM closed forms, linear maps)."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,6 @@ from landscape.denoisers import GSDenoiser
 
 @pytest.fixture(scope="module")
 def gmm():
-    x = P.GMMPrior(np.array([0.5, 0.5]), np.zeros((2, 16)), np.stack([np.eye(16), np.eye(16)]), (4, 4))
     data = torch.as_tensor(np.random.default_rng(0).random((4000, 4, 4)) ** 2)   # skewed, correlated below
     data = data + 0.5 * torch.roll(data, 1, -1)
     fit = P.GMMPrior.fit(data, (4, 4), 4, n_iter=40, reg=1e-4, progress=False)

@@ -32,7 +32,6 @@ def test_joint_map_picks_the_dirac_marginal_picks_the_blur(default_run):
 
 def test_recompute_from_the_file_alone(default_run, tmp_path):
     """The stored spectrum, mean, y, sigma and kernels reproduce the marginal exactly."""
-    import torch
     import landscape as ls
     from landscape import io, kernels, marginal, priors
     io.save(default_run, tmp_path / "r.nc")

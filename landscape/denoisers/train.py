@@ -19,12 +19,10 @@ A checkpoint (model, EMA, optimiser, step, random states) is written atomically 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch

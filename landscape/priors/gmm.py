@@ -57,7 +57,7 @@ class GMMPrior(Prior):
         cov = torch.as_tensor(covariances, dtype=torch.float64)
         K, D = mu.shape
         if w.shape != (K,) or cov.shape != (K, D, D) or shape[0] * shape[1] != D:
-            raise InputError("covariances", f"weights (K,), means (K, D), covariances (K, D, D) with D = H*W",
+            raise InputError("covariances", "weights (K,), means (K, D), covariances (K, D, D) with D = H*W",
                              f"{tuple(w.shape)}, {tuple(mu.shape)}, {tuple(cov.shape)}, shape {shape}")
         if (w <= 0).any() or abs(float(w.sum()) - 1) > 1e-8:
             raise InputError("weights", "positive mixture weights summing to 1", w.tolist())

@@ -166,6 +166,7 @@ def plot(ds: xr.Dataset, ax: Any = None):
                     label=str(ev) if i == 0 else None)
         ax.plot(ds.width, d.mean("image"), color=f"C{k}", lw=2.5)
     ax.axhline(0, color="k", lw=0.8)
+    ax.set_yscale("symlog", linthresh=0.1)          # patch-gmm sums over p*p overlapping patches
     ax.set_xlabel("Gaussian blur width (pixels)")
     ax.set_ylabel("q(blurred) − q(sharp)  (nats / pixel)")
     ax.set_title("Is the blurred image more likely? (below 0: yes)")

@@ -15,7 +15,6 @@ itself) it is not.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,10 +22,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, io, kernels, marginal, scan
-from .._checks import InputError, choice, positive
+from .. import data, io, marginal, scan
+from .._checks import InputError, choice
+from .common import ProblemConfig, family_and_truth, load_image, theta_grid
 from ..posterior import BlindDeblur, Posterior
-from ..priors import GaussianPrior, GMMPrior, fit_natural_gmm
+from ..priors import GaussianPrior, fit_natural_gmm
 
 NAME = "map-vs-marginal"
 SUMMARY = "joint-MAP profile E*(theta) vs marginal -log p(y|theta): the Dirac vs the true blur"
@@ -34,19 +34,12 @@ PRIORS = ("gaussian", "gmm")
 
 
 @dataclass
-class Config:
+class Config(ProblemConfig):
     """Options of ``map-vs-marginal`` (``landscape run map-vs-marginal --help``)."""
 
     image: str = field(default="camera", metadata={"help": "image name (data.names()) or 'prior-sample'"})
-    image_file: str = field(default="", metadata={"help": "your own grayscale image (.png/.npy); overrides --image"})
-    kernel_file: str = field(default="", metadata={"help": "a measured kernel (.npy/text): scan t in h=(1-t)δ+t h*"})
     crop: int = field(default=0, metadata={"help": "central crop size (0: 128 for gaussian, 16 for gmm)"})
-    family: str = field(default="gaussian", metadata={"help": "kernel family: " + ", ".join(kernels.FAMILIES)})
-    kernel_size: int = field(default=15, metadata={"help": "odd kernel size"})
-    theta_true: str = field(default="1.5", metadata={"help": "true parameter(s), comma-separated"})
-    theta_max: float = field(default=3.0, metadata={"help": "grid upper end for the first parameter"})
     n_theta: int = field(default=61, metadata={"help": "grid points from 0 to theta_max"})
-    noise: float = field(default=0.01, metadata={"help": "noise standard deviation sigma"})
     prior: str = field(default="gaussian", metadata={"help": "gaussian (stationary) or gmm (whole crops)"})
     spectrum: str = field(default="power-law", metadata={"help": "Gaussian spectrum model: power-law or empirical"})
     gmm_components: int = field(default=10, metadata={"help": "GMM components"})
@@ -59,12 +52,7 @@ class Config:
         c = Config(**asdict(self))
         choice("prior", c.prior, PRIORS)
         choice("spectrum", c.spectrum, ("power-law", "empirical"))
-        if not c.kernel_file:
-            choice("family", c.family, kernels.FAMILIES)
-        positive("noise", c.noise)
-        positive("theta_max", c.theta_max)
-        if c.n_theta < 3:
-            raise InputError("n_theta", "at least 3 grid points", c.n_theta)
+        c.validate_problem()
         if c.crop == 0:
             c.crop = 128 if c.prior == "gaussian" else 16
         if c.quick:
@@ -72,52 +60,24 @@ class Config:
         return c
 
 
-def parse_theta(text: str, n_params: int) -> np.ndarray:
-    try:
-        vals = np.array([float(v) for v in str(text).split(",")])
-    except ValueError:
-        raise InputError("theta_true", "comma-separated numbers", repr(text)) from None
-    if vals.size != n_params:
-        raise InputError("theta_true", f"{n_params} value(s)", vals.size)
-    return vals
-
-
-def _image(cfg: Config, prior_sample) -> np.ndarray:
-    if cfg.image_file:
-        img = data.load_file(cfg.image_file)
-        return data.center_crop(img, min(cfg.crop, *img.shape))
-    if cfg.image == "prior-sample":
-        return prior_sample()
-    return data.center_crop(data.load(cfg.image), cfg.crop)
-
-
 def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     """Run the study; returns its Dataset (pure function of ``config``)."""
     cfg = (config or Config()).resolved()
     torch_dtype = torch.float64
-    if cfg.kernel_file:
-        fam: kernels.KernelFamily = kernels.Path(kernels.load(cfg.kernel_file), name="kernel_file")
-        theta_true = np.array([1.0])
-        grid_max = 1.0
-    else:
-        fam = kernels.get(cfg.family, cfg.kernel_size)
-        theta_true = parse_theta(cfg.theta_true, fam.n_params)
-        grid_max = cfg.theta_max
-    fam.check(theta_true)
+    fam, theta_true, grid_max = family_and_truth(cfg)
     shape = (cfg.crop, cfg.crop)
     if cfg.prior == "gaussian":
         prior: Any = GaussianPrior.fit(data.TRAIN, shape, model=cfg.spectrum, rng=cfg.seed)
     else:
         prior = fit_natural_gmm(shape, cfg.gmm_components, cfg.gmm_samples, progress=progress)
-    image = _image(cfg, lambda: prior.sample(1, rng=cfg.seed + 1)[0].numpy())
+    image = load_image(cfg, {"prior-sample": lambda: prior.sample(1, rng=cfg.seed + 1)[0].numpy()})
     if image.shape != shape:
         raise InputError("image_file", f"an image at least {shape}", image.shape)
     problem = BlindDeblur.synthetic(image, fam, theta_true, cfg.noise, rng=cfg.seed, dtype=torch_dtype)
     post = Posterior(problem, prior)
 
-    g = np.linspace(0.0, grid_max, cfg.n_theta)
-    grid = np.tile(theta_true, (cfg.n_theta, 1))
-    grid[:, 0] = g
+    grid = theta_grid(theta_true, grid_max, cfg.n_theta)
+    g = grid[:, 0]
     ds = scan.profile(post, grid, progress=progress)
     ds["marginal_nll"] = ("theta", marginal.marginal_nll(problem, prior, grid, progress=progress).numpy(),
                           io.energy_attrs("marginal -log p(y | theta)"))

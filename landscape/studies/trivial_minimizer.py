@@ -31,8 +31,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, descent, io, kernels, scan
-from .._checks import InputError, choice, positive
+from .. import data, descent, io, scan
+from .._checks import choice, positive
+from .common import ProblemConfig, family_and_truth, floats, load_image, theta_grid
 from ..posterior import BlindDeblur, Posterior
 from ..priors import (GaussianPrior, PatchGMMPrior, SparseGradientPrior, fit_natural_gmm, load as load_prior)
 
@@ -42,17 +43,9 @@ PRIORS = ("tweedie", "gs", "gaussian", "patch-gmm", "sparse")
 
 
 @dataclass
-class Config:
-    image: str = field(default="camera", metadata={"help": "image name (data.names())"})
-    image_file: str = field(default="", metadata={"help": "your own grayscale image; overrides --image"})
-    kernel_file: str = field(default="", metadata={"help": "a measured kernel as h* (free-path family)"})
-    crop: int = field(default=64, metadata={"help": "central crop size"})
-    family: str = field(default="gaussian", metadata={"help": "kernel family: " + ", ".join(kernels.FAMILIES)})
-    kernel_size: int = field(default=15, metadata={"help": "odd kernel size"})
-    theta_true: str = field(default="1.5", metadata={"help": "true parameter(s), comma-separated"})
-    theta_max: float = field(default=3.0, metadata={"help": "grid upper end (first parameter)"})
-    n_theta: int = field(default=25, metadata={"help": "grid points"})
-    noise: float = field(default=0.01, metadata={"help": "noise level of the main case"})
+class Config(ProblemConfig):
+    """Options of ``trivial-minimizer`` (``landscape run trivial-minimizer --help``)."""
+
     priors: str = field(default="tweedie", metadata={"help": "comma-separated: " + ", ".join(PRIORS)})
     weights: str = field(default="1", metadata={"help": "prior weights lambda, comma-separated"})
     s: float = field(default=0.01, metadata={"help": "Tweedie / GS noise level of the learned priors"})
@@ -73,19 +66,15 @@ class Config:
             c.crop, c.n_theta, c.n_draws, c.n_outer = min(c.crop, 32), min(c.n_theta, 13), min(c.n_draws, 2), min(c.n_outer, 10)
             c.xtol, c.max_iter = max(c.xtol, 1e-4), min(c.max_iter, 60)
             c.noise_levels = ",".join(c.noise_levels.split(",")[:2])
+        c.validate_problem(min_points=5)
         for p in _split(c.priors):
             choice("priors", p, PRIORS)
         for w in _floats("weights", c.weights):
             positive("weights", w)
         for v in _floats("noise_levels", c.noise_levels):
             positive("noise_levels", v)
-        positive("noise", c.noise)
         choice("scheme", c.scheme, ("alternating", "joint", "pam"))
         choice("dtype", c.dtype, ("float32", "float64"))
-        if not c.kernel_file:
-            choice("family", c.family, kernels.FAMILIES)
-        if c.n_theta < 5:
-            raise InputError("n_theta", "at least 5 grid points", c.n_theta)
         return c
 
 
@@ -94,10 +83,7 @@ def _split(text: str) -> list[str]:
 
 
 def _floats(name: str, text: str) -> list[float]:
-    try:
-        return [float(t) for t in _split(text)]
-    except ValueError:
-        raise InputError(name, "comma-separated numbers", repr(text)) from None
+    return floats(name, text).tolist()
 
 
 def make_prior(name: str, shape: tuple[int, int], s: float, dtype: torch.dtype = torch.float64):
@@ -113,23 +99,9 @@ def make_prior(name: str, shape: tuple[int, int], s: float, dtype: torch.dtype =
 
 
 def _setup(cfg: Config):
-    if cfg.kernel_file:
-        fam: kernels.KernelFamily = kernels.Path(kernels.load(cfg.kernel_file), name="kernel_file")
-        theta_true = np.array([1.0])
-        grid_max = 1.0
-    else:
-        fam = kernels.get(cfg.family, cfg.kernel_size)
-        theta_true = np.array(_floats("theta_true", cfg.theta_true))
-        if theta_true.size != fam.n_params:
-            raise InputError("theta_true", f"{fam.n_params} value(s) for family {fam.name!r}", theta_true.size)
-        grid_max = cfg.theta_max
-    fam.check(theta_true)
-    img = data.load_file(cfg.image_file) if cfg.image_file else data.load(cfg.image)
-    image = data.center_crop(img, min(cfg.crop, *img.shape))
-    g = np.unique(np.concatenate([np.linspace(0, grid_max, cfg.n_theta), theta_true[:1]]))
-    grid = np.tile(theta_true, (len(g), 1))
-    grid[:, 0] = g
-    return fam, theta_true, image, grid
+    fam, theta_true, grid_max = family_and_truth(cfg)
+    image = load_image(cfg)
+    return fam, theta_true, image, theta_grid(theta_true, grid_max, cfg.n_theta, include_truth=True)
 
 
 def local_minima(values: np.ndarray) -> np.ndarray:
@@ -270,7 +242,6 @@ def summary(ds: xr.Dataset) -> str:
 def plot(ds: xr.Dataset, ax: Any = None):
     """Left: profile branches per case with θ* and the minima marked; right: descent paths
     in the (kernel path t, image path u) plane for the first case. Returns the first axes."""
-    from ..plot import get_ax
     import matplotlib.pyplot as plt
     if ax is None:
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
