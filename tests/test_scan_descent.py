@@ -78,3 +78,24 @@ def test_trivial_minimizer_quick_with_exact_prior(tmp_path):
     ax = back.landscape.plot()
     assert ax is not None
     assert "trivial-minimizer" in TM.summary(back)
+
+
+def test_segment_straight_and_profile_paths(small):
+    post = ls.Posterior(small, P.GaussianPrior.fit(data.TRAIN, (32, 32), n_crops=100))
+    t = np.linspace(0, 1, 5)
+    ds = scan.segment(post, small.family.zero(), small.y, small.theta_true, small.x_true, t)
+    e0 = post.energy(small.family.zero()[None], small.y[None])
+    e1 = post.energy(small.theta_true[None], small.x_true[None])
+    np.testing.assert_allclose([ds.energy.values[0], ds.energy.values[-1]], [float(e0), float(e1)], rtol=1e-10)
+    cf = marginal.profile_closed_form(post, ds.theta_values.values).numpy()
+    np.testing.assert_allclose(ds.profile_energy.values, cf, rtol=1e-7)
+    assert (ds.profile_energy.values <= ds.energy.values + 1e-6).all()
+
+
+def test_bits_per_dim_is_the_log_density_in_bits():
+    g = P.GMMPrior([1.0], np.full((1, 4), 0.5), np.eye(4)[None] * 0.01, (2, 2))
+    dp = P.DiffusionPrior(g.denoise, steps=16, divergence="exact", mean=0.5, data_var=0.01)
+    x = g.sample(2, rng=0)
+    bpd, _ = dp.bits_per_dim(x)
+    lp, _ = dp.log_density(x)
+    np.testing.assert_allclose(bpd.numpy(), (-lp / (4 * np.log(2))).numpy(), rtol=1e-12)

@@ -231,6 +231,13 @@ class DiffusionPrior(Prior):
         log_pT = -0.5 * ((xc - self.mean) ** 2).flatten(1).sum(1) / v - 0.5 * N * math.log(2 * math.pi * v)
         return (log_pT + integral).detach(), var.sqrt()
 
+    def bits_per_dim(self, x: torch.Tensor, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`-\log_2 p_{s_{\min}}(x) / N` (bits per pixel, continuous density on [0, 1] images)
+        and its standard error."""
+        lp, se = self.log_density(x, **kw)
+        n = x.shape[-2] * x.shape[-1] * math.log(2)
+        return -lp / n, se / n
+
     def energy(self, x):
         """:math:`q(x) = -\\log p_{s_{\\min}}(x)` (the Hutchinson noise is not reported here)."""
         return -self.log_density(x)[0].reshape(x.shape[:-2])
