@@ -101,22 +101,25 @@ class GradientStepPrior(Prior):
         self.model, self.s, self.name = model, positive("s", s), name
         self.n_calls = 0
 
+    def _dtype(self):
+        return next(self.model.parameters()).dtype
+
     def energy(self, x):
         with torch.no_grad():
             self.n_calls += 1
-            return self.model.potential(x, self.s) / self.s ** 2
+            return (self.model.potential(x.to(self._dtype()), self.s) / self.s ** 2).to(x.dtype)
 
     def energy_and_grad(self, x):
         self.n_calls += 1
-        g, grad = self.model.potential_and_grad(x, self.s)
-        return g.detach() / self.s ** 2, grad / self.s ** 2
+        g, grad = self.model.potential_and_grad(x.to(self._dtype()), self.s)
+        return (g.detach() / self.s ** 2).to(x.dtype), (grad / self.s ** 2).to(x.dtype)
 
     def grad(self, x):
         return self.energy_and_grad(x)[1]
 
     def denoise(self, z, s):
         self.n_calls += 1
-        return self.model(z, s).detach()
+        return self.model(z.to(self._dtype()), s).detach().to(z.dtype)
 
     def describe(self):
         return {**super().describe(), "s": self.s}
