@@ -119,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"landscape: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:               # output piped into e.g. `head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("landscape: interrupted; no results written", file=sys.stderr)
         return 130
