@@ -1,7 +1,10 @@
 r"""Scans of the energy landscape over the kernel parameter.
 
 ``profile`` evaluates the profile (joint-MAP) energy :math:`E^*(\theta) = \min_x E(\theta, x)`
-on a grid of :math:`\theta`, batched: one L-BFGS run solves every inner problem side by side.
+on a grid of :math:`\theta`, batched (one solver run for every inner problem) or warm-started
+along the grid from both ends; ``profile2d`` over two components of :math:`\theta`; ``segment``
+along the segment between two pairs; ``grid2d`` on the plane through :math:`(\delta, y)` and
+:math:`(h^\star, x^\star)`.
 """
 
 from __future__ import annotations
@@ -207,3 +210,33 @@ def segment(post: Posterior, theta_a: Any, x_a: torch.Tensor, theta_b: Any, x_b:
     ds["theta_values"] = (("t", "param"), th.numpy()) if fam.n_params <= 64 else ("t", tt.numpy())
     ds.attrs.update({"prior": post.prior.name, "kernel_family": fam.name, "noise_sigma": prob.noise})
     return ds
+
+
+def profile2d(post: Posterior, values1: Any, values2: Any, *, components: tuple[int, int] = (0, 1),
+              base: Any = None, progress: bool = True, **solver: Any) -> xr.Dataset:
+    r"""Profile energy :math:`E^*` over a grid of two components of :math:`\theta`.
+
+    The other components stay at ``base`` (default: the true parameter, else 0). All
+    ``len(values1) * len(values2)`` inner problems are solved in one batch (cold starts from
+    ``y``). Dims ``theta1``, ``theta2`` named in attrs ``theta1_name``, ``theta2_name``.
+    """
+    fam, prob = post.problem.family, post.problem
+    i, j = components
+    if i == j or not (0 <= i < fam.n_params and 0 <= j < fam.n_params):
+        raise InputError("components", f"two different parameter indices below {fam.n_params}", components)
+    v1 = np.asarray(values1, dtype=float)
+    v2 = np.asarray(values2, dtype=float)
+    b = (np.asarray(base, dtype=float) if base is not None else
+         (prob.theta_true.cpu().numpy() if prob.theta_true is not None else np.zeros(fam.n_params)))
+    grid = np.tile(b, (len(v1) * len(v2), 1))
+    g1, g2 = np.meshgrid(v1, v2, indexing="ij")
+    grid[:, i], grid[:, j] = g1.ravel(), g2.ravel()
+    flat = profile(post, grid, progress=progress, **solver)
+    shape = (len(v1), len(v2))
+    out = xr.Dataset({k: (("theta1", "theta2"), flat[k].values.reshape(shape), flat[k].attrs)
+                      for k in ("profile_energy", "data_term", "prior_term", "kernel_term")},
+                     coords={"theta1": v1, "theta2": v2})
+    out["converged"] = (("theta1", "theta2"), flat.converged.values[0].reshape(shape))
+    out.attrs.update({**flat.attrs, "theta1_name": fam.param_names[i], "theta2_name": fam.param_names[j],
+                      "base_theta": b.tolist()})
+    return out

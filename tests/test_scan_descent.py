@@ -99,3 +99,17 @@ def test_bits_per_dim_is_the_log_density_in_bits():
     bpd, _ = dp.bits_per_dim(x)
     lp, _ = dp.log_density(x)
     np.testing.assert_allclose(bpd.numpy(), (-lp / (4 * np.log(2))).numpy(), rtol=1e-12)
+
+
+def test_profile2d_over_two_components_matches_closed_form(small):
+    img = small.x_true.numpy()
+    fam = K.Gaussian(9, aniso=True)
+    prob = ls.BlindDeblur.synthetic(img, fam, [1.2, 0.6, 30.0], 0.01, rng=0)
+    post = ls.Posterior(prob, P.GaussianPrior.fit(data.TRAIN, (32, 32), n_crops=100))
+    v1, v2 = np.array([0.0, 0.6, 1.2]), np.array([0.3, 0.6])
+    ds = scan.profile2d(post, v1, v2, progress=False)
+    assert ds.profile_energy.shape == (3, 2) and ds.attrs["theta1_name"] == "width1"
+    for a, w1 in enumerate(v1):
+        for b, w2 in enumerate(v2):
+            cf = float(marginal.profile_closed_form(post, [[w1, w2, 30.0]])[0])
+            assert abs(float(ds.profile_energy[a, b]) - cf) < 1e-7 * abs(cf)
