@@ -162,10 +162,10 @@ class Posterior:
         return self.terms(theta, x)["energy"]
 
     # -- the inner problem min_x E(theta, x) --------------------------------------------
-    def x_objective(self, theta: Any) -> tuple[Callable, Blur]:
+    def x_objective(self, theta: Any, blur: Blur | None = None) -> tuple[Callable, Blur]:
         """``fg(x, idx)``: energy and x-gradient for the items ``idx`` of the batch ``theta``."""
         th = self.theta(theta)
-        blur = self.problem.blur(th)
+        blur = blur or self.problem.blur(th)
         y, s2, lam = self.problem.y, self.problem.noise ** 2, self.prior_weight
         kt = self.kernel_term(th)
         sub = _Subset(blur)
@@ -224,7 +224,7 @@ class Posterior:
         if method == "auto":
             method = "hqs" if self.prior.capabilities.get("energy") == "approximate" else "lbfgs"
         choice("method", method, ("lbfgs", "hqs"))
-        fg, blur = self.x_objective(th)
+        blur = self.problem.blur(th)
         if x0 is None:
             x0 = self.default_start()
         x0 = x0.to(dtype=self.problem.dtype, device=self.problem.device)
@@ -234,22 +234,23 @@ class Posterior:
         if curvature is None:
             s = getattr(self.prior, "s", None)
             curvature = self.prior_weight / s ** 2 if (method == "hqs" and s) else self.prior_curvature(x0)
-        spectrum = blur.otf.real ** 2 + blur.otf.imag ** 2
-        denom = spectrum / self.problem.noise ** 2 + curvature
-        cache: dict[str, Any] = {}
-
-        def precond(v, idx):
-            if cache.get("idx") is not idx:
-                cache["idx"], cache["d"] = idx, denom if idx.numel() == B else denom[idx]
-            return torch.fft.irfft2(torch.fft.rfft2(v) / cache["d"], s=v.shape[-2:])
-
+        data_curv = (blur.otf.real ** 2 + blur.otf.imag ** 2) / self.problem.noise ** 2
         if method == "lbfgs":
+            fg, _ = self.x_objective(th, blur)
+            denom = data_curv + curvature
+            cache: dict[str, Any] = {}
+
+            def precond(v, idx):
+                if cache.get("idx") is not idx:
+                    cache["idx"], cache["d"] = idx, denom if idx.numel() == B else denom[idx]
+                return torch.fft.irfft2(torch.fft.rfft2(v) / cache["d"], s=v.shape[-2:])
+
             x, info = lbfgs(fg, x0, max_iter=max_iter, ftol=ftol, gtol=gtol, memory=memory, precond=precond,
                             progress=progress, desc="argmin_x")
         else:
             if accelerate is None:
                 accelerate = self.prior.capabilities.get("energy") != "approximate"
-            x, info = self._hqs(x0, blur, spectrum / self.problem.noise ** 2, curvature, max_iter, xtol,
+            x, info = self._hqs(x0, blur, data_curv, curvature, max_iter, xtol,
                                 accelerate, progress)
         t: dict[str, torch.Tensor] = {}
         if energies:
@@ -276,7 +277,6 @@ class Posterior:
         c = torch.full((B,), float(curvature), dtype=x.dtype, device=x.device)
         prev = torch.full((B,), float("inf"), dtype=x.dtype, device=x.device)
         grow = torch.zeros(B, dtype=torch.long, device=x.device)
-        best = torch.full((B,), float("inf"), dtype=x.dtype, device=x.device)
         plain = torch.ones(B, dtype=torch.bool, device=x.device)
         dc = data_curv if data_curv.ndim > 2 else data_curv.expand(B, *data_curv.shape)
         for _ in tqdm(range(max_iter), desc="argmin_x (hqs)", disable=not progress, leave=False):
@@ -291,7 +291,6 @@ class Posterior:
             nrm = step.flatten(1).norm(dim=1)
             # growth only counts between plain (momentum-free) steps: accelerated steps may grow
             grow = torch.where(plain, torch.where(nrm > 1.01 * prev, grow + 1, torch.zeros_like(grow)), grow)
-            best = torch.minimum(best, nrm)
             unstable = grow >= 2
             restart = (((za - xn) * step).flatten(1).sum(1) > 0) | unstable | (not accelerate)
             c = torch.where(unstable, 2 * c, c)
@@ -311,8 +310,8 @@ class Posterior:
             if done.any():
                 info.converged[act[done]] = True
                 keep = ~done
-                act, xa, za, tk, c, prev, grow, best, plain = (
-                    v[keep] for v in (act, xa, za, tk, c, prev, grow, best, plain))
+                act, xa, za, tk, c, prev, grow, plain = (
+                    v[keep] for v in (act, xa, za, tk, c, prev, grow, plain))
                 if act.numel() == 0:
                     break
         return x, info

@@ -27,6 +27,7 @@ import xarray as xr
 from .. import data, io, kernels
 from .._checks import InputError
 from ..operators import Blur
+from .common import split
 from ..priors import (GaussianPrior, PatchGMMPrior, fit_natural_gmm, load as load_prior)
 
 NAME = "blurry-is-more-likely"
@@ -54,7 +55,7 @@ class Config:
         c = Config(**asdict(self))
         if c.quick:
             c.n_images, c.width_step, c.ode_steps, c.probes = min(c.n_images, 3), max(c.width_step, 0.5), 8, 2
-        ev = [e.strip() for e in c.evaluators.split(",") if e.strip()]
+        ev = split(c.evaluators)
         bad = [e for e in ev if e not in EVALUATORS]
         if bad or not ev:
             raise InputError("evaluators", "a comma-separated subset of " + ", ".join(EVALUATORS), c.evaluators)
@@ -85,7 +86,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     cfg = (config or Config()).resolved()
     widths = np.round(np.arange(0, cfg.width_max + 1e-9, cfg.width_step), 6)
     imgs, hs = blurred_crops(cfg, widths)
-    evs = [e.strip() for e in cfg.evaluators.split(",") if e.strip()]
+    evs = split(cfg.evaluators)
     I, W = imgs.shape[:2]
     x64 = torch.as_tensor(imgs)
     dq = np.full((I, W, len(evs)), np.nan)

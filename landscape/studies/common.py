@@ -35,10 +35,15 @@ class ProblemConfig:
             raise InputError("n_theta", f"at least {min_points} grid points", self.n_theta)
 
 
+def split(text: str) -> list[str]:
+    """Comma-separated names, blanks dropped."""
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
 def floats(name: str, text: str) -> np.ndarray:
     """Comma-separated numbers."""
     try:
-        return np.array([float(t) for t in str(text).split(",") if t.strip()])
+        return np.array([float(t) for t in split(text)])
     except ValueError:
         raise InputError(name, "comma-separated numbers", repr(text)) from None
 

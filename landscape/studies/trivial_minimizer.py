@@ -33,7 +33,7 @@ import xarray as xr
 
 from .. import data, descent, io, scan
 from .._checks import choice, positive
-from .common import ProblemConfig, family_and_truth, floats, load_image, theta_grid
+from .common import ProblemConfig, family_and_truth, floats, load_image, split, theta_grid
 from ..posterior import BlindDeblur, Posterior
 from ..priors import (GaussianPrior, PatchGMMPrior, SparseGradientPrior, fit_natural_gmm, load as load_prior)
 
@@ -67,23 +67,15 @@ class Config(ProblemConfig):
             c.xtol, c.max_iter = max(c.xtol, 1e-4), min(c.max_iter, 60)
             c.noise_levels = ",".join(c.noise_levels.split(",")[:2])
         c.validate_problem(min_points=5)
-        for p in _split(c.priors):
+        for p in split(c.priors):
             choice("priors", p, PRIORS)
-        for w in _floats("weights", c.weights):
+        for w in floats("weights", c.weights):
             positive("weights", w)
-        for v in _floats("noise_levels", c.noise_levels):
+        for v in floats("noise_levels", c.noise_levels):
             positive("noise_levels", v)
         choice("scheme", c.scheme, ("alternating", "joint", "pam"))
         choice("dtype", c.dtype, ("float32", "float64"))
         return c
-
-
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in str(text).split(",") if t.strip()]
-
-
-def _floats(name: str, text: str) -> list[float]:
-    return floats(name, text).tolist()
 
 
 def make_prior(name: str, shape: tuple[int, int], s: float, dtype: torch.dtype = torch.float64):
@@ -159,7 +151,7 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     near = [c for lab, c in cls.items() if lab.startswith("truth")]
     v3 = "yes" if (cls["dirac"] == "trivial" and near and all(c == "near_truth" for c in near)) else "no"
     # (iv) near-truth minimiser against sigma over noise draws
-    levels = _floats("noise_levels", cfg.noise_levels)
+    levels = floats("noise_levels", cfg.noise_levels)
     th_hat = np.full((len(levels), cfg.n_draws), np.nan)
     for a, sig in enumerate(levels):
         for d in range(cfg.n_draws):
@@ -203,7 +195,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     cfg = (config or Config()).resolved()
     fam, theta_true, image, grid = _setup(cfg)
     problem = BlindDeblur.synthetic(image, fam, theta_true, cfg.noise, rng=cfg.seed, dtype=getattr(torch, cfg.dtype))
-    cases = list(itertools.product(_split(cfg.priors), _floats("weights", cfg.weights)))
+    cases = list(itertools.product(split(cfg.priors), floats("weights", cfg.weights)))
     parts, verdicts = [], []
     for p, w in cases:
         part = run_case(cfg, problem, p, w, theta_true, grid, progress)
