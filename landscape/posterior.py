@@ -190,6 +190,13 @@ class Posterior:
         c = float((gp * v).sum() / (2 * eps * (v * v).sum())) * self.prior_weight
         return max(c, 1e-6)
 
+    def default_curvature(self, method: str, x: torch.Tensor) -> float:
+        r"""Scalar prior curvature :math:`c` of the preconditioners: :math:`\lambda/s^2` for HQS with a
+        prior defined at a noise level ``s`` (one denoiser step per iteration), else
+        ``prior_curvature(x)``."""
+        s = getattr(self.prior, "s", None)
+        return self.prior_weight / s ** 2 if (method == "hqs" and s) else self.prior_curvature(x)
+
     def argmin_x(self, theta: Any, x0: torch.Tensor | None = None, *, method: str = "auto",
                  max_iter: int = 1000, ftol: float = 1e-14, gtol: float = 1e-9, memory: int = 4,
                  xtol: float = 1e-6, curvature: float | None = None, accelerate: bool | None = None,
@@ -232,8 +239,7 @@ class Posterior:
             x0 = x0.expand(B, *x0.shape)
         x0 = x0.contiguous()
         if curvature is None:
-            s = getattr(self.prior, "s", None)
-            curvature = self.prior_weight / s ** 2 if (method == "hqs" and s) else self.prior_curvature(x0)
+            curvature = self.default_curvature(method, x0)
         data_curv = (blur.otf.real ** 2 + blur.otf.imag ** 2) / self.problem.noise ** 2
         if method == "lbfgs":
             fg, _ = self.x_objective(th, blur)
@@ -315,6 +321,71 @@ class Posterior:
                 if act.numel() == 0:
                     break
         return x, info
+
+    def hqs_map(self, theta: Any, curvature: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        r"""The preconditioned gradient map of ``argmin_x(method="hqs")``,
+        :math:`T(x) = x - M \nabla_x E(\theta, x)`, :math:`M = \mathcal F^*\mathrm{diag}(1/(|\hat h|^2/\sigma^2 + c))\mathcal F`,
+        batched over ``theta`` ``(B, p)`` and ``x`` ``(B, H, W)``; ``c`` as in ``argmin_x``."""
+        th = self.theta(theta)
+        blur = self.problem.blur(th)
+        if curvature is None:
+            curvature = self.default_curvature("hqs", self.default_start())
+        denom = (blur.otf.real ** 2 + blur.otf.imag ** 2) / self.problem.noise ** 2 + curvature
+        y, s2, lam = self.problem.y, self.problem.noise ** 2, self.prior_weight
+
+        def T(x: torch.Tensor) -> torch.Tensor:
+            g = blur.adjoint(blur(x) - y) / s2 + lam * self.prior.grad(x)
+            return x - torch.fft.irfft2(torch.fft.rfft2(g) / denom, s=g.shape[-2:])
+
+        return T
+
+    def fixed_point_rate(self, theta: Any, x: torch.Tensor, *, eps: float = 1e-3, tol: float = 1e-4,
+                         ncv: int = 20, max_matvecs: int = 2000, curvature: float | None = None,
+                         rng: Any = 0) -> torch.Tensor:
+        r"""Spectral radius :math:`\rho(J_T(x))` of the HQS map ``hqs_map(theta)`` at ``x``, per item.
+
+        The iteration :math:`x_{k+1} = T(x_k)` converges locally to a fixed point :math:`x`
+        when :math:`\rho < 1`, at the rate :math:`\rho^k`; at :math:`\rho \ge 1` the fixed point
+        repels along some direction and no number of iterations reaches it. For a conservative
+        prior, :math:`J_T = I - M\nabla^2_x E`, so :math:`\rho > 1` means :math:`\nabla^2_x E` has
+        an eigenvalue below 0 (no local minimum there) or above :math:`2/\|M\|`. For a Tweedie
+        prior, :math:`J_T = (H^\top H/\sigma^2 + c)^{-1} c\, J_D` with :math:`c = \lambda/s^2`: on the blur's
+        near-null space :math:`J_T \approx J_D`, so an expansive denoiser
+        (:math:`\|J_D\| > 1`) gives :math:`\rho > 1` wherever the data do not constrain :math:`x`.
+
+        The largest-magnitude eigenvalue is found by implicitly restarted Arnoldi
+        (``scipy.sparse.linalg.eigs``, ``ncv`` Krylov vectors, relative tolerance ``tol``) on
+        central differences :math:`J_T v \approx (T(x + \epsilon v) - T(x - \epsilon v)) / 2\epsilon`,
+        :math:`\epsilon` = ``eps`` :math:`\|x\|` (two gradient evaluations per product; any prior).
+        Power iteration would need hundreds of products: a learned prior's eigenvalues cluster
+        near 1. Returns ``(B,)`` moduli.
+        """
+        from scipy.sparse.linalg import LinearOperator, eigs
+        th = self.theta(theta)
+        x = x.to(dtype=self.problem.dtype, device=self.problem.device)
+        x = x.expand(th.shape[0], *x.shape[-2:]) if x.ndim == 2 else x
+        g = np.random.default_rng(rng)
+        shape = tuple(x.shape[-2:])
+        n = shape[0] * shape[1]
+        out = torch.zeros(th.shape[0], dtype=torch.float64)
+        for b in range(th.shape[0]):
+            T = self.hqs_map(th[b:b + 1], curvature)
+            xb = x[b:b + 1]
+            e = eps * max(float(xb.norm()), 1e-12)
+
+            def matvec(v: np.ndarray) -> np.ndarray:
+                w = torch.as_tensor(np.real(v).reshape(1, *shape), dtype=x.dtype, device=x.device)
+                w = w / max(float(w.norm()), 1e-300)
+                nv = float(np.linalg.norm(np.real(v)))
+                with torch.no_grad():
+                    jv = (T(xb + e * w) - T(xb - e * w)) / (2 * e)
+                return jv.reshape(-1).double().cpu().numpy() * nv
+
+            op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+            vals = eigs(op, k=1, which="LM", v0=g.standard_normal(n), ncv=min(ncv, n - 1), tol=tol,
+                        maxiter=max(1, max_matvecs // ncv), return_eigenvectors=False)
+            out[b] = float(np.abs(vals).max())
+        return out
 
     def default_start(self) -> torch.Tensor:
         """The observation, edge-padded to the image shape for the valid boundary."""

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ._checks import InputError
+from ._checks import InputError, choice
 from .io import energy_attrs, input_variables
 from .posterior import Posterior
 
@@ -41,8 +41,8 @@ def theta_coords(post: Posterior, theta: torch.Tensor) -> dict[str, Any]:
 
 
 def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm_start: bool = False,
-            x_end: torch.Tensor | None = None, store_images: bool = False, progress: bool = True,
-            **solver: Any) -> xr.Dataset:
+            x_end: torch.Tensor | None = None, predictor: str = "secant", store_images: bool = False,
+            rates: bool = False, progress: bool = True, **solver: Any) -> xr.Dataset:
     r"""Profile energy :math:`E^*(\theta) = \min_x E(\theta, x)` over a grid.
 
     Parameters
@@ -58,8 +58,17 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         forward from ``x0``, each solve starting from the previous solution; ``from_end`` walks
         it backward from ``x_end`` (default: the true image when known, else ``y``). A
         two-basin profile shows as two branches; ``profile_energy`` is their minimum.
+    predictor : {"secant", "none"}
+        Start of each warm-started solve: ``"secant"`` extrapolates the branch linearly,
+        :math:`x^{(0)}_k = \hat x_{k-1} + \frac{\|\theta_k - \theta_{k-1}\|}{\|\theta_{k-1} - \theta_{k-2}\|}
+        (\hat x_{k-1} - \hat x_{k-2})` (a predictor-corrector continuation); ``"none"`` starts
+        from :math:`\hat x_{k-1}`.
     store_images : bool
         Keep :math:`\hat x(\theta)` as ``x_hat``.
+    rates : bool
+        Also store ``fixed_point_rate``: the spectral radius of the HQS map at the kept
+        solution of every :math:`\theta` (``Posterior.fixed_point_rate``; at or above 1 the
+        solve cannot converge, whatever its iteration cap).
     **solver
         Passed to ``Posterior.argmin_x`` (``method``, ``max_iter``, ``ftol``, ``gtol``, ``xtol``).
 
@@ -72,7 +81,9 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
     """
     fam = post.problem.family
     th = fam.check(theta, dtype=post.problem.dtype, device=post.problem.device)
+    choice("predictor", predictor, ("secant", "none"))
     calls0 = getattr(post.prior, "n_calls", 0)
+    keep_x = store_images or rates
     if not warm_start:
         x, terms, info = post.argmin_x(th, x0, progress=progress, **solver)
         terms = {k: v[None] for k, v in terms.items()}
@@ -88,16 +99,23 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         out = {k: torch.zeros(2, T, dtype=post.problem.dtype) for k in ("data_term", "prior_term", "kernel_term", "energy")}
         n_iter = torch.zeros(2, T, dtype=torch.long)
         conv = torch.zeros(2, T, dtype=torch.bool)
-        xs = torch.zeros(2, T, *post.problem.image_shape, dtype=post.problem.dtype) if store_images else None
-        evals = 0
+        xs = torch.zeros(2, T, *post.problem.image_shape, dtype=post.problem.dtype) if keep_x else None
+        evals, prev = 0, cur
         for k in tqdm(range(T), desc="profile (warm start, 2 branches)", disable=not progress, leave=False):
             idx = [k, T - 1 - k]
-            cur, t, info = post.argmin_x(th[idx], cur, **solver)
+            start = cur
+            if predictor == "secant" and k >= 2:
+                step = (th[idx] - th[[k - 1, T - k]]).norm(dim=1)
+                back = (th[[k - 1, T - k]] - th[[k - 2, T + 1 - k]]).norm(dim=1)
+                ratio = torch.where(back > 0, step / back.clamp_min(1e-300), torch.zeros_like(step))
+                start = cur + ratio.view(-1, 1, 1).to(cur.dtype) * (cur - prev)
+            sol, t, info = post.argmin_x(th[idx], start, **solver)
+            prev, cur = cur, sol
             for b in range(2):
                 for name in out:
                     out[name][b, idx[b]] = t[name][b]
                 n_iter[b, idx[b]], conv[b, idx[b]] = info.n_iter[b], info.converged[b]
-                if store_images:
+                if keep_x:
                     xs[b, idx[b]] = cur[b]
             evals += info.n_item_evals
         terms, branches = out, ["from_dirac", "from_end"]
@@ -116,6 +134,11 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         v["best_branch"] = ("theta", best.astype(np.int8), {"long_name": "index of the lower branch"})
     if store_images:
         v["x_hat"] = (("branch", "theta", "row", "col"), xs.cpu().numpy(), {"long_name": "argmin_x E(theta, x)"})
+    if rates:
+        kept = xs[torch.as_tensor(best), torch.arange(len(best))]
+        rho = post.fixed_point_rate(th, kept).numpy()
+        v["fixed_point_rate"] = ("theta", rho, {"long_name": "spectral radius of the HQS map at the kept solution",
+                                                "comment": ">= 1: the fixed point repels; the solve cannot converge"})
     ds = xr.Dataset(v, coords={**theta_coords(post, th), "param": list(fam.param_names), "branch": branches})
     for k, da in input_variables(post.problem).items():
         ds[k] = da
@@ -124,7 +147,7 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         "prior": post.prior.name, "kernel_family": fam.name, "prior_weight": post.prior_weight,
         "solver_method": solver.get("method", "auto"), "solver_ftol": solver.get("ftol", 1e-14),
         "solver_gtol": solver.get("gtol", 1e-9), "solver_xtol": solver.get("xtol", 1e-6),
-        "solver_item_evaluations": int(evals), "warm_start": int(warm_start),
+        "solver_item_evaluations": int(evals), "warm_start": int(warm_start), "predictor": predictor,
         "prior_calls": int(getattr(post.prior, "n_calls", 0) - calls0),
     })
     return ds

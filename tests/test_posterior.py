@@ -154,3 +154,29 @@ def test_hqs_converges_to_the_closed_form_minimiser():
     assert float((x - xs).abs().max()) < 1e-6
     cf = marginal.profile_closed_form(post, th)
     assert float(((t["energy"] - cf).abs() / cf.abs()).max()) < 1e-8
+
+
+@pytest.mark.parametrize("curvature", [None, 5.0])
+def test_fixed_point_rate_matches_the_gaussian_closed_form(gauss_setup, curvature):
+    r"""For a stationary Gaussian prior the HQS map is Fourier-diagonal:
+    eigenvalues 1 - (|h^|^2/sigma^2 + lambda/P) / (|h^|^2/sigma^2 + c)."""
+    post = gauss_setup
+    th = torch.tensor([[0.5], [1.5], [3.0]], dtype=torch.float64)
+    c = post.default_curvature("hqs", post.default_start()) if curvature is None else curvature
+    blur = post.problem.blur(th)
+    dc = (blur.otf.real ** 2 + blur.otf.imag ** 2) / post.problem.noise ** 2
+    P_half = post.prior.spectrum[:, : 64 // 2 + 1]
+    exact = (1 - (dc + 1 / P_half) / (dc + c)).abs().flatten(1).max(1).values
+    est = post.fixed_point_rate(th, post.problem.y, curvature=curvature)
+    np.testing.assert_allclose(est.numpy(), exact.numpy(), rtol=1e-6)
+
+
+def test_hqs_map_fixed_point_is_the_minimiser(gauss_setup):
+    """T(x) = x - M grad E vanishes in its step exactly at argmin_x E (closed form)."""
+    post = gauss_setup
+    th = torch.tensor([[1.2]], dtype=torch.float64)
+    x = marginal.argmin_closed_form(post, th)
+    T = post.hqs_map(th)
+    step = (T(x) - x).norm() / x.norm()
+    assert float(step) < 1e-12
+    assert float((T(post.problem.y[None]) - post.problem.y).norm()) > 1e-3

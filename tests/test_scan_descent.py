@@ -4,6 +4,7 @@ import torch
 
 import landscape as ls
 from landscape import data, descent, kernels as K, marginal, priors as P, scan
+from landscape._checks import InputError
 from landscape.studies import trivial_minimizer as TM
 
 
@@ -113,3 +114,17 @@ def test_profile2d_over_two_components_matches_closed_form(small):
         for b, w2 in enumerate(v2):
             cf = float(marginal.profile_closed_form(post, [[w1, w2, 30.0]])[0])
             assert abs(float(ds.profile_energy[a, b]) - cf) < 1e-7 * abs(cf)
+
+
+def test_secant_predictor_same_profile_fewer_evaluations(small):
+    """A convex problem has one minimiser per theta: the predictor changes the cost, never the answer."""
+    post = ls.Posterior(small, P.GaussianPrior.fit(data.TRAIN, (32, 32), n_crops=100))
+    th = np.linspace(0, 3, 17)
+    cf = marginal.profile_closed_form(post, th).numpy()
+    runs = {p: scan.profile(post, th, warm_start=True, predictor=p, progress=False) for p in ("none", "secant")}
+    for ds in runs.values():
+        np.testing.assert_allclose(ds.profile_energy_branch.values, np.stack([cf, cf]), rtol=1e-7)
+    assert runs["secant"].attrs["predictor"] == "secant"
+    assert runs["secant"].attrs["solver_item_evaluations"] < runs["none"].attrs["solver_item_evaluations"]
+    with pytest.raises(InputError, match="predictor"):
+        scan.profile(post, th, warm_start=True, predictor="newton", progress=False)
