@@ -36,7 +36,7 @@ from ._checks import InputError, kernel2d
 
 __all__ = [
     "KernelFamily", "Gaussian", "Defocus", "Airy", "Motion", "Zernike", "Free", "Path",
-    "FAMILIES", "get", "dirac", "load", "project_simplex",
+    "FAMILIES", "get", "dirac", "load", "project_simplex", "camera_shake",
 ]
 
 
@@ -439,6 +439,44 @@ class Path(KernelFamily):
 
     def describe(self):
         return {**super().describe(), "target": self.target.tolist()}
+
+
+def camera_shake(size: int = 15, *, rng: Any = None, steps: int = 2000, inertia: float = 0.995,
+                 spread: float = 0.6) -> np.ndarray:
+    r"""A synthetic camera-shake kernel: the time spent by a random camera trajectory in each pixel.
+
+    A stand-in for measured kernels (Levin et al. 2009) when none can be loaded. The trajectory
+    is a discretised second-order random walk (a velocity with ``inertia`` and Gaussian kicks,
+    in the spirit of Boracchi & Foi 2012), rescaled so that its extent spans ``spread`` of the
+    kernel support, accumulated on the ``size x size`` grid with bilinear weights, normalised to
+    sum to one and shifted (integer shift) so that its centre of mass is on the centre pixel.
+    ``rng`` seeds (or is) a ``numpy.random.Generator``.
+    """
+    if not isinstance(size, (int, np.integer)) or size < 3 or size % 2 == 0:
+        raise InputError("size", "an odd kernel size of at least 3", size)
+    if not 0 < spread <= 1:
+        raise InputError("spread", "a fraction in (0, 1]", spread)
+    g = np.random.default_rng(rng)
+    v = g.standard_normal(2)
+    pos = np.zeros((steps, 2))
+    for k in range(1, steps):
+        v = inertia * v + np.sqrt(1 - inertia ** 2) * g.standard_normal(2)
+        pos[k] = pos[k - 1] + v
+    pos -= pos.mean(0)
+    ext = np.abs(pos).max()
+    pos *= spread * (size - 1) / 2 / max(ext, 1e-12)
+    pos += (size - 1) / 2
+    h = np.zeros((size, size))
+    i0 = np.clip(np.floor(pos).astype(int), 0, size - 2)
+    f = pos - i0
+    for (a, b), w in (((0, 0), (1 - f[:, 0]) * (1 - f[:, 1])), ((1, 0), f[:, 0] * (1 - f[:, 1])),
+                      ((0, 1), (1 - f[:, 0]) * f[:, 1]), ((1, 1), f[:, 0] * f[:, 1])):
+        np.add.at(h, (i0[:, 0] + a, i0[:, 1] + b), w)
+    h /= h.sum()
+    rows, cols = np.indices(h.shape)
+    c = size // 2
+    dr, dc = c - int(round((rows * h).sum())), c - int(round((cols * h).sum()))
+    return np.roll(h, (dr, dc), axis=(0, 1))
 
 
 FAMILIES: dict[str, Any] = {

@@ -138,3 +138,20 @@ def test_bad_inputs(tmp_path):
     np.save(tmp_path / "neg.npy", np.array([[-0.5, 1.5, 0.0]]))
     with pytest.raises(InputError, match="non-negative"):
         K.load(tmp_path / "neg.npy")
+
+
+def test_camera_shake_is_a_centred_seeded_kernel():
+    h = K.camera_shake(15, rng=3)
+    assert h.shape == (15, 15) and (h >= 0).all()
+    np.testing.assert_allclose(h.sum(), 1.0, atol=1e-12)
+    rows, cols = np.indices(h.shape)
+    assert abs((rows * h).sum() - 7) <= 0.5 and abs((cols * h).sum() - 7) <= 0.5
+    np.testing.assert_array_equal(h, K.camera_shake(15, rng=3))
+    assert not np.array_equal(h, K.camera_shake(15, rng=4))
+    assert 5 < (h > 1e-3).sum() < 15 * 15 // 2          # a thin trajectory, not a blob
+    fam = K.Free(15)
+    np.testing.assert_allclose(fam(fam.theta_of(h))[0].numpy(), h, atol=1e-7)
+    with pytest.raises(InputError, match="size"):
+        K.camera_shake(14)
+    with pytest.raises(InputError, match="spread"):
+        K.camera_shake(15, spread=0)

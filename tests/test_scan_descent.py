@@ -128,3 +128,37 @@ def test_secant_predictor_same_profile_fewer_evaluations(small):
     assert runs["secant"].attrs["solver_item_evaluations"] < runs["none"].attrs["solver_item_evaluations"]
     with pytest.raises(InputError, match="predictor"):
         scan.profile(post, th, warm_start=True, predictor="newton", progress=False)
+
+
+def test_trivial_minimizer_product_of_cases_with_free_kernels(tmp_path):
+    cfg = TM.Config(priors="sparse", quick=True, crop=24, kernel_size=9, n_draws=1, image="camera,ascent",
+                    family="gaussian,free", noise="0.01,0.02")
+    ds = TM.run(cfg, progress=False)
+    assert ds.sizes["case"] == 8
+    assert list(ds.case_family.values) == ["gaussian"] * 2 + ["free"] * 2 + ["gaussian"] * 2 + ["free"] * 2
+    assert list(ds.case_noise.values) == [0.01, 0.02] * 4
+    assert set(ds.case_image.values) == {"camera", "ascent"}
+    free = ds.case_family.values == "free"
+    # the free cases' true kernel is the seeded camera-shake kernel; their path parameter ends at t* = 1
+    np.testing.assert_allclose(ds.case_kernel_true.values[free][0], K.camera_shake(9, rng=cfg.seed), atol=1e-6)
+    np.testing.assert_array_equal(ds.case_theta_true.values[free], 1.0)
+    assert np.nanmax(ds.theta_value.values[free]) == 1.0
+    assert np.isfinite(ds.descent_kernel_error.values).all()
+    # verdict (iv) does not depend on the case's own noise level: computed once, shared
+    np.testing.assert_array_equal(ds.theta_hat_near_truth.values[0], ds.theta_hat_near_truth.values[1])
+    assert not np.array_equal(ds.case_y.values[0], ds.case_y.values[1])
+    io_path = tmp_path / "tmm.nc"
+    from landscape import io
+    io.save(ds, io_path)
+    back = io.load(io_path)
+    assert back.landscape.plot() is not None
+    assert all(c in TM.summary(back) for c in back.case.values)
+
+
+def test_trivial_minimizer_bad_case_options():
+    with pytest.raises(InputError, match="theta_true"):
+        TM.Config(family="gaussian,motion", theta_true="1.5").resolved()
+    with pytest.raises(InputError, match="family"):
+        TM.Config(family="gaussian,blurry").resolved()
+    with pytest.raises(InputError, match="noise"):
+        TM.Config(noise="0.01,-1").resolved()

@@ -15,6 +15,18 @@ For each case (prior, weight :math:`\lambda` in :math:`E = \text{data} + \lambda
       :math:`0.1\theta^\star` and either :math:`R^2 \ge 0.5` or the fitted change over the
       levels is at most :math:`0.1\theta^\star`; "no-local-min" when some draw has none.
 
+Cases are the product images x families x noise levels x priors x weights (``--image``,
+``--family``, ``--noise`` and ``--priors``, ``--weights`` take comma-separated lists). The true
+parameter of each family defaults to ``FAMILY_TRUTH`` and the grid to :math:`[0, 2\theta^\star_1]`.
+Family ``free`` (and ``--kernel-file``) takes a fixed kernel :math:`h^\star` (a seeded
+``kernels.camera_shake`` kernel, or the file's): the profile runs along
+:math:`h_t = (1-t)\delta + t h^\star`, :math:`t \in [0, 1]`, and the descents move a free kernel on
+the simplex.
+
+Inner solves that do not converge are explained by ``fixed_point_rate`` (stored per
+:math:`\theta` for score-only priors): the spectral radius of the HQS map at the kept solution;
+at or above 1 the fixed point repels, so no iteration cap would make the solve converge.
+
 The profile is warm-started along the grid from both ends (branches ``from_dirac`` and
 ``from_end``, the latter starting from :math:`x^\star`), so both basins of a two-basin profile
 are visible. The default is the shipped learned prior (``denoiser-gray``, Tweedie score at
@@ -31,12 +43,14 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, descent, io, scan
-from .._checks import choice, positive
+from .. import data, descent, io, kernels, scan
+from .._checks import InputError, choice, positive
 from .common import ProblemConfig, family_and_truth, floats, load_image, split, theta_grid
 from ..posterior import BlindDeblur, Posterior
 from ..priors import (GaussianPrior, PatchGMMPrior, SparseGradientPrior, fit_natural_gmm, load as load_prior)
 
+#: true parameters used when ``--theta-true`` is not given
+FAMILY_TRUTH = {"gaussian": "1.5", "gaussian-aniso": "2,1,30", "defocus": "2", "airy": "2", "motion": "7,30"}
 NAME = "trivial-minimizer"
 SUMMARY = "is (delta, y) the global joint-MAP minimiser, with a local minimiser near the truth?"
 PRIORS = ("tweedie", "gs", "gaussian", "patch-gmm", "sparse")
@@ -46,6 +60,12 @@ PRIORS = ("tweedie", "gs", "gaussian", "patch-gmm", "sparse")
 class Config(ProblemConfig):
     """Options of ``trivial-minimizer`` (``landscape run trivial-minimizer --help``)."""
 
+    image: str = field(default="camera", metadata={"help": "image names (data.names()), comma-separated"})
+    family: str = field(default="gaussian", metadata={
+        "help": "kernel families, comma-separated: " + ", ".join(list(FAMILY_TRUTH) + ["free"])})
+    theta_true: str = field(default="", metadata={"help": "true parameter(s) of a single family (default FAMILY_TRUTH)"})
+    theta_max: float = field(default=0.0, metadata={"help": "grid upper end of the first parameter (default 2 theta*)"})
+    noise: str = field(default="0.01", metadata={"help": "noise standard deviations sigma, comma-separated"})
     priors: str = field(default="tweedie", metadata={"help": "comma-separated: " + ", ".join(PRIORS)})
     weights: str = field(default="1", metadata={"help": "prior weights lambda, comma-separated"})
     s: float = field(default=0.01, metadata={"help": "Tweedie / GS noise level of the learned priors"})
@@ -66,7 +86,8 @@ class Config(ProblemConfig):
             c.crop, c.n_theta, c.n_draws, c.n_outer = min(c.crop, 32), min(c.n_theta, 13), min(c.n_draws, 2), min(c.n_outer, 10)
             c.xtol, c.max_iter = max(c.xtol, 1e-4), min(c.max_iter, 60)
             c.noise_levels = ",".join(c.noise_levels.split(",")[:2])
-        c.validate_problem(min_points=5)
+        for case in c.problems():
+            case.validate_problem(min_points=5)
         for p in split(c.priors):
             choice("priors", p, PRIORS)
         for w in floats("weights", c.weights):
@@ -76,6 +97,24 @@ class Config(ProblemConfig):
         choice("scheme", c.scheme, ("alternating", "joint", "pam"))
         choice("dtype", c.dtype, ("float32", "float64"))
         return c
+
+    def problems(self) -> list[ProblemConfig]:
+        """One problem configuration per (image, family, noise), in that order."""
+        fams = split(self.family) or ["gaussian"]
+        if self.theta_true and len(fams) > 1:
+            raise InputError("theta_true", "one family when a true parameter is given", self.family)
+        out = []
+        for im, fa, no in itertools.product(split(self.image), fams, floats("noise", self.noise)):
+            th = self.theta_true or FAMILY_TRUTH.get(fa, "")
+            if not th and fa != "free" and not self.kernel_file:
+                raise InputError("theta_true", f"a true parameter for family {fa!r} (no default)", "")
+            first = float(floats("theta_true", th)[0]) if th else 1.0
+            out.append(ProblemConfig(image=im, image_file=self.image_file, kernel_file=self.kernel_file,
+                                     crop=self.crop, family=fa, kernel_size=self.kernel_size, theta_true=th,
+                                     theta_max=self.theta_max or 2 * first, n_theta=self.n_theta, noise=no))
+        if not out:
+            raise InputError("image", "at least one image name", self.image)
+        return out
 
 
 def make_prior(name: str, shape: tuple[int, int], s: float, dtype: torch.dtype = torch.float64):
@@ -90,10 +129,19 @@ def make_prior(name: str, shape: tuple[int, int], s: float, dtype: torch.dtype =
     return SparseGradientPrior(alpha=0.8, eps=0.01)
 
 
-def _setup(cfg: Config):
-    fam, theta_true, grid_max = family_and_truth(cfg)
-    image = load_image(cfg)
-    return fam, theta_true, image, theta_grid(theta_true, grid_max, cfg.n_theta, include_truth=True)
+def setup(case: ProblemConfig, cfg: Config):
+    """``(scan_family, theta_true, image, grid, descent_family)`` of one problem. For a fixed
+    kernel (family ``free`` or a kernel file) the scan family is the path from the Dirac to it,
+    and the descents move a ``Free`` kernel."""
+    if case.family == "free" and not case.kernel_file:
+        fam = kernels.Path(kernels.camera_shake(case.kernel_size, rng=cfg.seed), name="camera_shake")
+        theta_true, grid_max = np.array([1.0]), 1.0
+    else:
+        fam, theta_true, grid_max = family_and_truth(case)
+        grid_max = min(grid_max, fam.upper[0])
+    free = kernels.Free(fam.size) if isinstance(fam, kernels.Path) else None
+    image = load_image(case)
+    return fam, theta_true, image, theta_grid(theta_true, grid_max, case.n_theta, include_truth=True), free
 
 
 def local_minima(values: np.ndarray) -> np.ndarray:
@@ -106,9 +154,12 @@ def local_minima(values: np.ndarray) -> np.ndarray:
 
 def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, width: float = 0.4, n: int = 7,
                          **solver: Any) -> float:
-    """Local profile around theta*, warm-started from x*; parabolic-refined minimiser."""
+    """Local profile around theta*, warm-started from x*; parabolic-refined minimiser. An end of
+    the local grid counts only where it is the family's domain boundary (a constrained minimum)."""
     t0 = float(theta_true[0])
-    g = np.linspace(max(t0 * (1 - width), 0.0), t0 * (1 + width), n)
+    fam = post.problem.family
+    lo, hi = max(t0 * (1 - width), fam.lower[0]), min(t0 * (1 + width), fam.upper[0])
+    g = np.linspace(lo, hi, n)
     grid = np.tile(theta_true, (n, 1))
     grid[:, 0] = g
     x, xs = post.problem.x_true, []
@@ -118,17 +169,26 @@ def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, width: float =
         xs.append(x)
     prev = post.energy(grid, torch.stack(xs)).numpy()
     i = int(np.argmin(prev))
-    if i in (0, n - 1):                      # no interior minimum: no near-truth local minimiser
-        return float("nan")
+    if (i == 0 and lo > fam.lower[0]) or (i == n - 1 and hi < fam.upper[0]):
+        return float("nan")                  # no local minimum inside the window
+    if i in (0, n - 1):
+        return float(g[i])
     return scan.grid_argmin(np.array(prev), g)[1]
 
 
 def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, theta_true, grid,
-             progress: bool) -> xr.Dataset:
+             progress: bool, free: kernels.Free | None = None, sigma_cache: dict | None = None) -> xr.Dataset:
+    """One case: the profile (both branches), descents, and the verdicts (i)-(iv).
+
+    ``free``: descents move a free kernel on the simplex (the problem's family is then the path
+    from the Dirac to the true kernel). ``sigma_cache`` shares verdict (iv), which does not
+    depend on the case's own noise level, between cases that differ only in it.
+    """
     prior = make_prior(prior_name, problem.image_shape, cfg.s, problem.dtype)
     post = Posterior(problem, prior, prior_weight=weight)
     solver = {"xtol": cfg.xtol, "max_iter": cfg.max_iter}
-    prof = scan.profile(post, grid, warm_start=True, store_images=True, progress=progress, **solver)
+    score_only = prior.capabilities.get("energy") == "approximate"
+    prof = scan.profile(post, grid, warm_start=True, store_images=True, rates=score_only, progress=progress, **solver)
     g = grid[:, 0]
     i0, istar = 0, int(np.argmin(np.abs(g - theta_true[0])))
     e = prof.profile_energy.values
@@ -144,20 +204,32 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     mins = local_minima(e)
     lm = [float(g[i]) for i in mins]
     v2 = "yes" if any(abs(m - theta_true[0]) <= cfg.theta_tol for m in lm) else "no"
-    th0, x0, labels = descent.initialisations(post, rng=cfg.seed)
-    dsd = descent.descend(post, th0, x0, labels=labels, scheme=cfg.scheme, n_outer=cfg.n_outer, progress=progress,
+    dpost = post
+    if free is not None:                     # descents on the simplex, same data and prior
+        h_star = problem.family(torch.as_tensor(theta_true[None], dtype=problem.dtype))[0]
+        dprob = BlindDeblur(problem.y, free, problem.noise, x_true=problem.x_true,
+                            theta_true=free.theta_of(h_star.double().numpy())[0], dtype=problem.dtype)
+        dpost = Posterior(dprob, prior, prior_weight=weight)
+    th0, x0, labels = descent.initialisations(dpost, rng=cfg.seed)
+    dsd = descent.descend(dpost, th0, x0, labels=labels, scheme=cfg.scheme, n_outer=cfg.n_outer, progress=progress,
                           xtol=cfg.xtol)
     cls = dict(zip(labels, dsd.end_class.values))
     near = [c for lab, c in cls.items() if lab.startswith("truth")]
     v3 = "yes" if (cls["dirac"] == "trivial" and near and all(c == "near_truth" for c in near)) else "no"
     # (iv) near-truth minimiser against sigma over noise draws
     levels = floats("noise_levels", cfg.noise_levels)
-    th_hat = np.full((len(levels), cfg.n_draws), np.nan)
-    for a, sig in enumerate(levels):
-        for d in range(cfg.n_draws):
-            pb = BlindDeblur.synthetic(problem.x_true.numpy(), problem.family, theta_true, sig,
-                                       rng=cfg.seed + 1000 + 97 * d + a, dtype=problem.dtype)
-            th_hat[a, d] = near_truth_minimiser(Posterior(pb, prior, prior_weight=weight), theta_true, **solver)
+    key = (problem.x_true.numpy().tobytes(), repr(problem.family.describe()), prior_name, weight)
+    if sigma_cache is not None and key in sigma_cache:
+        th_hat = sigma_cache[key]
+    else:
+        th_hat = np.full((len(levels), cfg.n_draws), np.nan)
+        for a, sig in enumerate(levels):
+            for d in range(cfg.n_draws):
+                pb = BlindDeblur.synthetic(problem.x_true.numpy(), problem.family, theta_true, sig,
+                                           rng=cfg.seed + 1000 + 97 * d + a, dtype=problem.dtype)
+                th_hat[a, d] = near_truth_minimiser(Posterior(pb, prior, prior_weight=weight), theta_true, **solver)
+        if sigma_cache is not None:
+            sigma_cache[key] = th_hat
     sv = np.repeat(levels, cfg.n_draws)
     tv = th_hat.reshape(-1)
     slope, r2 = np.nan, np.nan
@@ -171,63 +243,91 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     else:
         small_move = abs(slope) * np.ptp(levels) <= 0.1 * abs(theta_true[0]) if np.isfinite(slope) else True
         v4 = "yes" if (spread <= 0.1 * abs(theta_true[0]) and (r2 >= 0.5 or small_move)) else "no"
+    rho = prof.fixed_point_rate.values if score_only else np.full(len(g), np.nan)
+    unconv = ~prof.converged.values.astype(bool)
     out = xr.Dataset({
         "profile_energy": prof.profile_energy, "profile_energy_branch": prof.profile_energy_branch,
         "data_term": prof.data_term, "prior_term": prof.prior_term,
+        "theta_value": ("theta", g, {"long_name": f"scanned parameter {problem.family.param_names[0]}"}),
+        "fixed_point_rate": ("theta", rho, prof.fixed_point_rate.attrs if score_only else {}),
+        "unconverged": (("branch", "theta"), unconv, {"long_name": "inner solve hit max_iter (energy is an upper bound)"}),
         "descent_theta": dsd.theta_path.isel(param=0), "descent_kernel_error": dsd.kernel_error,
         "descent_t": dsd.t_coord, "descent_u": dsd.u_coord, "descent_energy": dsd.energy_path,
         "descent_end_class": dsd.end_class,
         "theta_hat_near_truth": (("noise_level", "draw"), th_hat, {"long_name": "near-truth local minimiser"}),
-    }, coords={"noise_level": levels, "draw": np.arange(cfg.n_draws)})
-    out = out.drop_vars([c for c in ("theta_path",) if c in out])
+    }, coords={"noise_level": levels, "draw": np.arange(cfg.n_draws)}).drop_vars("theta", errors="ignore")
     verdict = {"prior": prior_name, "weight": weight, "i_dirac_below_truth": v1, "ii_local_min_near_truth": v2,
                "iii_descents": v3, "iv_smooth_in_sigma": v4, "energy_gap_truth_minus_dirac": diff,
                "energy_tol": tol, "local_minima": lm, "sigma_slope": float(slope), "sigma_r2": float(r2),
                "draw_spread": spread, "descent_classes": cls, "prior_calls_profile": prof.attrs["prior_calls"],
                "solver_item_evaluations_profile": prof.attrs["solver_item_evaluations"],
-               "unconverged_profile_solves": int((~prof.converged.values.astype(bool)).sum()),
-               "profile_solves": int(prof.converged.size)}
+               "unconverged_profile_solves": int(unconv.sum()), "profile_solves": int(unconv.size),
+               "theta_true": float(theta_true[0]),
+               "max_fixed_point_rate_unconverged": float(np.nanmax(np.where(unconv.any(0), rho, np.nan)))
+               if score_only and unconv.any() else float("nan")}
     out.attrs["verdict"] = verdict
     return out
 
 
+CASE_VARS = ("image", "family", "noise", "prior", "weight")
+
+
 def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     cfg = (config or Config()).resolved()
-    fam, theta_true, image, grid = _setup(cfg)
-    problem = BlindDeblur.synthetic(image, fam, theta_true, cfg.noise, rng=cfg.seed, dtype=getattr(torch, cfg.dtype))
-    cases = list(itertools.product(split(cfg.priors), floats("weights", cfg.weights)))
-    parts, verdicts = [], []
-    for p, w in cases:
-        part = run_case(cfg, problem, p, w, theta_true, grid, progress)
-        verdicts.append(part.attrs.pop("verdict"))
-        parts.append(part)
+    dtype = getattr(torch, cfg.dtype)
+    parts, verdicts, labels, first_problem = [], [], [], None
+    sigma_cache: dict = {}
+    for case in cfg.problems():
+        fam, theta_true, image, grid, free = setup(case, cfg)
+        problem = BlindDeblur.synthetic(image, fam, theta_true, case.noise, rng=cfg.seed, dtype=dtype)
+        first_problem = first_problem or problem
+        for p, w in itertools.product(split(cfg.priors), floats("weights", cfg.weights)):
+            part = run_case(cfg, problem, p, w, theta_true, grid, progress, free, sigma_cache)
+            v = part.attrs.pop("verdict")
+            v.update(image=case.image if not case.image_file else case.image_file,
+                     family="kernel-file" if case.kernel_file else case.family, noise=case.noise)
+            verdicts.append(v)
+            labels.append(f"{p}@{w:g}" + ("" if len(cfg.problems()) == 1 else f" {v['image']}/{v['family']}/σ={case.noise:g}"))
+            if len(cfg.problems()) > 1:      # per-case inputs (the file's top-level inputs are the first case's)
+                part["case_y"] = (("row", "col"), problem.y.numpy())
+                part["case_kernel_true"] = (("krow", "kcol"), problem.kernel_true.numpy())
+            parts.append(part)
+    n = max(pt.sizes["theta"] for pt in parts)
+    parts = [pt.pad(theta=(0, n - pt.sizes["theta"])) if pt.sizes["theta"] < n else pt for pt in parts]
     ds = xr.concat(parts, dim="case", coords="minimal", compat="override", join="outer")
-    ds = ds.assign_coords(case=[f"{v['prior']}@{v['weight']:g}" for v in verdicts],
-                          theta=("theta", grid[:, 0]))
+    ds = ds.assign_coords(case=labels, **{f"case_{k}": ("case", [v[k] for v in verdicts]) for k in CASE_VARS})
     for k in ("i_dirac_below_truth", "ii_local_min_near_truth", "iii_descents", "iv_smooth_in_sigma"):
         ds[k] = ("case", np.array([v[k] for v in verdicts]).astype(str))
     for k in ("energy_gap_truth_minus_dirac", "energy_tol", "sigma_slope", "sigma_r2", "draw_spread",
-              "unconverged_profile_solves"):
-        ds[k] = ("case", np.array([v[k] for v in verdicts], dtype=float))
-    for k, da in io.input_variables(problem).items():
+              "unconverged_profile_solves", "max_fixed_point_rate_unconverged", "theta_true"):
+        ds[k if k != "theta_true" else "case_theta_true"] = ("case", np.array([v[k] for v in verdicts], dtype=float))
+    for k, da in io.input_variables(first_problem).items():
         ds[k] = da
     ds.attrs.update(io.provenance(NAME, asdict(cfg), verdicts=verdicts))
-    ds.attrs.update({"noise_sigma": cfg.noise, "kernel_family": fam.name, "prior": cfg.priors,
-                     "theta_true_value": float(theta_true[0]), "scanned_param": fam.param_names[0]})
+    ds.attrs.update({"noise_sigma": float(verdicts[0]["noise"]), "kernel_family": cfg.family, "prior": cfg.priors,
+                     "theta_true_value": float(verdicts[0]["theta_true"]),
+                     "scanned_param": first_problem.family.param_names[0]})
     return ds
 
 
 def summary(ds: xr.Dataset) -> str:
     a = ds.attrs
-    lines = [f"{NAME}: family={a['kernel_family']} theta*={a['theta_true_value']:g} sigma={a['noise_sigma']:g}",
-             f"  {'case':<16}{'(i) E*(δ)<E*(θ*)':>18}{'(ii) local min':>16}{'(iii) descents':>16}{'(iv) smooth σ':>15}"
-             f"{'gap (nats)':>13}{'unconverged':>13}"]
+    w = max(16, max(len(str(c)) for c in ds.case.values) + 2)
+    lines = [f"{NAME}: {ds.sizes['case']} case(s); first: family={ds.case_family.values[0]} "
+             f"theta*={a['theta_true_value']:g} sigma={a['noise_sigma']:g}",
+             f"  {'case':<{w}}{'(i) E*(δ)<E*(θ*)':>18}{'(ii) local min':>16}{'(iii) descents':>16}{'(iv) smooth σ':>15}"
+             f"{'gap (nats)':>13}{'unconverged':>13}{'max ρ':>8}"]
     for i, c in enumerate(ds.case.values):
-        lines.append(f"  {c:<16}{str(ds.i_dirac_below_truth.values[i]):>18}{str(ds.ii_local_min_near_truth.values[i]):>16}"
+        n = 2 * int(np.isfinite(ds.theta_value.values[i]).sum())
+        rho = float(ds.max_fixed_point_rate_unconverged.values[i])
+        lines.append(f"  {c:<{w}}{str(ds.i_dirac_below_truth.values[i]):>18}{str(ds.ii_local_min_near_truth.values[i]):>16}"
                      f"{str(ds.iii_descents.values[i]):>16}{str(ds.iv_smooth_in_sigma.values[i]):>15}"
                      f"{float(ds.energy_gap_truth_minus_dirac.values[i]):13.1f}"
-                     f"{int(ds.unconverged_profile_solves.values[i]):>7d}/{ds.sizes['branch'] * ds.sizes['theta']}")
-    lines.append("  gap = E*(theta*) - E*(delta); unconverged = inner solves that hit max_iter (their energies are upper bounds)")
+                     f"{int(ds.unconverged_profile_solves.values[i]):>7d}/{n:<5d}"
+                     f"{'' if np.isnan(rho) else f'{rho:.4f}':>8}")
+    lines.append("  gap = E*(theta*) - E*(delta); unconverged = inner solves that hit max_iter (their energies are upper "
+                 "bounds);\n  max ρ = largest spectral radius of the HQS map at an unconverged solve (≥ 1: the fixed "
+                 "point repels, no cap would converge)")
     return "\n".join(lines)
 
 
@@ -236,23 +336,34 @@ def plot(ds: xr.Dataset, ax: Any = None):
     in the (kernel path t, image path u) plane for the first case. Returns the first axes."""
     import matplotlib.pyplot as plt
     if ax is None:
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        many = ds.sizes["case"] > 3
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15 if many else 11, 4.8),
+                                      gridspec_kw={"width_ratios": (1.6, 1) if many else (1, 1)})
     else:
         ax2 = None
-    th = ds.theta.values
+    many = ds.sizes["case"] > 3            # many cases: lower branch only, against theta / theta*
     for k, c in enumerate(ds.case.values):
+        th = ds.theta_value.sel(case=c).values
+        ts = float(ds.case_theta_true.sel(case=c))
+        xs = th / ts if many else th
         e = ds.profile_energy_branch.sel(case=c)
         base = float(np.nanmin(e))
-        for b, ls_ in zip(ds.branch.values, ("-", "--")):
-            ax.plot(th, e.sel(branch=b) - base, ls_, color=f"C{k}", label=f"{c} ({b})")
         pe = ds.profile_energy.sel(case=c).values - base
+        if many:
+            ax.plot(xs, pe, "-", color=f"C{k % 10}", lw=1, label=str(c))
+        else:
+            for b, ls_ in zip(ds.branch.values, ("-", "--")):
+                ax.plot(xs, e.sel(branch=b) - base, ls_, color=f"C{k}", label=f"{c} ({b})")
+            ax.axvline(ts, color=f"C{k}", ls=":", lw=1)
         i = int(np.nanargmin(pe))
-        ax.plot(th[i], pe[i], "o", color=f"C{k}", ms=8)
-    ax.axvline(ds.attrs["theta_true_value"], color="0.4", ls=":", label="θ*")
-    ax.set_xlabel(ds.attrs.get("scanned_param", "theta"))
+        ax.plot(xs[i], pe[i], "o", color=f"C{k % 10}", ms=6)
+    if many:
+        ax.axvline(1.0, color="0.4", ls=":")
+    ax.set_xlabel("θ / θ*" if many else ds.attrs.get("scanned_param", "theta"))
     ax.set_ylabel("E*(θ) − min (nats)")
-    ax.legend(fontsize=7)
-    ax.set_title("profile energy, both continuation branches")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0) if many else None, ncol=1)
+    ax.set_title("profile energy" + (" (lower branch)" if many else ", both continuation branches")
+                 + " — dotted: θ*, dot: global min", fontsize=9)
     if ax2 is not None:
         c = ds.case.values[0]
         for j, init in enumerate(ds.init.values):
