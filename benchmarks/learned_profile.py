@@ -1,13 +1,19 @@
-"""Profile scan with the shipped learned prior: warm-started continuation vs a cold per-theta loop.
+"""Profile scan with a shipped learned prior: warm-started continuation vs a cold per-theta loop.
 
-    python benchmarks/learned_profile.py [--n-theta 32] [--size 64]
+    python benchmarks/learned_profile.py [--prior gs|tweedie] [--n-theta 32] [--size 64] [--device cpu]
 
-(the issue's 64 theta on 128^2 is --n-theta 64 --size 128: about 4x longer on 2 cores)
+(the issue's 64 theta on 128^2 is --n-theta 64 --size 128: about 8x longer)
 
-Both use the same gradient-only inner solver (HQS: exact FFT data step, one denoiser call per
-iteration, stop at relative change 1e-4, at most 300 iterations). Printed from one run: wall time, denoiser calls per theta,
-the time of those calls alone (the floor: the same number of calls, same batch size, nothing else),
-and the largest difference of the final profile energies between the two.
+All runs use the same inner solver for the prior (``gs``: the explicit potential, L-BFGS on the
+true energy; ``tweedie``: the score only, HQS with one denoiser call per iteration, stop at
+relative change ``--xtol``), at most ``--max-iter`` iterations. One continuation branch from the
+Dirac end, started from the previous solution (``warm``) or from the secant prediction
+(``warm+secant``), against every theta started from y (``cold``). Printed from one run: wall
+time, prior calls per theta (a call is one network evaluation: the potential and its gradient for
+``gs``, the denoiser for ``tweedie``), the floor (those calls alone: the calls the warm+secant run
+made, times the mean time of one such call on the same batch, measured over ``--floor-calls``
+calls), how many solves met the tolerance, and the final energies of the warm runs against the
+cold run at every theta.
 """
 
 from __future__ import annotations
@@ -22,72 +28,81 @@ import landscape as ls
 from landscape import data, kernels, priors
 
 
+def scan(post, theta, mode, solver):
+    prior = post.prior
+    prior.n_calls = 0
+    t0 = time.perf_counter()
+    x, prev, xs, conv = post.default_start(), None, [], []
+    for k, t in enumerate(theta):
+        if mode == "cold":
+            start = None
+        elif mode == "warm+secant" and k >= 2:
+            start = x + (theta[k] - theta[k - 1]) / (theta[k - 1] - theta[k - 2]) * (x - prev)
+        else:
+            start = x
+        sol, _, info = post.argmin_x([t], start, **solver)
+        prev, x = x, sol[0]
+        xs.append(x)
+        conv.append(bool(info.converged[0]))
+    wall = time.perf_counter() - t0
+    return wall, prior.n_calls, torch.stack(xs), int(sum(conv))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prior", choices=("gs", "tweedie"), default="gs")
     ap.add_argument("--n-theta", type=int, default=32)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--xtol", type=float, default=1e-4)
+    ap.add_argument("--max-iter", type=int, default=1000)
+    ap.add_argument("--floor-calls", type=int, default=30)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    dev = torch.device(args.device)
     img = data.center_crop(data.load("camera"), args.size)
-    prob = ls.BlindDeblur.synthetic(img, kernels.Gaussian(15), 1.5, 0.01, rng=0, dtype=torch.float32)
-    prior = priors.load("denoiser-gray", "tweedie", s=0.01)
+    prob = ls.BlindDeblur.synthetic(img, kernels.Gaussian(15), 1.5, 0.01, rng=0, dtype=torch.float32, device=dev)
+    name = "gs-denoiser-gray" if args.prior == "gs" else "denoiser-gray"
+    prior = priors.load(name, args.prior, s=0.01, device=dev)
     post = ls.Posterior(prob, prior)
     theta = np.linspace(0, 3, args.n_theta)
     T = args.n_theta
-    solver = dict(method="hqs", xtol=args.xtol, max_iter=300, energies=False)
+    solver = dict(method="lbfgs" if args.prior == "gs" else "hqs", xtol=args.xtol, max_iter=args.max_iter,
+                  energies=False)
+    z = post.default_start()[None].clone()
+    call = (lambda: prior.energy_and_grad(z)) if args.prior == "gs" else (lambda: prior.grad(z))
+    for _ in range(3):                       # warm-up: allocations, kernel selection
+        call()
+    runs = {m: scan(post, theta, m, solver) for m in ("cold", "warm", "warm+secant")}
 
-    # warm start: one continuation branch from the Dirac end (the batched API runs two; use one here)
-    prior.n_calls = 0
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
-    x = post.default_start()
-    calls_warm = []
-    for t in theta:
-        c0 = prior.n_calls
-        xs, _, info = post.argmin_x([t], x, **solver)
-        x = xs[0]
-        calls_warm.append(prior.n_calls - c0)
-    t_warm_solve = time.perf_counter() - t0
-    xw = x
+    for _ in range(args.floor_calls):
+        call()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    per_call = (time.perf_counter() - t0) / args.floor_calls
+    floor = per_call * runs["warm+secant"][1]
 
-    prior.n_calls = 0
-    t0 = time.perf_counter()
-    calls_cold = []
-    for t in theta:
-        c0 = prior.n_calls
-        post.argmin_x([t], None, **solver)
-        calls_cold.append(prior.n_calls - c0)
-    t_cold_solve = time.perf_counter() - t0
-
-    n_warm, n_cold = sum(calls_warm), sum(calls_cold)
-    z = xw[None].clone()
-    t0 = time.perf_counter()
     with torch.no_grad():
-        for _ in range(n_warm):
-            prior.denoiser(z, prior.s)
-    t_floor = time.perf_counter() - t0
-    # final energies of both at equal solver tolerance, on a few theta (energies cost line integrals)
-    idx = np.linspace(0, T - 1, 5).astype(int)
-    xs_w, xs_c = [], []
-    x = post.default_start()
-    for i, t in enumerate(theta):
-        xw_i, _, _ = post.argmin_x([t], x, **solver)
-        x = xw_i[0]
-        if i in idx:
-            xs_w.append(x)
-            xs_c.append(post.argmin_x([t], None, **solver)[0][0])
-    th_sel = theta[idx]
-    ew = post.energy(th_sel, torch.stack(xs_w))
-    ec = post.energy(th_sel, torch.stack(xs_c))
-    print(f"learned-prior profile scan: {T} theta, {args.size}^2 camera, denoiser-gray (Tweedie, s=0.01), "
-          f"HQS xtol={args.xtol:g}, {torch.get_num_threads()} threads")
-    print(f"  {'':<30}{'wall (s)':>10}{'denoiser calls/theta':>22}")
-    print(f"  {'warm-started continuation':<30}{t_warm_solve:10.1f}{n_warm / T:22.1f}")
-    print(f"  {'cold per-theta loop':<30}{t_cold_solve:10.1f}{n_cold / T:22.1f}")
-    print(f"  {'floor: the warm calls alone':<30}{t_floor:10.1f}")
-    print(f"  calls cold / warm = {n_cold / max(n_warm, 1):.2f}x   warm wall / floor = {t_warm_solve / t_floor:.2f}x")
-    rel = ((ew - ec).abs() / ec.abs()).max()
-    print(f"  final energies at 5 theta: max |E_warm - E_cold| / |E| = {float(rel):.2e} "
-          f"(E_warm - E_cold: {', '.join(f'{v:+.2f}' for v in (ew - ec).tolist())} nats)")
+        e = {m: post.energy(theta, r[2]).double().cpu().numpy() for m, r in runs.items()}
+    print(f"learned-prior profile scan: {T} theta in [0, 3], {args.size}^2 camera, {name} ({args.prior}, s=0.01), "
+          f"{solver['method']} (xtol {args.xtol:g}, max {args.max_iter} iterations), "
+          f"{torch.get_num_threads()} threads, {dev}")
+    print(f"  {'':<14}{'wall (s)':>10}{'calls/theta':>13}{'converged':>11}{'cold calls / calls':>20}{'wall / floor':>14}")
+    n_cold = runs["cold"][1]
+    for m, (wall, n, _, conv) in runs.items():
+        print(f"  {m:<14}{wall:10.1f}{n / T:13.1f}{conv:>8d}/{T:<3d}{n_cold / max(n, 1):19.2f}x"
+              f"{wall / (per_call * n):13.2f}x")
+    print(f"  floor: one call {per_call * 1e3:.1f} ms; the warm+secant run's {runs['warm+secant'][1]} calls alone: "
+          f"{floor:.1f} s")
+    for m in ("warm", "warm+secant"):
+        d = e[m] - e["cold"]
+        same = np.abs(d) <= 1e-4 * np.abs(e["cold"])
+        print(f"  {m} - cold final energy (nats): equal to 1e-4 relative at {int(same.sum())}/{T} theta; "
+              f"lower at {int((d < 0).sum() - (same & (d < 0)).sum())}, higher at {int((d > 0).sum() - (same & (d > 0)).sum())}; "
+              f"range [{d.min():+.2f}, {d.max():+.2f}]; first theta where they differ: "
+              f"{theta[np.flatnonzero(~same)[0]] if (~same).any() else float('nan'):.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -48,8 +49,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = _study_parser(args.study).parse_args(args.options)
     values = {f.name: getattr(opts, f.name) for f in dataclasses.fields(mod.Config)}
     cfg = mod.Config(**values)
-    ds = mod.run(cfg, progress=not opts.no_progress)
+    kw = {}
+    if "checkpoint" in inspect.signature(mod.run).parameters:     # long studies resume per case
+        out_path = Path(opts.out)
+        kw["checkpoint"] = str(out_path.parent / f".{out_path.name}.parts")
+    ds = mod.run(cfg, progress=not opts.no_progress, **kw)
     out = io.save(ds, opts.out)
+    if kw:
+        io.CaseCache(kw["checkpoint"], dataclasses.asdict(cfg.resolved())).clear()
     print(mod.summary(ds))
     print(f"wrote {out}")
     return 0

@@ -81,6 +81,11 @@ def _theta_step(post: Posterior, theta: torch.Tensor, x: torch.Tensor, step: tor
     (g,) = torch.autograd.grad(f0.sum(), th)
     f0 = f0.detach()
     th = th.detach()
+    # no trial move longer than the domain's diameter: near a stationary kernel (tiny gradient)
+    # every step is accepted, and an uncapped step would grow without bound
+    diam = float(torch.tensor(fam.upper, dtype=torch.float64).sub(torch.tensor(fam.lower, dtype=torch.float64))
+                 .clamp(max=1e6).norm())
+    step = torch.minimum(step, diam / g.norm(dim=1).clamp_min(1e-30))
     new, ok = th.clone(), torch.zeros(len(th), dtype=torch.bool)
     for _ in range(30):
         cand = th - step[:, None] * g

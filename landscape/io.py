@@ -106,3 +106,47 @@ def load(path: str | os.PathLike) -> xr.Dataset:
 def config_of(ds: xr.Dataset) -> dict[str, Any]:
     """The study configuration stored in ``ds.attrs['config']``."""
     return json.loads(ds.attrs["config"])
+
+
+class CaseCache:
+    """Finished cases of a long study, one netCDF file each, so that a rerun resumes.
+
+    Every case is written atomically (``save``) as ``<tag>-<key>.nc`` in ``folder``, where the
+    tag hashes the study's configuration: a rerun with the same configuration loads the cases
+    already done (``load``), a changed configuration recomputes everything. Dict or list attrs
+    are stored as JSON and come back as such.
+    """
+
+    def __init__(self, folder: str | os.PathLike, config: dict[str, Any]):
+        import hashlib
+        self.folder = Path(folder)
+        self.tag = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{self.tag}-{key}.nc"
+
+    def load(self, key: str) -> xr.Dataset | None:
+        p = self.path(key)
+        if not p.exists():
+            return None
+        ds = load(p)
+        for k in ds.attrs.get("_json_attrs", "").split(","):
+            if k:
+                ds.attrs[k] = json.loads(ds.attrs[k])
+        ds.attrs.pop("_json_attrs", None)
+        return ds
+
+    def save(self, key: str, ds: xr.Dataset) -> Path:
+        out = ds.copy()
+        js = [k for k, v in out.attrs.items() if isinstance(v, (dict, list, tuple))]
+        for k in js:
+            out.attrs[k] = json.dumps(out.attrs[k], default=str)
+        out.attrs["_json_attrs"] = ",".join(js)
+        return save(out, self.path(key))
+
+    def clear(self) -> None:
+        """Remove this configuration's case files (and the folder when nothing else is left)."""
+        for p in self.folder.glob(f"{self.tag}-*.nc"):
+            p.unlink()
+        if self.folder.exists() and not any(self.folder.iterdir()):
+            self.folder.rmdir()

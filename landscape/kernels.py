@@ -55,6 +55,8 @@ def project_simplex(v: torch.Tensor) -> torch.Tensor:
     :math:`\rho = \max\{j : u_j - (\sum_{i\le j} u_i - 1)/j > 0\}`,
     :math:`\tau = (\sum_{i \le \rho} u_i - 1)/\rho` and :math:`h = \max(v - \tau, 0)`.
     """
+    if not torch.isfinite(v).all():
+        raise InputError("v", "finite values to project on the simplex", "NaN or inf")
     u, _ = torch.sort(v, dim=-1, descending=True)
     css = torch.cumsum(u, dim=-1) - 1
     j = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype, device=v.device)

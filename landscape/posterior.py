@@ -358,9 +358,10 @@ class Posterior:
         central differences :math:`J_T v \approx (T(x + \epsilon v) - T(x - \epsilon v)) / 2\epsilon`,
         :math:`\epsilon` = ``eps`` :math:`\|x\|` (two gradient evaluations per product; any prior).
         Power iteration would need hundreds of products: a learned prior's eigenvalues cluster
-        near 1. Returns ``(B,)`` moduli.
+        near 1. Returns ``(B,)`` moduli (the best Ritz value when Arnoldi stops at
+        ``max_matvecs`` products before ``tol``; NaN when it has none).
         """
-        from scipy.sparse.linalg import LinearOperator, eigs
+        from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
         th = self.theta(theta)
         x = x.to(dtype=self.problem.dtype, device=self.problem.device)
         x = x.expand(th.shape[0], *x.shape[-2:]) if x.ndim == 2 else x
@@ -382,8 +383,11 @@ class Posterior:
                 return jv.reshape(-1).double().cpu().numpy() * nv
 
             op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-            vals = eigs(op, k=1, which="LM", v0=g.standard_normal(n), ncv=min(ncv, n - 1), tol=tol,
-                        maxiter=max(1, max_matvecs // ncv), return_eigenvectors=False)
+            try:
+                vals = eigs(op, k=1, which="LM", v0=g.standard_normal(n), ncv=min(ncv, n - 1), tol=tol,
+                            maxiter=max(1, max_matvecs // ncv), return_eigenvectors=False)
+            except ArpackNoConvergence as exc:      # the best Ritz value so far, else unknown
+                vals = exc.eigenvalues if len(exc.eigenvalues) else np.array([np.nan])
             out[b] = float(np.abs(vals).max())
         return out
 

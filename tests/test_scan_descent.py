@@ -147,6 +147,14 @@ def test_trivial_minimizer_product_of_cases_with_free_kernels(tmp_path):
     # verdict (iv) does not depend on the case's own noise level: computed once, shared
     np.testing.assert_array_equal(ds.theta_hat_near_truth.values[0], ds.theta_hat_near_truth.values[1])
     assert not np.array_equal(ds.case_y.values[0], ds.case_y.values[1])
+    # the plane's corners are pairs (delta, y) and (h*, x*): never below the profile minima there
+    for c in range(ds.sizes["case"]):
+        pl, th = ds.plane_energy.isel(case=c), ds.theta_value.values[c]
+        e0 = float(pl.sel(t=0.0, u=0.0, method="nearest"))
+        e1 = float(pl.sel(t=1.0, u=1.0, method="nearest"))
+        pe = ds.profile_energy.values[c]
+        istar = int(np.nanargmin(np.abs(th - ds.case_theta_true.values[c])))
+        assert pe[0] <= e0 * (1 + 1e-5) and pe[istar] <= e1 * (1 + 1e-5)
     io_path = tmp_path / "tmm.nc"
     from landscape import io
     io.save(ds, io_path)
@@ -162,3 +170,53 @@ def test_trivial_minimizer_bad_case_options():
         TM.Config(family="gaussian,blurry").resolved()
     with pytest.raises(InputError, match="noise"):
         TM.Config(noise="0.01,-1").resolved()
+
+
+def test_free_kernel_descent_float32_stays_finite_near_stationary_kernels():
+    """Regression: at a stationary kernel every theta step was accepted and grew x1.5 without bound
+    until float32 overflowed; trial moves are now capped by the domain's diameter."""
+    fam = K.Free(9)
+    img = data.center_crop(data.load("camera"), 32)
+    prob = ls.BlindDeblur.synthetic(img, fam, fam.theta_of(K.camera_shake(9, rng=0))[0], 0.01, rng=0,
+                                    dtype=torch.float32)
+    post = ls.Posterior(prob, P.GaussianPrior.fit(data.TRAIN, (32, 32), n_crops=100))
+    th0, x0, labels = descent.initialisations(post, rng=0)
+    ds = descent.descend(post, th0, x0, labels=labels, n_outer=40, progress=False, xtol=1e-5)
+    h = fam(torch.as_tensor(ds.theta_path.isel(step=-1).values))
+    assert torch.isfinite(h).all() and (h >= -1e-6).all()
+    np.testing.assert_allclose(h.sum(dim=(1, 2)).numpy(), 1.0, atol=1e-5)
+    assert ds.end_class.sel(init="dirac") == "trivial"
+    with pytest.raises(InputError, match="finite"):
+        K.project_simplex(torch.tensor([[0.5, float("nan")]]))
+
+
+def test_trivial_minimizer_resumes_after_a_crash(tmp_path, monkeypatch):
+    cfg = TM.Config(priors="sparse", quick=True, crop=16, kernel_size=5, n_theta=5, n_draws=1, noise="0.01,0.02")
+    real, calls = TM.run_case, []
+
+    def crash_on_second(*a, **k):
+        if len(calls) == 1:
+            raise RuntimeError("simulated crash")
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(TM, "run_case", crash_on_second)
+    parts = tmp_path / "parts"
+    with pytest.raises(RuntimeError, match="simulated"):
+        TM.run(cfg, progress=False, checkpoint=str(parts))
+    assert len(list(parts.glob("*.nc"))) == 1 and not list(parts.glob("*.part"))
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(TM, "run_case", counting)
+    ds = TM.run(cfg, progress=False, checkpoint=str(parts))
+    assert len(calls) == 2                                  # only the missing case was computed
+    ref = TM.run(cfg, progress=False)
+    np.testing.assert_array_equal(ds.profile_energy.values, ref.profile_energy.values)
+    for k in ("i_dirac_below_truth", "ii_local_min_near_truth", "iii_descents", "iv_smooth_in_sigma"):
+        np.testing.assert_array_equal(ds[k].values, ref[k].values)
+    # a changed configuration does not reuse the cases
+    other = TM.run(TM.Config(**{**cfg.__dict__, "seed": 1}), progress=False, checkpoint=str(parts))
+    assert len(calls) == 2 + 2 + other.sizes["case"]

@@ -85,4 +85,5 @@ def test_trivial_minimizer_default_quick_from_the_cli(tmp_path, capsys):
     assert main(["run", "trivial-minimizer", "--quick", "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "tweedie@1" in text and "(i)" in text
+    assert not (tmp_path / ".tm.nc.parts").exists()          # per-case checkpoints removed once written
     assert main(["plot", str(out)]) == 0

@@ -243,6 +243,7 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     else:
         small_move = abs(slope) * np.ptp(levels) <= 0.1 * abs(theta_true[0]) if np.isfinite(slope) else True
         v4 = "yes" if (spread <= 0.1 * abs(theta_true[0]) and (r2 >= 0.5 or small_move)) else "no"
+    plane = scan.grid2d(post, PLANE, PLANE)
     rho = prof.fixed_point_rate.values if score_only else np.full(len(g), np.nan)
     unconv = ~prof.converged.values.astype(bool)
     out = xr.Dataset({
@@ -254,15 +255,18 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
         "descent_theta": dsd.theta_path.isel(param=0), "descent_kernel_error": dsd.kernel_error,
         "descent_t": dsd.t_coord, "descent_u": dsd.u_coord, "descent_energy": dsd.energy_path,
         "descent_end_class": dsd.end_class,
+        "plane_energy": (("t", "u"), plane.energy.values, {**plane.energy.attrs, "comment": (
+            "E((1-t) delta + t h*, (1-u) y + u x*), the plane of the descent map")}),
         "theta_hat_near_truth": (("noise_level", "draw"), th_hat, {"long_name": "near-truth local minimiser"}),
-    }, coords={"noise_level": levels, "draw": np.arange(cfg.n_draws)}).drop_vars("theta", errors="ignore")
+    }, coords={"noise_level": levels, "draw": np.arange(cfg.n_draws), "t": PLANE, "u": PLANE}
+    ).drop_vars("theta", errors="ignore")
     verdict = {"prior": prior_name, "weight": weight, "i_dirac_below_truth": v1, "ii_local_min_near_truth": v2,
                "iii_descents": v3, "iv_smooth_in_sigma": v4, "energy_gap_truth_minus_dirac": diff,
                "energy_tol": tol, "local_minima": lm, "sigma_slope": float(slope), "sigma_r2": float(r2),
                "draw_spread": spread, "descent_classes": cls, "prior_calls_profile": prof.attrs["prior_calls"],
                "solver_item_evaluations_profile": prof.attrs["solver_item_evaluations"],
                "unconverged_profile_solves": int(unconv.sum()), "profile_solves": int(unconv.size),
-               "theta_true": float(theta_true[0]),
+               "theta_true": float(theta_true[0]), "theta_global_min": float(g[int(np.argmin(e))]),
                "max_fixed_point_rate_unconverged": float(np.nanmax(np.where(unconv.any(0), rho, np.nan)))
                if score_only and unconv.any() else float("nan")}
     out.attrs["verdict"] = verdict
@@ -270,25 +274,40 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
 
 
 CASE_VARS = ("image", "family", "noise", "prior", "weight")
+#: coordinates of the (kernel path t, image path u) plane stored per case
+PLANE = np.linspace(-0.2, 1.2, 15)
 
 
-def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+def run(config: Config | None = None, *, progress: bool = True, checkpoint: str | None = None) -> xr.Dataset:
+    """Run every case. ``checkpoint``: a folder where each finished case is saved (atomically);
+    a rerun with the same configuration loads those instead of recomputing them
+    (``io.CaseCache``; the CLI uses ``.<out>.parts`` beside ``--out`` and removes it once the
+    results file is written)."""
     cfg = (config or Config()).resolved()
+    cache = io.CaseCache(checkpoint, asdict(cfg)) if checkpoint else None
     dtype = getattr(torch, cfg.dtype)
     parts, verdicts, labels, first_problem = [], [], [], None
     sigma_cache: dict = {}
-    for case in cfg.problems():
+    cases = cfg.problems()
+    for case in cases:
         fam, theta_true, image, grid, free = setup(case, cfg)
         problem = BlindDeblur.synthetic(image, fam, theta_true, case.noise, rng=cfg.seed, dtype=dtype)
         first_problem = first_problem or problem
         for p, w in itertools.product(split(cfg.priors), floats("weights", cfg.weights)):
-            part = run_case(cfg, problem, p, w, theta_true, grid, progress, free, sigma_cache)
-            v = part.attrs.pop("verdict")
+            key = f"{len(parts):04d}"
+            part = cache.load(key) if cache else None
+            if part is None:
+                part = run_case(cfg, problem, p, w, theta_true, grid, progress, free, sigma_cache)
+                if cache:
+                    cache.save(key, part)
+            elif progress:
+                print(f"case {key} ({p}@{w:g}, {case.image}/{case.family}/σ={case.noise:g}): loaded from {checkpoint}")
+            v = dict(part.attrs.pop("verdict"))
             v.update(image=case.image if not case.image_file else case.image_file,
                      family="kernel-file" if case.kernel_file else case.family, noise=case.noise)
             verdicts.append(v)
-            labels.append(f"{p}@{w:g}" + ("" if len(cfg.problems()) == 1 else f" {v['image']}/{v['family']}/σ={case.noise:g}"))
-            if len(cfg.problems()) > 1:      # per-case inputs (the file's top-level inputs are the first case's)
+            labels.append(f"{p}@{w:g}" + ("" if len(cases) == 1 else f" {v['image']}/{v['family']}/σ={case.noise:g}"))
+            if len(cases) > 1:      # per-case inputs (the file's top-level inputs are the first case's)
                 part["case_y"] = (("row", "col"), problem.y.numpy())
                 part["case_kernel_true"] = (("krow", "kcol"), problem.kernel_true.numpy())
             parts.append(part)
@@ -299,7 +318,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     for k in ("i_dirac_below_truth", "ii_local_min_near_truth", "iii_descents", "iv_smooth_in_sigma"):
         ds[k] = ("case", np.array([v[k] for v in verdicts]).astype(str))
     for k in ("energy_gap_truth_minus_dirac", "energy_tol", "sigma_slope", "sigma_r2", "draw_spread",
-              "unconverged_profile_solves", "max_fixed_point_rate_unconverged", "theta_true"):
+              "unconverged_profile_solves", "max_fixed_point_rate_unconverged", "theta_true", "theta_global_min"):
         ds[k if k != "theta_true" else "case_theta_true"] = ("case", np.array([v[k] for v in verdicts], dtype=float))
     for k, da in io.input_variables(first_problem).items():
         ds[k] = da
@@ -316,16 +335,17 @@ def summary(ds: xr.Dataset) -> str:
     lines = [f"{NAME}: {ds.sizes['case']} case(s); first: family={ds.case_family.values[0]} "
              f"theta*={a['theta_true_value']:g} sigma={a['noise_sigma']:g}",
              f"  {'case':<{w}}{'(i) E*(δ)<E*(θ*)':>18}{'(ii) local min':>16}{'(iii) descents':>16}{'(iv) smooth σ':>15}"
-             f"{'gap (nats)':>13}{'unconverged':>13}{'max ρ':>8}"]
+             f"{'argmin E*':>10}{'gap (nats)':>13}{'unconverged':>13}{'max ρ':>8}"]
     for i, c in enumerate(ds.case.values):
         n = 2 * int(np.isfinite(ds.theta_value.values[i]).sum())
         rho = float(ds.max_fixed_point_rate_unconverged.values[i])
         lines.append(f"  {c:<{w}}{str(ds.i_dirac_below_truth.values[i]):>18}{str(ds.ii_local_min_near_truth.values[i]):>16}"
                      f"{str(ds.iii_descents.values[i]):>16}{str(ds.iv_smooth_in_sigma.values[i]):>15}"
-                     f"{float(ds.energy_gap_truth_minus_dirac.values[i]):13.1f}"
+                     f"{float(ds.theta_global_min.values[i]):10.3g}{float(ds.energy_gap_truth_minus_dirac.values[i]):13.1f}"
                      f"{int(ds.unconverged_profile_solves.values[i]):>7d}/{n:<5d}"
                      f"{'' if np.isnan(rho) else f'{rho:.4f}':>8}")
-    lines.append("  gap = E*(theta*) - E*(delta); unconverged = inner solves that hit max_iter (their energies are upper "
+    lines.append("  argmin E* = grid theta (first parameter) of the profile's global minimum; "
+                 "gap = E*(theta*) - E*(delta); unconverged = inner solves that hit max_iter (their energies are upper "
                  "bounds);\n  max ρ = largest spectral radius of the HQS map at an unconverged solve (≥ 1: the fixed "
                  "point repels, no cap would converge)")
     return "\n".join(lines)
@@ -357,15 +377,23 @@ def plot(ds: xr.Dataset, ax: Any = None):
             ax.axvline(ts, color=f"C{k}", ls=":", lw=1)
         i = int(np.nanargmin(pe))
         ax.plot(xs[i], pe[i], "o", color=f"C{k % 10}", ms=6)
+        fin = np.flatnonzero(np.isfinite(pe))
+        loc = [j for j in fin[local_minima(pe[fin])] if j != i]
+        ax.plot(xs[loc], pe[loc], "v", color=f"C{k % 10}", ms=7, mfc="none")
     if many:
         ax.axvline(1.0, color="0.4", ls=":")
     ax.set_xlabel("θ / θ*" if many else ds.attrs.get("scanned_param", "theta"))
     ax.set_ylabel("E*(θ) − min (nats)")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0) if many else None, ncol=1)
     ax.set_title("profile energy" + (" (lower branch)" if many else ", both continuation branches")
-                 + " — dotted: θ*, dot: global min", fontsize=9)
+                 + " — dotted: θ*, dot: global min, triangle: other local min", fontsize=9)
     if ax2 is not None:
         c = ds.case.values[0]
+        if "plane_energy" in ds:
+            pl = ds.plane_energy.sel(case=c)
+            cs = ax2.contourf(ds.t.values, ds.u.values, np.log10(1 + (pl - pl.min()).values.T), levels=25,
+                              cmap="Greys_r")
+            ax2.figure.colorbar(cs, ax=ax2, label="log10(1 + E − min on the plane), nats")
         for j, init in enumerate(ds.init.values):
             t = ds.descent_t.sel(case=c, init=init)
             u = ds.descent_u.sel(case=c, init=init)
