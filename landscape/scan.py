@@ -41,7 +41,7 @@ def theta_coords(post: Posterior, theta: torch.Tensor) -> dict[str, Any]:
 
 
 def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm_start: bool = False,
-            x_end: torch.Tensor | None = None, predictor: str = "secant", store_images: bool = False,
+            x_end: torch.Tensor | None = None, predictor: str = "auto", store_images: bool = False,
             rates: bool = False, progress: bool = True, **solver: Any) -> xr.Dataset:
     r"""Profile energy :math:`E^*(\theta) = \min_x E(\theta, x)` over a grid.
 
@@ -58,11 +58,15 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         forward from ``x0``, each solve starting from the previous solution; ``from_end`` walks
         it backward from ``x_end`` (default: the true image when known, else ``y``). A
         two-basin profile shows as two branches; ``profile_energy`` is their minimum.
-    predictor : {"secant", "none"}
+    predictor : {"auto", "secant", "none"}
         Start of each warm-started solve: ``"secant"`` extrapolates the branch linearly,
         :math:`x^{(0)}_k = \hat x_{k-1} + \frac{\|\theta_k - \theta_{k-1}\|}{\|\theta_{k-1} - \theta_{k-2}\|}
         (\hat x_{k-1} - \hat x_{k-2})` (a predictor-corrector continuation); ``"none"`` starts
-        from :math:`\hat x_{k-1}`.
+        from :math:`\hat x_{k-1}`. ``"auto"``: secant when the inner solver is L-BFGS (its line
+        search on the true energy makes a poor prediction cost iterations, never the answer),
+        none for the gradient-only HQS solver of score-only priors, which has no energy to reject a
+        poor prediction: where its map is not contractive (``fixed_point_rate`` >= 1) an
+        extrapolated start runs away.
     store_images : bool
         Keep :math:`\hat x(\theta)` as ``x_hat``.
     rates : bool
@@ -81,7 +85,11 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
     """
     fam = post.problem.family
     th = fam.check(theta, dtype=post.problem.dtype, device=post.problem.device)
-    choice("predictor", predictor, ("secant", "none"))
+    choice("predictor", predictor, ("auto", "secant", "none"))
+    if predictor == "auto":
+        method = solver.get("method", "auto")
+        hqs = method == "hqs" or (method == "auto" and post.prior.capabilities.get("energy") == "approximate")
+        predictor = "none" if hqs else "secant"
     calls0 = getattr(post.prior, "n_calls", 0)
     keep_x = store_images or rates
     if not warm_start:

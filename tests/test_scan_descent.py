@@ -125,6 +125,12 @@ def test_secant_predictor_same_profile_fewer_evaluations(small):
     for ds in runs.values():
         np.testing.assert_allclose(ds.profile_energy_branch.values, np.stack([cf, cf]), rtol=1e-7)
     assert runs["secant"].attrs["predictor"] == "secant"
+    # "auto": secant behind L-BFGS (an energy to rescue a poor prediction), none for score-only priors
+    assert scan.profile(post, th[:4], warm_start=True, progress=False).attrs["predictor"] == "secant"
+    gp = post.prior
+    score_only = ls.Posterior(small, P.TweediePrior(lambda x, s: gp.denoise(x, s), s=0.05))
+    ds = scan.profile(score_only, th[:4], warm_start=True, progress=False, max_iter=5)
+    assert ds.attrs["predictor"] == "none"
     assert runs["secant"].attrs["solver_item_evaluations"] < runs["none"].attrs["solver_item_evaluations"]
     with pytest.raises(InputError, match="predictor"):
         scan.profile(post, th, warm_start=True, predictor="newton", progress=False)
