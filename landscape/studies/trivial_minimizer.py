@@ -54,6 +54,10 @@ FAMILY_TRUTH = {"gaussian": "1.5", "gaussian-aniso": "2,1,30", "defocus": "2", "
 NAME = "trivial-minimizer"
 SUMMARY = "is (delta, y) the global joint-MAP minimiser, with a local minimiser near the truth?"
 PRIORS = ("tweedie", "gs", "gaussian", "patch-gmm", "sparse")
+#: what identifies a case (stored as coordinates ``case_<name>``)
+CASE_VARS = ("image", "family", "noise", "prior", "weight")
+#: coordinates of the (kernel path t, image path u) plane stored per case
+PLANE = np.round(np.linspace(-0.2, 1.2, 15), 12)
 
 
 @dataclass
@@ -271,11 +275,6 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
                if score_only and unconv.any() else float("nan")}
     out.attrs["verdict"] = verdict
     return out
-
-
-CASE_VARS = ("image", "family", "noise", "prior", "weight")
-#: coordinates of the (kernel path t, image path u) plane stored per case
-PLANE = np.linspace(-0.2, 1.2, 15)
 
 
 def run(config: Config | None = None, *, progress: bool = True, checkpoint: str | None = None) -> xr.Dataset:
