@@ -72,30 +72,28 @@ def main() -> None:
     call = (lambda: prior.energy_and_grad(z)) if args.prior == "gs" else (lambda: prior.grad(z))
     for _ in range(3):                       # warm-up: allocations, kernel selection
         call()
-    runs = {m: scan(post, theta, m, solver) for m in ("cold", "warm", "warm+secant")}
-
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
     t0 = time.perf_counter()
-    for _ in range(args.floor_calls):
+    for _ in range(args.floor_calls):        # the floor's unit: one call, same batch, nothing else
         call()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+    sync()
     per_call = (time.perf_counter() - t0) / args.floor_calls
-    floor = per_call * runs["warm+secant"][1]
 
-    with torch.no_grad():
-        e = {m: post.energy(theta, r[2]).double().cpu().numpy() for m, r in runs.items()}
     print(f"learned-prior profile scan: {T} theta in [0, 3], {args.size}^2 camera, {name} ({args.prior}, s=0.01), "
           f"{solver['method']} (xtol {args.xtol:g}, max {args.max_iter} iterations), "
-          f"{torch.get_num_threads()} threads, {dev}")
-    print(f"  {'':<14}{'wall (s)':>10}{'calls/theta':>13}{'converged':>11}{'cold calls / calls':>20}{'wall / floor':>14}")
-    n_cold = runs["cold"][1]
-    for m, (wall, n, _, conv) in runs.items():
-        print(f"  {m:<14}{wall:10.1f}{n / T:13.1f}{conv:>8d}/{T:<3d}{n_cold / max(n, 1):19.2f}x"
-              f"{wall / (per_call * n):13.2f}x")
-    print(f"  floor: one call {per_call * 1e3:.1f} ms; the warm+secant run's {runs['warm+secant'][1]} calls alone: "
-          f"{floor:.1f} s")
+          f"{torch.get_num_threads()} threads, {dev}; one call {per_call * 1e3:.1f} ms", flush=True)
+    print(f"  {'':<14}{'wall (s)':>10}{'calls/theta':>13}{'converged':>11}{'cold calls / calls':>20}{'wall / floor':>14}",
+          flush=True)
+    runs = {}
+    for m in ("cold", "warm", "warm+secant"):  # each row printed as soon as its run ends
+        runs[m] = wall, n, _, conv = scan(post, theta, m, solver)
+        print(f"  {m:<14}{wall:10.1f}{n / T:13.1f}{conv:>8d}/{T:<3d}{runs['cold'][1] / max(n, 1):19.2f}x"
+              f"{wall / (per_call * n):13.2f}x", flush=True)
+    print(f"  floor (calls x one call): the warm+secant run's {runs['warm+secant'][1]} calls alone: "
+          f"{per_call * runs['warm+secant'][1]:.1f} s")
+    with torch.no_grad():
+        e = {m: post.energy(theta, r[2]).double().cpu().numpy() for m, r in runs.items()}
     for m in ("warm", "warm+secant"):
         d = e[m] - e["cold"]
         same = np.abs(d) <= 1e-4 * np.abs(e["cold"])
