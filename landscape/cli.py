@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -55,8 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         kw["checkpoint"] = str(out_path.parent / f".{out_path.name}.parts")
     ds = mod.run(cfg, progress=not opts.no_progress, **kw)
     out = io.save(ds, opts.out)
-    if kw:
-        io.CaseCache(kw["checkpoint"], dataclasses.asdict(cfg.resolved())).clear()
+    if kw:                                  # the results file is written: its case files are spent
+        shutil.rmtree(kw["checkpoint"], ignore_errors=True)
     print(mod.summary(ds))
     print(f"wrote {out}")
     return 0

@@ -143,10 +143,3 @@ class CaseCache:
             out.attrs[k] = json.dumps(out.attrs[k], default=str)
         out.attrs["_json_attrs"] = ",".join(js)
         return save(out, self.path(key))
-
-    def clear(self) -> None:
-        """Remove this configuration's case files (and the folder when nothing else is left)."""
-        for p in self.folder.glob(f"{self.tag}-*.nc"):
-            p.unlink()
-        if self.folder.exists() and not any(self.folder.iterdir()):
-            self.folder.rmdir()

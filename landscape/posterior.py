@@ -197,6 +197,14 @@ class Posterior:
         s = getattr(self.prior, "s", None)
         return self.prior_weight / s ** 2 if (method == "hqs" and s) else self.prior_curvature(x)
 
+    def solver_method(self, method: str = "auto") -> str:
+        """The inner solver ``argmin_x`` uses: ``"auto"`` is ``"hqs"`` for priors whose energy is only
+        approximate (known through their score), else ``"lbfgs"``."""
+        choice("method", method, ("auto", "lbfgs", "hqs"))
+        if method != "auto":
+            return method
+        return "hqs" if self.prior.capabilities.get("energy") == "approximate" else "lbfgs"
+
     def argmin_x(self, theta: Any, x0: torch.Tensor | None = None, *, method: str = "auto",
                  max_iter: int = 1000, ftol: float = 1e-14, gtol: float = 1e-9, memory: int = 4,
                  xtol: float = 1e-6, curvature: float | None = None, accelerate: bool | None = None,
@@ -228,9 +236,7 @@ class Posterior:
         """
         th = self.theta(theta)
         B = th.shape[0]
-        if method == "auto":
-            method = "hqs" if self.prior.capabilities.get("energy") == "approximate" else "lbfgs"
-        choice("method", method, ("lbfgs", "hqs"))
+        method = self.solver_method(method)
         blur = self.problem.blur(th)
         if x0 is None:
             x0 = self.default_start()

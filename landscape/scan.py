@@ -87,9 +87,7 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
     th = fam.check(theta, dtype=post.problem.dtype, device=post.problem.device)
     choice("predictor", predictor, ("auto", "secant", "none"))
     if predictor == "auto":
-        method = solver.get("method", "auto")
-        hqs = method == "hqs" or (method == "auto" and post.prior.capabilities.get("energy") == "approximate")
-        predictor = "none" if hqs else "secant"
+        predictor = "none" if post.solver_method(solver.get("method", "auto")) == "hqs" else "secant"
     calls0 = getattr(post.prior, "n_calls", 0)
     keep_x = store_images or rates
     if not warm_start:

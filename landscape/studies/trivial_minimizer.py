@@ -191,7 +191,7 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     prior = make_prior(prior_name, problem.image_shape, cfg.s, problem.dtype)
     post = Posterior(problem, prior, prior_weight=weight)
     solver = {"xtol": cfg.xtol, "max_iter": cfg.max_iter}
-    score_only = prior.capabilities.get("energy") == "approximate"
+    score_only = post.solver_method() == "hqs"
     prof = scan.profile(post, grid, warm_start=True, store_images=True, rates=score_only, progress=progress, **solver)
     g = grid[:, 0]
     i0, istar = 0, int(np.argmin(np.abs(g - theta_true[0])))
@@ -354,13 +354,12 @@ def plot(ds: xr.Dataset, ax: Any = None):
     """Left: profile branches per case with θ* and the minima marked; right: descent paths
     in the (kernel path t, image path u) plane for the first case. Returns the first axes."""
     import matplotlib.pyplot as plt
+    many = ds.sizes["case"] > 3            # many cases: lower branch only, against theta / theta*
     if ax is None:
-        many = ds.sizes["case"] > 3
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15 if many else 11, 4.8),
                                       gridspec_kw={"width_ratios": (1.6, 1) if many else (1, 1)})
     else:
         ax2 = None
-    many = ds.sizes["case"] > 3            # many cases: lower branch only, against theta / theta*
     for k, c in enumerate(ds.case.values):
         th = ds.theta_value.sel(case=c).values
         ts = float(ds.case_theta_true.sel(case=c))
