@@ -42,7 +42,7 @@ def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def lbfgs(fg: FG, x0: torch.Tensor, *, max_iter: int = 500, ftol: float = 1e-13, gtol: float = 1e-10,
-          memory: int = 10, precond: PRECOND | None = None, progress: bool = False,
+          etol: float = 0.0, memory: int = 10, precond: PRECOND | None = None, progress: bool = False,
           desc: str = "L-BFGS") -> tuple[torch.Tensor, SolveInfo]:
     r"""Batched L-BFGS with per-item Armijo backtracking.
 
@@ -58,7 +58,11 @@ def lbfgs(fg: FG, x0: torch.Tensor, *, max_iter: int = 500, ftol: float = 1e-13,
         An item stops when an iteration lowers its energy by at most ``ftol * max(1, |f|)``,
     gtol : float
         or when its gradient norm falls to ``gtol``, or when no step along its direction
-        lowers the energy (converged to round-off).
+        lowers the energy (converged to round-off),
+    etol : float
+        or when its estimated distance to the minimum energy, the preconditioned Newton
+        decrement :math:`\tfrac12 g^\top M g` (exact, :math:`f - f^\star`, for a quadratic whose
+        inverse Hessian is :math:`M`), falls to ``etol`` (in the units of ``f``; 0: not used).
     memory : int
         Number of curvature pairs kept.
     precond : callable ``(v, idx) -> M v``, optional
@@ -82,6 +86,8 @@ def lbfgs(fg: FG, x0: torch.Tensor, *, max_iter: int = 500, ftol: float = 1e-13,
     Y: list[torch.Tensor] = []
     R: list[torch.Tensor] = []
     keep = g_norm > gtol
+    if etol > 0:
+        keep &= 0.5 * _dot(gw, M(gw, act)) > etol
     info.converged |= ~keep
     bar = tqdm(total=max_iter, desc=desc, disable=not progress, leave=False)
     for _ in range(max_iter):
@@ -152,6 +158,8 @@ def lbfgs(fg: FG, x0: torch.Tensor, *, max_iter: int = 500, ftol: float = 1e-13,
         info.n_iter[act] += 1
         gn = gw.flatten(1).norm(dim=1)
         done = failed | (decrease <= ftol * fw.abs().clamp_min(1.0)) | (gn <= gtol)
+        if etol > 0:
+            done |= 0.5 * _dot(gw, M(gw, act)) <= etol
         # a failed line search is convergence to round-off when the predicted decrease is nil
         stalled = failed & (slope.abs() > 1e-10 * fw.abs().clamp_min(1.0))
         if done.any():

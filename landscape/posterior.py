@@ -206,8 +206,8 @@ class Posterior:
         return "hqs" if self.prior.capabilities.get("energy") == "approximate" else "lbfgs"
 
     def argmin_x(self, theta: Any, x0: torch.Tensor | None = None, *, method: str = "auto",
-                 max_iter: int = 1000, ftol: float = 1e-14, gtol: float = 1e-9, memory: int = 4,
-                 xtol: float = 1e-6, curvature: float | None = None, accelerate: bool | None = None,
+                 max_iter: int = 1000, ftol: float = 1e-14, gtol: float = 1e-9, etol: float = 0.0,
+                 memory: int = 4, xtol: float = 1e-6, curvature: float | None = None, accelerate: bool | None = None,
                  energies: bool = True,
                  progress: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], SolveInfo]:
         r"""Solve :math:`\hat x(\theta_b) = \arg\min_x E(\theta_b, x)` for every :math:`\theta_b`.
@@ -215,7 +215,7 @@ class Posterior:
         ``method="lbfgs"``: batched L-BFGS (``optim.lbfgs``), preconditioned by
         :math:`M = \mathcal F^* \mathrm{diag}(1 / (|\hat h|^2/\sigma^2 + c)) \mathcal F`, the data
         term's Fourier-diagonal Hessian plus a scalar prior curvature :math:`c`; needs energies
-        (line search); stops on ``ftol``/``gtol``; keeps ``memory`` pairs (4 measured fastest
+        (line search); stops on ``ftol``/``gtol``/``etol``; keeps ``memory`` pairs (4 measured fastest
         at equal accuracy in ``benchmarks/profile_scan.py``).
 
         ``method="hqs"``: gradient-only, for priors known through their score (``TweediePrior``):
@@ -225,6 +225,12 @@ class Posterior:
         plug-and-play with one denoiser call per iteration. Stops when
         :math:`\|x_{k+1} - x_k\| \le` ``xtol`` :math:`\|x_k\|`; Nesterov momentum with adaptive
         restart accelerates it. Energies are evaluated once, at the end.
+
+        ``etol`` (both methods; 0: not used) also stops an item once the preconditioned Newton
+        decrement :math:`\tfrac12 \nabla_x E^\top M \nabla_x E` (with the starting ``c``), an
+        estimate of :math:`E(\theta, x) - \min_x E(\theta, \cdot)` in nats, exact for a Gaussian
+        prior of curvature ``c``, falls to ``etol``: a tolerance on the energy itself, the quantity
+        profile energies are compared on.
 
         ``"auto"``: ``"hqs"`` when the prior's energy is only approximate, else ``"lbfgs"``.
         ``accelerate`` adds Nesterov momentum to ``"hqs"`` (default: only for priors whose
@@ -257,12 +263,12 @@ class Posterior:
                     cache["idx"], cache["d"] = idx, denom if idx.numel() == B else denom[idx]
                 return torch.fft.irfft2(torch.fft.rfft2(v) / cache["d"], s=v.shape[-2:])
 
-            x, info = lbfgs(fg, x0, max_iter=max_iter, ftol=ftol, gtol=gtol, memory=memory, precond=precond,
+            x, info = lbfgs(fg, x0, max_iter=max_iter, ftol=ftol, gtol=gtol, etol=etol, memory=memory, precond=precond,
                             progress=progress, desc="argmin_x")
         else:
             if accelerate is None:
                 accelerate = self.prior.capabilities.get("energy") != "approximate"
-            x, info = self._hqs(x0, blur, data_curv, curvature, max_iter, xtol,
+            x, info = self._hqs(x0, blur, data_curv, curvature, max_iter, xtol, etol,
                                 accelerate, progress)
         t: dict[str, torch.Tensor] = {}
         if energies:
@@ -270,7 +276,7 @@ class Posterior:
                 t = self.terms(th, x)
         return x, t, info
 
-    def _hqs(self, x0, blur, data_curv, curvature, max_iter, xtol, accelerate, progress):
+    def _hqs(self, x0, blur, data_curv, curvature, max_iter, xtol, etol, accelerate, progress):
         """Preconditioned gradient steps with Nesterov momentum and adaptive restart
         (O'Donoghue & Candes 2015: restart when the momentum points uphill). Safeguard for
         learned scores, whose Jacobians need not lie in [0, I]: when an item's momentum-free step
@@ -317,6 +323,9 @@ class Posterior:
             prev = nrm
             info.grad_norm[act] = g.flatten(1).norm(dim=1)
             done = change <= xtol
+            if etol > 0:                    # Newton-decrement estimate of E - E*, with c0 (not c)
+                d0 = (dc[act] if act.numel() < B else dc) + float(curvature)
+                done |= 0.5 * (g * torch.fft.irfft2(torch.fft.rfft2(g) / d0, s=g.shape[-2:])).flatten(1).sum(1) <= etol
             x[act] = xn
             xa = xn
             if done.any():

@@ -180,3 +180,23 @@ def test_hqs_map_fixed_point_is_the_minimiser(gauss_setup):
     step = (T(x) - x).norm() / x.norm()
     assert float(step) < 1e-12
     assert float((T(post.problem.y[None]) - post.problem.y).norm()) > 1e-3
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "hqs"])
+def test_etol_bounds_the_energy_gap(gauss_setup, method):
+    r"""Stopped by etol, E - E* <= K etol with K = max over frequencies of the preconditioner's
+    curvature over the true one, (|h^|^2/sigma^2 + c) / (|h^|^2/sigma^2 + lambda/P) (Gaussian prior:
+    closed form); and the stop comes earlier than the solve to round-off."""
+    post = gauss_setup
+    th = np.array([0.5, 1.5, 2.5])
+    etol = 0.05
+    # HQS converges for c at least the Lipschitz constant of grad q
+    c = float((1 / post.prior.spectrum).max()) if method == "hqs" else post.default_curvature(method, post.default_start())
+    dc = post.problem.blur(post.theta(th)).gram_spectrum() / post.problem.noise ** 2
+    K = float(((dc + c) / (dc + post.prior_weight / post.prior.spectrum[:, : 64 // 2 + 1])).max())
+    x, t, info = post.argmin_x(th, method=method, etol=etol, xtol=0, ftol=0, gtol=0, max_iter=3000, curvature=c)
+    gap = (t["energy"] - marginal.profile_closed_form(post, th)).numpy()
+    assert info.converged.all()
+    assert (gap >= -1e-9).all() and (gap <= K * etol).all(), (gap, K)
+    _, _, full = post.argmin_x(th, method=method, etol=0, xtol=1e-12, max_iter=3000, curvature=c)
+    assert (info.n_iter < full.n_iter).all()
