@@ -12,9 +12,9 @@ Dirac end, started from the previous solution (``warm``) or from the secant pred
 time, prior calls per theta (a call is one network evaluation: the potential and its gradient for
 ``gs``, the denoiser for ``tweedie``), the floor (those calls alone: the calls the warm+secant run
 made, times the mean time of one such call on the same batch, measured over ``--floor-calls``
-calls), how many solves met the tolerance, and the final energies of the warm runs against the
+calls), how many solves met the tolerance, the calls at each theta, and the final energies of the warm runs against the
 cold run at every theta: equal to 10 etol (the decrement is an estimate: measured gaps reach a few
-etol), or not, and then whether the two solutions differ (different local minima of x -> E(theta, x)).
+etol; 1e-4 relative when etol is 0), or not, and then whether the two solutions differ (different local minima of x -> E(theta, x)).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def scan(post, theta, mode, solver):
     prior = post.prior
     prior.n_calls = 0
     t0 = time.perf_counter()
-    x, prev, xs, conv = post.default_start(), None, [], []
+    x, prev, xs, conv, calls = post.default_start(), None, [], [], []
     for k, t in enumerate(theta):
+        c0 = prior.n_calls
         if mode == "cold":
             start = None
         elif mode == "warm+secant" and k >= 2:
@@ -45,8 +46,9 @@ def scan(post, theta, mode, solver):
         prev, x = x, sol[0]
         xs.append(x)
         conv.append(bool(info.converged[0]))
+        calls.append(prior.n_calls - c0)
     wall = time.perf_counter() - t0
-    return wall, prior.n_calls, torch.stack(xs), int(sum(conv))
+    return wall, prior.n_calls, torch.stack(xs), int(sum(conv)), calls
 
 
 def main() -> None:
@@ -89,22 +91,27 @@ def main() -> None:
           flush=True)
     runs = {}
     for m in ("cold", "warm", "warm+secant"):  # each row printed as soon as its run ends
-        runs[m] = wall, n, _, conv = scan(post, theta, m, solver)
+        runs[m] = wall, n, _, conv, _ = scan(post, theta, m, solver)
         print(f"  {m:<14}{wall:10.1f}{n / T:13.1f}{conv:>8d}/{T:<3d}{runs['cold'][1] / max(n, 1):19.2f}x"
               f"{wall / (per_call * n):13.2f}x", flush=True)
     print(f"  floor (calls x one call): the warm+secant run's {runs['warm+secant'][1]} calls alone: "
           f"{per_call * runs['warm+secant'][1]:.1f} s")
+    for m, r in runs.items():
+        print(f"  calls at each theta, {m}: {' '.join(map(str, r[4]))}")
     with torch.no_grad():
         e = {m: post.energy(theta, r[2]).double().cpu().numpy() for m, r in runs.items()}
     for m in ("warm", "warm+secant"):
         d = e[m] - e["cold"]
-        same = np.abs(d) <= 10 * args.etol
+        tol = 10 * args.etol if args.etol > 0 else 1e-4 * np.abs(e["cold"])
+        same = np.abs(d) <= tol
         rel = ((runs[m][2] - runs["cold"][2]).flatten(1).norm(dim=1) / runs["cold"][2].flatten(1).norm(dim=1)).numpy()
-        print(f"  {m} - cold final energy: within 10 etol at {int(same.sum())}/{T} theta (largest {np.abs(d[same]).max():.3g} nats)"
+        print(f"  {m} - cold final energy: within {'10 etol' if args.etol > 0 else '1e-4 relative'} at {int(same.sum())}/{T} theta"
+              + (f" (largest {np.abs(d[same]).max():.3g} nats)" if same.any() else "")
               + (f"; elsewhere from theta = {theta[np.flatnonzero(~same)[0]]:.2f} on: {int((d[~same] < 0).sum())} lower, "
                  f"{int((d[~same] > 0).sum())} higher, [{d[~same].min():+.2f}, {d[~same].max():+.2f}] nats, "
-                 f"median ||x - x_cold|| / ||x_cold|| {np.median(rel[~same]):.3f} (other local minima; "
-                 f"{np.median(rel[same]):.2g} where equal)" if (~same).any() else ""))
+                 f"median ||x - x_cold|| / ||x_cold|| {np.median(rel[~same]):.3f}"
+                 + (f" ({np.median(rel[same]):.2g} where equal)" if same.any() else "") if (~same).any() else ""))
+
 
 if __name__ == "__main__":
     main()

@@ -69,7 +69,7 @@ def test_local_minima():
 def test_trivial_minimizer_quick_with_exact_prior(tmp_path):
     ds = TM.run(TM.Config(priors="sparse", quick=True, crop=24, kernel_size=9, n_draws=1), progress=False)
     assert ds.sizes["case"] == 1
-    for v in ("i_dirac_below_truth", "ii_local_min_near_truth", "iii_descents", "iv_smooth_in_sigma",
+    for v in ("i_dirac_below_truth", "ii_local_min_near_truth", "ii_branch_from_truth", "iii_descents", "iv_smooth_in_sigma",
               "profile_energy_branch", "descent_t", "theta_hat_near_truth", "y", "x_true", "kernel_true"):
         assert v in ds, v
     assert ds.i_dirac_below_truth.values[0] in ("yes", "no", "tie")
@@ -176,6 +176,8 @@ def test_trivial_minimizer_bad_case_options():
         TM.Config(family="gaussian,blurry").resolved()
     with pytest.raises(InputError, match="noise"):
         TM.Config(noise="0.01,-1").resolved()
+    with pytest.raises(InputError, match="etol"):
+        TM.Config(etol=-0.1).resolved()
 
 
 def test_free_kernel_descent_float32_stays_finite_near_stationary_kernels():
