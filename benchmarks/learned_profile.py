@@ -13,7 +13,7 @@ time, prior calls per theta (a call is one network evaluation: the potential and
 ``gs``, the denoiser for ``tweedie``), the floor (those calls alone: the calls the warm+secant run
 made, times the mean time of one such call on the same batch, measured over ``--floor-calls``
 calls), how many solves met the tolerance, the calls at each theta, and the final energies of the warm runs against the
-cold run at every theta: equal to 10 etol (the decrement is an estimate: measured gaps reach a few
+cold run at every theta: equal to ETOL_MARGIN (10) etol (the decrement is an estimate: measured gaps reach a few
 etol; 1e-4 relative when etol is 0), or not, and then whether the two solutions differ (different local minima of x -> E(theta, x)).
 """
 
@@ -27,6 +27,7 @@ import torch
 
 import landscape as ls
 from landscape import data, kernels, priors
+from landscape.optim import ETOL_MARGIN
 
 
 def scan(post, theta, mode, solver):
@@ -102,10 +103,10 @@ def main() -> None:
         e = {m: post.energy(theta, r[2]).double().cpu().numpy() for m, r in runs.items()}
     for m in ("warm", "warm+secant"):
         d = e[m] - e["cold"]
-        tol = 10 * args.etol if args.etol > 0 else 1e-4 * np.abs(e["cold"])
+        tol = ETOL_MARGIN * args.etol if args.etol > 0 else 1e-4 * np.abs(e["cold"])
         same = np.abs(d) <= tol
         rel = ((runs[m][2] - runs["cold"][2]).flatten(1).norm(dim=1) / runs["cold"][2].flatten(1).norm(dim=1)).numpy()
-        print(f"  {m} - cold final energy: within {'10 etol' if args.etol > 0 else '1e-4 relative'} at {int(same.sum())}/{T} theta"
+        print(f"  {m} - cold final energy: within {f'{ETOL_MARGIN:g} etol' if args.etol > 0 else '1e-4 relative'} at {int(same.sum())}/{T} theta"
               + (f" (largest {np.abs(d[same]).max():.3g} nats)" if same.any() else "")
               + (f"; elsewhere from theta = {theta[np.flatnonzero(~same)[0]]:.2f} on: {int((d[~same] < 0).sum())} lower, "
                  f"{int((d[~same] > 0).sum())} higher, [{d[~same].min():+.2f}, {d[~same].max():+.2f}] nats, "

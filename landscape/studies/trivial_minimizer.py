@@ -50,6 +50,7 @@ import xarray as xr
 from .. import data, descent, io, kernels, scan
 from .._checks import InputError, choice, positive
 from .common import ProblemConfig, family_and_truth, floats, load_image, split, theta_grid
+from ..optim import ETOL_MARGIN
 from ..posterior import BlindDeblur, Posterior
 from ..priors import (GaussianPrior, PatchGMMPrior, SparseGradientPrior, fit_natural_gmm, load as load_prior)
 
@@ -84,7 +85,7 @@ class Config(ProblemConfig):
     theta_tol: float = field(default=0.3, metadata={"help": "verdict (ii): distance to theta* (first parameter)"})
     xtol: float = field(default=1e-5, metadata={"help": "inner solver tolerance (relative change of x)"})
     etol: float = field(default=0.0, metadata={
-        "help": "inner solver tolerance on the energy (nats, Newton decrement; 0: off); 10 etol joins the tie tolerance"})
+        "help": "inner solver tolerance on the energy (nats, Newton decrement; 0: off); ETOL_MARGIN (10) etol joins the tie tolerance"})
     max_iter: int = field(default=300, metadata={"help": "inner solver iteration cap (unconverged solves are counted)"})
     dtype: str = field(default="float32", metadata={"help": "float32 or float64 (energy comparisons)"})
     seed: int = field(default=0, metadata={"help": "seed"})
@@ -206,8 +207,8 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     e = prof.profile_energy.values
     # energy tolerance: the solver's, plus for score-only priors the quadrature error of the
     # prior-energy difference between the two minimisers (a line integral of the score)
-    # (etol: the decrement estimates E - E*; benchmarks/learned_profile.py measures gaps below 10 etol)
-    tol = (1e-6 if problem.dtype == torch.float64 else 1e-5) * float(np.abs(e).max()) + 10 * cfg.etol
+    # (etol: the solves' own tolerance, widened by optim.ETOL_MARGIN)
+    tol = (1e-6 if problem.dtype == torch.float64 else 1e-5) * float(np.abs(e).max()) + ETOL_MARGIN * cfg.etol
     if hasattr(prior, "energy_difference"):
         xb = torch.as_tensor(prof.x_hat.values[prof.best_branch.values[[i0, istar]], [i0, istar]])
         _, err = prior.energy_difference(xb[:1], xb[1:])
