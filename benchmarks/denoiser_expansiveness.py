@@ -6,7 +6,7 @@ On the main study's problem (64x64 camera, Gaussian blur theta* = 1.5, sigma = 0
 s = 0.01), solve argmin_x by HQS from y (at most --iters iterations), then print at the kept x:
 ||J_D|| (largest singular value of the denoiser's Jacobian, power iteration on J^T J with
 forward/reverse-mode products) and rho(J_T), the spectral radius of the HQS map
-(Posterior.fixed_point_rate). ||J_D|| > 1 where the blur leaves x unconstrained gives rho >= 1.
+(solvers.fixed_point_rate). ||J_D|| > 1 where the blur leaves x unconstrained gives rho >= 1.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main() -> None:
         (w,) = vjp(jv)
         sigma = float(w.norm()) ** 0.5
         v = w / w.norm()
-    rho = float(post.fixed_point_rate([[args.theta]], x)[0])
+    rho = float(ls.solvers.fixed_point_rate(post, [[args.theta]], x)[0])
     print(f"theta = {args.theta:g}: HQS {int(info.n_iter[0])} iterations, converged {bool(info.converged[0])}; "
           f"||J_D|| = {sigma:.3f} ({args.power} power steps); rho(J_T) = {rho:.4f}")
 

@@ -43,7 +43,7 @@ def scan(post, theta, mode, solver):
             start = x + (theta[k] - theta[k - 1]) / (theta[k - 1] - theta[k - 2]) * (x - prev)
         else:
             start = x
-        sol, _, info = post.argmin_x([t], start, **solver)
+        sol, _, info = post.argmin_x([t], start, solver, energies=False)
         prev, x = x, sol[0]
         xs.append(x)
         conv.append(bool(info.converged[0]))
@@ -71,8 +71,8 @@ def main() -> None:
     post = ls.Posterior(prob, prior)
     theta = np.linspace(0, 3, args.n_theta)
     T = args.n_theta
-    solver = dict(method="lbfgs" if args.prior == "gs" else "hqs", etol=args.etol, xtol=args.xtol,
-                  max_iter=args.max_iter, energies=False)
+    solver = ls.solvers.SolverOptions(method="lbfgs" if args.prior == "gs" else "hqs", etol=args.etol,
+                                      xtol=args.xtol, max_iter=args.max_iter)
     z = post.default_start()[None].clone()
     call = (lambda: prior.energy_and_grad(z)) if args.prior == "gs" else (lambda: prior.grad(z))
     for _ in range(3):                       # warm-up: allocations, kernel selection
@@ -86,7 +86,7 @@ def main() -> None:
     per_call = (time.perf_counter() - t0) / args.floor_calls
 
     print(f"learned-prior profile scan: {T} theta in [0, 3], {args.size}^2 camera, {name} ({args.prior}, s=0.01), "
-          f"{solver['method']} (etol {args.etol:g} nats, xtol {args.xtol:g}, max {args.max_iter} iterations), "
+          f"{solver.method} (etol {args.etol:g} nats, xtol {args.xtol:g}, max {args.max_iter} iterations), "
           f"{torch.get_num_threads()} threads, {dev}; one call {per_call * 1e3:.1f} ms", flush=True)
     print(f"  {'':<14}{'wall (s)':>10}{'calls/theta':>13}{'converged':>11}{'cold calls / calls':>20}{'wall / floor':>14}",
           flush=True)

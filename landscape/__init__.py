@@ -4,10 +4,17 @@ y = h(theta) * x + b, b ~ N(0, sigma^2 I); joint energy
 E(theta, x) = ||h(theta) * x - y||^2 / (2 sigma^2) + q(x) + r(theta), q = -log p_X.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError as _NotFound, version as _version
+
+try:
+    __version__ = _version("landscape")
+except _NotFound:                                  # a source tree on sys.path, not installed
+    __version__ = "unknown"
 
 from . import data, io, kernels, operators, priors  # noqa: E402
 from .posterior import BlindDeblur, Posterior  # noqa: E402
-from . import marginal, plot, scan  # noqa: E402  (plot registers ds.landscape)
+from . import descent, marginal, scan, solvers  # noqa: E402
+from . import studies  # noqa: E402  (registers the ds.landscape accessor)
 
-__all__ = ["BlindDeblur", "Posterior", "data", "io", "kernels", "operators", "priors", "marginal", "scan"]
+__all__ = ["BlindDeblur", "Posterior", "data", "io", "kernels", "operators", "priors", "marginal", "scan",
+           "solvers", "descent", "studies"]

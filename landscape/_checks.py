@@ -6,8 +6,9 @@ argument and what was expected; the CLI turns it into a one-line message and exi
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -71,3 +72,109 @@ def choice(name: str, value: str, options: Any) -> str:
     if value not in opts:
         raise InputError(name, "one of " + ", ".join(map(str, opts)), repr(value))
     return value
+
+
+# -- declared options --------------------------------------------------------------------------
+# A configuration dataclass declares each field with ``option(default, help, check)``; ``validate``
+# runs every field's check, and ``Check.bad`` lists values the check must reject, so one
+# table-driven test (tests/test_cli.py) covers every option of every command, and a new option
+# without a check fails that test.
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A named rule for one option: ``expected`` says what it accepts, ``accepts(value)`` tests
+    it, ``bad`` lists values it must reject (used by the table-driven test)."""
+
+    expected: str
+    accepts: Callable[[Any], bool]
+    bad: tuple = ()
+
+    def __call__(self, name: str, value: Any) -> Any:
+        try:
+            ok = bool(self.accepts(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError(name, self.expected, repr(value))
+        return value
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(lo: int, hi: int | None = None) -> Check:
+    """An integer in ``[lo, hi]``."""
+    bad = (lo - 1,) + (() if hi is None else (hi + 1,))
+    span = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+    return Check(f"an integer {span}", lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                 and v >= lo and (hi is None or v <= hi), bad)
+
+
+def number(lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False, hi_open: bool = False) -> Check:
+    """A finite number in an interval (``lo_open``/``hi_open``: that end excluded)."""
+    left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+    bad: tuple = (float("nan"), float("inf"))
+    if math.isfinite(lo):
+        bad += (lo - 1.0,) + ((lo,) if lo_open else ())
+    if math.isfinite(hi):
+        bad += (hi + 0.5,) + ((hi,) if hi_open else ())
+    return Check(f"a finite number in {left}{lo:g}, {hi:g}{right}",
+                 lambda v: _finite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi), bad)
+
+
+def positive_number() -> Check:
+    return number(0.0, lo_open=True)
+
+
+def one_of(options: Any) -> Check:
+    opts = tuple(options)
+    return Check("one of " + ", ".join(map(str, opts)), lambda v: v in opts, ("no-such-choice",))
+
+
+def subset_of(options: Any) -> Check:
+    """A comma-separated, non-empty list of names from ``options``."""
+    opts = tuple(options)
+
+    def ok(v: Any) -> bool:
+        names = [t.strip() for t in str(v).split(",") if t.strip()]
+        return bool(names) and all(n in opts for n in names)
+    return Check("a comma-separated list of " + ", ".join(map(str, opts)), ok, ("", "no-such-choice"))
+
+
+def numbers(lo: float = -math.inf, *, lo_open: bool = False, allow_empty: bool = False) -> Check:
+    """A comma-separated list of finite numbers above ``lo``."""
+    def ok(v: Any) -> bool:
+        items = [t.strip() for t in str(v).split(",") if t.strip()]
+        if not items:
+            return allow_empty
+        vals = [float(t) for t in items]
+        return all(math.isfinite(x) and (x > lo if lo_open else x >= lo) for x in vals)
+    bad = ("abc", "nan") + ((("0" if lo_open else f"{lo - 1:g}"),) if math.isfinite(lo) else ())
+    span = "" if not math.isfinite(lo) else (f" > {lo:g}" if lo_open else f" >= {lo:g}")
+    return Check(f"comma-separated finite numbers{span}", ok, bad + (() if allow_empty else ("",)))
+
+
+def file_or_empty(what: str) -> Check:
+    """``""`` (not given) or an existing file; the file's content is checked by its loader."""
+    from pathlib import Path
+    return Check(f"{what} that exists (or nothing)", lambda v: v == "" or Path(str(v)).is_file(),
+                 ("/no/such/file.npy",))
+
+
+def flag() -> Check:
+    return Check("a flag", lambda v: isinstance(v, bool), ())
+
+
+def option(default: Any, help: str, check: Check) -> Any:
+    """A dataclass field with its help text and its :class:`Check`."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+
+
+def validate(config: Any) -> Any:
+    """Run the check of every field of the dataclass ``config`` that declares one; return it."""
+    for f in dataclasses.fields(config):
+        chk = f.metadata.get("check")
+        if chk is not None:
+            chk(f.name, getattr(config, f.name))
+    return config

@@ -73,10 +73,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.exists():
         raise InputError("file", "an existing results file", str(path))
-    ds = io.load(path)
+    try:
+        ds = io.load(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad argument
+        raise InputError("file", "a landscape results file (netCDF)", f"{path} ({type(exc).__name__})") from None
     study = ds.attrs.get("study")
-    if study is None:
-        raise InputError("file", "a landscape results file (attrs['study'])", str(path))
+    from .studies import STUDIES
+    if study not in STUDIES:
+        raise InputError("file", "a landscape results file (attrs['study'] naming a study)", str(path))
     ax = get(study).plot(ds)
     out = Path(args.out) if args.out else path.with_suffix(".png")
     fig = ax.figure
@@ -89,12 +93,25 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def training_sampler(cfg) -> object | None:
+    """The training data of ``--data``: ``None`` for natural patches (the trainer's own), exact
+    samples of the GMM fitted to 16x16 natural crops for ``gmm`` (built here, in the interface
+    layer, so the networks' layer never imports the priors)."""
+    if cfg.data != "gmm":
+        return None
+    import torch
+
+    from .priors import fit_natural_gmm
+    gmm = fit_natural_gmm((16, 16), 10, 10000, progress=False)
+    return lambda batch, rng: gmm.sample(batch, rng=rng, dtype=torch.float32)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .denoisers.train import WEIGHTS_DIR, TrainConfig, train
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}).validate()
     out = args.out or WEIGHTS_DIR / f"{args.name}.pt"
-    path = train(cfg, out, progress=not args.no_progress)
+    path = train(cfg, out, sampler=training_sampler(cfg), progress=not args.no_progress)
     print(f"wrote {path}")
     return 0
 
@@ -119,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     for f in dataclasses.fields(TrainConfig):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                       help="(default: %(default)s)")
+                       help=f.metadata.get("help", "") + " (default: %(default)s)")
     p.set_defaults(func=cmd_train)
     args = parser.parse_args(argv)
     try:

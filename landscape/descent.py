@@ -24,10 +24,11 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from ._checks import choice
-from .io import energy_attrs, input_variables
+from ._checks import InputError, choice, positive
+from .io import energy_attrs, image_dims, input_variables
 from .kernels import Free, dirac
 from .posterior import Posterior
+from .solvers import SolverOptions, options
 
 CLASSES = ("trivial", "near_truth", "other")
 
@@ -107,13 +108,45 @@ def _theta_step(post: Posterior, theta: torch.Tensor, x: torch.Tensor, step: tor
 
 def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str] | None = None,
             scheme: str = "alternating", n_outer: int = 40, x_iters: int = 5, record_every: int = 5,
-            eps_rel: float = 0.25, progress: bool = True, **solver: Any) -> xr.Dataset:
-    """Run a descent from each initialisation; trajectories over dims ``(init, step)``.
+            eps_rel: float = 0.25, solver: SolverOptions | None = None, progress: bool = True) -> xr.Dataset:
+    r"""Run a descent from each initialisation; trajectories over dims ``(init, step)``.
 
-    Energies are recorded every ``record_every`` outer steps (and at the end); kernel error,
-    distance to the Dirac, PSNR and theta at every step.
+    Parameters
+    ----------
+    post : Posterior
+    theta0 : array ``(n, p)``
+        Initial kernel parameters, one per initialisation.
+    x0 : Tensor ``(n, H, W)``
+        Initial images.
+    labels : list of str, optional
+        Names of the initialisations (coordinate ``init``).
+    scheme : {"alternating", "joint", "pam"}
+        ``alternating``: ``x_iters`` inner iterations in x, then a projected, backtracked
+        gradient step in theta; ``joint``: one HQS step in x and one in theta; ``pam``: as
+        alternating, with delayed kernel normalisation (Perrone & Favaro 2014).
+    n_outer : int
+        Outer iterations.
+    x_iters : int
+        Inner iterations per outer step (the solver's ``max_iter``; 1 for ``joint``).
+    record_every : int
+        Energies are recorded every this many outer steps (and at the end).
+    eps_rel : float
+        End-point classification radius, relative to :math:`\|h^\star - \delta\|`.
+    solver : solvers.SolverOptions, optional
+        Inner solver options (its ``max_iter`` is set from ``x_iters``).
+    progress : bool
+
+    Returns
+    -------
+    xarray.Dataset
+        Kernel error, distance to the Dirac, PSNR and theta at every step; energies at the
+        recorded steps; ``x_final``; ``end_class`` (``trivial``, ``near_truth`` or ``other``).
     """
     choice("scheme", scheme, ("alternating", "joint", "pam"))
+    for name, v in (("n_outer", n_outer), ("x_iters", x_iters), ("record_every", record_every)):
+        if not (isinstance(v, (int, np.integer)) and v >= 1):
+            raise InputError(name, "an integer >= 1", v)
+    positive("eps_rel", eps_rel)
     prob, fam = post.problem, post.problem.family
     th = fam.check(theta0, dtype=prob.dtype)
     x = x0.to(prob.dtype).clone()
@@ -127,9 +160,8 @@ def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str]
     kdir = (h_star - d0).flatten() if h_star is not None else None
     xdir = (prob.x_true - y_img).flatten() if prob.x_true is not None and prob.x_true.shape == y_img.shape else None
     e_rec, e_steps = [], []
-    solver = {"max_iter": x_iters, **solver}
-    if scheme == "joint":
-        solver["max_iter"] = 1
+    # each outer step runs at most x_iters inner iterations (one, for the joint scheme)
+    solver = options(solver, max_iter=1 if scheme == "joint" else x_iters)
 
     def record(k: int, x: torch.Tensor, th: torch.Tensor):
         h = fam(th)
@@ -153,11 +185,11 @@ def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str]
     record(0, x, th)
     for k in tqdm(range(1, n_outer + 1), desc=f"descent ({scheme}, {n} inits)", disable=not progress, leave=False):
         if scheme == "joint":
-            x_new, _, _ = post.argmin_x(th, x, method="hqs", energies=False, **solver)
+            x_new, _, _ = post.argmin_x(th, x, solver.replace(method="hqs"), energies=False)
             th, step = _theta_step(post, th, x, step, scheme)
             x = x_new
         else:
-            x, _, _ = post.argmin_x(th, x, energies=False, **solver)
+            x, _, _ = post.argmin_x(th, x, solver, energies=False)
             th, step = _theta_step(post, th, x, step, scheme)
         record(k, x, th)
     steps = np.arange(n_outer + 1)
@@ -170,7 +202,7 @@ def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str]
          "u_coord": (("init", "step"), np.stack(rec["u"], 1), {"long_name": "projection of x on the path y -> x*"}),
          **{f"{k}_path": (("init", "estep"), np.stack([r[k] for r in e_rec], 1), energy_attrs(f"{k} along the descent"))
             for k in ("energy", "data_term", "prior_term", "kernel_term")},
-         "x_final": (("init", "row", "col") if prob.boundary == "circular" else ("init", "xrow", "xcol"),
+         "x_final": (("init", *image_dims(prob)),
                      x.numpy(), {"long_name": "final image"})},
         coords={"init": labels, "step": steps, "estep": e_steps, "param": list(fam.param_names)})
     eps = eps_rel * (float((h_star - d0).norm()) if h_star is not None else 1.0)

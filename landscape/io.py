@@ -46,8 +46,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _version() -> str:
-    from . import __version__
-    return __version__
+    """The installed distribution's version (package metadata; base never imports the package root)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("landscape")
+    except PackageNotFoundError:            # a source tree on sys.path, not installed
+        return "unknown"
 
 
 def provenance(study: str, config: dict[str, Any], **attrs: Any) -> dict[str, Any]:
@@ -64,14 +68,19 @@ def provenance(study: str, config: dict[str, Any], **attrs: Any) -> dict[str, An
     return out
 
 
+def image_dims(problem: Any) -> tuple[str, str]:
+    """Dimension names of the unknown image: ``("row", "col")``, the observation's, for the circular
+    boundary; ``("xrow", "xcol")`` for the valid boundary, where the image is larger than ``y``."""
+    return ("xrow", "xcol") if problem.boundary == "valid" else ("row", "col")
+
+
 def input_variables(problem: Any) -> dict[str, xr.DataArray]:
     """``y``, ``x_true``, ``kernel_true``, ``theta_true`` of a ``BlindDeblur`` problem."""
     v: dict[str, xr.DataArray] = {
         "y": xr.DataArray(_np(problem.y), dims=("row", "col"), attrs={"long_name": "blurred noisy observation"}),
     }
     if problem.x_true is not None:
-        v["x_true"] = xr.DataArray(_np(problem.x_true), dims=("xrow", "xcol") if problem.boundary == "valid"
-                                   else ("row", "col"), attrs={"long_name": "sharp image"})
+        v["x_true"] = xr.DataArray(_np(problem.x_true), dims=image_dims(problem), attrs={"long_name": "sharp image"})
     if problem.theta_true is not None:
         v["theta_true"] = xr.DataArray(_np(problem.theta_true).reshape(-1), dims=("param",),
                                        coords={"param": list(problem.family.param_names)},

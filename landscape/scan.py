@@ -16,8 +16,9 @@ import torch
 import xarray as xr
 
 from ._checks import InputError, choice
-from .io import energy_attrs, input_variables
+from .io import energy_attrs, image_dims, input_variables
 from .posterior import Posterior
+from .solvers import SolverOptions, fixed_point_rate, method_for, options
 
 TERMS = {
     "data_term": "data fidelity ||h*x - y||^2 / (2 sigma^2)",
@@ -42,7 +43,7 @@ def theta_coords(post: Posterior, theta: torch.Tensor) -> dict[str, Any]:
 
 def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm_start: bool = False,
             x_end: torch.Tensor | None = None, predictor: str = "auto", store_images: bool = False,
-            rates: bool = False, progress: bool = True, **solver: Any) -> xr.Dataset:
+            rates: bool = False, solver: SolverOptions | None = None, progress: bool = True) -> xr.Dataset:
     r"""Profile energy :math:`E^*(\theta) = \min_x E(\theta, x)` over a grid.
 
     Parameters
@@ -71,10 +72,12 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         Keep :math:`\hat x(\theta)` as ``x_hat``.
     rates : bool
         Also store ``fixed_point_rate``: the spectral radius of the HQS map at the kept
-        solution of every :math:`\theta` (``Posterior.fixed_point_rate``; at or above 1 the
+        solution of every :math:`\theta` (``solvers.fixed_point_rate``; at or above 1 the
         solve cannot converge, whatever its iteration cap).
-    **solver
-        Passed to ``Posterior.argmin_x`` (``method``, ``max_iter``, ``ftol``, ``gtol``, ``xtol``).
+    solver : solvers.SolverOptions, optional
+        The inner solver's options (stored in the attributes as ``solver_<name>``).
+    progress : bool
+        Show progress bars.
 
     Returns
     -------
@@ -86,12 +89,13 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
     fam = post.problem.family
     th = fam.check(theta, dtype=post.problem.dtype, device=post.problem.device)
     choice("predictor", predictor, ("auto", "secant", "none"))
+    solver = options(solver)
     if predictor == "auto":
-        predictor = "none" if post.solver_method(solver.get("method", "auto")) == "hqs" else "secant"
+        predictor = "none" if method_for(post, solver.method) == "hqs" else "secant"
     calls0 = getattr(post.prior, "n_calls", 0)
     keep_x = store_images or rates
     if not warm_start:
-        x, terms, info = post.argmin_x(th, x0, progress=progress, **solver)
+        x, terms, info = post.argmin_x(th, x0, solver, progress=progress)
         terms = {k: v[None] for k, v in terms.items()}
         n_iter, conv, xs = info.n_iter[None], info.converged[None], x[None]
         branches, evals = ["cold"], info.n_item_evals
@@ -115,7 +119,7 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
                 back = (th[[k - 1, T - k]] - th[[k - 2, T + 1 - k]]).norm(dim=1)
                 ratio = torch.where(back > 0, step / back.clamp_min(1e-300), torch.zeros_like(step))
                 start = cur + ratio.view(-1, 1, 1).to(cur.dtype) * (cur - prev)
-            sol, t, info = post.argmin_x(th[idx], start, **solver)
+            sol, t, info = post.argmin_x(th[idx], start, solver)
             prev, cur = cur, sol
             for b in range(2):
                 for name in out:
@@ -139,10 +143,10 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         v["profile_energy_branch"] = (("branch", "theta"), e, energy_attrs("profile energy along each branch"))
         v["best_branch"] = ("theta", best.astype(np.int8), {"long_name": "index of the lower branch"})
     if store_images:
-        v["x_hat"] = (("branch", "theta", "row", "col"), xs.cpu().numpy(), {"long_name": "argmin_x E(theta, x)"})
+        v["x_hat"] = (("branch", "theta", *image_dims(post.problem)), xs.cpu().numpy(), {"long_name": "argmin_x E(theta, x)"})
     if rates:
         kept = xs[torch.as_tensor(best), torch.arange(len(best))]
-        rho = post.fixed_point_rate(th, kept).numpy()
+        rho = fixed_point_rate(post, th, kept).numpy()
         v["fixed_point_rate"] = ("theta", rho, {"long_name": "spectral radius of the HQS map at the kept solution",
                                                 "comment": ">= 1: the fixed point repels; the solve cannot converge"})
     ds = xr.Dataset(v, coords={**theta_coords(post, th), "param": list(fam.param_names), "branch": branches})
@@ -151,12 +155,19 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
     ds.attrs.update({
         "noise_sigma": post.problem.noise, "boundary": post.problem.boundary,
         "prior": post.prior.name, "kernel_family": fam.name, "prior_weight": post.prior_weight,
-        "solver_method": solver.get("method", "auto"), "solver_ftol": solver.get("ftol", 1e-14),
-        "solver_gtol": solver.get("gtol", 1e-9), "solver_xtol": solver.get("xtol", 1e-6),
-        "solver_item_evaluations": int(evals), "warm_start": int(warm_start), "predictor": predictor,
+        **solver.attrs(), "solver_item_evaluations": int(evals), "warm_start": int(warm_start), "predictor": predictor,
         "prior_calls": int(getattr(post.prior, "n_calls", 0) - calls0),
     })
     return ds
+
+
+def local_minima(values: np.ndarray) -> np.ndarray:
+    """Indices of the grid's local minima: values no larger than both neighbours (an end counts when
+    no larger than its one neighbour). Ties count on both sides, so a flat stretch is all minima."""
+    v = np.asarray(values)
+    left = np.r_[np.inf, v[:-1]]
+    right = np.r_[v[1:], np.inf]
+    return np.flatnonzero((v <= left) & (v <= right))
 
 
 def grid_argmin(values: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
@@ -202,7 +213,7 @@ def grid2d(post: Posterior, t: Any, u: Any) -> xr.Dataset:
 
 
 def segment(post: Posterior, theta_a: Any, x_a: torch.Tensor, theta_b: Any, x_b: torch.Tensor, t: Any, *,
-            profile_path: bool = True, progress: bool = False, **solver: Any) -> xr.Dataset:
+            profile_path: bool = True, solver: SolverOptions | None = None, progress: bool = False) -> xr.Dataset:
     r"""Energy along the segment between two pairs :math:`(\theta_a, x_a)` and :math:`(\theta_b, x_b)`.
 
     :math:`\theta_t = (1-t)\theta_a + t\theta_b` (for ``Free`` kernels this is
@@ -229,7 +240,7 @@ def segment(post: Posterior, theta_a: Any, x_a: torch.Tensor, theta_b: Any, x_b:
     if profile_path:
         x, rows = xa, []
         for i in range(len(tt)):
-            xi, ti, _ = post.argmin_x(th[i:i + 1], x, progress=progress, **solver)
+            xi, ti, _ = post.argmin_x(th[i:i + 1], x, solver, progress=progress)
             x = xi[0]
             rows.append(ti)
         for k in ("energy", "data_term", "prior_term", "kernel_term"):
@@ -242,7 +253,7 @@ def segment(post: Posterior, theta_a: Any, x_a: torch.Tensor, theta_b: Any, x_b:
 
 
 def profile2d(post: Posterior, values1: Any, values2: Any, *, components: tuple[int, int] = (0, 1),
-              base: Any = None, progress: bool = True, **solver: Any) -> xr.Dataset:
+              base: Any = None, solver: SolverOptions | None = None, progress: bool = True) -> xr.Dataset:
     r"""Profile energy :math:`E^*` over a grid of two components of :math:`\theta`.
 
     The other components stay at ``base`` (default: the true parameter, else 0). All
@@ -260,7 +271,7 @@ def profile2d(post: Posterior, values1: Any, values2: Any, *, components: tuple[
     grid = np.tile(b, (len(v1) * len(v2), 1))
     g1, g2 = np.meshgrid(v1, v2, indexing="ij")
     grid[:, i], grid[:, j] = g1.ravel(), g2.ravel()
-    flat = profile(post, grid, progress=progress, **solver)
+    flat = profile(post, grid, solver=solver, progress=progress)
     shape = (len(v1), len(v2))
     out = xr.Dataset({k: (("theta1", "theta2"), flat[k].values.reshape(shape), flat[k].attrs)
                       for k in ("profile_energy", "data_term", "prior_term", "kernel_term")},

@@ -79,3 +79,73 @@ def test_console_script_entry_point(tmp_path):
     r = subprocess.run([sys.executable, "-m", "landscape.cli", "run", "map-vs-marginal", "--noise", "nan",
                         "--out", str(tmp_path / "x.nc")], capture_output=True, text=True)
     assert r.returncode == 2 and "noise" in r.stderr and not (tmp_path / "x.nc").exists()
+
+
+def _commands():
+    """Every command that takes options: (argv prefix, options dataclass)."""
+    from landscape.denoisers.train import TrainConfig
+    from landscape.studies import STUDIES
+    out = [(["run", name], mod.Config) for name, mod in STUDIES.items()]
+    return out + [(["train-prior", "table-test"], TrainConfig)]
+
+
+def _bad_cases():
+    import dataclasses
+    for prefix, cfg in _commands():
+        for f in dataclasses.fields(cfg):
+            for bad in f.metadata["check"].bad:
+                yield pytest.param(prefix, f.name, bad, id=f"{prefix[-1]}--{f.name}={bad}")
+
+
+def test_every_option_of_every_command_declares_a_check():
+    import dataclasses
+    missing = [f"{p[-1]} --{f.name}" for p, cfg in _commands() for f in dataclasses.fields(cfg)
+               if "check" not in f.metadata]
+    assert missing == []
+
+
+@pytest.mark.parametrize("prefix, name, bad", list(_bad_cases()))
+def test_every_bad_option_value_exits_2_naming_it_and_writes_nothing(tmp_path, capsys, prefix, name, bad):
+    out = tmp_path / ("w.pt" if prefix[0] == "train-prior" else "r.nc")
+    rc = main([*prefix, "--" + name.replace("_", "-"), str(bad), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith(f"landscape: error: {name}:"), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_rejects_files_that_are_not_results(tmp_path, capsys):
+    import xarray as xr
+    (tmp_path / "text.nc").write_text("not netCDF")
+    xr.Dataset({"a": ("t", [1.0])}).to_netcdf(tmp_path / "foreign.nc", engine="h5netcdf")
+    for f in ("text.nc", "foreign.nc", "missing.nc"):
+        assert main(["plot", str(tmp_path / f)]) == 2
+        assert capsys.readouterr().err.startswith("landscape: error: file")
+    assert not list(tmp_path.glob("*.png"))
+
+
+SMALL_RUNS = {
+    "trivial-minimizer": ["--quick", "--priors", "sparse", "--crop", "24", "--kernel-size", "7", "--n-theta", "5",
+                          "--n-draws", "1", "--noise-levels", "0.01", "--n-outer", "2"],
+    "map-vs-marginal": [*FAST[:-1], "--quick"],
+    "blurry-is-more-likely": ["--quick", "--crop", "16", "--n-images", "1", "--evaluators", "gaussian,tweedie,pf-ode"],
+}
+
+
+def test_small_runs_cover_every_study():
+    from landscape.studies import STUDIES
+    assert set(SMALL_RUNS) == set(STUDIES)
+
+
+@pytest.mark.parametrize("study", sorted(SMALL_RUNS))
+def test_same_seed_gives_an_identical_results_file(tmp_path, study):
+    """Values and attributes equal, except the creation time."""
+    import xarray as xr
+    files = []
+    for k in range(2):
+        out = tmp_path / f"r{k}.nc"
+        assert main(["run", study, *SMALL_RUNS[study], "--no-progress", "--out", str(out)]) == 0
+        ds = io.load(out)
+        assert ds.attrs.pop("created")
+        files.append(ds)
+    xr.testing.assert_identical(files[0], files[1])

@@ -155,3 +155,42 @@ def test_camera_shake_is_a_centred_seeded_kernel():
         K.camera_shake(14)
     with pytest.raises(InputError, match="spread"):
         K.camera_shake(15, spread=0)
+
+
+def _xy(size):
+    """Cartesian pixel coordinates of a kernel: x to the right (columns), y *up* (against rows)."""
+    r = np.arange(size) - size // 2
+    rows, cols = np.meshgrid(r, r, indexing="ij")
+    return cols.astype(float), -rows.astype(float)
+
+
+@pytest.mark.parametrize("angle", [30.0, 45.0, 120.0])
+def test_anisotropic_gaussian_angle_is_counterclockwise_from_the_column_axis(angle):
+    """Against a Gaussian drawn independently in Cartesian coordinates (y up, angle counter-clockwise
+    from +x): the long axis w1 points at `angle` on screen (rows grow downward)."""
+    w1, w2 = 3.0, 1.0
+    x, y = _xy(21)
+    a = np.deg2rad(angle)
+    u = x * np.cos(a) + y * np.sin(a)
+    v = -x * np.sin(a) + y * np.cos(a)
+    ref = np.exp(-0.5 * ((u / w1) ** 2 + (v / w2) ** 2))
+    ref /= ref.sum()
+    h = K.Gaussian(21, aniso=True)(torch.tensor([[w1, w2, angle]], dtype=torch.float64))[0].numpy()
+    np.testing.assert_allclose(h, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("angle", [30.0, 45.0])
+def test_motion_angle_is_counterclockwise_from_the_column_axis(angle):
+    """The segment's principal axis (second moments in Cartesian coordinates, y up) points at `angle`,
+    and at 45 degrees the mass lies on the anti-diagonal of the array (up and to the right)."""
+    h = K.Motion(31)(torch.tensor([[16.0, angle]], dtype=torch.float64))[0].numpy()
+    x, y = _xy(31)
+    cov = np.cov(np.stack([x.ravel(), y.ravel()]), aweights=h.ravel())
+    evals, evecs = np.linalg.eigh(cov)
+    vx, vy = evecs[:, -1]
+    got = np.rad2deg(np.arctan2(vy, vx)) % 180
+    assert abs(got - angle) < 0.5, got
+    if angle == 45.0:
+        c = 15
+        assert all(h[c - k, c + k] > 0.5 * h[c, c] for k in range(1, 5))       # up-right and down-left
+        assert all(h[c + k, c + k] == 0 for k in range(2, 8))                 # not the main diagonal

@@ -98,6 +98,12 @@ def test_gradient_step_identity_and_prior():
     g = model.potential(x, s)
     (grad,) = torch.autograd.grad(g.sum(), x)
     torch.testing.assert_close(model(x.detach(), s), x.detach() - grad)
+    # the prior's gradient is the gradient of its energy (central differences) and its denoiser is
+    # x - s^2 grad q (the gradient-step identity seen through the Prior protocol)
     prior = P.GradientStepPrior(model, s)
-    torch.testing.assert_close(prior.energy(x.detach()), g.detach() / s ** 2)
-    torch.testing.assert_close(prior.grad(x.detach()), grad / s ** 2)
+    xd = x.detach()
+    v = torch.randn(xd.shape, generator=torch.Generator().manual_seed(1), dtype=xd.dtype)
+    eps = 1e-6
+    fd = (prior.energy(xd + eps * v) - prior.energy(xd - eps * v)) / (2 * eps)
+    torch.testing.assert_close((prior.grad(xd) * v).flatten(1).sum(1), fd, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(prior.denoise(xd, s), xd - s ** 2 * prior.grad(xd), rtol=1e-10, atol=1e-10)

@@ -142,61 +142,23 @@ def test_marginal_rejects_other_priors(camera64):
         marginal.marginal_nll(prob, P.SparseGradientPrior(), [1.0])
 
 
-def test_hqs_converges_to_the_closed_form_minimiser():
-    img = data.center_crop(data.load("camera"), 32)
-    prob = ls.BlindDeblur.synthetic(img, K.Gaussian(9), 1.5, 0.01, rng=0)
-    post = ls.Posterior(prob, P.GaussianPrior.fit(data.TRAIN, (32, 32), n_crops=100))
-    th = np.array([0.0, 1.0, 2.5])
-    L = float((1 / post.prior.spectrum).max())           # Lipschitz constant of grad q
-    x, t, info = post.argmin_x(th, method="hqs", curvature=L, xtol=1e-11, max_iter=5000)
-    xs = marginal.argmin_closed_form(post, th)
-    assert info.converged.all()
-    assert float((x - xs).abs().max()) < 1e-6
-    cf = marginal.profile_closed_form(post, th)
-    assert float(((t["energy"] - cf).abs() / cf.abs()).max()) < 1e-8
-
-
-@pytest.mark.parametrize("curvature", [None, 5.0])
-def test_fixed_point_rate_matches_the_gaussian_closed_form(gauss_setup, curvature):
-    r"""For a stationary Gaussian prior the HQS map is Fourier-diagonal:
-    eigenvalues 1 - (|h^|^2/sigma^2 + lambda/P) / (|h^|^2/sigma^2 + c)."""
-    post = gauss_setup
-    th = torch.tensor([[0.5], [1.5], [3.0]], dtype=torch.float64)
-    c = post.default_curvature("hqs", post.default_start()) if curvature is None else curvature
-    blur = post.problem.blur(th)
-    dc = (blur.otf.real ** 2 + blur.otf.imag ** 2) / post.problem.noise ** 2
-    P_half = post.prior.spectrum[:, : 64 // 2 + 1]
-    exact = (1 - (dc + 1 / P_half) / (dc + c)).abs().flatten(1).max(1).values
-    est = post.fixed_point_rate(th, post.problem.y, curvature=curvature)
-    np.testing.assert_allclose(est.numpy(), exact.numpy(), rtol=1e-6)
-
-
-def test_hqs_map_fixed_point_is_the_minimiser(gauss_setup):
-    """T(x) = x - M grad E vanishes in its step exactly at argmin_x E (closed form)."""
-    post = gauss_setup
-    th = torch.tensor([[1.2]], dtype=torch.float64)
-    x = marginal.argmin_closed_form(post, th)
-    T = post.hqs_map(th)
-    step = (T(x) - x).norm() / x.norm()
-    assert float(step) < 1e-12
-    assert float((T(post.problem.y[None]) - post.problem.y).norm()) > 1e-3
-
-
-@pytest.mark.parametrize("method", ["lbfgs", "hqs"])
-def test_etol_bounds_the_energy_gap(gauss_setup, method):
-    r"""Stopped by etol, E - E* <= K etol with K = max over frequencies of the preconditioner's
-    curvature over the true one, (|h^|^2/sigma^2 + c) / (|h^|^2/sigma^2 + lambda/P) (Gaussian prior:
-    closed form); and the stop comes earlier than the solve to round-off."""
-    post = gauss_setup
-    th = np.array([0.5, 1.5, 2.5])
-    etol = 0.05
-    # HQS converges for c at least the Lipschitz constant of grad q
-    c = float((1 / post.prior.spectrum).max()) if method == "hqs" else post.default_curvature(method, post.default_start())
-    dc = post.problem.blur(post.theta(th)).gram_spectrum() / post.problem.noise ** 2
-    K = float(((dc + c) / (dc + post.prior_weight / post.prior.spectrum[:, : 64 // 2 + 1])).max())
-    x, t, info = post.argmin_x(th, method=method, etol=etol, xtol=0, ftol=0, gtol=0, max_iter=3000, curvature=c)
-    gap = (t["energy"] - marginal.profile_closed_form(post, th)).numpy()
-    assert info.converged.all()
-    assert (gap >= -1e-9).all() and (gap <= K * etol).all(), (gap, K)
-    _, _, full = post.argmin_x(th, method=method, etol=0, xtol=1e-12, max_iter=3000, curvature=c)
-    assert (info.n_iter < full.n_iter).all()
+def test_gmm_marginal_valid_boundary_dense(rng):
+    """The GMM marginal's 'any boundary' claim: on the valid boundary, p(y | theta) is a mixture of
+    N(H m_k, H C_k H^T + sigma^2 I) with the (M x N) valid-convolution matrix H."""
+    fam = K.Gaussian(3)
+    x = rng.random((6, 6))
+    prob = ls.BlindDeblur.synthetic(x, fam, 0.8, 0.05, rng=1, boundary="valid")
+    assert prob.y.shape == (4, 4) and prob.image_shape == (6, 6)
+    A = rng.normal(size=(2, 36, 36)) / 6
+    cov = A @ A.transpose(0, 2, 1) + 0.01 * np.eye(36)
+    mu = rng.random((2, 36))
+    gmm = P.GMMPrior([0.3, 0.7], mu, cov, (6, 6))
+    th = np.array([0.0, 0.5, 1.1])
+    got = marginal.marginal_nll(prob, gmm, th).numpy()
+    y = prob.y.numpy().reshape(-1)
+    for i, t in enumerate(th):
+        H = prob.blur([[t]]).matrix()[0].numpy()
+        assert H.shape == (16, 36)
+        p = sum(w * st.multivariate_normal(H @ m, H @ c @ H.T + 0.05 ** 2 * np.eye(16)).pdf(y)
+                for w, m, c in zip([0.3, 0.7], mu, cov))
+        assert abs(got[i] + np.log(p)) < 1e-8

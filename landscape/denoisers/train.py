@@ -8,9 +8,10 @@ log-normally (:math:`\log\sigma \sim N(-1.2, 1.2^2)`, 80 %) or log-uniformly on
 :math:`\lambda = (\sigma^2 + \sigma_d^2)/(\sigma\sigma_d)^2`. Adam, cosine learning-rate decay,
 an exponential moving average (EMA) of the weights, which is what is saved.
 
-Data: random patches (flips and 90-degree rotations) of ``data.TRAIN``, or exact samples of the
-GMM prior fitted to 16x16 natural crops (``priors.fit_natural_gmm``), so that the learned and the
-exact score can be compared on one distribution.
+Data: random patches (flips and 90-degree rotations) of ``data.TRAIN``, or any sampler
+``(batch, rng) -> (batch, p, p)`` passed in by a higher layer (the command line passes exact
+samples of the GMM prior fitted to 16x16 natural crops for ``--data gmm``, so that the learned and
+the exact score can be compared on one distribution; this module does not import the priors).
 
 A checkpoint (model, EMA, optimiser, step, random states) is written atomically every
 ``checkpoint_every`` steps beside the output; rerunning the same command resumes from it.
@@ -23,52 +24,53 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import InputError, choice
+from .._checks import Check, InputError, integer, number, one_of, option, validate
 from . import nets
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: training data: ``(batch, rng) -> Tensor (batch, p, p)``
+Sampler = Callable[[int, np.random.Generator], torch.Tensor]
 
 
 @dataclass
 class TrainConfig:
-    kind: str = "tweedie"          # tweedie (EDM denoiser) or gs (gradient-step)
-    data: str = "natural"          # natural (data.TRAIN patches) or gmm (GMM samples, 16x16)
-    channels: int = 32
-    steps: int = 6000
-    batch: int = 16
-    patch: int = 48
-    lr: float = 1e-3
-    ema: float = 0.999
-    seed: int = 0
-    checkpoint_every: int = 250
-    threads: int = 0
+    """Options of ``landscape train-prior`` (the weights file stores them)."""
+
+    kind: str = option("tweedie", "tweedie (EDM denoiser) or gs (gradient-step)", one_of(("tweedie", "gs")))
+    data: str = option("natural", "natural (data.TRAIN patches) or gmm (exact samples of the 16x16 GMM)",
+                       one_of(("natural", "gmm")))
+    channels: int = option(32, "base channels of the UNet", integer(1))
+    steps: int = option(6000, "optimiser steps", integer(1))
+    batch: int = option(16, "patches per step", integer(1))
+    patch: int = option(48, "patch size (a multiple of 4)", Check("a multiple of 4, at least 8",
+                                                                 lambda v: isinstance(v, int) and v >= 8 and v % 4 == 0,
+                                                                 (0, 6, 50)))
+    lr: float = option(1e-3, "peak learning rate (Adam; cosine decay)", number(0.0, 1.0, lo_open=True))
+    ema: float = option(0.999, "EMA rate of the saved weights", number(0.0, 1.0, hi_open=True))
+    seed: int = option(0, "seed (data, noise, initialisation)", integer(0))
+    checkpoint_every: int = option(250, "steps between checkpoints", integer(1))
+    threads: int = option(0, "torch threads (0: torch's default)", integer(0))
 
     def validate(self) -> "TrainConfig":
-        choice("kind", self.kind, ("tweedie", "gs"))
-        choice("data", self.data, ("natural", "gmm"))
-        for name in ("channels", "steps", "batch", "patch"):
-            if getattr(self, name) < 1:
-                raise InputError(name, "a positive integer", getattr(self, name))
-        if self.patch % 4:
-            raise InputError("patch", "a multiple of 4", self.patch)
-        return self
+        return validate(self)
 
 
 class PatchSampler:
     """Random augmented patches ``(B, p, p)`` of the training images."""
 
-    def __init__(self, patch: int, rng: np.random.Generator):
+    def __init__(self, patch: int):
         from .. import data
         self.images = [data.load(n) for n in data.TRAIN]
-        self.patch, self.rng = patch, rng
+        self.patch = patch
 
-    def __call__(self, batch: int) -> torch.Tensor:
-        p, g = self.patch, self.rng
+    def __call__(self, batch: int, g: np.random.Generator) -> torch.Tensor:
+        p = self.patch
         out = np.empty((batch, p, p))
         for i in range(batch):
             im = self.images[g.integers(len(self.images))]
@@ -77,16 +79,6 @@ class PatchSampler:
             x = np.rot90(x, g.integers(4))
             out[i] = x[:, ::-1] if g.integers(2) else x
         return torch.as_tensor(out, dtype=torch.float32)
-
-
-class GMMSampler:
-    def __init__(self, rng: np.random.Generator):
-        from ..priors import fit_natural_gmm
-        self.gmm = fit_natural_gmm((16, 16), 10, 10000, progress=False)
-        self.rng = rng
-
-    def __call__(self, batch: int) -> torch.Tensor:
-        return self.gmm.sample(batch, rng=self.rng, dtype=torch.float32)
 
 
 def sample_sigma(batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -108,9 +100,30 @@ def denoising_loss(model: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor,
     return (w[:, None, None] * (2 * d - 2 * x) ** 2).mean()
 
 
-def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True) -> Path:
-    """Train (or resume) and write the EMA weights to ``out``."""
+def train(cfg: TrainConfig, out: str | Path, *, sampler: Sampler | None = None, progress: bool = True) -> Path:
+    """Train (or resume) and write the EMA weights to ``out``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    out : path
+        Weights file; the checkpoint ``out.with_suffix('.ckpt')`` beside it is resumed when present
+        (its options must match ``cfg``, except ``checkpoint_every`` and ``threads``).
+    sampler : callable ``(batch, rng) -> Tensor (batch, p, p)``, optional
+        Training data; required for ``cfg.data`` other than ``"natural"`` (random patches of
+        ``data.TRAIN``). It must draw only from ``rng``, which is checkpointed.
+    progress : bool
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
     cfg.validate()
+    if sampler is None:
+        if cfg.data != "natural":
+            raise InputError("data", f"a sampler for training data {cfg.data!r} (the command line builds it)", None)
+        sampler = PatchSampler(cfg.patch)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(out)
@@ -135,7 +148,6 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True) -> Path:
         rng.bit_generator.state = st["numpy_rng"]
         gen.set_state(st["torch_gen"])
         step, losses = st["step"], st["losses"]
-    sampler = PatchSampler(cfg.patch, rng) if cfg.data == "natural" else GMMSampler(rng)
     sched = lambda k: cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(k, cfg.steps) / cfg.steps))) \
         * min(1.0, (k + 1) / 100)
 
@@ -152,7 +164,7 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True) -> Path:
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = sched(step)
-        x = sampler(cfg.batch)
+        x = sampler(cfg.batch, rng)
         loss = denoising_loss(model, x, sample_sigma(cfg.batch, gen), gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()

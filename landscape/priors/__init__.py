@@ -5,9 +5,10 @@ from .base import APPROXIMATE, EXACT, UNAVAILABLE, UP_TO_CONSTANT, Prior
 from .gaussian import GaussianPrior, power_law
 from .gmm import GMMPrior, PatchGMMPrior, fit_natural_gmm
 from .learned import DiffusionPrior, GradientStepPrior, TweediePrior, divergence, jacobian_asymmetry
+from .registry import PRIORS, PriorSettings, make_prior
 from .shipped import available, load, load_model
 from .sparse import SparseGradientPrior
 
 __all__ = ["Prior", "GaussianPrior", "GMMPrior", "PatchGMMPrior", "SparseGradientPrior",
            "TweediePrior", "GradientStepPrior", "DiffusionPrior", "divergence", "jacobian_asymmetry",
-           "load", "load_model", "available", "fit_natural_gmm", "power_law", "EXACT", "APPROXIMATE", "UNAVAILABLE", "UP_TO_CONSTANT"]
+           "load", "load_model", "PRIORS", "PriorSettings", "make_prior", "available", "fit_natural_gmm", "power_law", "EXACT", "APPROXIMATE", "UNAVAILABLE", "UP_TO_CONSTANT"]

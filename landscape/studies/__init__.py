@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 from types import ModuleType
+from typing import Any
+
+import xarray as xr
 
 from .._checks import InputError
 from . import blurry_is_more_likely, map_vs_marginal, trivial_minimizer
@@ -25,3 +28,17 @@ def get(name: str) -> ModuleType:
 
 def options(name: str) -> list[dataclasses.Field]:
     return list(dataclasses.fields(get(name).Config))
+
+
+@xr.register_dataset_accessor("landscape")
+class LandscapeAccessor:
+    """``ds.landscape.plot()`` draws the figure of the study that made ``ds``."""
+
+    def __init__(self, ds: xr.Dataset):
+        self._ds = ds
+
+    def plot(self, ax: Any = None, **kw: Any):
+        study = self._ds.attrs.get("study")
+        if study is None:
+            raise ValueError("dataset: expected a study result (attrs['study'] missing)")
+        return get(study).plot(self._ds, ax=ax, **kw)

@@ -17,7 +17,7 @@ Nguyen, Pauwels & Weiss report that a blur of width 3 gets lower q than the shar
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -25,10 +25,11 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels
-from .._checks import InputError
+from .._checks import (Check, InputError, flag, integer, option, positive_number, subset_of,
+                       validate)
 from ..operators import Blur
 from .common import split
-from ..priors import (GaussianPrior, PatchGMMPrior, fit_natural_gmm, load as load_prior)
+from ..priors import PriorSettings, make_prior
 
 NAME = "blurry-is-more-likely"
 SUMMARY = "q(blurred) - q(sharp) on held-out images for exact and learned priors"
@@ -40,29 +41,25 @@ CROPS = (("camera", 0.5, 0.5), ("ascent", 0.5, 0.5), ("aero", 0.5, 0.5),
 
 @dataclass
 class Config:
-    crop: int = field(default=32, metadata={"help": "crop size (pixels)"})
-    n_images: int = field(default=6, metadata={"help": "held-out crops (camera, ascent, aero at 2 places each)"})
-    width_max: float = field(default=3.0, metadata={"help": "largest blur width"})
-    width_step: float = field(default=0.25, metadata={"help": "blur width step"})
-    evaluators: str = field(default=",".join(EVALUATORS), metadata={"help": "comma-separated: " + ", ".join(EVALUATORS)})
-    s: float = field(default=0.01, metadata={"help": "noise level of the Tweedie score and GS potential"})
-    ode_steps: int = field(default=16, metadata={"help": "RK4 steps of the PF-ODE"})
-    probes: int = field(default=4, metadata={"help": "Hutchinson probes per PF-ODE evaluation"})
-    seed: int = field(default=0, metadata={"help": "seed of the Hutchinson probes"})
-    quick: bool = field(default=False, metadata={"help": "3 images, widths step 0.5, fewer ODE steps"})
+    crop: int = option(32, "crop size (pixels)", Check("a multiple of 4, at least 16",
+                                                        lambda v: isinstance(v, int) and v >= 16 and v % 4 == 0,
+                                                        (0, 18, -4)))
+    n_images: int = option(6, "held-out crops (camera, ascent, aero at 2 places each)", integer(1, len(CROPS)))
+    width_max: float = option(3.0, "largest blur width", positive_number())
+    width_step: float = option(0.25, "blur width step", positive_number())
+    evaluators: str = option(",".join(EVALUATORS), "comma-separated: " + ", ".join(EVALUATORS), subset_of(EVALUATORS))
+    s: float = option(0.01, "noise level of the Tweedie score and GS potential", positive_number())
+    ode_steps: int = option(16, "RK4 steps of the PF-ODE", integer(1))
+    probes: int = option(4, "Hutchinson probes per PF-ODE evaluation", integer(1))
+    seed: int = option(0, "seed of the Hutchinson probes", integer(0))
+    quick: bool = option(False, "3 images, widths step 0.5, fewer ODE steps", flag())
 
     def resolved(self) -> "Config":
-        c = Config(**asdict(self))
+        c = validate(Config(**asdict(self)))
+        if c.width_step > c.width_max:
+            raise InputError("width_step", f"a step no larger than width_max ({c.width_max})", c.width_step)
         if c.quick:
             c.n_images, c.width_step, c.ode_steps, c.probes = min(c.n_images, 3), max(c.width_step, 0.5), 8, 2
-        ev = split(c.evaluators)
-        bad = [e for e in ev if e not in EVALUATORS]
-        if bad or not ev:
-            raise InputError("evaluators", "a comma-separated subset of " + ", ".join(EVALUATORS), c.evaluators)
-        if not 1 <= c.n_images <= len(CROPS):
-            raise InputError("n_images", f"between 1 and {len(CROPS)}", c.n_images)
-        if c.crop < 16 or c.crop % 4:
-            raise InputError("crop", "a multiple of 4, at least 16", c.crop)
         return c
 
 
@@ -93,26 +90,15 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     err = np.zeros_like(dq)
     shape = (cfg.crop, cfg.crop)
     descr: dict[str, Any] = {}
+    settings = PriorSettings(s=cfg.s, dtype=torch.float32, ode_steps=cfg.ode_steps, probes=cfg.probes,
+                             progress=progress)
     for e, ev in enumerate(evs):
-        if ev == "gaussian":
-            prior = GaussianPrior.fit(data.TRAIN, shape)
-            q = prior.energy(x64).numpy()
-            dq[:, :, e] = q - q[:, :1]
-        elif ev == "patch-gmm":
-            prior = PatchGMMPrior(fit_natural_gmm((8, 8), 10, 20000, progress=progress))
-            q = prior.energy(x64).numpy()
-            dq[:, :, e] = q - q[:, :1]
-        elif ev == "tweedie":
-            prior = load_prior("denoiser-gray", "tweedie", s=cfg.s)
+        prior = make_prior(ev, shape, settings)
+        if ev == "tweedie":          # a score only: q differences by line integrals from the sharp crop
             x32 = x64.float()
             d, er = prior.energy_difference(x32[:, :1].expand_as(x32).reshape(-1, *shape), x32.reshape(-1, *shape))
             dq[:, :, e], err[:, :, e] = d.reshape(I, W).double().numpy(), er.reshape(I, W).double().numpy()
-        elif ev == "gs":
-            prior = load_prior("gs-denoiser-gray", "gs", s=cfg.s)
-            q = prior.energy(x64.float().reshape(-1, *shape)).reshape(I, W).double().numpy()
-            dq[:, :, e] = q - q[:, :1]
         elif ev == "pf-ode":
-            prior = load_prior("denoiser-gray", "diffusion", steps=cfg.ode_steps, probes=cfg.probes)
             lp, se = [], []
             for i in range(I):       # one image's widths share their probes (common random numbers)
                 l, s_ = prior.log_density(x64[i].float(), rng=cfg.seed + i, common_probes=True)
@@ -122,6 +108,10 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             dq[:, :, e] = q - q[:, :1]
             # SE of a difference under shared probes is not the sum of SEs; store the per-image SE
             err[:, :, e] = np.stack(se)
+        else:                        # an energy (exact, or the GS potential)
+            xin = x64.float() if ev == "gs" else x64
+            q = prior.energy(xin.reshape(-1, *shape)).reshape(I, W).double().numpy()
+            dq[:, :, e] = q - q[:, :1]
         descr[ev] = prior.describe()
     ds = xr.Dataset(
         {"delta_q": (("image", "width", "evaluator"), dq, io.energy_attrs("q(h_w * x) - q(x)")),

@@ -2,35 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .. import data, kernels
-from .._checks import InputError, choice, positive
+from .._checks import (Check, InputError, file_or_empty, integer, numbers, one_of, option, positive_number,
+                       validate)
 
 
 @dataclass
 class ProblemConfig:
     """Image, kernel family, true parameter, grid and noise (base of study configurations)."""
 
-    image: str = field(default="camera", metadata={"help": "image name (data.names())"})
-    image_file: str = field(default="", metadata={"help": "your own grayscale image (.png/.npy); overrides --image"})
-    kernel_file: str = field(default="", metadata={"help": "a measured kernel (.npy/text) as h*: scan t in h=(1-t)δ+t h*"})
-    crop: int = field(default=64, metadata={"help": "central crop size"})
-    family: str = field(default="gaussian", metadata={"help": "kernel family: " + ", ".join(kernels.FAMILIES)})
-    kernel_size: int = field(default=15, metadata={"help": "odd kernel size"})
-    theta_true: str = field(default="1.5", metadata={"help": "true parameter(s), comma-separated"})
-    theta_max: float = field(default=3.0, metadata={"help": "grid upper end for the first parameter"})
-    n_theta: int = field(default=25, metadata={"help": "grid points from 0 to theta_max"})
-    noise: float = field(default=0.01, metadata={"help": "noise standard deviation sigma"})
+    image: str = option("camera", "image name (data.names())", one_of(data.names()))
+    image_file: str = option("", "your own grayscale image (.png/.npy); overrides --image",
+                             file_or_empty("an image file"))
+    kernel_file: str = option("", "a measured kernel (.npy/text) as h*: scan t in h=(1-t)δ+t h*",
+                              file_or_empty("a kernel file"))
+    crop: int = option(64, "central crop size", integer(8))
+    family: str = option("gaussian", "kernel family: " + ", ".join(kernels.FAMILIES), one_of(kernels.FAMILIES))
+    kernel_size: int = option(15, "odd kernel size", Check("an odd integer >= 3", lambda v: isinstance(v, int)
+                                                           and v >= 3 and v % 2 == 1, (0, 4, -3)))
+    theta_true: str = option("1.5", "true parameter(s), comma-separated", numbers(allow_empty=True))
+    theta_max: float = option(3.0, "grid upper end for the first parameter", positive_number())
+    n_theta: int = option(25, "grid points from 0 to theta_max", integer(3))
+    noise: float = option(0.01, "noise standard deviation sigma", positive_number())
 
     def validate_problem(self, min_points: int = 3) -> None:
-        if not self.kernel_file:
-            choice("family", self.family, kernels.FAMILIES)
-        positive("noise", self.noise)
-        positive("theta_max", self.theta_max)
+        """The declared checks, then those that depend on the family."""
+        validate(self)
         if self.n_theta < min_points:
             raise InputError("n_theta", f"at least {min_points} grid points", self.n_theta)
 

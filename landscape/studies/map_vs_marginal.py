@@ -15,7 +15,7 @@ itself) it is not.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -23,10 +23,10 @@ import torch
 import xarray as xr
 
 from .. import data, io, marginal, scan
-from .._checks import InputError, choice
+from .._checks import Check, InputError, flag, integer, one_of, option
 from .common import ProblemConfig, family_and_truth, load_image, theta_grid
 from ..posterior import BlindDeblur, Posterior
-from ..priors import GaussianPrior, fit_natural_gmm
+from ..priors import GaussianPrior, PriorSettings, make_prior
 
 NAME = "map-vs-marginal"
 SUMMARY = "joint-MAP profile E*(theta) vs marginal -log p(y|theta): the Dirac vs the true blur"
@@ -37,22 +37,26 @@ PRIORS = ("gaussian", "gmm")
 class Config(ProblemConfig):
     """Options of ``map-vs-marginal`` (``landscape run map-vs-marginal --help``)."""
 
-    image: str = field(default="camera", metadata={"help": "image name (data.names()) or 'prior-sample'"})
-    crop: int = field(default=0, metadata={"help": "central crop size (0: 128 for gaussian, 16 for gmm)"})
-    n_theta: int = field(default=61, metadata={"help": "grid points from 0 to theta_max"})
-    prior: str = field(default="gaussian", metadata={"help": "gaussian (stationary) or gmm (whole crops)"})
-    spectrum: str = field(default="power-law", metadata={"help": "Gaussian spectrum model: power-law or empirical"})
-    gmm_components: int = field(default=10, metadata={"help": "GMM components"})
-    gmm_samples: int = field(default=10000, metadata={"help": "training crops for the GMM fit"})
-    seed: int = field(default=0, metadata={"help": "seed of the noise (and of prior samples)"})
-    quick: bool = field(default=False, metadata={"help": "a coarse grid (< 60 s)"})
+    image: str = option("camera", "image name (data.names()) or 'prior-sample'",
+                        one_of(data.names() + ("prior-sample",)))
+    crop: int = option(0, "central crop size (0: 128 for gaussian, 16 for gmm)",
+                       Check("0 (the default size) or an integer >= 8",
+                             lambda v: isinstance(v, int) and (v == 0 or v >= 8), (-4, 3)))
+    n_theta: int = option(61, "grid points from 0 to theta_max", integer(3))
+    prior: str = option("gaussian", "gaussian (stationary) or gmm (whole crops)", one_of(PRIORS))
+    spectrum: str = option("power-law", "Gaussian spectrum model: power-law or empirical",
+                           one_of(("power-law", "empirical")))
+    gmm_components: int = option(10, "GMM components", integer(1))
+    gmm_samples: int = option(10000, "training crops for the GMM fit", integer(1))
+    seed: int = option(0, "seed of the noise (and of prior samples)", integer(0))
+    quick: bool = option(False, "a coarse grid (< 60 s)", flag())
 
     def resolved(self) -> "Config":
         """Defaults filled in and ``quick`` applied; validated."""
         c = Config(**asdict(self))
-        choice("prior", c.prior, PRIORS)
-        choice("spectrum", c.spectrum, ("power-law", "empirical"))
         c.validate_problem()
+        if c.prior == "gmm" and c.gmm_samples < c.gmm_components:
+            raise InputError("gmm_samples", f"at least gmm_components ({c.gmm_components}) crops", c.gmm_samples)
         if c.crop == 0:
             c.crop = 128 if c.prior == "gaussian" else 16
         if c.quick:
@@ -66,10 +70,9 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     torch_dtype = torch.float64
     fam, theta_true, grid_max = family_and_truth(cfg)
     shape = (cfg.crop, cfg.crop)
-    if cfg.prior == "gaussian":
-        prior: Any = GaussianPrior.fit(data.TRAIN, shape, model=cfg.spectrum, rng=cfg.seed)
-    else:
-        prior = fit_natural_gmm(shape, cfg.gmm_components, cfg.gmm_samples, progress=progress)
+    prior: Any = make_prior(cfg.prior, shape, PriorSettings(spectrum=cfg.spectrum, seed=cfg.seed, progress=progress,
+                                                           gmm_components=cfg.gmm_components,
+                                                           gmm_samples=cfg.gmm_samples))
     image = load_image(cfg, {"prior-sample": lambda: prior.sample(1, rng=cfg.seed + 1)[0].numpy()})
     if image.shape != shape:
         raise InputError("image_file", f"an image at least {shape}", image.shape)

@@ -40,7 +40,7 @@ are visible. The default is the shipped learned prior (``denoiser-gray``, Tweedi
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -48,17 +48,20 @@ import torch
 import xarray as xr
 
 from .. import data, descent, io, kernels, scan
-from .._checks import InputError, choice, positive
+from .._checks import InputError, flag, integer, number, numbers, one_of, option, positive_number, subset_of, validate
 from .common import ProblemConfig, family_and_truth, floats, load_image, split, theta_grid
 from ..optim import ETOL_MARGIN
 from ..posterior import BlindDeblur, Posterior
-from ..priors import (GaussianPrior, PatchGMMPrior, SparseGradientPrior, fit_natural_gmm, load as load_prior)
+from ..solvers import SolverOptions, method_for
+from ..priors import PriorSettings, make_prior
 
 #: true parameters used when ``--theta-true`` is not given
 FAMILY_TRUTH = {"gaussian": "1.5", "gaussian-aniso": "2,1,30", "defocus": "2", "airy": "2", "motion": "7,30"}
 NAME = "trivial-minimizer"
 SUMMARY = "is (delta, y) the global joint-MAP minimiser, with a local minimiser near the truth?"
+#: the registry's priors that take any image shape and have an energy or a score for the solver
 PRIORS = ("tweedie", "gs", "gaussian", "patch-gmm", "sparse")
+FAMILIES = tuple(FAMILY_TRUTH) + ("free",)
 #: what identifies a case (stored as coordinates ``case_<name>``)
 CASE_VARS = ("image", "family", "noise", "prior", "weight")
 #: coordinates of the (kernel path t, image path u) plane stored per case
@@ -69,46 +72,37 @@ PLANE = np.round(np.linspace(-0.2, 1.2, 15), 12)
 class Config(ProblemConfig):
     """Options of ``trivial-minimizer`` (``landscape run trivial-minimizer --help``)."""
 
-    image: str = field(default="camera", metadata={"help": "image names (data.names()), comma-separated"})
-    family: str = field(default="gaussian", metadata={
-        "help": "kernel families, comma-separated: " + ", ".join(list(FAMILY_TRUTH) + ["free"])})
-    theta_true: str = field(default="", metadata={"help": "true parameter(s) of a single family (default FAMILY_TRUTH)"})
-    theta_max: float = field(default=0.0, metadata={"help": "grid upper end of the first parameter (default 2 theta*)"})
-    noise: str = field(default="0.01", metadata={"help": "noise standard deviations sigma, comma-separated"})
-    priors: str = field(default="tweedie", metadata={"help": "comma-separated: " + ", ".join(PRIORS)})
-    weights: str = field(default="1", metadata={"help": "prior weights lambda, comma-separated"})
-    s: float = field(default=0.01, metadata={"help": "Tweedie / GS noise level of the learned priors"})
-    noise_levels: str = field(default="0.005,0.01,0.02,0.05", metadata={"help": "levels for verdict (iv)"})
-    n_draws: int = field(default=5, metadata={"help": "noise draws per level for verdict (iv)"})
-    scheme: str = field(default="alternating", metadata={"help": "descent: alternating, joint or pam"})
-    n_outer: int = field(default=30, metadata={"help": "descent outer iterations"})
-    theta_tol: float = field(default=0.3, metadata={"help": "verdict (ii): distance to theta* (first parameter)"})
-    xtol: float = field(default=1e-5, metadata={"help": "inner solver tolerance (relative change of x)"})
-    etol: float = field(default=0.0, metadata={
-        "help": "inner solver tolerance on the energy (nats, Newton decrement; 0: off); ETOL_MARGIN (10) etol joins the tie tolerance"})
-    max_iter: int = field(default=300, metadata={"help": "inner solver iteration cap (unconverged solves are counted)"})
-    dtype: str = field(default="float32", metadata={"help": "float32 or float64 (energy comparisons)"})
-    seed: int = field(default=0, metadata={"help": "seed"})
-    quick: bool = field(default=False, metadata={"help": "small crop, coarse grid, 2 levels x 2 draws (< 60 s)"})
+    image: str = option("camera", "image names (data.names()), comma-separated", subset_of(data.names()))
+    family: str = option("gaussian", "kernel families, comma-separated: " + ", ".join(FAMILIES),
+                         subset_of(FAMILIES))
+    theta_true: str = option("", "true parameter(s) of a single family (default FAMILY_TRUTH)",
+                             numbers(allow_empty=True))
+    theta_max: float = option(0.0, "grid upper end of the first parameter (default 2 theta*)", number(0.0))
+    noise: str = option("0.01", "noise standard deviations sigma, comma-separated", numbers(0.0, lo_open=True))
+    priors: str = option("tweedie", "comma-separated: " + ", ".join(PRIORS), subset_of(PRIORS))
+    weights: str = option("1", "prior weights lambda, comma-separated", numbers(0.0, lo_open=True))
+    s: float = option(0.01, "Tweedie / GS noise level of the learned priors", positive_number())
+    noise_levels: str = option("0.005,0.01,0.02,0.05", "levels for verdict (iv)", numbers(0.0, lo_open=True))
+    n_draws: int = option(5, "noise draws per level for verdict (iv)", integer(1))
+    scheme: str = option("alternating", "descent: alternating, joint or pam", one_of(("alternating", "joint", "pam")))
+    n_outer: int = option(30, "descent outer iterations", integer(1))
+    theta_tol: float = option(0.3, "verdict (ii): distance to theta* (first parameter)", positive_number())
+    xtol: float = option(1e-5, "inner solver tolerance (relative change of x)", number(0.0))
+    etol: float = option(0.0, "inner solver tolerance on the energy (nats, Newton decrement; 0: off); "
+                         "ETOL_MARGIN (10) etol joins the tie tolerance", number(0.0))
+    max_iter: int = option(300, "inner solver iteration cap (unconverged solves are counted)", integer(1))
+    dtype: str = option("float32", "float32 or float64 (energy comparisons)", one_of(("float32", "float64")))
+    seed: int = option(0, "seed", integer(0))
+    quick: bool = option(False, "small crop, coarse grid, 2 levels x 2 draws (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = Config(**asdict(self))
+        c = validate(Config(**asdict(self)))
         if c.quick:
             c.crop, c.n_theta, c.n_draws, c.n_outer = min(c.crop, 32), min(c.n_theta, 13), min(c.n_draws, 2), min(c.n_outer, 10)
             c.xtol, c.max_iter = max(c.xtol, 1e-4), min(c.max_iter, 60)
             c.noise_levels = ",".join(c.noise_levels.split(",")[:2])
         for case in c.problems():
             case.validate_problem(min_points=5)
-        for p in split(c.priors):
-            choice("priors", p, PRIORS)
-        for w in floats("weights", c.weights):
-            positive("weights", w)
-        for v in floats("noise_levels", c.noise_levels):
-            positive("noise_levels", v)
-        if not c.etol >= 0:
-            raise InputError("etol", "an energy tolerance >= 0 (nats)", c.etol)
-        choice("scheme", c.scheme, ("alternating", "joint", "pam"))
-        choice("dtype", c.dtype, ("float32", "float64"))
         return c
 
     def problems(self) -> list[ProblemConfig]:
@@ -130,18 +124,6 @@ class Config(ProblemConfig):
         return out
 
 
-def make_prior(name: str, shape: tuple[int, int], s: float, dtype: torch.dtype = torch.float64):
-    if name == "tweedie":
-        return load_prior("denoiser-gray", "tweedie", s=s, dtype=dtype)
-    if name == "gs":
-        return load_prior("gs-denoiser-gray", "gs", s=s, dtype=dtype)
-    if name == "gaussian":
-        return GaussianPrior.fit(data.TRAIN, shape)
-    if name == "patch-gmm":
-        return PatchGMMPrior(fit_natural_gmm((8, 8), 10, 20000, progress=False))
-    return SparseGradientPrior(alpha=0.8, eps=0.01)
-
-
 def setup(case: ProblemConfig, cfg: Config):
     """``(scan_family, theta_true, image, grid, descent_family)`` of one problem. For a fixed
     kernel (family ``free`` or a kernel file) the scan family is the path from the Dirac to it,
@@ -157,18 +139,26 @@ def setup(case: ProblemConfig, cfg: Config):
     return fam, theta_true, image, theta_grid(theta_true, grid_max, case.n_theta, include_truth=True), free
 
 
-def local_minima(values: np.ndarray) -> np.ndarray:
-    """Indices of grid local minima (ends included when lower than their neighbour)."""
-    v = np.asarray(values)
-    left = np.r_[np.inf, v[:-1]]
-    right = np.r_[v[1:], np.inf]
-    return np.flatnonzero((v <= left) & (v <= right))
+#: verdict (iv)'s window around theta*: a local profile on theta* [1 - W, 1 + W], wide enough to hold the
+#: minimisers measured at every noise level in the README (0.6-1.4 theta*), narrow enough to exclude delta
+NEAR_TRUTH_WINDOW = 0.4
+#: points of that local profile
+NEAR_TRUTH_POINTS = 7
+#: verdict (iv): "stable" when the near-truth minimiser moves by at most this fraction of theta* (spread
+#: over draws at one level, or the fitted change across levels): one tenth, a blur a viewer cannot tell apart
+STABLE_FRACTION = 0.1
+#: verdict (iv): a fitted trend with at least this R^2 explains the motion (smooth in sigma) even when large
+SMOOTH_R2 = 0.5
+#: noise draws of verdict (iv) are seeded seed + DRAW_SEED_OFFSET + DRAW_SEED_STRIDE d + level index, apart
+#: from the case's own noise (seed) for any realistic number of levels (< 97) and draws
+DRAW_SEED_OFFSET, DRAW_SEED_STRIDE = 1000, 97
 
 
-def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, width: float = 0.4, n: int = 7,
-                         **solver: Any) -> float:
-    """Local profile around theta*, warm-started from x*; parabolic-refined minimiser. An end of
-    the local grid counts only where it is the family's domain boundary (a constrained minimum)."""
+def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, solver: SolverOptions, *,
+                         width: float = NEAR_TRUTH_WINDOW, n: int = NEAR_TRUTH_POINTS) -> float:
+    """Local profile on theta* [1 - width, 1 + width], warm-started from x*; the parabolic-refined
+    minimiser. An end of the local grid counts only where it is the family's domain boundary (a
+    constrained minimum); NaN when the minimum sits at an inner end (no local minimum inside)."""
     t0 = float(theta_true[0])
     fam = post.problem.family
     lo, hi = max(t0 * (1 - width), fam.lower[0]), min(t0 * (1 + width), fam.upper[0])
@@ -177,7 +167,7 @@ def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, width: float =
     grid[:, 0] = g
     x, xs = post.problem.x_true, []
     for row in grid:
-        x, _, _ = post.argmin_x(row[None], x, energies=False, **solver)
+        x, _, _ = post.argmin_x(row[None], x, solver, energies=False)
         x = x[0]
         xs.append(x)
     prev = post.energy(grid, torch.stack(xs)).numpy()
@@ -189,6 +179,71 @@ def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, width: float =
     return scan.grid_argmin(np.array(prev), g)[1]
 
 
+def energy_tolerance(prof: xr.Dataset, prior: Any, weight: float, etol: float, dtype: torch.dtype,
+                     pair: tuple[int, int]) -> float:
+    """Energies closer than this are a tie: round-off of the dtype, the solves' own tolerance (widened by
+    ``optim.ETOL_MARGIN``) and, for score-only priors, the quadrature error of the prior-energy
+    difference between the two minimisers of ``pair`` (a line integral of the score)."""
+    e = prof.profile_energy.values
+    tol = (1e-6 if dtype == torch.float64 else 1e-5) * float(np.abs(e).max()) + ETOL_MARGIN * etol
+    if hasattr(prior, "energy_difference"):
+        i, j = pair
+        xb = torch.as_tensor(prof.x_hat.values[prof.best_branch.values[[i, j]], [i, j]])
+        _, err = prior.energy_difference(xb[:1], xb[1:])
+        tol += weight * float(err.max())
+    return tol
+
+
+def verdict_dirac_below_truth(diff: float, tol: float) -> str:
+    """(i): "yes" when E*(theta*) - E*(delta) > tol, "tie" within tol, else "no"."""
+    return "tie" if abs(diff) <= tol else ("yes" if diff > 0 else "no")
+
+
+def verdict_local_min_near_truth(minima: list[float], theta_true: float, theta_tol: float) -> str:
+    """(ii), (ii'): "yes" when a grid local minimum lies within ``theta_tol`` of theta*."""
+    return "yes" if any(abs(m - theta_true) <= theta_tol for m in minima) else "no"
+
+
+def verdict_descents(classes: dict[str, str]) -> str:
+    """(iii): "yes" when the descent from (delta, y) ends trivial and every one from near the truth
+    ends near it."""
+    near = [c for lab, c in classes.items() if lab.startswith("truth")]
+    return "yes" if (classes["dirac"] == "trivial" and near and all(c == "near_truth" for c in near)) else "no"
+
+
+def verdict_smooth_in_sigma(levels: np.ndarray, th_hat: np.ndarray, theta_true: float) -> dict[str, Any]:
+    """(iv) from the near-truth minimisers ``th_hat`` (levels x draws): "no-local-min" when a draw has
+    none; else "yes" when the spread over draws is at most ``STABLE_FRACTION`` theta* and the motion
+    across levels is either explained by a linear trend (R^2 >= ``SMOOTH_R2``) or small (the fitted change
+    at most ``STABLE_FRACTION`` theta*)."""
+    sv, tv = np.repeat(levels, th_hat.shape[1]), th_hat.reshape(-1)
+    slope, r2 = np.nan, np.nan
+    if len(levels) > 1 and np.isfinite(tv).all():
+        slope, icpt = np.polyfit(sv, tv, 1)
+        ss = np.sum((tv - tv.mean()) ** 2)
+        r2 = 1 - np.sum((tv - (slope * sv + icpt)) ** 2) / ss if ss > 0 else 1.0
+    spread = float(np.nanmax(th_hat.std(1))) if th_hat.shape[1] > 1 and np.isfinite(tv).any() else np.nan
+    bound = STABLE_FRACTION * abs(theta_true)
+    if not np.isfinite(tv).all():
+        v = "no-local-min"
+    else:
+        small_move = abs(slope) * np.ptp(levels) <= bound if np.isfinite(slope) else True
+        v = "yes" if (spread <= bound and (r2 >= SMOOTH_R2 or small_move)) else "no"
+    return {"verdict": v, "slope": float(slope), "r2": float(r2), "spread": spread}
+
+
+def near_truth_over_draws(cfg: Config, problem: BlindDeblur, prior: Any, weight: float, theta_true: np.ndarray,
+                          levels: np.ndarray, solver: SolverOptions) -> np.ndarray:
+    """The near-truth minimiser for ``cfg.n_draws`` fresh noise draws at each of ``levels``."""
+    th_hat = np.full((len(levels), cfg.n_draws), np.nan)
+    for a, sig in enumerate(levels):
+        for d in range(cfg.n_draws):
+            pb = BlindDeblur.synthetic(problem.x_true.numpy(), problem.family, theta_true, sig,
+                                       rng=cfg.seed + DRAW_SEED_OFFSET + DRAW_SEED_STRIDE * d + a, dtype=problem.dtype)
+            th_hat[a, d] = near_truth_minimiser(Posterior(pb, prior, prior_weight=weight), theta_true, solver)
+    return th_hat
+
+
 def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, theta_true, grid,
              progress: bool, free: kernels.Free | None = None, sigma_cache: dict | None = None) -> xr.Dataset:
     """One case: the profile (both branches), descents, and the verdicts (i)-(iv).
@@ -197,29 +252,19 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     from the Dirac to the true kernel). ``sigma_cache`` shares verdict (iv), which does not
     depend on the case's own noise level, between cases that differ only in it.
     """
-    prior = make_prior(prior_name, problem.image_shape, cfg.s, problem.dtype)
+    prior = make_prior(prior_name, problem.image_shape, PriorSettings(s=cfg.s, dtype=problem.dtype))
     post = Posterior(problem, prior, prior_weight=weight)
-    solver = {"xtol": cfg.xtol, "etol": cfg.etol, "max_iter": cfg.max_iter}
-    score_only = post.solver_method() == "hqs"
-    prof = scan.profile(post, grid, warm_start=True, store_images=True, rates=score_only, progress=progress, **solver)
+    solver = SolverOptions(xtol=cfg.xtol, etol=cfg.etol, max_iter=cfg.max_iter)
+    score_only = method_for(post) == "hqs"
+    prof = scan.profile(post, grid, warm_start=True, store_images=True, rates=score_only, solver=solver,
+                        progress=progress)
     g = grid[:, 0]
     i0, istar = 0, int(np.argmin(np.abs(g - theta_true[0])))
     e = prof.profile_energy.values
-    # energy tolerance: the solver's, plus for score-only priors the quadrature error of the
-    # prior-energy difference between the two minimisers (a line integral of the score)
-    # (etol: the solves' own tolerance, widened by optim.ETOL_MARGIN)
-    tol = (1e-6 if problem.dtype == torch.float64 else 1e-5) * float(np.abs(e).max()) + ETOL_MARGIN * cfg.etol
-    if hasattr(prior, "energy_difference"):
-        xb = torch.as_tensor(prof.x_hat.values[prof.best_branch.values[[i0, istar]], [i0, istar]])
-        _, err = prior.energy_difference(xb[:1], xb[1:])
-        tol += weight * float(err.max())
+    tol = energy_tolerance(prof, prior, weight, cfg.etol, problem.dtype, (i0, istar))
     diff = float(e[istar] - e[i0])
-    v1 = "tie" if abs(diff) <= tol else ("yes" if diff > 0 else "no")
-    mins = local_minima(e)
-    lm = [float(g[i]) for i in mins]
-    v2 = "yes" if any(abs(m - theta_true[0]) <= cfg.theta_tol for m in lm) else "no"
-    lm_end = [float(g[i]) for i in local_minima(prof.profile_energy_branch.values[1])]   # from x*
-    v2b = "yes" if any(abs(m - theta_true[0]) <= cfg.theta_tol for m in lm_end) else "no"
+    lm = [float(g[i]) for i in scan.local_minima(e)]
+    lm_end = [float(g[i]) for i in scan.local_minima(prof.profile_energy_branch.values[1])]   # from x*
     dpost = post
     if free is not None:                     # descents on the simplex, same data and prior
         h_star = problem.family(torch.as_tensor(theta_true[None], dtype=problem.dtype))[0]
@@ -227,38 +272,18 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
                             theta_true=free.theta_of(h_star.double().numpy())[0], dtype=problem.dtype)
         dpost = Posterior(dprob, prior, prior_weight=weight)
     th0, x0, labels = descent.initialisations(dpost, rng=cfg.seed)
-    dsd = descent.descend(dpost, th0, x0, labels=labels, scheme=cfg.scheme, n_outer=cfg.n_outer, progress=progress,
-                          xtol=cfg.xtol, etol=cfg.etol)
+    dsd = descent.descend(dpost, th0, x0, labels=labels, scheme=cfg.scheme, n_outer=cfg.n_outer, solver=solver,
+                          progress=progress)
     cls = dict(zip(labels, dsd.end_class.values))
-    near = [c for lab, c in cls.items() if lab.startswith("truth")]
-    v3 = "yes" if (cls["dirac"] == "trivial" and near and all(c == "near_truth" for c in near)) else "no"
-    # (iv) near-truth minimiser against sigma over noise draws
     levels = floats("noise_levels", cfg.noise_levels)
     key = (problem.x_true.numpy().tobytes(), repr(problem.family.describe()), prior_name, weight)
     if sigma_cache is not None and key in sigma_cache:
         th_hat = sigma_cache[key]
     else:
-        th_hat = np.full((len(levels), cfg.n_draws), np.nan)
-        for a, sig in enumerate(levels):
-            for d in range(cfg.n_draws):
-                pb = BlindDeblur.synthetic(problem.x_true.numpy(), problem.family, theta_true, sig,
-                                           rng=cfg.seed + 1000 + 97 * d + a, dtype=problem.dtype)
-                th_hat[a, d] = near_truth_minimiser(Posterior(pb, prior, prior_weight=weight), theta_true, **solver)
+        th_hat = near_truth_over_draws(cfg, problem, prior, weight, theta_true, levels, solver)
         if sigma_cache is not None:
             sigma_cache[key] = th_hat
-    sv = np.repeat(levels, cfg.n_draws)
-    tv = th_hat.reshape(-1)
-    slope, r2 = np.nan, np.nan
-    if len(levels) > 1 and np.isfinite(tv).all():
-        slope, icpt = np.polyfit(sv, tv, 1)
-        ss = np.sum((tv - tv.mean()) ** 2)
-        r2 = 1 - np.sum((tv - (slope * sv + icpt)) ** 2) / ss if ss > 0 else 1.0
-    spread = float(np.nanmax(th_hat.std(1))) if cfg.n_draws > 1 and np.isfinite(tv).any() else np.nan
-    if not np.isfinite(tv).all():
-        v4 = "no-local-min"
-    else:
-        small_move = abs(slope) * np.ptp(levels) <= 0.1 * abs(theta_true[0]) if np.isfinite(slope) else True
-        v4 = "yes" if (spread <= 0.1 * abs(theta_true[0]) and (r2 >= 0.5 or small_move)) else "no"
+    v4 = verdict_smooth_in_sigma(levels, th_hat, float(theta_true[0]))
     plane = scan.grid2d(post, PLANE, PLANE)
     rho = prof.fixed_point_rate.values if score_only else np.full(len(g), np.nan)
     unconv = ~prof.converged.values.astype(bool)
@@ -276,11 +301,15 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
         "theta_hat_near_truth": (("noise_level", "draw"), th_hat, {"long_name": "near-truth local minimiser"}),
     }, coords={"noise_level": levels, "draw": np.arange(cfg.n_draws), "t": PLANE, "u": PLANE}
     ).drop_vars("theta", errors="ignore")
-    verdict = {"prior": prior_name, "weight": weight, "i_dirac_below_truth": v1, "ii_local_min_near_truth": v2,
-               "ii_branch_from_truth": v2b, "local_minima_from_truth_branch": lm_end,
-               "iii_descents": v3, "iv_smooth_in_sigma": v4, "energy_gap_truth_minus_dirac": diff,
-               "energy_tol": tol, "local_minima": lm, "sigma_slope": float(slope), "sigma_r2": float(r2),
-               "draw_spread": spread, "descent_classes": cls, "prior_calls_profile": prof.attrs["prior_calls"],
+    t0 = float(theta_true[0])
+    verdict = {"prior": prior_name, "weight": weight, "i_dirac_below_truth": verdict_dirac_below_truth(diff, tol),
+               "ii_local_min_near_truth": verdict_local_min_near_truth(lm, t0, cfg.theta_tol),
+               "ii_branch_from_truth": verdict_local_min_near_truth(lm_end, t0, cfg.theta_tol),
+               "local_minima_from_truth_branch": lm_end,
+               "iii_descents": verdict_descents(cls), "iv_smooth_in_sigma": v4["verdict"],
+               "energy_gap_truth_minus_dirac": diff,
+               "energy_tol": tol, "local_minima": lm, "sigma_slope": v4["slope"], "sigma_r2": v4["r2"],
+               "draw_spread": v4["spread"], "descent_classes": cls, "prior_calls_profile": prof.attrs["prior_calls"],
                "solver_item_evaluations_profile": prof.attrs["solver_item_evaluations"],
                "unconverged_profile_solves": int(unconv.sum()), "profile_solves": int(unconv.size),
                "theta_true": float(theta_true[0]), "theta_global_min": float(g[int(np.argmin(e))]),
@@ -392,7 +421,7 @@ def plot(ds: xr.Dataset, ax: Any = None):
         i = int(np.nanargmin(pe))
         ax.plot(xs[i], pe[i], "o", color=f"C{k % 10}", ms=6)
         fin = np.flatnonzero(np.isfinite(pe))
-        loc = [j for j in fin[local_minima(pe[fin])] if j != i]
+        loc = [j for j in fin[scan.local_minima(pe[fin])] if j != i]
         ax.plot(xs[loc], pe[loc], "v", color=f"C{k % 10}", ms=7, mfc="none")
     if many:
         ax.axvline(1.0, color="0.4", ls=":")

@@ -1,0 +1,139 @@
+r"""One registry of the priors studies and the command line build by name.
+
+Every entry builds a :class:`~landscape.priors.base.Prior` for images of a given shape from one
+:class:`PriorSettings`; studies name priors (``--priors tweedie,gs``) and never build them
+themselves, so two studies never build "the same" prior two ways. A property test iterates over
+``PRIORS`` (``tests/test_priors.py``): every member answers the protocol, and its gradient agrees
+with its energy where both are available.
+
+=============  ====================================================================================
+name           prior
+=============  ====================================================================================
+``tweedie``    shipped ``denoiser-gray``: Tweedie score :math:`(D_s(x) - x)/s^2` at level ``s``
+``gs``         shipped ``gs-denoiser-gray``: explicit potential :math:`g_s/s^2`
+``pf-ode``     shipped ``denoiser-gray``: :math:`-\log p` by the probability-flow ODE
+``gaussian``   stationary Gaussian, power-law spectrum fitted to ``data.TRAIN`` (exact)
+``gmm``        GMM on whole crops of ``shape`` fitted to ``data.TRAIN`` (exact; small shapes)
+``patch-gmm``  EPLL: sum of an 8x8-patch GMM over all patches (exact energy)
+``sparse``     Levin's sparse-gradient prior :math:`\sum |\nabla x|^{0.8}` (exact up to a constant)
+=============  ====================================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .._checks import InputError, choice, positive
+from .base import Prior
+
+
+@dataclass(frozen=True)
+class PriorSettings:
+    """What a registry entry may need besides the image shape.
+
+    Parameters
+    ----------
+    s : float
+        Noise level of the Tweedie score and the gradient-step potential.
+    dtype : torch.dtype
+        Dtype the learned priors compute in.
+    ode_steps, probes : int
+        PF-ODE RK4 steps and Hutchinson probes (``pf-ode``).
+    gmm_components, gmm_samples : int
+        Components and training crops of the whole-image GMM (``gmm``).
+    spectrum : {"power-law", "empirical"}
+        Spectrum model of the stationary Gaussian (``gaussian``).
+    seed : int
+        Seed of fits that draw random crops.
+    progress : bool
+        Progress bars during fits.
+    """
+
+    s: float = 0.01
+    dtype: torch.dtype = torch.float64
+    ode_steps: int = 16
+    probes: int = 4
+    gmm_components: int = 10
+    gmm_samples: int = 10000
+    spectrum: str = "power-law"
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self):
+        positive("s", self.s)
+        choice("spectrum", self.spectrum, ("power-law", "empirical"))
+        for name in ("ode_steps", "probes", "gmm_components", "gmm_samples"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(name, "an integer >= 1", getattr(self, name))
+
+
+def _tweedie(shape, st):
+    from .shipped import load
+    return load("denoiser-gray", "tweedie", s=st.s, dtype=st.dtype)
+
+
+def _gs(shape, st):
+    from .shipped import load
+    return load("gs-denoiser-gray", "gs", s=st.s, dtype=st.dtype)
+
+
+def _pf_ode(shape, st):
+    from .shipped import load
+    return load("denoiser-gray", "diffusion", steps=st.ode_steps, probes=st.probes)
+
+
+def _gaussian(shape, st):
+    from .. import data
+    from .gaussian import GaussianPrior
+    return GaussianPrior.fit(data.TRAIN, shape, model=st.spectrum, rng=st.seed)
+
+
+def _gmm(shape, st):
+    from .gmm import fit_natural_gmm
+    return fit_natural_gmm(shape, st.gmm_components, st.gmm_samples, progress=st.progress)
+
+
+def _patch_gmm(shape, st):
+    from .gmm import PatchGMMPrior, fit_natural_gmm
+    return PatchGMMPrior(fit_natural_gmm((8, 8), 10, 20000, progress=st.progress))
+
+
+def _sparse(shape, st):
+    from .sparse import SparseGradientPrior
+    return SparseGradientPrior(alpha=0.8, eps=0.01)
+
+
+#: name -> builder ``(shape, settings) -> Prior``
+PRIORS: dict[str, Callable[[tuple[int, int], PriorSettings], Prior]] = {
+    "tweedie": _tweedie, "gs": _gs, "pf-ode": _pf_ode, "gaussian": _gaussian, "gmm": _gmm,
+    "patch-gmm": _patch_gmm, "sparse": _sparse,
+}
+#: priors on images of any shape (the others are fitted to one shape)
+ANY_SHAPE = ("tweedie", "gs", "pf-ode", "patch-gmm", "sparse")
+
+
+def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None = None) -> Prior:
+    """Build the registered prior ``name`` for images of ``shape``.
+
+    Parameters
+    ----------
+    name : str
+        One of ``PRIORS``.
+    shape : (int, int)
+        Image shape (the Gaussian and GMM priors are fitted to it).
+    settings : PriorSettings, optional
+
+    Returns
+    -------
+    Prior
+
+    Examples
+    --------
+    >>> make_prior("sparse", (32, 32)).name
+    'sparse-gradient'
+    """
+    choice("prior", name, PRIORS)
+    return PRIORS[name](tuple(shape), settings or PriorSettings())
