@@ -116,6 +116,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_unrolled(args: argparse.Namespace) -> int:
+    from .estimators.train_unrolled import RECIPES, UnrolledTrainConfig, train_unrolled
+    from .estimators.unrolled import WEIGHTS
+    fields = {f.name for f in dataclasses.fields(UnrolledTrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields}          # only the options typed
+    cfg = UnrolledTrainConfig(**{**RECIPES.get(args.name, {}), **given}).validate()
+    out = args.out or WEIGHTS / f"{args.name}.pt"
+    path = train_unrolled(cfg, out, sampler=training_sampler(cfg), progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +150,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                        help=f.metadata.get("help", "") + " (default: %(default)s)")
     p.set_defaults(func=cmd_train)
+    from .estimators.train_unrolled import RECIPES, UnrolledTrainConfig
+    p = sub.add_parser("train-unrolled", help="train a blind unrolled network (seeded; resumes from its checkpoint)",
+                       description="A shipped name (" + ", ".join(RECIPES) + ") starts from its recipe; "
+                       "options given here override it.")
+    p.add_argument("name", help="weights name, e.g. unrolled-gaussian (written to landscape/denoisers/weights/)")
+    p.add_argument("--out", default=None, help="weights path (default: the package's weights folder)")
+    p.add_argument("--no-progress", action="store_true")
+    for f in dataclasses.fields(UnrolledTrainConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=argparse.SUPPRESS,
+                       help=f.metadata.get("help", "") + f" (default: {f.default})")
+    p.set_defaults(func=cmd_train_unrolled)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

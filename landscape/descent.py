@@ -74,7 +74,8 @@ def _theta_energy(post: Posterior, theta: torch.Tensor, x: torch.Tensor) -> torc
     return post.data_term(theta, x) + post.kernel_term(theta)
 
 
-def _theta_step(post: Posterior, theta: torch.Tensor, x: torch.Tensor, step: torch.Tensor, scheme: str):
+def theta_step(post: Posterior, theta: torch.Tensor, x: torch.Tensor, step: torch.Tensor, scheme: str = "alternating"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """One projected-gradient step in theta per item, with backtracking; returns (theta, step)."""
     fam = post.problem.family
     th = theta.detach().requires_grad_(True)
@@ -186,11 +187,11 @@ def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str]
     for k in tqdm(range(1, n_outer + 1), desc=f"descent ({scheme}, {n} inits)", disable=not progress, leave=False):
         if scheme == "joint":
             x_new, _, _ = post.argmin_x(th, x, solver.replace(method="hqs"), energies=False)
-            th, step = _theta_step(post, th, x, step, scheme)
+            th, step = theta_step(post, th, x, step, scheme)
             x = x_new
         else:
             x, _, _ = post.argmin_x(th, x, solver, energies=False)
-            th, step = _theta_step(post, th, x, step, scheme)
+            th, step = theta_step(post, th, x, step, scheme)
         record(k, x, th)
     steps = np.arange(n_outer + 1)
     ds = xr.Dataset(

@@ -84,9 +84,10 @@ def test_console_script_entry_point(tmp_path):
 def _commands():
     """Every command that takes options: (argv prefix, options dataclass)."""
     from landscape.denoisers.train import TrainConfig
+    from landscape.estimators.train_unrolled import UnrolledTrainConfig
     from landscape.studies import STUDIES
     out = [(["run", name], mod.Config) for name, mod in STUDIES.items()]
-    return out + [(["train-prior", "table-test"], TrainConfig)]
+    return out + [(["train-prior", "table-test"], TrainConfig), (["train-unrolled", "table-test"], UnrolledTrainConfig)]
 
 
 def _bad_cases():
@@ -106,7 +107,7 @@ def test_every_option_of_every_command_declares_a_check():
 
 @pytest.mark.parametrize("prefix, name, bad", list(_bad_cases()))
 def test_every_bad_option_value_exits_2_naming_it_and_writes_nothing(tmp_path, capsys, prefix, name, bad):
-    out = tmp_path / ("w.pt" if prefix[0] == "train-prior" else "r.nc")
+    out = tmp_path / ("w.pt" if prefix[0].startswith("train") else "r.nc")
     rc = main([*prefix, "--" + name.replace("_", "-"), str(bad), "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2

@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -124,16 +124,50 @@ def train(cfg: TrainConfig, out: str | Path, *, sampler: Sampler | None = None, 
         if cfg.data != "natural":
             raise InputError("data", f"a sampler for training data {cfg.data!r} (the command line builds it)", None)
         sampler = PatchSampler(cfg.patch)
+    torch.manual_seed(cfg.seed)
+    model = (nets.EDMDenoiser if cfg.kind == "tweedie" else nets.GSDenoiser)(cfg.channels)
+
+    def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+        x = sampler(cfg.batch, rng)
+        return denoising_loss(model, x, sample_sigma(cfg.batch, gen), gen)
+
+    meta = {"training_images": "data.TRAIN" if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
+    return fit(model, batch_loss, cfg, out, meta=meta, desc=f"train {cfg.kind}/{cfg.data}", progress=progress)
+
+
+def fit(model: torch.nn.Module, batch_loss: Callable[[np.random.Generator, torch.Generator], torch.Tensor],
+        cfg: Any, out: str | Path, *, meta: dict | None = None, desc: str = "train", progress: bool = True) -> Path:
+    r"""The training loop shared by every shipped network: Adam, cosine learning-rate decay with a
+    100-step warm-up, gradient clipping at norm 1, an EMA of the weights (what is saved), atomic
+    checkpoints every ``cfg.checkpoint_every`` steps that a rerun resumes bit for bit.
+
+    Parameters
+    ----------
+    model : nn.Module
+        With a ``config`` dict (``nets.save`` stores it); initialised by the caller (seeded).
+    batch_loss : callable ``(rng, gen) -> loss``
+        One step's loss; it must draw randomness only from ``rng`` (numpy) and ``gen`` (torch), both
+        checkpointed.
+    cfg : dataclass
+        With ``steps``, ``lr``, ``ema``, ``seed``, ``checkpoint_every``, ``threads``; all its other
+        fields must match a checkpoint's to resume from it.
+    out : path
+        Weights file (``nets.save``); the checkpoint is ``out.with_suffix('.ckpt')``.
+    meta : dict, optional
+        Stored in the weights file beside the options and the final loss.
+
+    Returns
+    -------
+    Path
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(out)
     ckpt = out.with_suffix(".ckpt")
-    torch.manual_seed(cfg.seed)
-    model = (nets.EDMDenoiser if cfg.kind == "tweedie" else nets.GSDenoiser)(cfg.channels)
     ema = copy.deepcopy(model)
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, losses = 0, []
@@ -160,12 +194,14 @@ def train(cfg: TrainConfig, out: str | Path, *, sampler: Sampler | None = None, 
 
     model.train()
     t0 = time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.kind}/{cfg.data}", disable=not progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress)
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = sched(step)
-        x = sampler(cfg.batch, rng)
-        loss = denoising_loss(model, x, sample_sigma(cfg.batch, gen), gen)
+        loss = batch_loss(rng, gen)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is not finite at step {step}; the last checkpoint is "
+                                     f"{ckpt} (step {step - step % cfg.checkpoint_every})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -178,12 +214,12 @@ def train(cfg: TrainConfig, out: str | Path, *, sampler: Sampler | None = None, 
         step += 1
         bar.update(1)
         if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4g}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save_ckpt()
     bar.close()
-    meta = {"train_config": asdict(cfg), "final_loss_mean_last_200": float(np.mean(losses[-200:])),
-            "training_images": "data.TRAIN" if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)",
-            "wall_seconds_last_session": time.time() - t0, "torch_version": str(torch.__version__)}
-    nets.save(ema, out, meta=meta)
+    info = {"train_config": asdict(cfg), "final_loss_mean_last_200": float(np.mean(losses[-200:])),
+            "wall_seconds_last_session": time.time() - t0, "torch_version": str(torch.__version__), **(meta or {})}
+    ema.eval()
+    nets.save(ema, out, meta=info)
     return out

@@ -1,0 +1,160 @@
+r"""Training the blind unrolled networks: seeded, resumable, with progress (``landscape train-unrolled``).
+
+Each step draws a batch of training triples from the model's own generative process:
+:math:`x^\star` (random augmented ``patch``-sized crops of ``data.TRAIN``, or exact samples of the
+16x16 GMM), a kernel (parametric: :math:`\theta` uniform on the family's training box; free: a
+``kernels.camera_shake`` draw of a random odd size from 5 to ``kernel_size``, zero-padded to the
+support), :math:`\sigma` log-uniform on ``[sigma_min, sigma_max]``, and
+:math:`y = h \star x^\star + \sigma n` (circular). The loss is the image MSE of the last iterate
+plus ``kernel_weight`` times the kernel's squared error; its minimiser is the posterior mean.
+The loop (Adam, cosine decay, EMA, atomic checkpoints, bitwise resume) is ``denoisers.train.fit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import kernels as _kernels
+from .._checks import Check, InputError, integer, number, one_of, option, positive_number, validate
+from ..denoisers import nets
+from ..denoisers.train import PatchSampler, Sampler, fit
+from ..operators import otf
+from .unrolled import WEIGHTS, UnrolledBlind
+
+#: the training box of each family's kernel branch (upper end of the first parameter from ``theta_max``)
+ANGLE_RANGE = (0.0, 180.0)
+
+
+@dataclass
+class UnrolledTrainConfig:
+    """Options of ``landscape train-unrolled`` (stored in the weights file)."""
+
+    family: str = option("gaussian", "kernel family: gaussian, motion or free (camera shake)",
+                         one_of(("gaussian", "motion", "free")))
+    data: str = option("natural", "natural (data.TRAIN patches) or gmm (exact 16x16 GMM samples)",
+                       one_of(("natural", "gmm")))
+    theta_max: float = option(3.0, "upper end of the first parameter's training range (width, length)",
+                              positive_number())
+    kernel_size: int = option(15, "kernel support (odd)", Check("an odd integer >= 3",
+                                                               lambda v: isinstance(v, int) and v >= 3 and v % 2 == 1,
+                                                               (1, 4)))
+    iterations: int = option(4, "unrolled iterations K", integer(1, 12))
+    channels: int = option(32, "base channels of the UNet (32: the shipped denoiser's)", integer(4))
+    init: str = option("denoiser-gray", "shipped denoiser the UNet starts from, or none",
+                       one_of(("denoiser-gray", "denoiser-gmm16", "none")))
+    patch: int = option(64, "training image size (a multiple of 4)",
+                        Check("a multiple of 4, at least 16", lambda v: isinstance(v, int) and v >= 16 and v % 4 == 0,
+                              (0, 18)))
+    batch: int = option(8, "images per step", integer(1))
+    steps: int = option(2000, "optimiser steps", integer(1))
+    lr: float = option(2e-4, "peak learning rate (Adam; cosine decay)", number(0.0, 1.0, lo_open=True))
+    ema: float = option(0.999, "EMA rate of the saved weights", number(0.0, 1.0, hi_open=True))
+    sigma_min: float = option(0.005, "smallest training noise level", positive_number())
+    sigma_max: float = option(0.05, "largest training noise level", positive_number())
+    kernel_weight: float = option(0.1, "weight of the kernel's squared error in the loss", number(0.0))
+    seed: int = option(0, "seed (data, kernels, noise, initialisation)", integer(0))
+    checkpoint_every: int = option(100, "steps between checkpoints", integer(1))
+    threads: int = option(0, "torch threads (0: torch's default)", integer(0))
+
+    def validate(self) -> "UnrolledTrainConfig":
+        validate(self)
+        if self.sigma_max < self.sigma_min:
+            raise InputError("sigma_max", f"at least sigma_min ({self.sigma_min})", self.sigma_max)
+        if self.kernel_size > self.patch:
+            raise InputError("kernel_size", f"a support no larger than the patch ({self.patch})", self.kernel_size)
+        if self.family == "gaussian" and self.theta_max > self.kernel_size / 2:
+            raise InputError("theta_max", f"a width at most kernel_size / 2 ({self.kernel_size / 2})", self.theta_max)
+        if self.family == "motion" and self.theta_max > self.kernel_size - 1:
+            raise InputError("theta_max", f"a length at most kernel_size - 1 ({self.kernel_size - 1})", self.theta_max)
+        return self
+
+    def family_spec(self) -> dict:
+        """The model's ``family`` argument: name, support and the kernel branch's box."""
+        lo, hi = [0.0], [float(self.theta_max)]
+        if self.family == "motion":
+            lo, hi = lo + [ANGLE_RANGE[0]], hi + [ANGLE_RANGE[1]]
+        return {"name": self.family, "size": self.kernel_size, "lo": lo, "hi": hi}
+
+
+def draw_kernels(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> torch.Tensor:
+    """``n`` training kernels ``(n, k, k)`` (float32) from the configuration's family."""
+    if cfg.family == "free":
+        sizes = np.arange(5, cfg.kernel_size + 1, 2)
+        out = np.zeros((n, cfg.kernel_size, cfg.kernel_size))
+        for i in range(n):
+            k = int(rng.choice(sizes))
+            h = _kernels.camera_shake(k, rng=rng)
+            r = (cfg.kernel_size - k) // 2
+            out[i, r:r + k, r:r + k] = h
+        return torch.as_tensor(out, dtype=torch.float32)
+    spec = cfg.family_spec()
+    th = rng.uniform(spec["lo"], spec["hi"], size=(n, len(spec["lo"])))
+    return _kernels.get(cfg.family, cfg.kernel_size)(torch.as_tensor(th)).float()
+
+
+def simulate(x: torch.Tensor, h: torch.Tensor, sigma: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """:math:`y = h \\star x + \\sigma n` (circular), batched."""
+    Hf = otf(h, tuple(x.shape[-2:]))
+    clean = torch.fft.irfft2(Hf * torch.fft.rfft2(x), s=x.shape[-2:])
+    return clean + sigma[:, None, None] * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+
+
+def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sampler | None = None,
+                   progress: bool = True) -> Path:
+    """Train (or resume) an unrolled model and write its EMA weights to ``out``.
+
+    Parameters
+    ----------
+    cfg : UnrolledTrainConfig
+    out : path
+        Weights file; ``out.with_suffix('.ckpt')`` is its checkpoint, resumed when present.
+    sampler : callable ``(batch, rng) -> (batch, p, p)``, optional
+        Clean images; required for ``cfg.data`` other than ``"natural"``.
+    progress : bool
+
+    Returns
+    -------
+    Path
+    """
+    cfg.validate()
+    if sampler is None:
+        if cfg.data != "natural":
+            raise InputError("data", f"a sampler for training data {cfg.data!r} (the command line builds it)", None)
+        sampler = PatchSampler(cfg.patch)
+    torch.manual_seed(cfg.seed)
+    model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels)
+    if cfg.init != "none":
+        src = nets.load(WEIGHTS / f"{cfg.init}.pt")
+        if src.config.get("channels") != cfg.channels:
+            raise InputError("init", f"a denoiser with {cfg.channels} channels", src.config.get("channels"))
+        model.denoiser.load_state_dict(src.state_dict())
+    lsig = np.log([cfg.sigma_min, cfg.sigma_max])
+
+    def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+        x = sampler(cfg.batch, rng)
+        h = draw_kernels(cfg, cfg.batch, rng)
+        sigma = torch.as_tensor(np.exp(rng.uniform(*lsig, size=cfg.batch)), dtype=torch.float32)
+        y = simulate(x, h, sigma, gen)
+        o = model(y, sigma)
+        img = ((o["x"] - x) ** 2).mean()
+        ker = ((o["kernel"] - h) ** 2).sum((-2, -1)).mean()
+        return img + cfg.kernel_weight * ker
+
+    meta = {"family": cfg.family_spec(), "training_images": "data.TRAIN" if cfg.data == "natural"
+            else "fit_natural_gmm((16,16),10,10000)"}
+    return fit(model, batch_loss, cfg, out, meta=meta, desc=f"train unrolled {cfg.family}/{cfg.data}",
+               progress=progress)
+
+
+#: what each shipped model was trained with (``landscape train-unrolled NAME`` uses these as defaults)
+RECIPES: dict[str, dict] = {
+    "unrolled-gaussian": {"family": "gaussian", "theta_max": 3.0},
+    "unrolled-motion": {"family": "motion", "theta_max": 13.0},
+    "unrolled-shake": {"family": "free"},
+    "unrolled-gmm16": {"family": "gaussian", "theta_max": 3.0, "data": "gmm", "patch": 16, "batch": 32,
+                       "init": "denoiser-gmm16", "steps": 3000},
+}

@@ -1,0 +1,230 @@
+r"""Blind unrolled networks: trained to *reconstruct*, so they approximate the MMSE
+:math:`E[x \mid y]` (and a kernel estimate), not a MAP.
+
+:math:`K` unrolled iterations of half-quadratic splitting with a learned prior step and a learned
+kernel step. With :math:`z_0 = y`, for :math:`k = 1, \dots, K`:
+
+.. math::
+    h_k &= \text{kernel\_branch}_k(y, z_{k-1})
+        \quad (\text{parametric: } h(\hat\theta_k),\ \hat\theta_k \text{ from a CNN on } (y, z_{k-1});
+        \ \text{free: a Fourier least-squares kernel refined on the simplex}) \\
+    x_k &= \arg\min_x \tfrac{1}{2\sigma^2}\|h_k \star x - y\|^2 + \tfrac{1}{2 s_k^2}\|x - z_{k-1}\|^2
+        = \mathcal F^{-1}\frac{\overline{\hat h_k}\hat y/\sigma^2 + \hat z_{k-1}/s_k^2}{|\hat h_k|^2/\sigma^2 + 1/s_k^2} \\
+    z_k &= D(x_k, s_k)
+
+with :math:`D` the same noise-conditional EDM UNet as the shipped denoiser (one set of weights
+shared by the iterations, initialised from a shipped denoiser) and learned levels :math:`s_k`.
+Training minimises :math:`\|z_K - x^\star\|^2/N + \beta\|h_K - h^\star\|^2` over random
+:math:`(x^\star, \theta \text{ or } h^\star, \sigma)` (``train_unrolled``); the minimiser of an
+expected squared error is the posterior mean, hence "MMSE". The data step is exact for the circular
+boundary, the model of every training pair. ``tests/test_estimators.py`` checks the data step
+against a dense solve and the kernel branch's outputs (on the family's domain; on the simplex).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import kernels as _kernels
+from .._checks import InputError
+from ..denoisers import nets
+from ..operators import otf
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "denoisers" / "weights"
+#: shipped unrolled models: name -> what they were trained on (README lists the commands)
+SHIPPED = {
+    "unrolled-gaussian": "Gaussian blur, width in [0, 3], natural 64x64 patches",
+    "unrolled-motion": "linear motion, length in [0, 13], any angle, natural 64x64 patches",
+    "unrolled-shake": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support), natural patches",
+    "unrolled-gmm16": "Gaussian blur, width in [0, 3], exact samples of the 16x16 natural-crop GMM",
+}
+
+
+class ThetaBranch(nn.Module):
+    """CNN on ``(y, z)`` -> kernel parameters in a box ``[lo, hi]`` (sigmoid), any image size
+    (global mean and standard-deviation pooling)."""
+
+    def __init__(self, n_params: int, lo: list[float], hi: list[float], width: int = 32):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(3, width, 3, padding=1),
+                                    nn.Conv2d(width, width, 3, stride=2, padding=1),
+                                    nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+                                    nn.Conv2d(2 * width, 2 * width, 3, padding=1)])
+        self.head = nn.Sequential(nn.Linear(4 * width, 64), nn.SiLU(), nn.Linear(64, n_params))
+        self.register_buffer("lo", torch.tensor(lo, dtype=torch.float32))
+        self.register_buffer("hi", torch.tensor(hi, dtype=torch.float32))
+
+    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        # inputs: y, z and their difference (the blur's signature: what z has that y lacks)
+        h = torch.stack([y, z, 4 * (z - y)], 1)
+        for c in self.convs:
+            h = F.silu(c(h))
+        feat = torch.cat([h.mean((-2, -1)), h.std((-2, -1))], 1)
+        lo, hi = self.lo.to(feat.dtype), self.hi.to(feat.dtype)
+        return lo + (hi - lo) * torch.sigmoid(self.head(feat))
+
+
+class FreeKernelBranch(nn.Module):
+    r"""Kernel on the simplex from ``(y, z)``: the Fourier least-squares estimate
+    :math:`\hat h = \overline{\hat z}\hat y / (|\hat z|^2 + \beta)` (``beta`` learned), cropped to the
+    ``size x size`` support, refined by a small CNN and a softmax over the support."""
+
+    def __init__(self, size: int, width: int = 16):
+        super().__init__()
+        self.size = size
+        self.log_beta = nn.Parameter(torch.tensor(math.log(1e-2)))
+        self.refine = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.SiLU(),
+                                    nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+                                    nn.Conv2d(width, 1, 3, padding=1))
+        self.log_temp = nn.Parameter(torch.tensor(math.log(50.0)))
+
+    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        yc, zc = y - y.mean((-2, -1), keepdim=True), z - z.mean((-2, -1), keepdim=True)
+        Y, Zf = torch.fft.rfft2(yc), torch.fft.rfft2(zc)
+        n = y.shape[-1] * y.shape[-2]
+        ls = torch.fft.irfft2(Zf.conj() * Y / (Zf.abs() ** 2 + torch.exp(self.log_beta) * n), s=y.shape[-2:])
+        r = self.size // 2
+        crop = torch.roll(ls, shifts=(r, r), dims=(-2, -1))[..., :self.size, :self.size]     # centred support
+        logits = torch.exp(self.log_temp) * crop + self.refine(crop[:, None])[:, 0]
+        return torch.softmax(logits.flatten(1), 1).reshape(crop.shape)
+
+
+class UnrolledBlind(nn.Module):
+    """Blind unrolled HQS network (module docstring).
+
+    Parameters
+    ----------
+    family : dict
+        ``{"name": family name or "free", "size": kernel support, "lo": [...], "hi": [...]}``: the
+        parametric family and the box the kernel branch predicts in (the training range).
+    iterations : int
+        Unrolled iterations :math:`K`.
+    channels : int
+        Base width of the shared EDM UNet (32: the shipped denoiser's).
+    """
+
+    def __init__(self, family: dict, iterations: int = 4, channels: int = 32):
+        super().__init__()
+        self.config = {"arch": "unrolled-blind", "family": dict(family), "iterations": int(iterations),
+                       "channels": int(channels)}
+        self.free = family["name"] == "free"
+        self.size = int(family["size"])
+        if self.free:
+            self.family = None
+            self.kernel_branch = FreeKernelBranch(self.size)
+        else:
+            self.family = _kernels.get(family["name"], self.size)
+            self.kernel_branch = ThetaBranch(self.family.n_params, family["lo"], family["hi"])
+        self.denoiser = nets.EDMDenoiser(channels)
+        # learned prior levels s_k, geometric from 0.1 to 0.02 at initialisation
+        self.log_s = nn.Parameter(torch.log(torch.logspace(-1, math.log10(0.02), iterations)))
+
+    @property
+    def iterations(self) -> int:
+        return self.log_s.numel()
+
+    def kernel(self, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(h (B, k, k), theta (B, p) or None)`` from the observation and the current image."""
+        if self.free:
+            return self.kernel_branch(y, z), None
+        th = self.kernel_branch(y, z)
+        return self.family(th.to(y.dtype)), th
+
+    @staticmethod
+    def data_step(h: torch.Tensor, y: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor,
+                  s: torch.Tensor) -> torch.Tensor:
+        r""":math:`\arg\min_x \|h\star x - y\|^2/(2\sigma^2) + \|x - z\|^2/(2s^2)` (circular), batched;
+        ``sigma``, ``s``: ``(B,)``."""
+        Hf = otf(h, tuple(y.shape[-2:]))
+        a = (1 / sigma ** 2)[:, None, None]
+        b = (1 / s ** 2)[:, None, None]
+        num = Hf.conj() * torch.fft.rfft2(y) * a + torch.fft.rfft2(z) * b
+        return torch.fft.irfft2(num / (Hf.abs() ** 2 * a + b), s=y.shape[-2:])
+
+    def forward(self, y: torch.Tensor, sigma: Any, *, trace: bool = False) -> dict[str, Any]:
+        """Reconstruct from ``y`` ``(B, H, W)`` at noise levels ``sigma`` (float or ``(B,)``).
+
+        Returns ``{"x": (B, H, W), "kernel": (B, k, k), "theta": (B, p) or None}`` (the last
+        iteration's), plus ``"iterates"`` (a list of the ``z_k``) when ``trace``.
+        """
+        B = y.shape[0]
+        sig = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).expand(B)
+        z, zs = y, []
+        h, th = None, None
+        for k in range(self.iterations):
+            s = torch.exp(self.log_s[k]).to(y.dtype).expand(B)
+            h, th = self.kernel(y, z)
+            x = self.data_step(h, y, z, sig, s)
+            z = self.denoiser(x, s)
+            if trace:
+                zs.append(z)
+        out = {"x": z, "kernel": h, "theta": th}
+        if trace:
+            out["iterates"] = zs
+        return out
+
+
+def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> UnrolledBlind:
+    """A shipped unrolled model by name (``SHIPPED``), or a weights file written by training.
+
+    Raises :class:`InputError` naming ``model`` for an unknown name, a missing file (with the command
+    that trains it) or a file that is not an unrolled model's weights.
+    """
+    p = Path(name_or_path)
+    if str(name_or_path) in SHIPPED:
+        p = WEIGHTS / f"{name_or_path}.pt"
+        if not p.exists():
+            raise InputError("model", f"shipped weights at {p} (train them: landscape train-unrolled {name_or_path})",
+                             "missing")
+    elif not p.is_file():
+        raise InputError("model", "one of " + ", ".join(SHIPPED) + " or an existing weights file", str(name_or_path))
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        cfg = dict(ck["config"])
+        if cfg.pop("arch") != "unrolled-blind":
+            raise ValueError("not an unrolled model")
+        model = UnrolledBlind(**cfg)
+        model.load_state_dict(ck["state_dict"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable or foreign file is bad input
+        raise InputError("model", "unrolled-network weights (landscape train-unrolled)",
+                         f"{p} ({type(exc).__name__}: {exc})") from None
+    model.meta = ck.get("meta", {})
+    return model.to(dtype).eval()
+
+
+def check_kernel_for(model: UnrolledBlind, kernel: np.ndarray) -> np.ndarray:
+    """A kernel (e.g. from ``--kernel-file``) on the model's support: zero-padded when smaller;
+    an :class:`InputError` naming ``kernel_file`` when larger than the support the model was trained on."""
+    k = np.asarray(kernel, dtype=float)
+    if k.shape[0] > model.size or k.shape[1] > model.size:
+        raise InputError("kernel_file", f"a kernel no larger than the model's {model.size}x{model.size} support",
+                         k.shape)
+    out = np.zeros((model.size, model.size))
+    r0, c0 = (model.size - k.shape[0]) // 2, (model.size - k.shape[1]) // 2
+    out[r0:r0 + k.shape[0], c0:c0 + k.shape[1]] = k
+    return out
+
+
+def reconstruct(model: UnrolledBlind, y: Any, sigma: float) -> dict[str, np.ndarray]:
+    """Run ``model`` on one observation ``y`` ``(H, W)`` (float64 in, the model's dtype inside).
+
+    Returns ``x`` ``(H, W)``, ``kernel`` ``(k, k)`` and ``theta`` (``(p,)`` or empty). An image smaller
+    than the kernel support, or whose sides are not multiples of 4 (the UNet's two poolings pad them),
+    is accepted only when at least the support: :class:`InputError` naming ``y`` otherwise.
+    """
+    yy = torch.as_tensor(np.asarray(y), dtype=next(model.parameters()).dtype)
+    if yy.ndim != 2 or min(yy.shape) < max(model.size, 16):
+        raise InputError("y", f"a 2-D image at least {max(model.size, 16)} pixels on a side (the model's receptive "
+                         "field and kernel support)", tuple(yy.shape))
+    with torch.no_grad():
+        out = model(yy[None], sigma)
+    th = out["theta"]
+    return {"x": out["x"][0].double().numpy(), "kernel": out["kernel"][0].double().numpy(),
+            "theta": th[0].double().numpy() if th is not None else np.zeros(0)}

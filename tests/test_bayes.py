@@ -1,0 +1,84 @@
+"""The exact Bayes posterior of the GMM sandbox against independent answers: importance sampling from
+the generative model, the Wiener filter, the exact marginal, and Bayes optimality over draws."""
+
+import numpy as np
+import pytest
+import torch
+
+import landscape as ls
+from landscape import data, kernels as K, marginal, priors as P
+from landscape._checks import InputError
+from landscape.estimators.bayes import GMMPosterior
+
+
+def _tiny(rng, sigma=0.1):
+    A = rng.normal(size=(2, 16, 16)) * 0.04
+    cov = A @ A.transpose(0, 2, 1) + 0.002 * np.eye(16)
+    gmm = P.GMMPrior([0.4, 0.6], 0.3 + 0.4 * rng.random((2, 16)), cov, (4, 4))
+    x = gmm.sample(1, rng=3)[0].numpy()
+    prob = ls.BlindDeblur.synthetic(x, K.Gaussian(3), 0.8, sigma, rng=4)
+    return gmm, prob
+
+
+def test_mmse_matches_importance_sampling_from_the_generative_model(rng):
+    """Self-normalised importance sampling with the prior as proposal (theta uniform on the grid,
+    x ~ GMM): E[x | y] and p(theta | y) agree within 4 of the estimator's standard errors."""
+    gmm, prob = _tiny(rng, sigma=0.2)
+    grid = np.array([0.0, 0.4, 0.8, 1.2])
+    exact = GMMPosterior(prob, gmm, grid).mmse()
+    n = 400_000
+    g = np.random.default_rng(7)
+    j = torch.as_tensor(g.integers(0, len(grid), n))
+    x = gmm.sample(n, rng=8)
+    logw = torch.empty(n, dtype=torch.float64)
+    for t in range(len(grid)):
+        r = prob.blur(grid[[t]])(x[j == t]) - prob.y
+        logw[j == t] = -(r ** 2).sum((-2, -1)) / (2 * prob.noise ** 2)
+    w = torch.softmax(logw, 0)
+    ess = float(1 / (w ** 2).sum())
+    assert ess > 1000, ess          # enough for the standard errors to mean something
+    xf = x.reshape(n, -1)
+    mu = (w[:, None] * xf).sum(0)
+    se = torch.sqrt(((w[:, None] * (xf - mu)) ** 2).sum(0))
+    got = exact["x_mmse"].reshape(-1)
+    assert ((got - mu).abs() <= 4 * se).all(), float(((got - mu).abs() / se).max())
+    pt = torch.stack([w[j == t].sum() for t in range(len(grid))])
+    pse = torch.sqrt(torch.stack([((w * ((j == t).double() - pt[t])) ** 2).sum() for t in range(len(grid))]))
+    assert ((exact["theta_posterior"] - pt).abs() <= 4 * pse + 1e-12).all()
+    # the posterior standard deviation too (weighted second moment)
+    sd = torch.sqrt((w[:, None] * (xf - mu) ** 2).sum(0))
+    assert float(((exact["x_std"].reshape(-1) - sd).abs() / sd).max()) < 0.05
+
+
+def test_one_component_is_the_wiener_filter_and_the_marginal_is_the_exact_one(rng):
+    img = data.center_crop(data.load("camera"), 8)
+    gp = P.GaussianPrior(P.power_law((8, 8), 2e-3, 2.0, 0.1).numpy(), mean=0.5)
+    F = np.kron(np.fft.fft(np.eye(8), norm="ortho"), np.fft.fft(np.eye(8), norm="ortho"))
+    C = (F.conj().T @ np.diag(gp.spectrum.numpy().reshape(-1)) @ F).real
+    gmm = P.GMMPrior([1.0], np.full((1, 64), 0.5), C[None], (8, 8))
+    prob = ls.BlindDeblur.synthetic(img, K.Gaussian(5), 1.0, 0.02, rng=0)
+    grid = np.array([0.0, 0.7, 1.4])
+    out = GMMPosterior(prob, gmm, grid).mmse()
+    wiener = marginal.argmin_closed_form(ls.Posterior(prob, gp), grid)      # Gaussian: mean = mode
+    torch.testing.assert_close(out["x_given_theta"], wiener, rtol=0, atol=1e-9)
+    torch.testing.assert_close(out["marginal_nll"], marginal.marginal_nll(prob, gmm, grid), rtol=1e-10, atol=1e-8)
+
+
+def test_exact_draws_have_the_posterior_mean(rng):
+    gmm, prob = _tiny(rng)
+    post = GMMPosterior(prob, gmm, [0.0, 0.8])
+    idx, xs = post.sample(4000, rng=0)
+    m = post.mmse()
+    se = xs.reshape(4000, -1).std(0) / np.sqrt(4000)
+    assert ((xs.reshape(4000, -1).mean(0) - m["x_mmse"].reshape(-1)).abs() <= 4 * se).all()
+    assert abs(float((idx == 1).double().mean()) - float(m["theta_posterior"][1])) < 4 * 0.5 / np.sqrt(4000)
+
+
+def test_bad_input(rng):
+    gmm, prob = _tiny(rng)
+    with pytest.raises(InputError, match="theta_prior"):
+        GMMPosterior(prob, gmm, [0.0, 0.8], theta_prior=[1.0, -1.0])
+    with pytest.raises(InputError, match="prior"):
+        GMMPosterior(prob, P.SparseGradientPrior(), [0.0])
+    with pytest.raises(InputError, match="theta"):
+        GMMPosterior(prob, gmm, [99.0])

@@ -1,0 +1,97 @@
+"""Unrolled networks and PnP baselines: their exact parts against dense answers, their guarantees
+as properties, their bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import landscape as ls
+from landscape import data, kernels as K, marginal, priors as P
+from landscape._checks import InputError
+from landscape.estimators import pnp
+from landscape.estimators.unrolled import UnrolledBlind, check_kernel_for, load_unrolled, reconstruct
+
+
+def test_data_step_is_the_dense_least_squares_solution(rng):
+    h = K.Gaussian(5)(torch.tensor([[1.2], [0.4]], dtype=torch.float64))
+    y = torch.as_tensor(rng.random((2, 7, 8)))
+    z = torch.as_tensor(rng.random((2, 7, 8)))
+    sig, s = torch.tensor([0.05, 0.1], dtype=torch.float64), torch.tensor([0.2, 0.03], dtype=torch.float64)
+    x = UnrolledBlind.data_step(h, y, z, sig, s)
+    for b in range(2):
+        H = ls.operators.Blur(h[b], (7, 8)).matrix().numpy()
+        A = H.T @ H / sig[b] ** 2 + np.eye(56) / s[b] ** 2
+        ref = np.linalg.solve(A.numpy(), H.T @ y[b].reshape(-1).numpy() / sig[b].item() ** 2
+                              + z[b].reshape(-1).numpy() / s[b].item() ** 2)
+        np.testing.assert_allclose(x[b].reshape(-1).numpy(), ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("family", [{"name": "gaussian", "size": 9, "lo": [0.0], "hi": [3.0]},
+                                    {"name": "motion", "size": 9, "lo": [0.0, 0.0], "hi": [7.0, 180.0]},
+                                    {"name": "free", "size": 9}])
+def test_kernel_branch_stays_in_the_box_or_on_the_simplex(family, rng):
+    torch.manual_seed(0)
+    model = UnrolledBlind(family, iterations=2, channels=4).double()
+    y = torch.as_tensor(rng.random((3, 16, 16)))
+    out = model(y, 0.02, trace=True)
+    h = out["kernel"]
+    assert h.shape == (3, 9, 9) and len(out["iterates"]) == 2
+    assert (h >= 0).all() and torch.allclose(h.sum((-2, -1)), torch.ones(3, dtype=h.dtype))
+    if family["name"] != "free":
+        th = out["theta"]
+        assert (th >= torch.tensor(family["lo"], dtype=th.dtype)).all()
+        assert (th <= torch.tensor(family["hi"], dtype=th.dtype)).all()
+
+
+def test_unrolled_bad_input(tmp_path):
+    with pytest.raises(InputError, match="model"):
+        load_unrolled("no-such-model")
+    (tmp_path / "junk.pt").write_bytes(b"not weights")
+    with pytest.raises(InputError, match="model"):
+        load_unrolled(tmp_path / "junk.pt")
+    model = UnrolledBlind({"name": "free", "size": 9}, iterations=1, channels=4)
+    with pytest.raises(InputError, match="kernel_file"):
+        check_kernel_for(model, np.ones((11, 11)) / 121)
+    padded = check_kernel_for(model, np.ones((3, 3)) / 9)
+    assert padded.shape == (9, 9) and padded[4, 4] == pytest.approx(1 / 9) and padded.sum() == pytest.approx(1)
+    with pytest.raises(InputError, match="y"):
+        reconstruct(model, np.zeros((8, 8)), 0.01)
+
+
+def test_fixed_level_pnp_with_the_exact_gmm_denoiser_reaches_the_smoothed_map(rng):
+    r"""With D the exact MMSE denoiser of a GMM at level s, a fixed point x = argmin data + |x - D(x)|^2/(2 s^2)
+    satisfies H^T(Hx - y)/sigma^2 + (x - D(x))/s^2 = 0, and Tweedie gives (x - D(x))/s^2 = grad(-log p_s)(x):
+    x is a critical point of data + q_s, the minimiser found by L-BFGS with the smoothed GMM (noisy(s))."""
+    A = rng.normal(size=(2, 16, 16)) * 0.05
+    cov = A @ A.transpose(0, 2, 1) + 0.004 * np.eye(16)
+    gmm = P.GMMPrior([0.5, 0.5], 0.3 + 0.4 * rng.random((2, 16)), cov, (4, 4))
+    prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=1)[0].numpy(), K.Gaussian(3), 0.8, 0.05, rng=2)
+    s = 0.05
+    out = pnp.pnp_nonblind(prob, gmm, [0.8], pnp.PnPOptions(variant="fixed", s=s, n_iter=3000))
+    ref, _, info = ls.Posterior(prob, gmm.noisy(s)).argmin_x([[0.8]], gtol=1e-12, ftol=0, max_iter=5000)
+    assert info.converged.all()
+    np.testing.assert_allclose(out["x"].numpy(), ref[0].numpy(), atol=1e-6)
+
+
+def test_gradient_step_pnp_energy_never_increases():
+    img = data.center_crop(data.load("camera"), 32)
+    prob = ls.BlindDeblur.synthetic(img, K.Gaussian(9), 1.2, 0.02, rng=0, dtype=torch.float32)
+    gs = P.load("gs-denoiser-gray", "gs", s=0.02, dtype=torch.float32)
+    out = pnp.pnp_nonblind(prob, gs, [1.2], pnp.PnPOptions(variant="gradient-step", s=0.02, n_iter=15))
+    e = out["energy"]
+    assert np.all(np.diff(e) <= 1e-6 * np.abs(e[1:]))
+    assert out["calls"] >= 15
+
+
+def test_pnp_options_and_problems_are_checked():
+    with pytest.raises(InputError, match="variant"):
+        pnp.PnPOptions(variant="admm")
+    with pytest.raises(InputError, match="s_min"):
+        pnp.PnPOptions(s_min=0.5, s_max=0.1)
+    img = data.center_crop(data.load("camera"), 24)
+    valid = ls.BlindDeblur.synthetic(img, K.Gaussian(5), 1.0, 0.02, rng=0, boundary="valid")
+    with pytest.raises(InputError, match="problem"):
+        pnp.pnp_nonblind(valid, P.SparseGradientPrior(), [1.0])
+    circ = ls.BlindDeblur.synthetic(img, K.Gaussian(5), 1.0, 0.02, rng=0)
+    with pytest.raises(InputError, match="prior"):
+        pnp.pnp_nonblind(circ, P.load("denoiser-gray"), [1.0], pnp.PnPOptions(variant="gradient-step"))
