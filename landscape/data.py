@@ -45,7 +45,17 @@ def names() -> tuple[str, ...]:
 
 
 def load(name: str) -> np.ndarray:
-    """Grayscale image ``name`` as a float64 array in [0, 1]."""
+    """Grayscale image ``name`` as a float64 array in [0, 1].
+
+    Parameters
+    ----------
+    name : str
+        One of ``names()``: ``TRAIN`` (the learned priors' training images) or ``TEST`` (held out).
+
+    Returns
+    -------
+    ndarray ``(H, W)``
+    """
     if name in _PYWT:
         import pywt.data
         return _to_gray01(getattr(pywt.data, name)())
@@ -58,7 +68,17 @@ def load(name: str) -> np.ndarray:
 
 
 def load_file(path: str) -> np.ndarray:
-    """A user image (.npy, or any format scikit-image reads), grayscale in [0, 1]."""
+    """A user image (.npy, or any format scikit-image reads), grayscale in [0, 1].
+
+    Parameters
+    ----------
+    path : str
+        Integer images are scaled by their dtype's maximum; RGB(A) is converted to luminance.
+
+    Returns
+    -------
+    ndarray ``(H, W)``, float64 in [0, 1]; an :class:`InputError` naming ``image_file`` otherwise.
+    """
     if not os.path.exists(path):
         raise InputError("image_file", "an existing image file", path)
     try:

@@ -493,7 +493,21 @@ FAMILIES: dict[str, Any] = {
 
 
 def get(name: str, size: int = 15, **kwargs: Any) -> KernelFamily:
-    """Kernel family by name (one of ``FAMILIES``)."""
+    """Kernel family by name.
+
+    Parameters
+    ----------
+    name : str
+        One of ``FAMILIES``.
+    size : int
+        Odd kernel support.
+    **kwargs
+        Passed to the family (e.g. ``aniso=True`` for ``gaussian``).
+
+    Returns
+    -------
+    KernelFamily
+    """
     if name not in FAMILIES:
         raise InputError("family", "one of " + ", ".join(FAMILIES), repr(name))
     return FAMILIES[name](size=size, **kwargs)

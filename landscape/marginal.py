@@ -55,7 +55,19 @@ def _gaussian_parts(problem: BlindDeblur, prior: GaussianPrior, theta: Any):
 
 
 def profile_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
-    r""":math:`E^*(\theta)` for a ``GaussianPrior`` posterior (circular boundary), ``(B,)``."""
+    r""":math:`E^*(\theta) = \min_x E(\theta, x)` for a ``GaussianPrior`` posterior (circular boundary).
+
+    Parameters
+    ----------
+    post : Posterior
+        With a ``GaussianPrior`` and a circular-boundary problem.
+    theta : array ``(B, p)`` or ``(B,)``
+
+    Returns
+    -------
+    Tensor ``(B,)``
+        Profile energies in nats (module docstring for the formula).
+    """
     if not isinstance(post.prior, GaussianPrior):
         raise InputError("prior", "a GaussianPrior for the closed-form profile", type(post.prior).__name__)
     lam = post.prior_weight
@@ -67,7 +79,18 @@ def profile_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
 
 
 def argmin_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
-    r""":math:`\hat x(\theta)` for a ``GaussianPrior`` posterior (circular boundary), ``(B, H, W)``."""
+    r""":math:`\hat x(\theta) = \arg\min_x E(\theta, x)` for a ``GaussianPrior`` posterior (circular boundary):
+    the Wiener filter :math:`X^* = M + P\bar{\hat h}(Y - \hat h M)/(\sigma^2 + |\hat h|^2 P)`.
+
+    Parameters
+    ----------
+    post : Posterior
+    theta : array ``(B, p)`` or ``(B,)``
+
+    Returns
+    -------
+    Tensor ``(B, H, W)``
+    """
     if not isinstance(post.prior, GaussianPrior):
         raise InputError("prior", "a GaussianPrior for the closed-form minimiser", type(post.prior).__name__)
     _, absH2, P, Hk, Y, M = _gaussian_parts(post.problem, post.prior, theta)
@@ -78,7 +101,26 @@ def argmin_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
 
 def marginal_nll(problem: BlindDeblur, prior: Any, theta: Any, *, chunk: int = 8,
                  progress: bool = False) -> torch.Tensor:
-    r""":math:`-\log p(y \mid \theta)` in nats for each :math:`\theta`, ``(B,)``."""
+    r""":math:`-\log p(y \mid \theta)` in nats for each :math:`\theta`, with :math:`x` integrated out.
+
+    Parameters
+    ----------
+    problem : BlindDeblur
+    prior : GaussianPrior or GMMPrior
+        Gaussian: closed form in Fourier (circular boundary); GMM on whole images: dense, any boundary.
+    theta : array ``(B, p)`` or ``(B,)``
+    chunk : int
+        GMM: grid points per progress step.
+    progress : bool
+
+    Returns
+    -------
+    Tensor ``(B,)``
+
+    Examples
+    --------
+    >>> nll = marginal_nll(problem, GaussianPrior.fit(data.TRAIN, (128, 128)), np.linspace(0, 3, 61))  # doctest: +SKIP
+    """
     if isinstance(prior, GaussianPrior):
         R2, absH2, P, *_ = _gaussian_parts(problem, prior, theta)
         v = absH2 * P + problem.noise ** 2

@@ -189,6 +189,18 @@ def grid2d(post: Posterior, t: Any, u: Any) -> xr.Dataset:
     :math:`E(h_t, x_u)` with :math:`h_t = (1-t)\delta + t h^\star` and
     :math:`x_u = (1-u) y + u x^\star` (needs the truth; circular boundary). Dims ``t``, ``u``.
     Prior energies of the :math:`x_u` are computed once each; data terms by batched FFTs.
+
+    Parameters
+    ----------
+    post : Posterior
+        A synthetic problem (truth known), circular boundary.
+    t, u : array
+        Coordinates along the kernel path and the image path.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``energy`` and ``data_term`` over ``(t, u)``, ``prior_term`` over ``u``.
     """
     from .kernels import dirac
     from .operators import Blur
@@ -225,6 +237,20 @@ def segment(post: Posterior, theta_a: Any, x_a: torch.Tensor, theta_b: Any, x_b:
       ``t`` from :math:`x_a`; variables ``profile_energy`` and its terms with prefix ``profile_``.
 
     Dim ``t``; ``t`` outside [0, 1] extrapolates when the family's domain allows it.
+
+    Parameters
+    ----------
+    post : Posterior
+    theta_a, x_a, theta_b, x_b : the two pairs
+    t : array
+    profile_path : bool
+        Also the profile path (one warm-started solve per ``t``).
+    solver : solvers.SolverOptions, optional
+    progress : bool
+
+    Returns
+    -------
+    xarray.Dataset
     """
     fam, prob = post.problem.family, post.problem
     tt = torch.as_tensor(np.asarray(t, dtype=float), dtype=prob.dtype)
@@ -259,6 +285,22 @@ def profile2d(post: Posterior, values1: Any, values2: Any, *, components: tuple[
     The other components stay at ``base`` (default: the true parameter, else 0). All
     ``len(values1) * len(values2)`` inner problems are solved in one batch (cold starts from
     ``y``). Dims ``theta1``, ``theta2`` named in attrs ``theta1_name``, ``theta2_name``.
+
+    Parameters
+    ----------
+    post : Posterior
+    values1, values2 : array
+        Values of the two components.
+    components : (int, int)
+        Their indices in :math:`\theta`.
+    base : array ``(p,)``, optional
+    solver : solvers.SolverOptions, optional
+    progress : bool
+
+    Returns
+    -------
+    xarray.Dataset
+        ``profile_energy`` and its terms, ``converged``, over ``(theta1, theta2)``.
     """
     fam, prob = post.problem.family, post.problem
     i, j = components

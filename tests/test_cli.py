@@ -130,6 +130,8 @@ SMALL_RUNS = {
                           "--n-draws", "1", "--noise-levels", "0.01", "--n-outer", "2"],
     "map-vs-marginal": [*FAST[:-1], "--quick"],
     "blurry-is-more-likely": ["--quick", "--crop", "16", "--n-images", "1", "--evaluators", "gaussian,tweedie,pf-ode"],
+    "map-vs-mmse": ["--sandbox", "--quick", "--n-theta", "5"],
+    "pnp-vs-unrolled": ["--quick", "--n-iter", "3"],
 }
 
 

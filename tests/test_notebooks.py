@@ -22,7 +22,8 @@ def test_notebook_runs_in_a_jupyter_kernel(path, monkeypatch):
 
 
 def test_notebooks_exist():
-    assert {p.stem for p in NOTEBOOKS} >= {"map_vs_marginal", "blurry_is_more_likely", "trivial_minimizer"}
+    from landscape.studies import STUDIES
+    assert {p.stem for p in NOTEBOOKS} >= {name.replace("-", "_") for name in STUDIES}
 
 
 def test_notebook_loads_a_stored_results_file(tmp_path, monkeypatch):

@@ -1,0 +1,294 @@
+r"""Study ``map-vs-mmse``: the joint MAP falls into :math:`(\delta, y)`; the MMSE does not, and it is
+*not* a low-energy point.
+
+For each case (held-out image, noise level; kernel family or ``--kernel-file``) the estimates
+
+* ``map_trivial`` — the joint MAP: the global minimiser of the profile :math:`E^*(\theta)` on the grid
+  (warm-started from :math:`(\delta, y)`; L-BFGS on the prior's energy),
+* ``map_near_truth`` — the joint MAP reached from near the truth: the local minimum of the branch
+  warm-started from :math:`x^\star` nearest :math:`\theta^\star`,
+* ``map_theta`` — MAP over :math:`\theta` alone (the marginal; exact for the sandbox GMM, the stationary
+  Gaussian's closed form on natural images, as in Levin et al. 2009), then non-blind deconvolution
+  (:math:`E[x \mid y, \hat\theta]` in the sandbox; gradient-step PnP otherwise),
+* ``unrolled`` — the shipped blind unrolled network (trained to reconstruct: an MMSE),
+* ``mmse_exact`` — the exact Bayes MMSE :math:`E[x \mid y]`, :math:`E[h \mid y]` (sandbox only),
+
+with PSNR and SSIM (``skimage.metrics``), the kernel error :math:`\|\hat h - h^\star\|_2`, and the joint
+energy :math:`E(\hat h, \hat x)` beside :math:`E(\delta, y)` and :math:`E(h^\star, x^\star)`.
+"Blurry where unfaithful": the Spearman correlation between the unrolled MMSE's local error and its
+local blur (loss of local gradient energy against :math:`x^\star`), and in the sandbox between the exact
+MMSE's error and the exact posterior standard deviation. Verdicts per case:
+``mmse_avoids_trivial`` (the unrolled kernel is closer to :math:`h^\star` than :math:`\delta` is, and its
+PSNR beats :math:`y`'s) and ``mmse_higher_energy_lower_error`` (against ``map_trivial``).
+
+``--sandbox`` (default off): 16x16 images drawn from the natural-crop GMM (held out by seed), the prior
+that GMM, and the exact MMSE; otherwise 64x64 crops of the held-out images with the gradient-step
+prior ``gs``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .. import data, io, kernels, marginal, scan
+from .._checks import (Check, file_or_empty, flag, integer, numbers, one_of, option, positive_number,
+                       subset_of, validate)
+from ..estimators import pnp
+from ..estimators.bayes import GMMPosterior
+from ..estimators.unrolled import check_kernel_for, load_unrolled, reconstruct
+from ..operators import Blur
+from ..posterior import BlindDeblur, Posterior
+from ..priors import PriorSettings, make_prior
+from ..solvers import SolverOptions
+from .common import floats, split
+
+NAME = "map-vs-mmse"
+SUMMARY = "joint MAP vs MAP_theta vs unrolled MMSE (vs exact MMSE in the GMM sandbox): error, energy, kernel"
+ESTIMATORS = ("map_trivial", "map_near_truth", "map_theta", "unrolled", "mmse_exact")
+HELD_OUT = ("camera", "ascent", "aero")
+#: shipped unrolled model per family (and for the sandbox)
+MODELS = {"gaussian": "unrolled-gaussian", "motion": "unrolled-motion", "free": "unrolled-shake",
+          "sandbox": "unrolled-gmm16"}
+#: the other parameters of a family's truth (motion: the angle)
+OTHER_PARAMS = {"gaussian": [], "motion": [30.0]}
+#: window (pixels, Gaussian standard deviation) of the local error and local blur maps
+LOCAL_WINDOW = 2.0
+#: the unrolled kernel "avoids the trivial pair" when closer to h* than this fraction of ||delta - h*||
+TRIVIAL_FRACTION = 0.5
+
+
+@dataclass
+class Config:
+    """Options of ``map-vs-mmse`` (``landscape run map-vs-mmse --help``)."""
+
+    images: str = option("ascent,camera", "held-out images, comma-separated", subset_of(HELD_OUT))
+    crop: int = option(64, "crop size of natural images (the sandbox is 16)", integer(32))
+    family: str = option("gaussian", "kernel family: gaussian or motion (ignored with --kernel-file)",
+                         one_of(("gaussian", "motion")))
+    kernel_file: str = option("", "a measured kernel (.npy/text): the camera-shake model, free kernels",
+                              file_or_empty("a kernel file"))
+    theta_true: str = option("1.0,2.0", "true first parameter(s) (width; motion length at 30 degrees), comma-separated",
+                             numbers(0.0, lo_open=True))
+    noise: str = option("0.01,0.03", "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
+    sandbox: bool = option(False, "16x16 GMM samples, the GMM prior and the exact MMSE", flag())
+    n_draws: int = option(2, "sandbox: images drawn from the GMM per noise level", integer(1))
+    n_theta: int = option(13, "profile grid points on [0, 2 theta*]", integer(5))
+    s: float = option(0.02, "level of the gradient-step prior (natural images)", positive_number())
+    etol: float = option(0.01, "inner solver energy tolerance (nats)", Check("a positive tolerance",
+                                                                             lambda v: v > 0, (0.0, -1.0)))
+    seed: int = option(0, "seed (noise, sandbox draws)", integer(0))
+    quick: bool = option(False, "one image, one noise level, coarse grid (< 60 s)", flag())
+
+    def resolved(self) -> "Config":
+        c = validate(Config(**asdict(self)))
+        if c.quick:
+            c.images, c.noise, c.n_theta, c.n_draws = split(c.images)[0], split(c.noise)[0], min(c.n_theta, 7), 1
+            c.theta_true = split(c.theta_true)[0]
+            c.crop = min(c.crop, 32)
+        return c
+
+
+def local_map(a: np.ndarray, window: float = LOCAL_WINDOW) -> np.ndarray:
+    """Gaussian-windowed local mean (wrap-around, like the circular problems)."""
+    from scipy.ndimage import gaussian_filter
+    return gaussian_filter(a, window, mode="wrap")
+
+
+def local_blur(x_hat: np.ndarray, x_true: np.ndarray) -> np.ndarray:
+    """Loss of local gradient energy, :math:`1 - \\overline{|\\nabla\\hat x|^2} / \\overline{|\\nabla x^\\star|^2}`:
+    0 where the estimate is as sharp as the truth, 1 where it is flat."""
+    def g2(a):
+        return (np.roll(a, -1, 0) - a) ** 2 + (np.roll(a, -1, 1) - a) ** 2
+    return 1 - local_map(g2(x_hat)) / np.maximum(local_map(g2(x_true)), 1e-12)
+
+
+def joint_energy(post: Posterior, h: torch.Tensor, x: torch.Tensor) -> float:
+    """:math:`E` at an explicit kernel ``h`` (which need not lie in the family: :math:`E[h\\mid y]`)."""
+    with torch.no_grad():
+        res = Blur(h.to(post.problem.dtype), post.problem.image_shape)(x.to(post.problem.dtype)) - post.problem.y
+        return float((res ** 2).sum() / (2 * post.problem.noise ** 2) + post.prior_term(x[None].to(post.problem.dtype))[0])
+
+
+def _setup(cfg: Config):
+    """Family, true parameters (one row per case value) and model of the configuration."""
+    if cfg.kernel_file:
+        fam = kernels.Path(kernels.load(cfg.kernel_file), name="kernel_file")
+        return fam, np.array([[1.0]]), MODELS["free"]
+    name = "gaussian" if cfg.sandbox else cfg.family
+    fam = kernels.get(name, 15)
+    truths = np.array([[t, *OTHER_PARAMS[name]] for t in floats("theta_true", cfg.theta_true)])
+    fam.check(truths)
+    return fam, truths, MODELS["sandbox" if cfg.sandbox else name]
+
+
+def run_case(cfg: Config, problem: BlindDeblur, prior: Any, model: Any, theta_true: np.ndarray,
+             progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The estimates of one case: ``(estimates, extras)``; estimates maps name -> (x, kernel)."""
+    fam = problem.family
+    post = Posterior(problem, prior)
+    grid = np.tile(theta_true, (cfg.n_theta, 1))
+    grid[:, 0] = np.linspace(0, 2 * theta_true[0] if not isinstance(fam, kernels.Path) else 1.0, cfg.n_theta)
+    grid = np.unique(np.vstack([grid, theta_true[None]]), axis=0)
+    solver = SolverOptions(etol=cfg.etol, max_iter=500)
+    prof = scan.profile(post, grid, warm_start=True, store_images=True, solver=solver, progress=progress)
+    e, g = prof.profile_energy.values, grid[:, 0]
+    i_map = int(np.argmin(e))
+    branch = prof.profile_energy_branch.values[1]
+    mins = scan.local_minima(branch)
+    i_near = int(mins[np.argmin(np.abs(g[mins] - theta_true[0]))]) if len(mins) else int(np.argmin(np.abs(g - theta_true[0])))
+    xh = prof.x_hat.values
+    kern = lambda i: fam(torch.as_tensor(grid[i:i + 1]))[0]
+    est = {"map_trivial": (torch.as_tensor(xh[prof.best_branch.values[i_map], i_map]), kern(i_map)),
+           "map_near_truth": (torch.as_tensor(xh[1, i_near]), kern(i_near))}
+    extras: dict[str, Any] = {"theta_map": float(g[i_map]), "theta_near_truth": float(g[i_near])}
+    if cfg.sandbox:
+        exact = GMMPosterior(problem, prior, grid)
+        m = exact.mmse()
+        j = int(np.argmin(m["marginal_nll"].numpy()))
+        est["map_theta"] = (m["x_given_theta"][j], kern(j))
+        est["mmse_exact"] = (m["x_mmse"], m["kernel_mmse"])
+        extras.update(theta_map_theta=float(g[j]), x_std=m["x_std"].numpy(), theta_posterior_mean=float(m["theta_mean"][0]))
+    else:
+        gp = make_prior("gaussian", problem.image_shape)
+        j = int(np.argmin(marginal.marginal_nll(problem, gp, grid).numpy()))
+        nb = pnp.pnp_nonblind(problem, prior, grid[j], pnp.PnPOptions(variant="gradient-step", s=cfg.s, n_iter=40))
+        est["map_theta"] = (nb["x"], kern(j))
+        extras["theta_map_theta"] = float(g[j])
+    r = reconstruct(model, problem.y.numpy(), problem.noise)
+    est["unrolled"] = (torch.as_tensor(r["x"]), torch.as_tensor(r["kernel"]))
+    if r["theta"].size:
+        extras["theta_unrolled"] = float(r["theta"][0])
+    return est, extras
+
+
+def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+    """Run every case (pure function of ``config``)."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    from scipy.stats import spearmanr
+    cfg = (config or Config()).resolved()
+    fam, truths, model_name = _setup(cfg)
+    model = load_unrolled(model_name)
+    if cfg.kernel_file:
+        check_kernel_for(model, kernels.load(cfg.kernel_file))
+    dtype = torch.float64 if cfg.sandbox else torch.float32
+    noises = floats("noise", cfg.noise)
+    if cfg.sandbox:
+        gmm = make_prior("gmm", (16, 16), PriorSettings(progress=progress))
+        sources = [(f"gmm-draw-{d}", gmm.sample(1, rng=10_000 + cfg.seed + d)[0].numpy()) for d in range(cfg.n_draws)]
+        prior = gmm
+    else:
+        sources = [(n, data.center_crop(data.load(n), cfg.crop)) for n in split(cfg.images)]
+        prior = make_prior("gs", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=dtype))
+    rows, images, kerns, stds, labels, thetas = [], [], [], [], [], []
+    for (name, img), theta_true, sig in itertools.product(sources, truths, noises):
+        problem = BlindDeblur.synthetic(img, fam, theta_true, sig, rng=cfg.seed, dtype=dtype)
+        est, extras = run_case(cfg, problem, prior, model, theta_true, progress)
+        post = Posterior(problem, prior)
+        x_true, h_true = problem.x_true.double().numpy(), problem.kernel_true.double()
+        d0 = kernels.dirac(fam.size, dtype=torch.float64)
+        row: dict[str, Any] = {"e_trivial": joint_energy(post, d0, problem.y),
+                               "e_truth": joint_energy(post, h_true, problem.x_true), **extras}
+        xs, ks = [], []
+        for e_name in ESTIMATORS:
+            if e_name not in est:
+                xs.append(np.full(x_true.shape, np.nan))
+                ks.append(np.full(h_true.shape, np.nan))
+                for m in ("psnr", "ssim", "kernel_error", "energy"):
+                    row[f"{m}_{e_name}"] = np.nan
+                continue
+            x, h = est[e_name]
+            xn, hn = x.double().numpy(), h.double().numpy()
+            xs.append(xn)
+            ks.append(hn)
+            row[f"psnr_{e_name}"] = peak_signal_noise_ratio(x_true, xn, data_range=1.0)
+            row[f"ssim_{e_name}"] = structural_similarity(x_true, xn, data_range=1.0, win_size=7)
+            row[f"kernel_error_{e_name}"] = float(np.linalg.norm(hn - h_true.numpy()))
+            row[f"energy_{e_name}"] = joint_energy(post, torch.as_tensor(hn), torch.as_tensor(xn))
+        row["psnr_y"] = peak_signal_noise_ratio(x_true, problem.y.double().numpy(), data_range=1.0)
+        row["kernel_error_dirac"] = float(np.linalg.norm(d0.numpy() - h_true.numpy()))
+        err = local_map(np.abs(xs[ESTIMATORS.index("unrolled")] - x_true))
+        row["corr_error_blur_unrolled"] = float(spearmanr(err.ravel(), local_blur(xs[ESTIMATORS.index("unrolled")],
+                                                                                  x_true).ravel())[0])
+        if cfg.sandbox:
+            err_exact = np.abs(xs[ESTIMATORS.index("mmse_exact")] - x_true)
+            row["corr_error_std_exact"] = float(spearmanr(err_exact.ravel(), extras["x_std"].ravel())[0])
+            stds.append(extras.pop("x_std"))
+            row.pop("x_std", None)
+        row["mmse_avoids_trivial"] = bool(row["kernel_error_unrolled"] < TRIVIAL_FRACTION * row["kernel_error_dirac"]
+                                          and row["psnr_unrolled"] > row["psnr_y"])
+        row["mmse_higher_energy_lower_error"] = bool(row["energy_unrolled"] > row["energy_map_trivial"]
+                                                     and row["psnr_unrolled"] > row["psnr_map_trivial"])
+        rows.append(row)
+        images.append([problem.y.double().numpy(), x_true, *xs])
+        kerns.append([h_true.numpy(), *ks])
+        labels.append(f"{name}/θ*={theta_true[0]:g}/σ={sig:g}")
+        thetas.append(theta_true[0])
+    ds = xr.Dataset(coords={"case": labels, "estimator": list(ESTIMATORS),
+                            "panel": ["y", "x_true", *ESTIMATORS], "kpanel": ["kernel_true", *ESTIMATORS]})
+    ds["images"] = (("case", "panel", "row", "col"), np.array(images), {"long_name": "observation, truth and estimates"})
+    ds["kernels"] = (("case", "kpanel", "krow", "kcol"), np.array(kerns), {"long_name": "true and estimated kernels"})
+    for m, unit in (("psnr", "dB"), ("ssim", "1"), ("kernel_error", "1"), ("energy", "nats")):
+        ds[m] = (("case", "estimator"), np.array([[r[f"{m}_{e}"] for e in ESTIMATORS] for r in rows]),
+                 {"long_name": m.replace("_", " "), "units": unit})
+    for k in rows[0]:
+        if not any(k.startswith(p + "_") for p in ("psnr", "ssim", "kernel_error", "energy")) or k in (
+                "psnr_y", "kernel_error_dirac"):
+            ds[k] = ("case", np.array([r.get(k, np.nan) for r in rows]))
+    ds = ds.rename({"e_trivial": "energy_trivial_pair", "e_truth": "energy_truth"})
+    ds.energy_trivial_pair.attrs.update(long_name="E(delta, y)", units="nats")
+    ds.energy_truth.attrs.update(long_name="E(h*, x*)", units="nats")
+    if stds:
+        ds["x_std_exact"] = (("case", "row", "col"), np.array(stds), {"long_name": "exact posterior standard deviation"})
+    ds["case_noise"] = ("case", [float(lab.split("σ=")[1]) for lab in labels])
+    ds["case_theta_true"] = ("case", np.array(thetas), {"long_name": f"true {fam.param_names[0]}"})
+    ds.attrs.update(io.provenance(NAME, asdict(cfg), model=model_name, model_meta=getattr(model, "meta", {}),
+                                  prior_description=prior.describe(), kernel_description=fam.describe()))
+    ds.attrs.update({"prior": prior.name, "kernel_family": fam.name, "noise_sigma": float(noises[0])})
+    return ds
+
+
+def summary(ds: xr.Dataset) -> str:
+    lines = [f"{NAME}: {ds.sizes['case']} case(s), model {ds.attrs['model']}, prior {ds.attrs['prior']}; "
+             "PSNR (dB) / kernel error / joint energy (nats) per estimator"]
+    for i, c in enumerate(ds.case.values):
+        lines.append(f"  {c}: y {float(ds.psnr_y[i]):.2f} dB; E(δ,y) {float(ds.energy_trivial_pair[i]):.1f}, "
+                     f"E(h*,x*) {float(ds.energy_truth[i]):.1f}")
+        for e in ds.estimator.values:
+            p = float(ds.psnr.sel(estimator=e)[i])
+            if np.isfinite(p):
+                lines.append(f"    {e:<15}{p:8.2f} dB  ssim {float(ds.ssim.sel(estimator=e)[i]):.3f}  "
+                             f"|h-h*| {float(ds.kernel_error.sel(estimator=e)[i]):.3f}  "
+                             f"E {float(ds.energy.sel(estimator=e)[i]):12.1f}")
+        extra = f"corr(error, local blur) {float(ds.corr_error_blur_unrolled[i]):+.2f}"
+        if "corr_error_std_exact" in ds:
+            extra += f"; corr(exact error, posterior std) {float(ds.corr_error_std_exact[i]):+.2f}"
+        lines.append(f"    verdicts: MMSE avoids (δ, y): {bool(ds.mmse_avoids_trivial[i])}; MMSE higher energy, "
+                     f"lower error than the joint MAP: {bool(ds.mmse_higher_energy_lower_error[i])}; {extra}")
+    return "\n".join(lines)
+
+
+def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
+    """Estimates side by side (top) and their error maps (bottom) for one case; returns the first axes."""
+    import matplotlib.pyplot as plt
+    panels = [p for p in ds.panel.values if np.isfinite(ds.images.sel(panel=p).isel(case=case)).all()]
+    fig, axes = plt.subplots(2, len(panels), figsize=(2.2 * len(panels), 4.6), squeeze=False)
+    xt = ds.images.isel(case=case).sel(panel="x_true").values
+    for j, p in enumerate(panels):
+        im = ds.images.isel(case=case).sel(panel=p).values
+        axes[0, j].imshow(im, cmap="gray", vmin=0, vmax=1)
+        title = str(p)
+        if p in ds.estimator.values:
+            title += f"\n{float(ds.psnr.isel(case=case).sel(estimator=p)):.1f} dB"
+        axes[0, j].set_title(title, fontsize=8)
+        axes[1, j].imshow(np.abs(im - xt), cmap="magma", vmin=0, vmax=0.25)
+        axes[1, j].set_title("|error|", fontsize=8)
+        for a in axes[:, j]:
+            a.axis("off")
+    fig.suptitle(f"{NAME}: {ds.case.values[case]}", fontsize=9)
+    return axes[0, 0]
