@@ -1,0 +1,2 @@
+"""Posterior sampling: Langevin samplers of x | theta, y (``langevin``), Gibbs and Monte Carlo EM over
+(theta, x) with theta exact on a grid (``gibbs``), and the ArviZ layout of their draws (``layout``)."""

@@ -1,0 +1,137 @@
+r"""Sampling over :math:`(\theta, x)`: Gibbs with :math:`\theta` exact on a grid, and Monte Carlo EM for MAP_θ.
+
+Gibbs sweep, every chain in one batch:
+
+1. :math:`x \mid \theta, y`: ``x_steps`` Langevin moves (``langevin.transition``, ULA or MALA) at the
+   chain's current kernel, step :math:`\gamma / L(\theta)`;
+2. :math:`\theta \mid x, y` exactly on the grid:
+   :math:`p(\theta_j \mid x, y) \propto p(\theta_j)\exp(-\|h(\theta_j) \star x - y\|^2 / 2\sigma^2)`
+   (the prior on :math:`x` does not depend on :math:`\theta`).
+
+With MALA the chain leaves :math:`p(\theta, x \mid y)` invariant (exact in the limit); its
+:math:`\theta` marginal is compared with the exact :math:`p(\theta \mid y)` of the GMM sandbox in
+``tests/test_sampling.py``.
+
+Monte Carlo EM (``em_theta``), the learned-prior counterpart of the exact marginal: with :math:`x`
+latent, :math:`\theta_{t+1} = \arg\max_j E_{x \sim p(x \mid \theta_t, y)}[-\|h(\theta_j)\star x - y\|^2]`,
+the expectation over Langevin draws at :math:`\theta_t`. Each exact EM step cannot lower
+:math:`p(y \mid \theta)`; it converges to a local maximiser of the marginal likelihood (MAP_θ with a
+flat prior).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._checks import InputError
+from ..operators import Blur
+from ..posterior import Posterior
+from .langevin import ChainDiverged, LangevinOptions, MalaState, lipschitz, sample_x, transition
+
+
+def _grid(post: Posterior, grid: Any) -> torch.Tensor:
+    g = post.problem.family.check(grid, dtype=post.problem.dtype)
+    if g.shape[0] < 2:
+        raise InputError("grid", "at least 2 kernel parameters", g.shape[0])
+    return g
+
+
+def data_energies(post: Posterior, grid: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\|h(\theta_j)\star x_c - y\|^2 / 2\sigma^2` for every grid point and chain, ``(C, T)``."""
+    hs = post.problem.family(grid)
+    res = Blur(hs[:, None], post.problem.image_shape, boundary=post.problem.boundary)(x[None]) - post.problem.y
+    return ((res ** 2).sum((-2, -1)) / (2 * post.problem.noise ** 2)).T
+
+
+def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, thin: int = 1, x_steps: int = 5,
+          method: str = "mala", step_factor: float = 1 / 3, chains: int = 4, theta_prior: Any = None,
+          rng: Any = None, progress: bool = False) -> dict[str, Any]:
+    r"""Gibbs sampling of :math:`p(\theta, x \mid y)` with :math:`\theta` on ``grid``.
+
+    Parameters
+    ----------
+    post : Posterior
+    grid : array ``(T, p)`` or ``(T,)``
+    sweeps, burn_in, thin : int
+        Sweeps in all, discarded (``burn_in < sweeps``), and kept every ``thin``-th after.
+    x_steps : int
+        Langevin moves of :math:`x` per sweep.
+    method : {"mala", "ula"}
+    step_factor : float
+        :math:`\gamma` of the step :math:`\gamma / L(\theta)`.
+    chains : int
+    theta_prior : array ``(T,)``, optional
+        Prior probabilities of the grid points (default uniform).
+    rng : seed
+    progress : bool
+
+    Returns
+    -------
+    dict
+        ``theta_index`` ``(C, n)``, ``theta`` ``(C, n, p)``, ``x`` ``(C, n, H, W)`` (one per kept sweep),
+        ``acceptance`` ``(C,)`` (MALA), ``theta_posterior`` (the kept draws' histogram on the grid).
+    """
+    from tqdm.auto import tqdm
+    g = _grid(post, grid)
+    T = g.shape[0]
+    LangevinOptions(method=method, n_steps=sweeps, burn_in=burn_in, thin=thin, chains=chains,
+                    step_factor=step_factor)                                            # their checks
+    if not isinstance(x_steps, int) or x_steps < 1:
+        raise InputError("x_steps", "an integer >= 1", x_steps)
+    lp = torch.zeros(T, dtype=g.dtype) if theta_prior is None else torch.log(
+        torch.as_tensor(np.asarray(theta_prior, dtype=float), dtype=g.dtype))
+    gen = torch.Generator().manual_seed(int(np.random.default_rng(rng).integers(2 ** 62)))
+    L = torch.tensor([lipschitz(post, g[j:j + 1]) for j in range(T)], dtype=g.dtype)
+    x = post.default_start().expand(chains, *post.problem.image_shape).clone()
+    idx = torch.zeros(chains, dtype=torch.long)
+    keep_i, keep_x = [], []
+    acc = torch.zeros(chains, dtype=g.dtype)
+    for k in tqdm(range(sweeps), desc=f"gibbs ({chains} chains)", disable=not progress, leave=False):
+        blur = post.problem.blur(g[idx])
+        state = MalaState(None, None, torch.zeros(chains, dtype=g.dtype))
+        for _ in range(x_steps):
+            x = transition(post, blur, x, step_factor / L[idx], method, gen, state)
+        acc += state.accepted / x_steps
+        bad = ~torch.isfinite(x).flatten(1).all(1)
+        if bad.any():
+            raise ChainDiverged(int(bad.nonzero()[0]), k, torch.stack(keep_x, 1) if keep_x else x[:, :0])
+        logits = lp[None] - data_energies(post, g, x)
+        idx = torch.multinomial(torch.softmax(logits, 1), 1, generator=gen)[:, 0]
+        if k >= burn_in and (k - burn_in) % thin == 0:
+            keep_i.append(idx.clone())
+            keep_x.append(x.clone())
+    ti = torch.stack(keep_i, 1)
+    hist = torch.bincount(ti.reshape(-1), minlength=T).to(g.dtype)
+    return {"theta_index": ti, "theta": g[ti], "x": torch.stack(keep_x, 1),
+            "acceptance": (acc / sweeps).numpy() if method == "mala" else np.full(chains, np.nan),
+            "theta_posterior": hist / hist.sum(), "grid": g}
+
+
+def em_theta(post: Posterior, grid: Any, theta0: int | float = 0.0, *, n_iter: int = 10,
+             options: LangevinOptions | None = None, rng: Any = None) -> dict[str, Any]:
+    r"""Monte Carlo EM for MAP_θ on ``grid``, from the grid point nearest ``theta0``.
+
+    Returns
+    -------
+    dict
+        ``theta_path`` ``(n_iter + 1, p)``, ``q_values`` ``(n_iter, T)`` (the Monte Carlo E-step's
+        objective :math:`-E\|h(\theta_j)\star x - y\|^2/2\sigma^2` per grid point), ``theta`` (the last).
+    """
+    g = _grid(post, grid)
+    opts = options or LangevinOptions(method="ula", n_steps=400, burn_in=200, chains=4)
+    j = int(torch.argmin((g[:, 0] - float(theta0)).abs()))
+    path, qs = [g[j].numpy().copy()], []
+    seeds = np.random.default_rng(rng).integers(2 ** 31, size=n_iter)
+    x0 = None
+    for t in range(n_iter):
+        out = sample_x(post, g[j].numpy(), opts, x0=x0, rng=int(seeds[t]))
+        draws = out["draws"]
+        x0 = draws[:, -1]
+        q = -data_energies(post, g, draws.reshape(-1, *draws.shape[-2:])).mean(0)
+        qs.append(q.numpy())
+        j = int(torch.argmax(q))
+        path.append(g[j].numpy().copy())
+    return {"theta_path": np.stack(path), "q_values": np.stack(qs), "theta": g[j]}

@@ -1,0 +1,103 @@
+"""Samplers against the exact posterior of a tiny GMM sandbox (its closed forms in estimators.bayes):
+MALA's moments within their Monte Carlo error (standard errors from ArviZ's effective sample size),
+Gibbs' theta marginal within its sampling error, EM at the exact marginal's maximiser; the ArviZ layout;
+bad input and diverging chains."""
+
+import numpy as np
+import pytest
+import torch
+
+import landscape as ls
+from landscape import kernels as K, priors as P
+from landscape._checks import InputError
+from landscape.estimators.bayes import GMMPosterior
+from landscape.sampling import gibbs as G
+from landscape.sampling.langevin import ChainDiverged, LangevinOptions, sample_x
+from landscape.sampling.layout import diagnostics, inference_data, save_inference
+
+GRID = np.array([0.0, 0.5, 1.0, 1.5])
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    rng = np.random.default_rng(1234)
+    A = rng.normal(size=(2, 16, 16)) * 0.04
+    cov = A @ A.transpose(0, 2, 1) + 0.002 * np.eye(16)
+    gmm = P.GMMPrior([0.4, 0.6], 0.3 + 0.4 * rng.random((2, 16)), cov, (4, 4))
+    prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=3)[0].numpy(), K.Gaussian(3), 1.0, 0.05, rng=4)
+    return gmm, prob
+
+
+def _ess(draws):
+    import arviz as az
+    return az.ess(az.convert_to_dataset(draws.numpy()), method="bulk")["x"].values
+
+
+def test_mala_moments_match_the_exact_posterior(sandbox):
+    """Per pixel, |mean - E[x|y,theta]| <= 4 SE and |sd - exact sd| <= 4 SE(sd) (16 pixels: a family-wise
+    false-alarm rate of about 1e-3 for a correct sampler), SE from ArviZ's bulk ESS."""
+    gmm, prob = sandbox
+    exact = GMMPosterior(prob, gmm, [1.0]).mmse()
+    out = sample_x(ls.Posterior(prob, gmm), [1.0],
+                   LangevinOptions(method="mala", n_steps=3000, burn_in=500, chains=16, step_factor=1.0), rng=0)
+    d = out["draws"].reshape(16, -1, 16)
+    assert 0.3 < out["acceptance"].mean() < 0.99
+    ess = _ess(d)
+    mean, sd = d.mean((0, 1)), d.std((0, 1))
+    m_ex, sd_ex = exact["x_mmse"].reshape(-1), exact["x_std"].reshape(-1)
+    assert ((mean - m_ex).abs().numpy() <= 4 * sd_ex.numpy() / np.sqrt(ess)).all()
+    assert ((sd - sd_ex).abs().numpy() <= 4 * sd_ex.numpy() / np.sqrt(2 * ess)).all()
+
+
+def test_gibbs_theta_marginal_matches_the_exact_one(sandbox):
+    """Total variation between the kept draws' histogram and p(theta|y) below 3 times its expected
+    sampling error sum_j sqrt(p_j (1 - p_j) / n_eff) / 2 (n_eff: ArviZ's ESS of the theta chain)."""
+    import arviz as az
+    gmm, prob = sandbox
+    exact = GMMPosterior(prob, gmm, GRID).theta_posterior()
+    out = G.gibbs(ls.Posterior(prob, gmm), GRID, sweeps=1500, burn_in=200, x_steps=3, chains=8, step_factor=1.0,
+                  rng=1)
+    n_eff = float(az.ess(az.convert_to_dataset(out["theta"][..., 0].numpy()), method="bulk")["x"])
+    tv = 0.5 * float((out["theta_posterior"] - exact).abs().sum())
+    bound = 3 * 0.5 * float(torch.sqrt(exact * (1 - exact) / n_eff).sum())
+    assert tv <= bound, (tv, bound, n_eff, exact)
+
+
+def test_em_reaches_the_exact_marginal_maximiser(sandbox):
+    gmm, prob = sandbox
+    post = ls.Posterior(prob, gmm)
+    best = GRID[int(np.argmin(GMMPosterior(prob, gmm, GRID).marginal_nll().numpy()))]
+    out = G.em_theta(post, GRID, 0.0, n_iter=6, options=LangevinOptions(method="mala", n_steps=600, burn_in=200,
+                                                                        chains=4, step_factor=1.0), rng=0)
+    assert abs(float(out["theta"][0]) - best) <= GRID[1] - GRID[0]
+
+
+def test_arviz_layout_round_trip(sandbox, tmp_path):
+    import arviz as az
+    gmm, prob = sandbox
+    out = G.gibbs(ls.Posterior(prob, gmm), GRID, sweeps=110, burn_in=10, thin=2, chains=3, rng=2)
+    idata = inference_data(prob, theta=out["theta"].numpy(), x=out["x"].numpy(),
+                           sample_stats={"theta_index": out["theta_index"].numpy()})
+    save_inference(idata, tmp_path / "s.nc")
+    back = az.from_netcdf(tmp_path / "s.nc")
+    assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(back.groups())
+    assert back.posterior.theta.dims[:2] == ("chain", "draw") and back.posterior.sizes["draw"] == 50
+    assert back.posterior.x.dims == ("chain", "draw", "row", "col")
+    np.testing.assert_allclose(back.observed_data.y.values, prob.y.numpy())
+    d = diagnostics(back, ["theta"])
+    assert np.isfinite(d["rhat"]["theta"].values).all() and (d["ess_bulk"]["theta"].values > 0).all()
+
+
+def test_bad_input_and_diverging_chains(sandbox):
+    gmm, prob = sandbox
+    for bad, name in (({"step": -1.0}, "step"), ({"step": float("nan")}, "step"), ({"chains": 0}, "chains"),
+                      ({"n_steps": 0}, "n_steps"), ({"burn_in": 3000, "n_steps": 2000}, "burn_in"),
+                      ({"method": "annealed", "levels": (0.1, 0.2), "burn_in": 0}, "levels")):
+        with pytest.raises(InputError, match=name):
+            LangevinOptions(**bad)
+    with pytest.raises(InputError, match="method"):
+        sample_x(ls.Posterior(prob, P.load("denoiser-gray")), [1.0], LangevinOptions(method="mala"))
+    with pytest.raises(ChainDiverged, match=r"chain \d+ diverged .* at step \d+") as info:
+        sample_x(ls.Posterior(prob, gmm), [1.0], LangevinOptions(method="ula", step=1.0, n_steps=400, burn_in=0,
+                                                                 chains=2), rng=0)
+    assert info.value.draws.shape[0] == 2 and info.value.draws.shape[1] == info.value.step
