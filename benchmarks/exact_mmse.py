@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import landscape as ls
-from landscape import data, kernels, priors
+from landscape import kernels, priors
 from landscape.estimators.bayes import GMMPosterior
 
 

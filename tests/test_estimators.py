@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import landscape as ls
-from landscape import data, kernels as K, marginal, priors as P
+from landscape import data, kernels as K, priors as P
 from landscape._checks import InputError
 from landscape.estimators import pnp
 from landscape.estimators.unrolled import UnrolledBlind, check_kernel_for, load_unrolled, reconstruct
