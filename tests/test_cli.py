@@ -132,6 +132,7 @@ SMALL_RUNS = {
     "blurry-is-more-likely": ["--quick", "--crop", "16", "--n-images", "1", "--evaluators", "gaussian,tweedie,pf-ode"],
     "map-vs-mmse": ["--sandbox", "--quick", "--n-theta", "5"],
     "pnp-vs-unrolled": ["--quick", "--n-iter", "3"],
+    "posterior-statistics": ["--quick", "--sandbox", "--sweeps", "20", "--burn-in", "5", "--n-draws", "1"],
 }
 
 

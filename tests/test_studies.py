@@ -82,3 +82,43 @@ def test_trivial_minimizer_default_quick_from_the_cli(tmp_path, capsys):
     assert "tweedie@1" in text and "(i)" in text
     assert not (tmp_path / ".tm.nc.parts").exists()          # per-case checkpoints removed once written
     assert main(["plot", str(out)]) == 0
+
+
+def test_map_vs_mmse_sandbox_quick_the_map_falls_into_the_trivial_pair_the_mmse_does_not():
+    """Sandbox (16x16 GMM draw, exact prior): the joint MAP is the trivial pair (theta = 0, kernel error
+    equal to the Dirac's); the exact MMSE and the unrolled MMSE have lower errors than the joint MAP
+    and higher joint energies; the exact posterior std is stored and positive."""
+    from landscape.studies import map_vs_mmse as S
+    ds = S.run(S.Config(sandbox=True, quick=True), progress=False)
+    assert ds.sizes["case"] == 1 and float(ds.theta_map[0]) == 0.0
+    ke = ds.kernel_error.isel(case=0)
+    assert float(ke.sel(estimator="map_trivial")) == pytest.approx(float(ds.kernel_error_dirac[0]))
+    for e in ("mmse_exact", "unrolled"):
+        assert float(ds.psnr.isel(case=0).sel(estimator=e)) > float(ds.psnr.isel(case=0).sel(estimator="map_trivial"))
+        assert float(ds.energy.isel(case=0).sel(estimator=e)) > float(ds.energy.isel(case=0).sel(estimator="map_trivial"))
+    assert (ds.x_std_exact.values > 0).all()
+    assert bool(ds.mmse_avoids_trivial[0]) and bool(ds.mmse_higher_energy_lower_error[0])
+
+
+def test_map_vs_mmse_kernel_file_larger_than_the_model_support_exits_2(tmp_path, capsys):
+    from landscape.cli import main
+    k = np.ones((21, 21)) / 441
+    np.save(tmp_path / "k.npy", k)
+    assert main(["run", "map-vs-mmse", "--quick", "--kernel-file", str(tmp_path / "k.npy"),
+                 "--out", str(tmp_path / "r.nc")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("landscape: error: kernel_file") or err.startswith("landscape: error: model")
+    assert not (tmp_path / "r.nc").exists()
+
+
+def test_posterior_statistics_sandbox_exact_intervals_are_calibrated_and_rhat_flags_a_stuck_gibbs():
+    """Exact posterior draws on images drawn from the model cover x* at about the nominal rates (50 %, 90 %;
+    256 correlated pixels per image: +-0.1); wherever the Gibbs theta marginal is far from the exact one
+    (total variation > 0.3), ArviZ's R-hat says so (> 1.1)."""
+    from landscape.studies import posterior_statistics as S
+    ds = S.run(S.Config(sandbox=True, quick=True), progress=False)
+    assert np.all(np.abs(ds.coverage_exact_50.values - 0.5) < 0.1)
+    assert np.all(np.abs(ds.coverage_exact_90.values - 0.9) < 0.1)
+    far = ds.tv_theta_exact.values > 0.3
+    assert np.all(ds.rhat_theta.values[far] > 1.1)
+    np.testing.assert_allclose(ds.theta_posterior.sum("theta").values, 1.0)

@@ -59,7 +59,9 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
         Sweeps in all, discarded (``burn_in < sweeps``), and kept every ``thin``-th after.
     x_steps : int
         Langevin moves of :math:`x` per sweep.
-    method : {"mala", "ula"}
+    method : {"mala", "ula", "exact"}
+        ``exact``: :math:`x \mid \theta, y` drawn exactly (``GMMPrior`` on whole images:
+        ``estimators.bayes.GMMPosterior``), a two-block Gibbs sampler with no Langevin error.
     step_factor : float
         :math:`\gamma` of the step :math:`\gamma / L(\theta)`.
     chains : int
@@ -77,8 +79,13 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
     from tqdm.auto import tqdm
     g = _grid(post, grid)
     T = g.shape[0]
-    LangevinOptions(method=method, n_steps=sweeps, burn_in=burn_in, thin=thin, chains=chains,
+    exact = method == "exact"
+    LangevinOptions(method="ula" if exact else method, n_steps=sweeps, burn_in=burn_in, thin=thin, chains=chains,
                     step_factor=step_factor)                                            # their checks
+    if exact:
+        from ..estimators.bayes import GMMPosterior
+        sandbox = GMMPosterior(post.problem, post.prior, g)         # raises unless a whole-image GMM
+        roots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     if not isinstance(x_steps, int) or x_steps < 1:
         raise InputError("x_steps", "an integer >= 1", x_steps)
     lp = torch.zeros(T, dtype=g.dtype) if theta_prior is None else torch.log(
@@ -86,15 +93,19 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
     gen = torch.Generator().manual_seed(int(np.random.default_rng(rng).integers(2 ** 62)))
     L = torch.tensor([lipschitz(post, g[j:j + 1]) for j in range(T)], dtype=g.dtype)
     x = post.default_start().expand(chains, *post.problem.image_shape).clone()
-    idx = torch.zeros(chains, dtype=torch.long)
+    # dispersed starts (what R-hat needs): chain c at grid point c T / C, x = y
+    idx = torch.as_tensor((np.arange(chains) * T) // chains, dtype=torch.long)
     keep_i, keep_x = [], []
     acc = torch.zeros(chains, dtype=g.dtype)
     for k in tqdm(range(sweeps), desc=f"gibbs ({chains} chains)", disable=not progress, leave=False):
-        blur = post.problem.blur(g[idx])
-        state = MalaState(None, None, torch.zeros(chains, dtype=g.dtype))
-        for _ in range(x_steps):
-            x = transition(post, blur, x, step_factor / L[idx], method, gen, state)
-        acc += state.accepted / x_steps
+        if exact:
+            x = _exact_x(sandbox, roots, idx, gen, post.problem.image_shape)
+        else:
+            blur = post.problem.blur(g[idx])
+            state = MalaState(None, None, torch.zeros(chains, dtype=g.dtype))
+            for _ in range(x_steps):
+                x = transition(post, blur, x, step_factor / L[idx], method, gen, state)
+            acc += state.accepted / x_steps
         bad = ~torch.isfinite(x).flatten(1).all(1)
         if bad.any():
             raise ChainDiverged(int(bad.nonzero()[0]), k, torch.stack(keep_x, 1) if keep_x else x[:, :0])
@@ -108,6 +119,21 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
     return {"theta_index": ti, "theta": g[ti], "x": torch.stack(keep_x, 1),
             "acceptance": (acc / sweeps).numpy() if method == "mala" else np.full(chains, np.nan),
             "theta_posterior": hist / hist.sum(), "grid": g}
+
+
+def _exact_x(sandbox, roots: dict, idx: torch.Tensor, gen: torch.Generator, shape) -> torch.Tensor:
+    """One exact draw of x | theta_idx, y per chain (component, then Gaussian), square roots cached."""
+    out = []
+    for j in idx.tolist():
+        if j not in roots:
+            sl = sandbox.at(j, full=True)
+            lam, V = torch.linalg.eigh(sl.covariances)
+            roots[j] = (torch.softmax(sl.log_evidence, 0), sl.means, V * lam.clamp_min(0).sqrt()[:, None, :])
+        w, means, root = roots[j]
+        k = int(torch.multinomial(w, 1, generator=gen))
+        e = torch.randn(means.shape[1], generator=gen, dtype=means.dtype)
+        out.append((means[k] + root[k] @ e).reshape(shape))
+    return torch.stack(out)
 
 
 def em_theta(post: Posterior, grid: Any, theta0: int | float = 0.0, *, n_iter: int = 10,

@@ -1,0 +1,100 @@
+"""Samplers: network calls and wall time per effective sample, and their bias where it is known, in one run.
+
+    python benchmarks/samplers.py [--size 64] [--steps 600] [--chains 4]
+
+Part 1 (speed): camera crop, Gaussian blur theta* = 1.5, sigma = 0.01, the shipped ``denoiser-gray``.
+PnP-ULA (Tweedie score at s = 0.02, step 1/(3L)), annealed Langevin (levels 0.2 .. 0.01), and Gibbs over
+(theta, x) (theta on a 13-point grid, 3 ULA moves per sweep). ESS by ArviZ (bulk) of theta and of the
+central pixel; calls and seconds per effective sample.
+
+Part 2 (bias, exact answer known): the tiny GMM sandbox of ``tests/test_sampling.py``; the mean and the
+standard deviation of each sampler's draws against E[x | y, theta] and the exact sd, in units of the
+exact sd (median over pixels), beside the Monte Carlo error of that comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import landscape as ls
+from landscape import data, kernels, priors
+from landscape.estimators.bayes import GMMPosterior
+from landscape.sampling import gibbs as G
+from landscape.sampling.langevin import LangevinOptions, sample_x
+
+
+def ess(a: np.ndarray) -> float:
+    import arviz as az
+    return float(az.ess(az.convert_to_dataset(a), method="bulk")["x"])
+
+
+def speed(args) -> None:
+    img = data.center_crop(data.load("camera"), args.size)
+    prob = ls.BlindDeblur.synthetic(img, kernels.Gaussian(15), 1.5, 0.01, rng=0, dtype=torch.float32)
+    c = args.size // 2
+    print(f"{args.size}x{args.size} camera, theta* = 1.5, sigma = 0.01; {args.chains} chains, {args.steps} steps")
+    print(f"{'sampler':<22}{'wall (s)':>10}{'calls':>8}{'ESS theta':>11}{'ESS pixel':>11}{'calls/ESS px':>14}{'s/ESS px':>10}")
+    runs = {
+        "PnP-ULA (s = 0.02)": lambda p: sample_x(ls.Posterior(prob, p), [1.5], LangevinOptions(
+            method="ula", n_steps=args.steps, burn_in=args.steps // 4, chains=args.chains), rng=0),
+        "annealed Langevin": lambda p: sample_x(ls.Posterior(prob, p), [1.5], LangevinOptions(
+            method="annealed", steps_per_level=args.steps // 5, burn_in=4 * args.steps // 5, chains=args.chains), rng=0),
+        "Gibbs (ULA x, grid theta)": lambda p: G.gibbs(ls.Posterior(prob, p), np.linspace(0, 3, 13),
+                                                        sweeps=args.steps // 3, burn_in=args.steps // 12, x_steps=3,
+                                                        method="ula", chains=args.chains, rng=0),
+    }
+    for name, fn in runs.items():
+        prior = priors.load("denoiser-gray", "tweedie", s=0.02)
+        t0 = time.perf_counter()
+        out = fn(prior)
+        wall = time.perf_counter() - t0
+        x = (out["draws"] if "draws" in out else out["x"]).double().numpy()
+        e_px = ess(x[:, :, c, c])
+        e_th = ess(out["theta"][..., 0].double().numpy()) if "theta" in out else float("nan")
+        print(f"{name:<22}{wall:10.1f}{prior.n_calls:8d}{e_th:11.1f}{e_px:11.1f}{prior.n_calls / e_px:14.1f}"
+              f"{wall / e_px:10.2f}")
+
+
+def bias(args) -> None:
+    rng = np.random.default_rng(1234)
+    A = rng.normal(size=(2, 16, 16)) * 0.04
+    cov = A @ A.transpose(0, 2, 1) + 0.002 * np.eye(16)
+    gmm = priors.GMMPrior([0.4, 0.6], 0.3 + 0.4 * rng.random((2, 16)), cov, (4, 4))
+    prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=3)[0].numpy(), kernels.Gaussian(3), 1.0, 0.05, rng=4)
+    ex = GMMPosterior(prob, gmm, [1.0]).mmse()
+    m, sd = ex["x_mmse"].reshape(-1).numpy(), ex["x_std"].reshape(-1).numpy()
+    post = ls.Posterior(prob, gmm)
+    print("\nbias on the 4x4 GMM sandbox (median over pixels, in exact posterior sds)")
+    print(f"{'sampler':<34}{'|mean - exact|':>15}{'|sd - exact sd|':>17}{'MC error':>10}")
+    cases = {"MALA (exact in the limit)": LangevinOptions(method="mala", n_steps=4000, burn_in=500, chains=16, step_factor=1.0),
+             "ULA, step 1/L": LangevinOptions(method="ula", n_steps=4000, burn_in=500, chains=16, step_factor=1.0),
+             "ULA, step 1/(3L)": LangevinOptions(method="ula", n_steps=4000, burn_in=500, chains=16),
+             "annealed (exact GMM denoiser)": LangevinOptions(method="annealed", steps_per_level=800, burn_in=3200,
+                                                              chains=16, levels=(0.2, 0.1, 0.05, 0.02, 0.005))}
+    for name, opts in cases.items():
+        d = sample_x(post, [1.0], opts, rng=0)["draws"].reshape(16, -1, 16).double().numpy()
+        e = np.array([ess(d[:, :, i]) for i in range(16)])
+        dm = np.median(np.abs(d.mean((0, 1)) - m) / sd)
+        ds = np.median(np.abs(d.std((0, 1)) - sd) / sd)
+        print(f"{name:<34}{dm:15.3f}{ds:17.3f}{np.median(1 / np.sqrt(e)):10.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--part", choices=("speed", "bias", "both"), default="both")
+    args = ap.parse_args()
+    if args.part in ("speed", "both"):
+        speed(args)
+    if args.part in ("bias", "both"):
+        bias(args)
+
+
+if __name__ == "__main__":
+    main()
