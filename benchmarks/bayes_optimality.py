@@ -1,0 +1,81 @@
+"""The sandbox's estimators against the exact Bayes MMSE over draws from its own generative model.
+
+    python benchmarks/bayes_optimality.py [--draws 48] [--sigma 0.02]
+
+x ~ the 16x16 natural-crop GMM, theta uniform on a 7-point grid of Gaussian widths in [0, 3], y = h * x +
+sigma n. Prints each estimator's mean squared error and PSNR of the mean MSE, its excess over the exact
+MMSE with the paired standard error, and the time per draw: the exact MMSE, MAP_theta then E[x | y,
+theta_hat], the joint MAP (global minimiser of the profile on the grid), blind PnP with the exact GMM
+denoiser from (delta, y), and the shipped unrolled-gmm16 network (the same computation as
+tests/test_bayes.py::test_exact_mmse_is_bayes_optimal_over_draws_from_the_sandbox, with more draws).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import landscape as ls
+from landscape import kernels, priors
+from landscape.estimators import pnp
+from landscape.estimators.bayes import GMMPosterior
+from landscape.estimators.unrolled import load_unrolled, reconstruct
+
+NAMES = ("mmse", "map_theta", "joint_map", "pnp_blind", "unrolled")
+
+
+def estimates(gmm, model, grid, prob) -> dict[str, tuple[torch.Tensor, float]]:
+    """Each estimator's image and its wall time on one problem."""
+    out = {}
+    t0 = time.perf_counter()
+    m = GMMPosterior(prob, gmm, grid).mmse()
+    t = time.perf_counter() - t0
+    out["mmse"] = (m["x_mmse"], t)
+    out["map_theta"] = (m["x_given_theta"][int(np.argmin(m["marginal_nll"]))], t)
+    t0 = time.perf_counter()
+    prof = ls.scan.profile(ls.Posterior(prob, gmm), grid, store_images=True, progress=False,
+                           solver=ls.solvers.SolverOptions(etol=1e-2, max_iter=500))
+    out["joint_map"] = (torch.as_tensor(prof.x_hat.values[0, int(np.argmin(prof.profile_energy.values))]),
+                        time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    x = pnp.pnp_blind(prob, gmm, [0.0], options=pnp.PnPOptions(s=0.05, n_iter=30))["x"]
+    out["pnp_blind"] = (x, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    out["unrolled"] = (torch.as_tensor(reconstruct(model, prob.y.numpy(), prob.noise)["x"]), time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--draws", type=int, default=48)
+    ap.add_argument("--sigma", type=float, default=0.02)
+    args = ap.parse_args()
+    gmm = priors.fit_natural_gmm((16, 16), 10, 10000, progress=False)
+    model = load_unrolled("unrolled-gmm16", dtype=torch.float64)
+    grid = np.linspace(0, 3, 7)
+    g = np.random.default_rng(11)
+    err = {n: [] for n in NAMES}
+    wall = {n: 0.0 for n in NAMES}
+    for d in range(args.draws):
+        x = gmm.sample(1, rng=20_000 + d)[0]
+        th = grid[g.integers(len(grid))]
+        prob = ls.BlindDeblur.synthetic(x.numpy(), kernels.Gaussian(15), th, args.sigma, rng=30_000 + d)
+        for n, (xh, t) in estimates(gmm, model, grid, prob).items():
+            err[n].append(float(((xh - x) ** 2).mean()))
+            wall[n] += t
+    e0 = np.array(err["mmse"])
+    print(f"{args.draws} draws, sigma = {args.sigma}; MSE per pixel (x1e4), PSNR of the mean MSE, excess over the exact MMSE")
+    print(f"{'estimator':<12}{'MSE':>10}{'PSNR':>8}{'excess':>10}{'+- SE':>9}{'ms/draw':>9}")
+    for n in NAMES:
+        e = np.array(err[n])
+        diff = e - e0
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if n != "mmse" else 0.0
+        print(f"{n:<12}{1e4 * e.mean():10.3f}{10 * np.log10(1 / e.mean()):8.2f}{1e4 * diff.mean():10.3f}{1e4 * se:9.3f}"
+              f"{1e3 * wall[n] / args.draws:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
