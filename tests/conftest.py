@@ -28,3 +28,12 @@ def camera64():
 
 def f64(a):
     return torch.as_tensor(np.asarray(a), dtype=torch.float64)
+
+
+@pytest.fixture
+def gauss_setup(camera64):
+    """Gaussian blur (9x9, width 1.5, sigma 0.01) of the 64x64 camera crop, stationary Gaussian prior."""
+    import landscape as ls
+    from landscape import data, kernels, priors
+    prob = ls.BlindDeblur.synthetic(camera64, kernels.Gaussian(9), 1.5, 0.01, rng=0)
+    return ls.Posterior(prob, priors.GaussianPrior.fit(data.TRAIN, (64, 64), n_crops=100))

@@ -4,16 +4,8 @@ import scipy.stats as st
 import torch
 
 import landscape as ls
-from landscape import data, kernels as K, marginal, priors as P
+from landscape import kernels as K, marginal, priors as P
 from landscape._checks import InputError
-
-
-@pytest.fixture
-def gauss_setup(camera64):
-    fam = K.Gaussian(9)
-    prob = ls.BlindDeblur.synthetic(camera64, fam, 1.5, 0.01, rng=0)
-    prior = P.GaussianPrior.fit(data.TRAIN, (64, 64), n_crops=100)
-    return ls.Posterior(prob, prior)
 
 
 def test_synthetic_is_reproducible_and_checked(camera64):

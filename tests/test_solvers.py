@@ -10,14 +10,6 @@ from landscape import data, kernels as K, marginal, priors as P, solvers as S
 from landscape._checks import InputError
 
 
-@pytest.fixture
-def gauss_setup(camera64):
-    fam = K.Gaussian(9)
-    prob = ls.BlindDeblur.synthetic(camera64, fam, 1.5, 0.01, rng=0)
-    prior = P.GaussianPrior.fit(data.TRAIN, (64, 64), n_crops=100)
-    return ls.Posterior(prob, prior)
-
-
 def _valid_gaussian_post(rng, shape=(10, 11), sigma=0.03):
     """A small valid-boundary problem under a non-white stationary Gaussian prior."""
     fam = K.Gaussian(5)

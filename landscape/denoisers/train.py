@@ -81,6 +81,16 @@ class PatchSampler:
         return torch.as_tensor(out, dtype=torch.float32)
 
 
+def training_data(cfg: Any, sampler: Sampler | None) -> Sampler:
+    """``sampler`` itself, or for ``cfg.data == "natural"`` random ``cfg.patch`` patches of ``data.TRAIN``;
+    other data need a sampler built by a higher layer (the command line)."""
+    if sampler is not None:
+        return sampler
+    if cfg.data != "natural":
+        raise InputError("data", f"a sampler for training data {cfg.data!r} (the command line builds it)", None)
+    return PatchSampler(cfg.patch)
+
+
 def sample_sigma(batch: int, gen: torch.Generator) -> torch.Tensor:
     """EDM-unit noise levels: 80 % log-normal(-1.2, 1.2), 20 % log-uniform on [0.004, 80]."""
     ln = torch.randn(batch, generator=gen) * 1.2 - 1.2
@@ -120,10 +130,7 @@ def train(cfg: TrainConfig, out: str | Path, *, sampler: Sampler | None = None, 
         ``out``.
     """
     cfg.validate()
-    if sampler is None:
-        if cfg.data != "natural":
-            raise InputError("data", f"a sampler for training data {cfg.data!r} (the command line builds it)", None)
-        sampler = PatchSampler(cfg.patch)
+    sampler = training_data(cfg, sampler)
     torch.manual_seed(cfg.seed)
     model = (nets.EDMDenoiser if cfg.kind == "tweedie" else nets.GSDenoiser)(cfg.channels)
 

@@ -21,7 +21,7 @@ import torch
 from .. import kernels as _kernels
 from .._checks import Check, InputError, integer, number, one_of, option, positive_number, validate
 from ..denoisers import nets
-from ..denoisers.train import PatchSampler, Sampler, fit
+from ..denoisers.train import Sampler, fit, training_data
 from ..operators import otf
 from .unrolled import WEIGHTS, UnrolledBlind
 
@@ -121,10 +121,7 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
     Path
     """
     cfg.validate()
-    if sampler is None:
-        if cfg.data != "natural":
-            raise InputError("data", f"a sampler for training data {cfg.data!r} (the command line builds it)", None)
-        sampler = PatchSampler(cfg.patch)
+    sampler = training_data(cfg, sampler)
     torch.manual_seed(cfg.seed)
     model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels)
     if cfg.init != "none":
