@@ -117,9 +117,8 @@ def joint_energy(post: Posterior, h: torch.Tensor, x: torch.Tensor) -> float:
 
 def _setup(cfg: Config):
     """Family, true parameters (one row per case value) and model of the configuration."""
-    if cfg.kernel_file:
-        fam = kernels.Path(kernels.load(cfg.kernel_file), name="kernel_file")
-        return fam, np.array([[1.0]]), MODELS["free"]
+    if cfg.kernel_file:                 # the path delta -> h*, h* padded to the model's support in run()
+        return None, np.array([[1.0]]), MODELS["free"]
     name = "gaussian" if cfg.sandbox else cfg.family
     fam = kernels.get(name, 15)
     truths = np.array([[t, *OTHER_PARAMS[name]] for t in floats("theta_true", cfg.theta_true)])
@@ -175,7 +174,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     fam, truths, model_name = _setup(cfg)
     model = load_unrolled(model_name)
     if cfg.kernel_file:
-        check_kernel_for(model, kernels.load(cfg.kernel_file))
+        fam = kernels.Path(check_kernel_for(model, kernels.load(cfg.kernel_file)), name="kernel_file")
     dtype = torch.float64 if cfg.sandbox else torch.float32
     noises = floats("noise", cfg.noise)
     if cfg.sandbox:
