@@ -224,7 +224,8 @@ def fit_natural_gmm(shape: tuple[int, int] = (8, 8), n_components: int = 10, n_s
     model.info["training"] = "random crops of data.TRAIN"
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
-    return model
+    # the cached form, so that a fit and a later load give bit-identical priors (and results)
+    return GMMPrior.load(path)
 
 
 class PatchGMMPrior(Prior):
