@@ -74,8 +74,8 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     model = load_unrolled("unrolled-gaussian")
     settings = PriorSettings(s=cfg.s, dtype=torch.float32)
     shape = (cfg.crop, cfg.crop)
-    priors = {"fixed": make_prior("tweedie", shape, settings), "continuation": make_prior("tweedie", shape, settings),
-              "gradient-step": make_prior("gs", shape, settings)}
+    tweedie = make_prior("tweedie", shape, settings)                 # one network for both Tweedie variants
+    priors = {"fixed": tweedie, "continuation": tweedie, "gradient-step": make_prior("gs", shape, settings)}
     cases = list(itertools.product(split(cfg.images), floats("theta_true", cfg.theta_true), floats("noise", cfg.noise)))
     psnr = np.full((len(cases), len(pnp.VARIANTS) + 1, len(STARTS)), np.nan)
     kerr, wall, calls = (np.full_like(psnr, np.nan) for _ in range(3))
