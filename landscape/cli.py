@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -43,22 +41,55 @@ def cmd_list(_: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine (cases stream to .<out>.cases beside --out; a rerun computes only what is missing)")
+    g.add_argument("--workers", type=int, default=0,
+                   help="run the cases on a dask LocalCluster of N worker processes (default: in this process)")
+    g.add_argument("--scheduler", default=None, help="send the cases to a running dask scheduler at this address")
+    g.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: %(default)s)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import io
+    from . import sweep
     from .studies import get
-    mod = get(args.study)
-    opts = _study_parser(args.study).parse_args(args.options)
-    values = {f.name: getattr(opts, f.name) for f in dataclasses.fields(mod.Config)}
-    cfg = mod.Config(**values)
-    kw = {}
-    if "checkpoint" in inspect.signature(mod.run).parameters:     # long studies resume per case
-        out_path = Path(opts.out)
-        kw["checkpoint"] = str(out_path.parent / f".{out_path.name}.parts")
-    ds = mod.run(cfg, progress=not opts.no_progress, **kw)
-    out = io.save(ds, opts.out)
-    if kw:                                  # the results file is written: its case files are spent
-        shutil.rmtree(kw["checkpoint"], ignore_errors=True)
-    print(mod.summary(ds))
+    if args.study.endswith(".toml") or Path(args.study).is_file():
+        p = argparse.ArgumentParser(prog=f"landscape run {args.study}",
+                                    description="run a study definition file (see landscape.sweep)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override an option (k=v or options.k=v) or a grid axis (grid.k=[v1, v2])")
+        p.add_argument("--out", default=None, help="results file (default: the file's out, or runs/<stem>.nc)")
+        p.add_argument("--quick", action="store_true", help="the study's --quick, and only the grid's first point")
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        _engine_options(p)
+        opts = p.parse_args(args.options)
+        defn = sweep.Definition.from_file(args.study, opts.set)
+        out = opts.out or defn.out or f"runs/{Path(args.study).stem}.nc"
+        quick = opts.quick
+    else:
+        mod = get(args.study)
+        p = _study_parser(args.study)
+        _engine_options(p)
+        opts = p.parse_args(args.options)
+        defn = sweep.Definition(args.study, {f.name: getattr(opts, f.name) for f in dataclasses.fields(mod.Config)})
+        defn.check()
+        out, quick = opts.out, False
+    if opts.workers < 0:
+        raise InputError("workers", "a number of worker processes >= 0", opts.workers)
+    if opts.threads < 1:
+        raise InputError("threads", "torch threads per worker >= 1", opts.threads)
+    if opts.workers and opts.scheduler:
+        raise InputError("scheduler", "either --workers or --scheduler, not both", opts.scheduler)
+    ds = sweep.run(defn, out, workers=opts.workers, scheduler=opts.scheduler, threads=opts.threads, quick=quick,
+                   progress=not opts.no_progress)
+    mod = defn.module
+    if sweep.SWEEP_DIM in ds.dims:
+        for i in range(ds.sizes[sweep.SWEEP_DIM]):
+            point = {k[len(sweep.SWEEP_DIM) + 1:]: ds[k].values[i].item() for k in ds.coords
+                     if k.startswith(sweep.SWEEP_DIM + "_")}
+            print(f"[{sweep.SWEEP_DIM} {i}: " + ", ".join(f"{k}={v}" for k, v in point.items()) + "]")
+            print(mod.summary(sweep.point(ds, i)))
+    else:
+        print(mod.summary(ds))
     print(f"wrote {out}")
     return 0
 
@@ -81,6 +112,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .studies import STUDIES
     if study not in STUDIES:
         raise InputError("file", "a landscape results file (attrs['study'] naming a study)", str(path))
+    from .sweep import SWEEP_DIM, point
+    if SWEEP_DIM in ds.dims:                # a sweep: the figure of one grid point
+        if not 0 <= args.point < ds.sizes[SWEEP_DIM]:
+            raise InputError("point", f"a grid point index in [0, {ds.sizes[SWEEP_DIM]})", args.point)
+        ds = point(ds, args.point)
     ax = get(study).plot(ds)
     out = Path(args.out) if args.out else path.with_suffix(".png")
     fig = ax.figure
@@ -132,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the studies and their options").set_defaults(func=cmd_list)
-    p = sub.add_parser("run", help="run a study: landscape run STUDY [--option value ...] --out FILE",
+    p = sub.add_parser("run", help="run a study: landscape run STUDY [--option value ...] --out FILE, or a "
+                       "definition: landscape run studies/NAME.toml [--set k=v] [--workers N]",
                        add_help=False)
     p.add_argument("study")
     p.add_argument("options", nargs=argparse.REMAINDER)
@@ -140,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("plot", help="draw a results file's figure as PNG")
     p.add_argument("file")
     p.add_argument("--out", default=None, help="PNG path (default: FILE with .png)")
+    p.add_argument("--point", type=int, default=0, help="for a sweep: the grid point to draw (default: 0)")
     p.set_defaults(func=cmd_plot)
     from .denoisers.train import TrainConfig
     p = sub.add_parser("train-prior", help="train a denoiser prior (seeded; resumes from its checkpoint)")
@@ -171,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("landscape: interrupted; no results written", file=sys.stderr)
+        print("landscape: interrupted; no results file written (finished cases are kept beside it: "
+              "a rerun resumes)", file=sys.stderr)
         return 130
 
 

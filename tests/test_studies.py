@@ -74,16 +74,6 @@ def test_blurry_is_more_likely_quick_all_evaluators(tmp_path):
     assert io.load(tmp_path / "b.nc").landscape.plot() is not None
 
 
-def test_trivial_minimizer_default_quick_from_the_cli(tmp_path, capsys):
-    from landscape.cli import main
-    out = tmp_path / "tm.nc"
-    assert main(["run", "trivial-minimizer", "--quick", "--no-progress", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "tweedie@1" in text and "(i)" in text
-    assert not (tmp_path / ".tm.nc.parts").exists()          # per-case checkpoints removed once written
-    assert main(["plot", str(out)]) == 0
-
-
 def test_map_vs_mmse_sandbox_quick_the_map_falls_into_the_trivial_pair_the_mmse_does_not():
     """Sandbox (16x16 GMM draw, exact prior): the joint MAP is the trivial pair (theta = 0, kernel error
     equal to the Dirac's); the exact MMSE and the unrolled MMSE have lower errors than the joint MAP

@@ -23,7 +23,7 @@ from .._checks import Check, InputError, integer, number, one_of, option, positi
 from ..denoisers import nets
 from ..denoisers.train import Sampler, fit, training_data
 from ..operators import otf
-from .unrolled import WEIGHTS, UnrolledBlind
+from .unrolled import WEIGHTS, UnrolledBlind, load_unrolled
 
 #: the training box of each family's kernel branch (upper end of the first parameter from ``theta_max``)
 ANGLE_RANGE = (0.0, 180.0)
@@ -44,8 +44,11 @@ class UnrolledTrainConfig:
                                                                (1, 4)))
     iterations: int = option(4, "unrolled iterations K", integer(1, 12))
     channels: int = option(32, "base channels of the UNet (32: the shipped denoiser's)", integer(4))
-    init: str = option("denoiser-gray", "shipped denoiser the UNet starts from, or none",
-                       one_of(("denoiser-gray", "denoiser-gmm16", "none")))
+    init: str = option("denoiser-gray", "shipped denoiser the UNet starts from, an unrolled model's weights "
+                       "file of the same shape to continue training (fine-tuning), or none",
+                       Check("denoiser-gray, denoiser-gmm16, none or an existing unrolled weights file",
+                             lambda v: v in ("denoiser-gray", "denoiser-gmm16", "none") or Path(str(v)).is_file(),
+                             ("no-such-choice", "/no/such/file.pt")))
     patch: int = option(64, "training image size (a multiple of 4)",
                         Check("a multiple of 4, at least 16", lambda v: isinstance(v, int) and v >= 16 and v % 4 == 0,
                               (0, 18)))
@@ -124,7 +127,12 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
     sampler = training_data(cfg, sampler)
     torch.manual_seed(cfg.seed)
     model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels)
-    if cfg.init != "none":
+    if cfg.init not in ("denoiser-gray", "denoiser-gmm16", "none"):
+        src = load_unrolled(cfg.init)
+        if src.config != model.config:
+            raise InputError("init", f"an unrolled model shaped as this one ({model.config})", src.config)
+        model.load_state_dict(src.state_dict())
+    elif cfg.init != "none":
         src = nets.load(WEIGHTS / f"{cfg.init}.pt")
         if src.config.get("channels") != cfg.channels:
             raise InputError("init", f"a denoiser with {cfg.channels} channels", src.config.get("channels"))

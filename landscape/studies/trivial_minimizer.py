@@ -40,7 +40,7 @@ are visible. The default is the shipped learned prior (``denoiser-gray``, Tweedi
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,8 @@ class Config(ProblemConfig):
     max_iter: int = option(300, "inner solver iteration cap (unconverged solves are counted)", integer(1))
     dtype: str = option("float32", "float32 or float64 (energy comparisons)", one_of(("float32", "float64")))
     seed: int = option(0, "seed", integer(0))
-    quick: bool = option(False, "small crop, coarse grid, 2 levels x 2 draws (< 60 s)", flag())
+    quick: bool = option(False, "one case (the first of every list), small crop, coarse grid, 2 levels x 2 "
+                         "draws (< 60 s)", flag())
 
     def resolved(self) -> "Config":
         c = validate(Config(**asdict(self)))
@@ -101,6 +102,8 @@ class Config(ProblemConfig):
             c.crop, c.n_theta, c.n_draws, c.n_outer = min(c.crop, 32), min(c.n_theta, 13), min(c.n_draws, 2), min(c.n_outer, 10)
             c.xtol, c.max_iter = max(c.xtol, 1e-4), min(c.max_iter, 60)
             c.noise_levels = ",".join(c.noise_levels.split(",")[:2])
+            for name in ("image", "family", "noise", "priors", "weights"):
+                setattr(c, name, (split(getattr(c, name)) or [""])[0])
         for case in c.problems():
             case.validate_problem(min_points=5)
         return c
@@ -245,12 +248,12 @@ def near_truth_over_draws(cfg: Config, problem: BlindDeblur, prior: Any, weight:
 
 
 def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, theta_true, grid,
-             progress: bool, free: kernels.Free | None = None, sigma_cache: dict | None = None) -> xr.Dataset:
+             progress: bool, free: kernels.Free | None = None) -> xr.Dataset:
     """One case: the profile (both branches), descents, and the verdicts (i)-(iv).
 
     ``free``: descents move a free kernel on the simplex (the problem's family is then the path
-    from the Dirac to the true kernel). ``sigma_cache`` shares verdict (iv), which does not
-    depend on the case's own noise level, between cases that differ only in it.
+    from the Dirac to the true kernel). Verdict (iv) does not depend on the case's own noise
+    level; cases that differ only in it compute it each (they are independent tasks).
     """
     prior = make_prior(prior_name, problem.image_shape, PriorSettings(s=cfg.s, dtype=problem.dtype))
     post = Posterior(problem, prior, prior_weight=weight)
@@ -276,13 +279,7 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
                           progress=progress)
     cls = dict(zip(labels, dsd.end_class.values))
     levels = floats("noise_levels", cfg.noise_levels)
-    key = (problem.x_true.numpy().tobytes(), repr(problem.family.describe()), prior_name, weight)
-    if sigma_cache is not None and key in sigma_cache:
-        th_hat = sigma_cache[key]
-    else:
-        th_hat = near_truth_over_draws(cfg, problem, prior, weight, theta_true, levels, solver)
-        if sigma_cache is not None:
-            sigma_cache[key] = th_hat
+    th_hat = near_truth_over_draws(cfg, problem, prior, weight, theta_true, levels, solver)
     v4 = verdict_smooth_in_sigma(levels, th_hat, float(theta_true[0]))
     plane = scan.grid2d(post, PLANE, PLANE)
     rho = prof.fixed_point_rate.values if score_only else np.full(len(g), np.nan)
@@ -319,42 +316,63 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     return out
 
 
-def run(config: Config | None = None, *, progress: bool = True, checkpoint: str | None = None) -> xr.Dataset:
-    """Run every case. ``checkpoint``: a folder where each finished case is saved (atomically);
-    a rerun with the same configuration loads those instead of recomputing them
-    (``io.CaseCache``; the CLI uses ``.<out>.parts`` beside ``--out`` and removes it once the
-    results file is written)."""
-    cfg = (config or Config()).resolved()
-    cache = io.CaseCache(checkpoint, asdict(cfg)) if checkpoint else None
-    dtype = getattr(torch, cfg.dtype)
-    parts, verdicts, labels, first_problem = [], [], [], None
-    sigma_cache: dict = {}
-    cases = cfg.problems()
-    for case in cases:
-        fam, theta_true, image, grid, free = setup(case, cfg)
-        problem = BlindDeblur.synthetic(image, fam, theta_true, case.noise, rng=cfg.seed, dtype=dtype)
-        first_problem = first_problem or problem
+def cases(config: Config) -> list[Config]:
+    """One configuration per case, (image, family, noise) x (prior, weight) in that order: the
+    tasks that ``landscape run`` farms out (``sweep``), each with single values."""
+    cfg = config.resolved()
+    out = []
+    for case in cfg.problems():
         for p, w in itertools.product(split(cfg.priors), floats("weights", cfg.weights)):
-            key = f"{len(parts):04d}"
-            part = cache.load(key) if cache else None
-            if part is None:
-                part = run_case(cfg, problem, p, w, theta_true, grid, progress, free, sigma_cache)
-                if cache:
-                    cache.save(key, part)
-            elif progress:
-                print(f"case {key} ({p}@{w:g}, {case.image}/{case.family}/σ={case.noise:g}): loaded from {checkpoint}")
-            v = dict(part.attrs.pop("verdict"))
-            v.update(image=case.image if not case.image_file else case.image_file,
-                     family="kernel-file" if case.kernel_file else case.family, noise=case.noise)
-            verdicts.append(v)
-            labels.append(f"{p}@{w:g}" + ("" if len(cases) == 1 else f" {v['image']}/{v['family']}/σ={case.noise:g}"))
-            if len(cases) > 1:      # per-case inputs (the file's top-level inputs are the first case's)
-                part["case_y"] = (("row", "col"), problem.y.numpy())
-                part["case_kernel_true"] = (("krow", "kcol"), problem.kernel_true.numpy())
-            parts.append(part)
-    n = max(pt.sizes["theta"] for pt in parts)
-    parts = [pt.pad(theta=(0, n - pt.sizes["theta"])) if pt.sizes["theta"] < n else pt for pt in parts]
-    ds = xr.concat(parts, dim="case", coords="minimal", compat="override", join="outer")
+            out.append(replace(cfg, image=case.image, family=case.family, noise=repr(float(case.noise)),
+                               priors=p, weights=repr(float(w))))
+    return out
+
+
+def run_part(config: Config, progress: bool = True) -> xr.Dataset:
+    """One case of :func:`cases` (single image, family, noise, prior and weight): its profile,
+    descents and verdicts, with the case's inputs (``y``, ``x_true``, ``kernel_true``,
+    ``theta_true``) and its verdicts in ``attrs['verdict']``."""
+    cfg = config.resolved()
+    priors, weights = split(cfg.priors), floats("weights", cfg.weights)
+    for name, vals in (("priors", priors), ("weights", weights), ("image", split(cfg.image)),
+                       ("family", split(cfg.family)), ("noise", split(cfg.noise))):
+        if len(vals) != 1:
+            raise InputError(name, "a single value for one case (cases() makes them)", getattr(cfg, name))
+    (case,), prior, weight = cfg.problems(), priors[0], weights[0]
+    fam, theta_true, image, grid, free = setup(case, cfg)
+    problem = BlindDeblur.synthetic(image, fam, theta_true, case.noise, rng=cfg.seed, dtype=getattr(torch, cfg.dtype))
+    part = run_case(cfg, problem, prior, float(weight), theta_true, grid, progress, free)
+    for k, da in io.input_variables(problem).items():
+        part[k] = da
+    part.attrs["scanned_param"] = problem.family.param_names[0]
+    return part
+
+
+def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
+    """The study's dataset from the parts of :func:`cases` (in its order): cases along ``case``,
+    verdicts as variables, the first case's inputs at the top level (each case's own ``y`` and
+    kernel as ``case_y``, ``case_kernel_true`` when there are several problems)."""
+    cfg = config.resolved()
+    cases = cfg.problems()
+    per_case = len(parts) // len(cases)
+    verdicts, labels, out = [], [], []
+    inputs = ("y", "x_true", "kernel_true", "theta_true", "param")
+    for i, part in enumerate(parts):
+        case = cases[i // per_case]
+        part = part.copy()
+        v = dict(part.attrs.pop("verdict"))
+        v.update(image=case.image if not case.image_file else case.image_file,
+                 family="kernel-file" if case.kernel_file else case.family, noise=case.noise)
+        verdicts.append(v)
+        labels.append(f"{v['prior']}@{v['weight']:g}" + ("" if len(cases) == 1 else f" {v['image']}/{v['family']}/σ={case.noise:g}"))
+        if len(cases) > 1:      # per-case inputs (the file's top-level inputs are the first case's)
+            part["case_y"] = (("row", "col"), part.y.values)
+            part["case_kernel_true"] = (("krow", "kcol"), part.kernel_true.values)
+        out.append(part.drop_vars([k for k in inputs if k in part.variables]))
+    n = max(pt.sizes["theta"] for pt in out)
+    out = [pt.pad(theta=(0, n - pt.sizes["theta"])) if pt.sizes["theta"] < n else pt for pt in out]
+    ds = xr.concat(out, dim="case", coords="minimal", compat="override", join="outer")
+    ds.attrs.clear()
     ds = ds.assign_coords(case=labels, **{f"case_{k}": ("case", [v[k] for v in verdicts]) for k in CASE_VARS})
     for k in ("i_dirac_below_truth", "ii_local_min_near_truth", "ii_branch_from_truth", "iii_descents",
               "iv_smooth_in_sigma"):
@@ -362,13 +380,21 @@ def run(config: Config | None = None, *, progress: bool = True, checkpoint: str 
     for k in ("energy_gap_truth_minus_dirac", "energy_tol", "sigma_slope", "sigma_r2", "draw_spread",
               "unconverged_profile_solves", "max_fixed_point_rate_unconverged", "theta_true", "theta_global_min"):
         ds[k if k != "theta_true" else "case_theta_true"] = ("case", np.array([v[k] for v in verdicts], dtype=float))
-    for k, da in io.input_variables(first_problem).items():
-        ds[k] = da
+    for k in inputs[:-1]:
+        if k in parts[0]:
+            ds[k] = parts[0][k]
     ds.attrs.update(io.provenance(NAME, asdict(cfg), verdicts=verdicts))
     ds.attrs.update({"noise_sigma": float(verdicts[0]["noise"]), "kernel_family": cfg.family, "prior": cfg.priors,
                      "theta_true_value": float(verdicts[0]["theta_true"]),
-                     "scanned_param": first_problem.family.param_names[0]})
+                     "scanned_param": parts[0].attrs["scanned_param"]})
     return ds
+
+
+def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+    """Run every case in this process: ``combine(cfg, [run_part(c) for c in cases(cfg)])``
+    (``landscape run`` does the same through ``sweep``, streaming each case to disk)."""
+    cfg = (config or Config()).resolved()
+    return combine(cfg, [run_part(c, progress) for c in cases(cfg)])
 
 
 def summary(ds: xr.Dataset) -> str:

@@ -1,0 +1,217 @@
+"""Study definitions (studies/*.toml) and the sweep engine: parsing and bad input, streaming and
+resume, and real process faults (a killed dask worker, a killed sweep process)."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from landscape import io, sweep
+from landscape.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFINITIONS = sorted((ROOT / "studies").glob("*.toml"))
+
+#: a small trivial-minimizer case (about 1 s): exact Gaussian prior, 16x16 crop, 5 theta
+SMALL = """study = "trivial-minimizer"
+[options]
+priors = "gaussian"
+crop = 16
+kernel_size = 5
+n_theta = 5
+n_draws = 1
+noise_levels = "0.01"
+n_outer = 2
+max_iter = 30
+weights = [0.5, 1, 2, 4, 8, 16]
+"""
+
+
+def write(tmp_path, text=SMALL, name="def.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def comparable(path):
+    """A results file without what legitimately differs between runs: creation time, wall-clock variables."""
+    ds = io.load(path)
+    ds.attrs.pop("created")
+    return ds.drop_vars([v for v in ds.data_vars if ds[v].attrs.get("kind") == "timing"])
+
+
+def test_the_readme_runs_are_definitions():
+    names = {p.stem for p in DEFINITIONS}
+    assert {"main", "learned-priors", "product", "sparse-weight-sweep", "map-vs-marginal",
+            "blurry-is-more-likely"} <= names
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=[p.stem for p in DEFINITIONS])
+def test_every_definition_parses_and_runs_quick(tmp_path, path, capsys):
+    defn = sweep.Definition.from_file(path)            # every case of the full run is a valid configuration
+    runs = defn.configs()
+    assert runs and all(sweep.split(defn.module, cfg) for _, cfg in runs)
+    out = tmp_path / "r.nc"
+    assert main(["run", str(path), "--quick", "--no-progress", "--out", str(out)]) == 0
+    ds = io.load(out)
+    assert ds.attrs["study"] == defn.study
+    assert '"source": "' + str(path) in ds.attrs["definition"]          # the file records the definition it ran
+    assert "wrote" in capsys.readouterr().out
+    assert main(["plot", str(out)]) == 0 and out.with_suffix(".png").stat().st_size > 0
+
+
+def test_product_definition_is_32_cases_each_one_task():
+    defn = sweep.Definition.from_file(ROOT / "studies" / "product.toml")
+    ((_, cfg),) = defn.configs()
+    cases = sweep.split(defn.module, cfg)
+    assert len(cases) == 32
+    assert len({sweep.Case.of(defn.study, c, 0).key for c in cases}) == 32
+
+
+BAD = {
+    "unknown study": ('study = "no-such-study"\n', "study"),
+    "no study": ('[options]\ncrop = 16\n', "study"),
+    "unknown option": ('study = "trivial-minimizer"\n[options]\ncropp = 16\n', "options.cropp"),
+    "wrong type": ('study = "trivial-minimizer"\n[options]\ncrop = "big"\n', "options.crop"),
+    "float for an int": ('study = "trivial-minimizer"\n[options]\ncrop = 16.5\n', "options.crop"),
+    "value out of range": ('study = "trivial-minimizer"\n[options]\ncrop = 2\n', "options.crop"),
+    "empty grid": ('study = "trivial-minimizer"\n[grid]\n', "grid"),
+    "empty grid list": ('study = "trivial-minimizer"\n[grid]\nseed = []\n', "grid.seed"),
+    "unknown grid option": ('study = "trivial-minimizer"\n[grid]\nsead = [1, 2]\n', "grid.sead"),
+    "unknown top-level key": ('study = "trivial-minimizer"\nworkers = 2\n', "workers"),
+    "not TOML": ('study = \n', ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_definition_is_one_line_naming_file_and_key(tmp_path, capsys, case):
+    text, key = BAD[case]
+    p = write(tmp_path, text)
+    out = tmp_path / "r.nc"
+    assert main(["run", str(p), "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"landscape: error: {p}")
+    assert f"{p}: {key}" in err
+    assert not out.exists() and not sweep.case_folder(out).exists()
+
+
+def test_bad_overrides_and_engine_options(tmp_path, capsys):
+    p = write(tmp_path)
+    out = tmp_path / "r.nc"
+    for args, name in ((["--set", "crop=tiny"], "options.crop"), (["--set", "nokey"], "--set"),
+                       (["--set", "table.crop=3"], "--set"), (["--workers", "-1"], "workers"),
+                       (["--threads", "0"], "threads"), (["--scheduler", "tcp://127.0.0.1:9"], "scheduler")):
+        assert main(["run", str(p), *args, "--no-progress", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and name in err, (args, err)
+    assert not out.exists() and not sweep.case_folder(out).exists()
+
+
+def test_set_overrides_and_grid_sweep(tmp_path, capsys):
+    p = write(tmp_path)
+    out = tmp_path / "r.nc"
+    assert main(["run", str(p), "--set", "weights=1", "--set", "grid.seed=[0, 3]", "--no-progress",
+                 "--out", str(out)]) == 0
+    ds = io.load(out)
+    assert ds.sizes["sweep"] == 2 and list(ds.sweep_seed.values) == [0, 3]
+    # each point is the study's own run with that seed
+    from landscape.studies import trivial_minimizer as TM
+    cfg = sweep.Definition.from_file(p, ["weights=1", "seed=3"]).configs()[0][1]
+    ref = TM.run(cfg, progress=False)
+    np.testing.assert_array_equal(ds.profile_energy.isel(sweep=1).values, ref.profile_energy.values)
+    assert sweep.point(ds, 1).attrs["config"] == ref.attrs["config"]
+    assert "[sweep 1: seed=3]" in capsys.readouterr().out
+    assert main(["plot", str(out), "--point", "1"]) == 0
+    assert main(["plot", str(out), "--point", "2"]) == 2
+
+
+def test_a_rerun_computes_only_the_missing_cases_and_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    p = write(tmp_path)
+    ref = tmp_path / "ref.nc"
+    assert main(["run", str(p), "--no-progress", "--out", str(ref)]) == 0
+    out = tmp_path / "r.nc"
+    real, calls = sweep.run_case, []
+
+    def dies_on_the_third(*a, **k):
+        if len(calls) == 2:
+            raise KeyboardInterrupt                         # Ctrl-C in the middle of the sweep
+        calls.append(a[1]["weights"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(sweep, "run_case", dies_on_the_third)
+    assert main(["run", str(p), "--no-progress", "--out", str(out)]) == 130
+    assert not out.exists() and len(list(sweep.case_folder(out).glob("*.nc"))) == 2
+    assert not list(sweep.case_folder(out).glob("*.part"))
+
+    calls.clear()
+    monkeypatch.setattr(sweep, "run_case", lambda *a, **k: calls.append(a[1]["weights"]) or real(*a, **k))
+    assert main(["run", str(p), "--no-progress", "--out", str(out)]) == 0
+    assert calls == ["2.0", "4.0", "8.0", "16.0"]
+    xr.testing.assert_identical(comparable(out), comparable(ref))
+    # a changed option recomputes only the cases it changes
+    calls.clear()
+    assert main(["run", str(p), "--set", "weights=[0.5, 1, 3]", "--no-progress", "--out", str(out)]) == 0
+    assert calls == ["3.0"]
+
+
+def _worker_killed_mid_sweep(tmp_path, p, out):
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    pids = list(client.run(os.getpid).values())
+    folder = sweep.case_folder(out)
+    killed = []
+
+    def killer():
+        while not list(folder.glob("*.nc")):                # once the first case is on disk
+            time.sleep(0.05)
+        os.kill(pids[0], signal.SIGKILL)
+        killed.append(pids[0])
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        ds = sweep.run(sweep.Definition.from_file(p), out, scheduler=cluster.scheduler_address, progress=False)
+    finally:
+        client.close()
+        cluster.close()
+    t.join(5)
+    return ds, killed
+
+
+def test_a_killed_dask_worker_still_gives_every_case_exactly_once(tmp_path):
+    p = write(tmp_path)
+    ref = tmp_path / "ref.nc"
+    assert main(["run", str(p), "--no-progress", "--out", str(ref)]) == 0
+    out = tmp_path / "r.nc"
+    ds, killed = _worker_killed_mid_sweep(tmp_path, p, out)
+    assert killed                                          # a worker process really died mid-sweep
+    assert len(list(sweep.case_folder(out).glob("*.nc"))) == 6
+    assert list(ds.case_weight.values) == [0.5, 1, 2, 4, 8, 16]
+    xr.testing.assert_identical(comparable(out), comparable(ref))
+
+
+def test_a_killed_sweep_process_resumes_to_the_identical_file(tmp_path):
+    p = write(tmp_path)
+    ref = tmp_path / "ref.nc"
+    assert main(["run", str(p), "--no-progress", "--out", str(ref)]) == 0
+    out = tmp_path / "r.nc"
+    cmd = [sys.executable, "-m", "landscape.cli", "run", str(p), "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = sweep.case_folder(out)
+    while len(list(folder.glob("*.nc"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)                       # the process dies, no exception handler runs
+    proc.wait()
+    done = len(list(folder.glob("*.nc")))
+    assert proc.returncode == -signal.SIGKILL and 2 <= done < 6 and not out.exists()
+    assert subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode == 0
+    assert len(list(folder.glob("*.nc"))) == 6
+    xr.testing.assert_identical(comparable(out), comparable(ref))
