@@ -1,4 +1,4 @@
-"""A sweep of N trivial-minimizer cases (exact Gaussian prior, 48x48 crops, one case per prior
+"""A sweep of N trivial-minimizer cases (exact Gaussian prior, 64x64 crops, one case per prior
 weight) run three ways from one process: in this process, on a dask LocalCluster of 1 worker and of 2
 workers (one torch thread each). Prints wall times, the speed-up of 2 workers over 1 against the ideal
 (the core count), the floor (the cases' own compute time / workers), the cluster's start-up, and the
@@ -18,8 +18,8 @@ import torch
 
 from landscape import sweep
 
-OPTIONS = dict(priors="gaussian", crop=48, kernel_size=9, n_theta=13, n_draws=1, noise_levels="0.01",
-               n_outer=10, max_iter=100)
+OPTIONS = dict(priors="gaussian", crop=64, kernel_size=15, n_theta=25, n_draws=2, noise_levels="0.01,0.02",
+               n_outer=30, max_iter=300)
 
 
 def main() -> None:
@@ -62,7 +62,7 @@ def main() -> None:
         client.close()
         cluster.close()
 
-    print(f"{n} cases (trivial-minimizer, gaussian prior, 48x48, 13 theta); one torch thread per process")
+    print(f"{n} cases (trivial-minimizer, gaussian prior, 64x64, 25 theta); one torch thread per process")
     print(f"  cases' own time (run + write), summed : {case_total:7.1f} s  ({case_total / n:.2f} s per case)")
     print(f"  in this process                       : {wall_in:7.1f} s  overhead {(wall_in - case_total) / n * 1e3:6.1f} ms/case")
     for workers, start, wall in rows:

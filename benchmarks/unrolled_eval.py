@@ -36,12 +36,14 @@ def images(model_name: str, rng: np.random.Generator) -> list[np.ndarray]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-shake,unrolled-gmm16")
+    ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-shake,unrolled-gmm16",
+                    help="shipped names, or NAME:PATH for a weights file trained with NAME's recipe")
     args = ap.parse_args()
     print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}")
-    for name in args.models.split(","):
+    for entry in args.models.split(","):
+        name, _, path = entry.partition(":")
         try:
-            model = load_unrolled(name)
+            model = load_unrolled(path or name)
         except ValueError as exc:
             print(f"{name:<20} not available: {exc}")
             continue
@@ -67,7 +69,7 @@ def main() -> None:
                         th_err = abs(float(o["theta"][0, 0]) - true_th)
                 rows.append((psnr(y), psnr(o["x"]), float((o["kernel"] - h).norm()), th_err))
         r = np.array(rows)
-        print(f"{name:<20}{len(r):6d}{r[:, 0].mean():9.2f}{r[:, 1].mean():12.2f}{r[:, 2].mean():10.3f}"
+        print(f"{entry:<20}{len(r):6d}{r[:, 0].mean():9.2f}{r[:, 1].mean():12.2f}{r[:, 2].mean():10.3f}"
               f"{np.nanmean(r[:, 3]) if np.isfinite(r[:, 3]).any() else float('nan'):18.3f}")
 
 

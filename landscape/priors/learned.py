@@ -105,7 +105,8 @@ class GradientStepPrior(Prior):
         return next(self.model.parameters()).dtype
 
     def energy(self, x):
-        with torch.no_grad():
+        # differentiable where the caller asks for it (autograd Hessians, joint gradients), no graph otherwise
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
             self.n_calls += 1
             return (self.model.potential(x.to(self._dtype()), self.s) / self.s ** 2).to(x.dtype)
 
