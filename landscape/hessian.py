@@ -14,8 +14,10 @@ r"""Second-order views: Hessian-vector products, spectra, and certificates of lo
 * ``certificate(post, theta, x)`` — "local minimiser" when :math:`\|\nabla E\|` is below ``gtol`` and
   the smallest eigenvalue minus its residual is positive, "saddle" when it plus its residual is
   negative, else "undecided"; at the lower boundary of the family's domain (:math:`\theta = 0`, the
-  Dirac) the constrained version: :math:`\partial_\theta E \ge 0` there and the :math:`x`-Hessian
-  positive definite when that derivative is strictly positive (else, as inside, the joint Hessian).
+  Dirac) the constrained version: the :math:`x`-Hessian positive definite when :math:`\partial_\theta E > 0`
+  there, or when the kernel is exactly the Dirac for small :math:`\theta` (``kernel_flat_at``: then
+  :math:`E` does not depend on :math:`\theta` near the boundary; a non-strict minimiser, flat in
+  :math:`\theta`); else, as inside, the joint Hessian.
 
 Checks (``tests/test_hessian.py``): the GMM Hessian in closed form,
 :math:`\nabla^2 q = \sum_k \gamma_k \Sigma_k^{-1} - \big(\sum_k \gamma_k g_k g_k^\top - \bar g \bar g^\top\big)`,
@@ -164,10 +166,12 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
     if method not in ("auto", "dense", "lanczos", "lobpcg"):
         raise InputError("method", "auto, dense, lanczos or lobpcg", method)
     if method == "dense" or (method == "auto" and d <= dense_max):
-        A = dense_matrix(counted)
-        lam, V = np.linalg.eigh(A)
+        raw = np.stack([counted.matvec(e) for e in np.eye(d)], axis=1)
+        lam, V = np.linalg.eigh(0.5 * (raw + raw.T))
         lam, V = lam[:k], V[:, :k]
-        used = "dense"
+        # residuals against the operator itself (its matrix: no further products)
+        res = np.linalg.norm(raw @ V - V * lam, axis=0)
+        return {"eigenvalues": lam, "residuals": res, "products": count["n"], "method": "dense"}
     elif method in ("auto", "lobpcg"):
         from scipy.sparse.linalg import lobpcg
         X = np.random.default_rng(0).standard_normal((d, min(d, k + 4)))
@@ -194,6 +198,83 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
     return {"eigenvalues": lam, "residuals": res, "products": count["n"], "method": used}
 
 
+def polish(post: Posterior, theta: Any, x: torch.Tensor, *, box: float = 0.25, gtol: float = 1e-4,
+           max_iter: int = 3000) -> dict[str, Any]:
+    r"""Descend :math:`E(\theta, x)` jointly from a candidate minimiser to a stationary point, locally.
+
+    L-BFGS-B (scipy) on the flattened pair with :math:`\theta` boxed to the family's domain intersected
+    with :math:`[\theta_0 - b, \theta_0 + b]` (``b = box`` times the domain's width, per parameter):
+    a point that converges strictly inside that artificial box is a stationary point of the
+    unconstrained problem (then :func:`certificate` decides its type); one that ends on the box's edge
+    left the candidate's neighbourhood (``left_box``: the candidate was not near a minimiser).
+
+    Requires a prior with an energy (autograd through :math:`E`).
+
+    Returns
+    -------
+    dict
+        ``theta`` ``(p,)``, ``x``, ``energy``, ``grad_norm`` (projected gradient, sup norm), ``iterations``,
+        ``converged``, ``left_box``, ``message``.
+    """
+    import scipy.optimize as so
+    if post.prior.capabilities.get("energy") == APPROXIMATE:
+        raise InputError("prior", "a prior with an energy (polish descends E itself)", post.prior.name)
+    fam = post.problem.family
+    th0 = post.theta(theta)[0].detach().double().numpy()
+    x0 = x.detach().double()
+    _finite("x", x0)
+    p, shape = th0.size, tuple(x0.shape)
+    width = np.asarray(fam.upper, dtype=float) - np.asarray(fam.lower, dtype=float)
+    width = np.where(np.isfinite(width), width, 1.0)
+    lo = np.maximum(fam.lower, th0 - box * width)
+    hi = np.minimum(fam.upper, th0 + box * width)
+    dt = post.problem.dtype
+
+    def fg(z: np.ndarray):
+        t = torch.tensor(z[:p], dtype=dt, requires_grad=True)
+        xx = torch.tensor(z[p:].reshape(shape), dtype=dt, requires_grad=True)
+        with torch.enable_grad():
+            e = post.energy(t[None], xx[None])[0]
+            gt, gx = torch.autograd.grad(e, (t, xx))
+        g = np.concatenate([gt.double().numpy(), gx.double().numpy().ravel()])
+        if not (np.isfinite(e.item()) and np.isfinite(g).all()):
+            raise InputError("x", "a point where the energy and its gradient are finite", "NaN or inf during polish")
+        return e.item(), g
+
+    r = so.minimize(fg, np.concatenate([th0, x0.numpy().ravel()]), jac=True, method="L-BFGS-B",
+                    bounds=list(zip(lo, hi)) + [(None, None)] * x0.numel(),
+                    options={"maxiter": max_iter, "gtol": gtol, "ftol": 0.0, "maxcor": 20})
+    th = r.x[:p]
+    e, g = fg(r.x)
+    proj = g.copy()                     # the projected gradient: components pushing out of the box vanish
+    proj[:p] = np.where((th <= lo + 1e-12) & (g[:p] > 0) | (th >= hi - 1e-12) & (g[:p] < 0), 0.0, g[:p])
+    inner_edge = ((th <= lo + 1e-9) & (lo > np.asarray(fam.lower))) | ((th >= hi - 1e-9) & (hi < np.asarray(fam.upper)))
+    return {"theta": th, "x": torch.as_tensor(r.x[p:].reshape(shape), dtype=dt), "energy": e,
+            "grad_norm": float(np.abs(proj).max()), "iterations": int(r.nit),
+            "converged": bool(np.abs(proj).max() <= gtol), "left_box": bool(inner_edge.any()),
+            "message": str(r.message)}
+
+
+#: relative step (of the domain's width) at which :func:`kernel_flat_at` compares the kernel
+FLAT_STEP = 1e-3
+
+
+def kernel_flat_at(family: Any, theta: torch.Tensor) -> bool:
+    r"""Is :math:`h(\theta)` unchanged when every parameter at its lower bound moves up by
+    ``FLAT_STEP`` of the domain's width? Pixel-integrated families are exactly the Dirac below a
+    width of a fraction of a pixel, so :math:`E(\theta, x) = E(0, x)` there: a strict local minimiser
+    in :math:`x` at :math:`\theta = 0` is then a (non-strict, flat in :math:`\theta`) local minimiser."""
+    lo, hi = torch.tensor(family.lower, dtype=torch.float64), torch.tensor(family.upper, dtype=torch.float64)
+    th = theta.detach().double().reshape(-1)
+    width = torch.where(torch.isfinite(hi - lo), hi - lo, torch.ones_like(lo))
+    at = th <= lo + 1e-12
+    if not bool(at.any()):
+        return False
+    up = th + torch.where(at, FLAT_STEP * width, torch.zeros_like(th))
+    h0, h1 = family(torch.stack([th, up]))
+    return bool((h0 - h1).abs().max() <= 1e-12)
+
+
 def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gtol: float = 1e-3,
                 method: str = "auto") -> dict[str, Any]:
     r"""Is :math:`(\theta, x)` a local minimiser of :math:`E`? (module docstring for the rules)
@@ -211,13 +292,15 @@ def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gto
     lo = torch.tensor(fam.lower, dtype=th.dtype)
     at_lower = bool((th <= lo + 1e-12).any())
     inward_strict = at_lower and bool((gt[th <= lo + 1e-12] > gtol).all())
-    if inward_strict:
-        # constrained, first order in theta: the derivative points into the domain; then the x-Hessian
-        # must be positive definite (with a flat theta-derivative the joint Hessian decides, below)
+    flat = at_lower and kernel_flat_at(fam, th)
+    if inward_strict or flat:
+        # constrained, first order in theta: the derivative points into the domain, or the kernel does not
+        # change at all for small theta (E is then constant in theta there); the x-Hessian must be positive
+        # definite (with a merely vanishing theta-derivative the joint Hessian decides, below)
         from scipy.sparse.linalg import LinearOperator
         full = joint_hvp(post, th[None], x)
         p, n = th.numel(), x.numel()
-        op = LinearOperator((n, n), matvec=lambda v: full.matvec(np.concatenate([np.zeros(p), v]))[p:],
+        op = LinearOperator((n, n), matvec=lambda v: full.matvec(np.concatenate([np.zeros(p), np.ravel(v)]))[p:],
                             dtype=np.float64)
         gnorm = float(gx.norm())
         inward = True
@@ -233,5 +316,6 @@ def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gto
         verdict = "saddle"
     else:
         verdict = "undecided"
-    return {"verdict": verdict, "grad_norm": gnorm, "boundary": at_lower, "dtheta": gt.detach().numpy(),
+    return {"verdict": verdict, "grad_norm": gnorm, "boundary": at_lower, "flat_in_theta": flat,
+            "dtheta": gt.detach().numpy(),
             "eigenvalues": sp["eigenvalues"], "residuals": sp["residuals"], "products": sp["products"]}

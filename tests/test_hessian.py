@@ -65,15 +65,23 @@ def test_joint_hessian_matches_dense_autograd_and_lanczos_matches_dense(gauss_po
 def test_certificates(gauss_post):
     """Inside the domain at (1.1, argmin_x): the joint Hessian has a negative eigenvalue (the profile is
     not minimal in theta there): a saddle, whatever the gradient. At the Dirac (theta = 0) the Gaussian
-    family is flat in theta (the pixel-integrated Gaussian is the Dirac for widths below ~0.2), so the
-    constrained first-order test does not apply and the joint Hessian's zero eigenvalue leaves it undecided."""
+    family is flat in theta (the pixel-integrated Gaussian is the Dirac for widths below ~0.2): the
+    x-Hessian decides, and the Gaussian prior's is positive definite: a certified (flat) minimiser."""
     post = gauss_post
     x1 = marginal.argmin_closed_form(post, [[1.1]])[0]
     c1 = Hs.certificate(post, [[1.1]], x1)
     assert not c1["boundary"] and c1["verdict"] == "saddle" and c1["eigenvalues"][0] < -c1["residuals"][0]
     x0 = marginal.argmin_closed_form(post, [[0.0]])[0]
-    c0 = Hs.certificate(post, [[0.0]], x0, gtol=1e-6)
-    assert c0["boundary"] and abs(float(c0["dtheta"][0])) < 1e-6 and c0["verdict"] == "undecided"
+    c0 = Hs.certificate(post, [[0.0]], x0, gtol=1e-6, k=1)
+    assert c0["boundary"] and abs(float(c0["dtheta"][0])) < 1e-6 and c0["flat_in_theta"]
+    # the kernel is the Dirac for small widths, so E(theta, x) = E(0, x) there and the x-Hessian decides:
+    # its smallest eigenvalue against a dense autograd Hessian of x -> E(0, x)
+    f = lambda z: post.energy([[0.0]], z.reshape(x0.shape)[None])[0]
+    lam = np.linalg.eigvalsh(torch.autograd.functional.hessian(f, x0.reshape(-1)).numpy())[0]
+    assert lam > 0 and abs(c0["eigenvalues"][0] - lam) <= 1e-6 * abs(lam) + c0["residuals"][0]
+    assert c0["verdict"] == "certified local minimiser"
+    # a width well above a pixel is not flat
+    assert not Hs.kernel_flat_at(post.problem.family, torch.tensor([1.0]))
 
 
 def test_bad_input(gauss_post):

@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
 
+from landscape._checks import InputError
 from landscape.studies import map_vs_marginal as S
 
 
@@ -112,3 +114,36 @@ def test_posterior_statistics_sandbox_exact_intervals_are_calibrated_and_rhat_fl
     far = ds.tv_theta_exact.values > 0.3
     assert np.all(ds.rhat_theta.values[far] > 1.1)
     np.testing.assert_allclose(ds.theta_posterior.sum("theta").values, 1.0)
+
+
+def test_morse_bott_spectra_against_a_dense_autograd_hessian_and_the_descent_rule():
+    """The exact GMM and the GS potential at 8x8: the study's dense spectrum at each end point equals the
+    eigenvalues of torch's dense autograd Hessian of q there (1e-6 relative to lambda_max); the counts
+    follow from those eigenvalues; each descent stopped by its rule (gradient fallen by gtol, or the cap)."""
+    from landscape.priors import PriorSettings, make_prior
+    from landscape.studies import morse_bott as S
+    cfg = S.Config(images="camera,ascent", crop=8, priors="gmm,gs", max_iter=60)
+    ds = S.run(cfg, progress=False)
+    for b, name in enumerate(ds.prior.values):
+        prior = make_prior(str(name), (8, 8), PriorSettings(s=cfg.s, dtype=torch.float64))
+        for a in range(ds.sizes["image"]):
+            x = torch.as_tensor(ds.x_end.values[a, b], dtype=torch.float64).reshape(-1)
+            H = torch.autograd.functional.hessian(lambda z: prior.energy(z.reshape(1, 8, 8))[0], x).numpy()
+            lam = np.linalg.eigvalsh(0.5 * (H + H.T))
+            top = np.abs(lam).max()
+            np.testing.assert_allclose(ds.eigenvalues.values[a, b], lam, rtol=0, atol=1e-6 * top)
+            assert list(ds.near_zero_count.values[a, b]) == [int((np.abs(lam) <= t * top).sum()) for t in ds.threshold.values]
+            g = ds.grad_norm_path.values[a, b]
+            g = g[np.isfinite(g)]
+            assert g[-1] <= cfg.gtol * g[0] or ds.descent_iterations.values[a, b] == cfg.max_iter
+    assert (ds.q_change.values < 0).all()            # descending q lowered it, for every image and prior
+
+
+def test_morse_bott_bad_input():
+    from landscape.studies import morse_bott as S
+    with pytest.raises(InputError, match="priors"):
+        S.run(S.Config(crop=32, priors="gmm"), progress=False)
+    with pytest.raises(InputError, match="n_eig"):
+        S.run(S.Config(crop=8, priors="gs", n_eig=65), progress=False)
+    with pytest.raises(InputError, match="n_eig"):
+        S.run(S.Config(crop=48, priors="gs"), progress=False)

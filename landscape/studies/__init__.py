@@ -11,8 +11,8 @@ from typing import Any
 import xarray as xr
 
 from .._checks import InputError
-from . import (blurry_is_more_likely, map_vs_marginal, map_vs_mmse, pnp_vs_unrolled, posterior_statistics,
-               trivial_minimizer)
+from . import (blurry_is_more_likely, map_vs_marginal, map_vs_mmse, morse_bott, pnp_vs_unrolled,
+               posterior_statistics, trivial_minimizer)
 
 STUDIES: dict[str, ModuleType] = {
     "trivial-minimizer": trivial_minimizer,
@@ -21,6 +21,7 @@ STUDIES: dict[str, ModuleType] = {
     "map-vs-mmse": map_vs_mmse,
     "pnp-vs-unrolled": pnp_vs_unrolled,
     "posterior-statistics": posterior_statistics,
+    "morse-bott": morse_bott,
 }
 
 

@@ -87,6 +87,10 @@ class Config(ProblemConfig):
     scheme: str = option("alternating", "descent: alternating, joint or pam", one_of(("alternating", "joint", "pam")))
     n_outer: int = option(30, "descent outer iterations", integer(1))
     theta_tol: float = option(0.3, "verdict (ii): distance to theta* (first parameter)", positive_number())
+    certify_k: int = option(2, "smallest joint-Hessian eigenvalues at each candidate minimiser, after a local "
+                            "joint descent (0: no certificates; --quick: 0)", integer(0))
+    pf_check: bool = option(False, "learned priors: cross-check verdict (i) with the PF-ODE log-density "
+                            "(-log p of the two profile minimisers, with its standard error)", flag())
     xtol: float = option(1e-5, "inner solver tolerance (relative change of x)", number(0.0))
     etol: float = option(0.0, "inner solver tolerance on the energy (nats, Newton decrement; 0: off); "
                          "ETOL_MARGIN (10) etol joins the tie tolerance", number(0.0))
@@ -101,6 +105,7 @@ class Config(ProblemConfig):
         if c.quick:
             c.crop, c.n_theta, c.n_draws, c.n_outer = min(c.crop, 32), min(c.n_theta, 13), min(c.n_draws, 2), min(c.n_outer, 10)
             c.xtol, c.max_iter = max(c.xtol, 1e-4), min(c.max_iter, 60)
+            c.certify_k = 0
             c.noise_levels = ",".join(c.noise_levels.split(",")[:2])
             for name in ("image", "family", "noise", "priors", "weights"):
                 setattr(c, name, (split(getattr(c, name)) or [""])[0])
@@ -235,6 +240,139 @@ def verdict_smooth_in_sigma(levels: np.ndarray, th_hat: np.ndarray, theta_true: 
     return {"verdict": v, "slope": float(slope), "r2": float(r2), "spread": spread}
 
 
+#: a polished candidate is stationary when its projected gradient's largest component is below this (nats
+#: per unit; the gradients of E at a generic point of these problems are 1e2-1e4)
+POLISH_GTOL = 1e-4
+#: ... and the certificate asks the 2-norm of the full (or, on the boundary, the x-) gradient below this
+CERT_GTOL = 1e-2
+#: polish keeps theta within this fraction of the domain's width of the candidate's theta (a stationary
+#: point strictly inside that box is one of the unconstrained problem)
+POLISH_BOX = 0.25
+#: priors whose -log p the PF-ODE of the shipped noise-conditional denoiser can cross-check
+LEARNED = ("tweedie", "gs")
+
+
+def _candidates(prof: xr.Dataset, dsd: xr.Dataset | None, grid: np.ndarray, theta_true: float
+                ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, theta, x)`` of the points to certify: the profile at the Dirac (branch from (δ, y)), on
+    each branch the local minimum of the profile nearest theta* (other than the Dirac), and the
+    lowest-energy descent end point classed ``near_truth``."""
+    g = grid[:, 0]
+    out = [("dirac", grid[0], prof.x_hat.values[0, 0])]
+    for b, name in enumerate(("profile_from_dirac", "profile_from_truth")):
+        mins = [i for i in scan.local_minima(prof.profile_energy_branch.values[b]) if i > 0]
+        if mins:
+            i = min(mins, key=lambda j: abs(g[j] - theta_true))
+            out.append((name, grid[i], prof.x_hat.values[b, i]))
+    if dsd is not None:
+        near = np.flatnonzero(dsd.end_class.values == "near_truth")
+        if near.size:
+            j = near[int(np.argmin(dsd.energy_path.values[near, -1]))]
+            out.append(("descent_near_truth", dsd.theta_path.values[j, -1], dsd.x_final.values[j]))
+    return out
+
+
+CANDIDATES = ("dirac", "profile_from_dirac", "profile_from_truth", "descent_near_truth")
+
+
+def certify_candidates(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, prof: xr.Dataset,
+                       dsd: xr.Dataset | None, grid: np.ndarray) -> xr.Dataset:
+    r"""Certificates of the candidate minimisers (float64): each is polished by a local joint descent
+    (``hessian.polish``) and then classified by ``hessian.certificate`` from :math:`\|
+abla E\|` and the
+    ``certify_k`` smallest eigenvalues of the joint Hessian with their residual bounds (the
+    :math:`x`-Hessian with :math:`\partial_	heta E > 0` on the boundary :math:`	heta = 0`). A
+    polished point that left its box was not near a minimiser (``left box``). Score-only priors have no
+    energy to polish: ``n/a (score-only prior)``. Dim ``candidate`` (:data:`CANDIDATES`); absent
+    candidates are ``none``/NaN."""
+    from .. import hessian
+    n = len(CANDIDATES)
+    rec = {k: np.full(n, np.nan) for k in ("cert_theta_start", "cert_theta", "cert_energy", "cert_grad_norm",
+                                            "cert_eig_min", "cert_eig_residual", "cert_products", "cert_seconds")}
+    verdicts = np.array(["none"] * n, dtype=object)
+    xs = np.full((n, *problem.image_shape), np.nan)
+    prior = make_prior(prior_name, problem.image_shape, PriorSettings(s=cfg.s, dtype=torch.float64))
+    pb = BlindDeblur(problem.y.double(), problem.family, problem.noise, x_true=problem.x_true.double(),
+                     theta_true=problem.theta_true, dtype=torch.float64)
+    post = Posterior(pb, prior, prior_weight=weight)
+    has_energy = method_for(post) != "hqs"
+    import time
+    for name, th, x in _candidates(prof, dsd, grid, float(problem.theta_true.reshape(-1)[0])):
+        c = CANDIDATES.index(name)
+        rec["cert_theta_start"][c] = float(np.atleast_1d(th)[0])
+        if not has_energy:
+            verdicts[c] = "n/a (score-only prior)"
+            continue
+        t0 = time.perf_counter()
+        pol = hessian.polish(post, np.atleast_1d(th)[None], torch.as_tensor(x, dtype=torch.float64),
+                             box=POLISH_BOX, gtol=POLISH_GTOL)
+        rec["cert_theta"][c], rec["cert_energy"][c] = pol["theta"][0], pol["energy"]
+        xs[c] = pol["x"].numpy()
+        if pol["left_box"]:
+            verdicts[c], rec["cert_grad_norm"][c] = "not a minimiser (left its box)", pol["grad_norm"]
+        else:
+            ce = hessian.certificate(post, pol["theta"][None], pol["x"], k=cfg.certify_k, gtol=CERT_GTOL)
+            verdicts[c] = ce["verdict"] + (" (boundary, flat in θ)" if ce["flat_in_theta"]
+                                           else " (boundary)" if ce["boundary"] else "")
+            rec["cert_grad_norm"][c], rec["cert_eig_min"][c] = ce["grad_norm"], ce["eigenvalues"][0]
+            rec["cert_eig_residual"][c], rec["cert_products"][c] = ce["residuals"][0], ce["products"]
+        rec["cert_seconds"][c] = time.perf_counter() - t0
+    attrs = {"cert_theta": {"long_name": "first parameter after the local joint descent (polish)"},
+             "cert_grad_norm": {"long_name": "||grad E|| at the polished point (x-gradient on the boundary)"},
+             "cert_eig_min": {"long_name": "smallest eigenvalue of the joint Hessian (x-Hessian on the boundary)"},
+             "cert_eig_residual": {"long_name": "residual ||A v - lambda v|| of that eigenpair (its error bound)"},
+             "cert_seconds": {"long_name": "wall time of polish + certificate", "kind": "timing"}}
+    ds = xr.Dataset({k: ("candidate", v, attrs.get(k, {})) for k, v in rec.items()},
+                    coords={"candidate": list(CANDIDATES)})
+    ds["cert_verdict"] = ("candidate", verdicts.astype(str))
+    ds["cert_x"] = (("candidate", *io.image_dims(problem)), xs, {"long_name": "the polished candidate's image"})
+    return ds
+
+
+def verdict_certified(cert: xr.Dataset, theta_true: float, theta_tol: float) -> str:
+    """``yes`` when a candidate polished to within ``theta_tol`` of theta* is a certified local minimiser,
+    ``no`` when every near-truth candidate was shown not to be one (saddle, or left its box) or the
+    certified ones lie farther from theta*, else
+    ``undecided`` (``n/a`` for score-only priors)."""
+    near = [c for c in CANDIDATES[1:] if cert.cert_verdict.sel(candidate=c).item() != "none"]
+    v = {c: str(cert.cert_verdict.sel(candidate=c).item()) for c in near}
+    if any(x.startswith("n/a") for x in v.values()):
+        return "n/a"
+    certified = [float(cert.cert_theta.sel(candidate=c)) for c, x in v.items() if x.startswith("certified")]
+    if any(abs(t - theta_true) <= theta_tol for t in certified):
+        return "yes"
+    if certified:
+        return f"no (certified minimiser at θ = {certified[0]:.3g}, beyond theta_tol)"
+    if v and all(x.startswith("saddle") or x.startswith("not a minimiser") for x in v.values()):
+        return "no"
+    return "undecided"
+
+
+def pf_ode_gap(cfg: Config, problem: BlindDeblur, weight: float, prof: xr.Dataset, idx: tuple[int, int]
+               ) -> dict[str, float]:
+    r"""Verdict (i) under the probability-flow ODE's :math:`-\log p_s` (the shipped noise-conditional
+    denoiser; RK4, Hutchinson divergence with common probes) at the profile's kept solutions at the Dirac
+    and at theta*: :math:`E_{pf} = \text{data} + \lambda(-\log p_s)` and the gap
+    :math:`E_{pf}(\theta^*) - E_{pf}(\delta)` with its standard error (the two images' errors added in
+    quadrature, conservative under common probes). At the checked prior's own level ``s`` (what
+    :math:`q_s` approximates; keys ``pf_ode_*``) and at the ODE's finest level (``pf_ode_fine_*``)."""
+    from ..priors.shipped import load
+    st = PriorSettings()
+    i0, istar = idx
+    e = prof.profile_energy_branch.values
+    b0, b = int(np.argmin(e[:, i0])), int(np.argmin(e[:, istar]))       # the kept branches (E* = their min)
+    xs = torch.as_tensor(np.stack([prof.x_hat.values[b0, i0], prof.x_hat.values[b, istar]]), dtype=torch.float32)
+    data = prof.data_term.values
+    out: dict[str, float] = {}
+    for tag, kw in (("pf_ode", {"s_min": cfg.s}), ("pf_ode_fine", {})):
+        pf = load("denoiser-gray", "diffusion", steps=st.ode_steps, probes=st.probes, **kw)
+        logp, se = pf.log_density(xs, rng=cfg.seed)
+        out.update({f"{tag}_gap_truth_minus_dirac": float(data[istar] - data[i0] + weight * (-(logp[1] - logp[0]))),
+                    f"{tag}_gap_se": float(weight * torch.sqrt(se[0] ** 2 + se[1] ** 2)),
+                    f"{tag}_q_dirac": float(-logp[0]), f"{tag}_q_truth": float(-logp[1]), f"{tag}_s": pf.s_min})
+    return out
+
+
 def near_truth_over_draws(cfg: Config, problem: BlindDeblur, prior: Any, weight: float, theta_true: np.ndarray,
                           levels: np.ndarray, solver: SolverOptions) -> np.ndarray:
     """The near-truth minimiser for ``cfg.n_draws`` fresh noise draws at each of ``levels``."""
@@ -312,6 +450,15 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
                "theta_true": float(theta_true[0]), "theta_global_min": float(g[int(np.argmin(e))]),
                "max_fixed_point_rate_unconverged": float(np.nanmax(np.where(unconv.any(0), rho, np.nan)))
                if score_only and unconv.any() else float("nan")}
+    if cfg.certify_k:
+        cert = certify_candidates(cfg, problem, prior_name, weight, prof, dsd if free is None else None, grid)
+        out = out.merge(cert)
+        verdict["ii_certified_near_truth"] = verdict_certified(cert, t0, cfg.theta_tol)
+        verdict["i_dirac_certificate"] = str(cert.cert_verdict.sel(candidate="dirac").item())
+    if cfg.pf_check and prior_name in LEARNED:
+        pf = pf_ode_gap(cfg, problem, weight, prof, (i0, istar))
+        verdict.update(pf)
+        out.attrs["pf_ode"] = pf
     out.attrs["verdict"] = verdict
     return out
 
@@ -380,6 +527,13 @@ def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     for k in ("energy_gap_truth_minus_dirac", "energy_tol", "sigma_slope", "sigma_r2", "draw_spread",
               "unconverged_profile_solves", "max_fixed_point_rate_unconverged", "theta_true", "theta_global_min"):
         ds[k if k != "theta_true" else "case_theta_true"] = ("case", np.array([v[k] for v in verdicts], dtype=float))
+    if any("ii_certified_near_truth" in v for v in verdicts):
+        for k in ("ii_certified_near_truth", "i_dirac_certificate"):
+            ds[k] = ("case", np.array([v.get(k, "not run") for v in verdicts]).astype(str))
+    if any("pf_ode_gap_truth_minus_dirac" in v for v in verdicts):
+        for tag in ("pf_ode", "pf_ode_fine"):
+            for k in ("gap_truth_minus_dirac", "gap_se", "q_dirac", "q_truth", "s"):
+                ds[f"{tag}_{k}"] = ("case", np.array([v.get(f"{tag}_{k}", np.nan) for v in verdicts], dtype=float))
     for k in inputs[:-1]:
         if k in parts[0]:
             ds[k] = parts[0][k]
@@ -413,6 +567,27 @@ def summary(ds: xr.Dataset) -> str:
                      f"{float(ds.theta_global_min.values[i]):10.3g}{float(ds.energy_gap_truth_minus_dirac.values[i]):13.1f}"
                      f"{int(ds.unconverged_profile_solves.values[i]):>7d}/{n:<5d}"
                      f"{'' if np.isnan(rho) else f'{rho:.4f}':>8}")
+    if "cert_verdict" in ds:
+        lines.append("  certificates (local joint descent, then ||grad E|| and the smallest Hessian eigenvalue ± its residual):")
+        for i, c in enumerate(ds.case.values):
+            lines.append(f"    {c}: (ii) certified near θ*: {ds.ii_certified_near_truth.values[i]}")
+            for j, cand in enumerate(ds.candidate.values):
+                v = str(ds.cert_verdict.values[i, j])
+                if v == "none":
+                    continue
+                lines.append(f"      {cand:<20} θ {float(ds.cert_theta_start.values[i, j]):.3g} → "
+                             f"{float(ds.cert_theta.values[i, j]):.4g}  |∇E| {float(ds.cert_grad_norm.values[i, j]):.2e}"
+                             f"  λmin {float(ds.cert_eig_min.values[i, j]):.3e} ± {float(ds.cert_eig_residual.values[i, j]):.1e}  {v}")
+    if "pf_ode_gap_truth_minus_dirac" in ds:
+        for i, c in enumerate(ds.case.values):
+            g = float(ds.pf_ode_gap_truth_minus_dirac.values[i])
+            if np.isfinite(g):
+                lines.append(f"  {c}: PF-ODE cross-check of (i): E_pf(θ*) − E_pf(δ) = {g:.1f} ± "
+                             f"{float(ds.pf_ode_gap_se.values[i]):.1f} nats at s = {float(ds.pf_ode_s.values[i]):g} "
+                             f"(the prior's own gap {float(ds.energy_gap_truth_minus_dirac.values[i]):.1f}); "
+                             f"{float(ds.pf_ode_fine_gap_truth_minus_dirac.values[i]):.1f} ± "
+                             f"{float(ds.pf_ode_fine_gap_se.values[i]):.1f} at the ODE's finest s = "
+                             f"{float(ds.pf_ode_fine_s.values[i]):g}")
     lines.append("  (ii′) = (ii) on the profile branch warm-started from x* alone (a joint local minimum in the truth's basin of x);\n"
                  "  argmin E* = grid theta (first parameter) of the profile's global minimum; "
                  "gap = E*(theta*) - E*(delta); unconverged = inner solves that hit max_iter (their energies are upper "

@@ -1,0 +1,222 @@
+r"""Study ``morse-bott``: is :math:`q = -\log p_X` of a learned prior a Morse–Bott function near images?
+
+Nguyen, Pauwels & Weiss model natural images as lying near critical submanifolds of :math:`q`: flat along
+the manifold, strictly convex across it. Their check, reproduced here: descend :math:`q` from a
+held-out image, :math:`x \leftarrow x - \eta\,s^2 \nabla q(x)` (for a Tweedie prior
+:math:`s^2\nabla q = x - D(x, s)`), until :math:`\|\nabla q\|` has fallen by ``gtol`` (relative) or
+``max_iter``; then the Hessian of :math:`q` at the end point (``hessian.prior_hvp``: double backward
+through an explicit potential, the symmetric part of the denoiser's Jacobian for a Tweedie score; its
+asymmetry :math:`\|J - J^\top\|_F/\|J\|_F` is reported beside every spectrum), and the count of
+eigenvalues with :math:`|\lambda| \le t\,\lambda_{\max}` for several thresholds :math:`t`. The full
+spectrum comes from :math:`d` products (``spectrum(method="dense")``); for larger images
+``n_eig`` smallest eigenvalues by LOBPCG.
+
+The exact whole-image GMM (``gmm``) is the reference where the answer is known: its Hessian is
+:math:`\Sigma_k^{-1}`-like near a component's mean, positive definite, so it has no near-zero
+eigenvalues at thresholds below its condition number's inverse.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .. import data, hessian, io
+from .._checks import Check, InputError, flag, integer, numbers, option, positive_number, subset_of, validate
+from ..priors import APPROXIMATE, PriorSettings, jacobian_asymmetry, make_prior
+from .common import floats, split
+
+NAME = "morse-bott"
+SUMMARY = "Hessian spectra of learned priors at critical points reached by descending q from held-out images"
+PRIORS = ("gs", "tweedie", "gmm")
+#: held-out images (never in data.TRAIN)
+HELD_OUT = ("camera", "ascent", "aero")
+
+
+@dataclass
+class Config:
+    """Options of ``morse-bott`` (``landscape run morse-bott --help``)."""
+
+    images: str = option("camera,ascent,aero", "held-out image names, comma-separated", subset_of(HELD_OUT))
+    crop: int = option(16, "central crop size (d = crop^2; dense spectra up to 40x40)",
+                       Check("an integer from 8 to 128", lambda v: isinstance(v, int) and 8 <= v <= 128, (4, 256)))
+    priors: str = option("gs,tweedie,gmm", "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16)",
+                         subset_of(PRIORS))
+    s: float = option(0.01, "noise level of the learned priors (the paper descends at 1e-3)", positive_number())
+    step: float = option(1.0, "descent step eta: x <- x - (eta / L) grad q, L = lambda_max of the Hessian at x0", Check(
+        "a number in (0, 1]", lambda v: isinstance(v, (int, float)) and 0 < v <= 1, (0, 1.5, -1)))
+    gtol: float = option(1e-3, "stop when ||grad q|| <= gtol ||grad q(x0)||", positive_number())
+    max_iter: int = option(500, "descent iteration cap", integer(1))
+    thresholds: str = option("1e-4,1e-3,1e-2", "count |lambda| <= t lambda_max for each t",
+                             numbers(0.0, lo_open=True))
+    n_eig: int = option(0, "smallest eigenvalues by LOBPCG (0: the full dense spectrum)", integer(0))
+    seed: int = option(0, "seed (probes of the asymmetry estimate)", integer(0))
+    quick: bool = option(False, "one image, 16x16, 100 descent steps (< 60 s)", flag())
+
+    def resolved(self) -> "Config":
+        c = validate(Config(**asdict(self)))
+        if c.quick:
+            c.images, c.crop, c.max_iter = split(c.images)[0], min(c.crop, 16), min(c.max_iter, 100)
+        if c.n_eig == 0 and c.crop > 40:
+            raise InputError("n_eig", f"a number of smallest eigenvalues (LOBPCG) for crop {c.crop} > 40 "
+                             "(a dense spectrum needs crop^2 products)", 0)
+        if c.n_eig > c.crop ** 2:
+            raise InputError("n_eig", f"at most the dimension {c.crop ** 2}", c.n_eig)
+        if "gmm" in split(c.priors) and c.crop > 16:
+            raise InputError("priors", "gmm (a whole-image GMM) only with crop <= 16", c.priors)
+        return c
+
+
+def _grad(prior: Any, x: torch.Tensor) -> torch.Tensor:
+    return prior.grad(x[None])[0]
+
+
+def descend_q(prior: Any, x0: torch.Tensor, lipschitz: float, step: float, gtol: float, max_iter: int
+              ) -> tuple[torch.Tensor, np.ndarray, int]:
+    r"""Gradient descent on :math:`q`: :math:`x \leftarrow x - (\eta / L) \nabla q(x)` until
+    :math:`\|\nabla q(x)\| \le` ``gtol`` :math:`\|\nabla q(x_0)\|`. For a Tweedie prior with
+    :math:`L \approx 1/s^2` this is the paper's :math:`x \leftarrow x - \eta (x - D(x, s))`. Returns the
+    end point, the gradient norms along the way, and the iterations done."""
+    x = x0.clone()
+    g = _grad(prior, x)
+    norms = [float(g.norm())]
+    it = 0
+    while it < max_iter and norms[-1] > gtol * norms[0]:
+        x = x - (step / lipschitz) * g
+        g = _grad(prior, x)
+        norms.append(float(g.norm()))
+        if not np.isfinite(norms[-1]):
+            raise InputError("step", f"a step that keeps the descent finite (diverged at iteration {it + 1})", step)
+        it += 1
+    return x, np.array(norms), it
+
+
+def q_difference(prior: Any, x0: torch.Tensor, x1: torch.Tensor) -> float:
+    """:math:`q(x_1) - q(x_0)` (exact energy, or the Tweedie line integral)."""
+    if prior.capabilities.get("energy") == APPROXIMATE:
+        d, _ = prior.energy_difference(x0[None], x1[None])
+        return float(d[0])
+    return float(prior.energy(x1[None])[0] - prior.energy(x0[None])[0])
+
+
+def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+    """Every (image, prior): descent, spectrum at the end point, near-zero counts, asymmetry."""
+    from tqdm.auto import tqdm
+    cfg = (config or Config()).resolved()
+    images, priors = split(cfg.images), split(cfg.priors)
+    thr = floats("thresholds", cfg.thresholds)
+    d = cfg.crop ** 2
+    k = cfg.n_eig or d
+    shape = (len(images), len(priors))
+    eig, res = np.full((*shape, k), np.nan), np.full((*shape, k), np.nan)
+    counts = np.zeros((*shape, len(thr)), dtype=int)
+    neg = np.zeros(shape, dtype=int)
+    lam_max, asym, asym_se = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    dq, iters, products, secs = np.full(shape, np.nan), np.zeros(shape, int), np.zeros(shape, int), np.zeros(shape)
+    gpaths = np.full((*shape, cfg.max_iter + 1), np.nan)
+    x_start = np.zeros((len(images), cfg.crop, cfg.crop))
+    x_end = np.zeros((*shape, cfg.crop, cfg.crop))
+    bar = tqdm(total=len(images) * len(priors), desc="morse-bott", disable=not progress)
+    for b, pname in enumerate(priors):
+        prior = make_prior(pname, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float64,
+                                                                     progress=progress))
+        for a, im in enumerate(images):
+            t0 = time.perf_counter()
+            x0 = torch.as_tensor(data.center_crop(data.load(im), cfg.crop), dtype=torch.float64)
+            x_start[a] = x0.numpy()
+            lip = _largest(_operator(prior, x0))
+            x, norms, it = descend_q(prior, x0, lip, cfg.step, cfg.gtol, cfg.max_iter)
+            x_end[a, b], gpaths[a, b, :len(norms)], iters[a, b] = x.numpy(), norms, it
+            dq[a, b] = q_difference(prior, x0, x)
+            op = _operator(prior, x)
+            sp = hessian.spectrum(op, k=k, method="dense" if cfg.n_eig == 0 else "lobpcg")
+            eig[a, b], res[a, b], products[a, b] = sp["eigenvalues"], sp["residuals"], sp["products"]
+            top = float(np.abs(sp["eigenvalues"]).max()) if cfg.n_eig == 0 else _largest(op)
+            lam_max[a, b] = top
+            counts[a, b] = [(np.abs(sp["eigenvalues"]) <= t * top).sum() for t in thr]
+            neg[a, b] = int((sp["eigenvalues"] < -sp["residuals"]).sum())
+            if hasattr(prior, "denoiser"):
+                asym[a, b], asym_se[a, b] = jacobian_asymmetry(prior.denoiser, x[None], cfg.s, probes=8, rng=cfg.seed)
+            else:               # an explicit potential (GS: D = Id - grad g; exact priors): J is symmetric
+                asym[a, b], asym_se[a, b] = 0.0, 0.0
+            secs[a, b] = time.perf_counter() - t0
+            bar.update(1)
+    bar.close()
+    ds = xr.Dataset({
+        "eigenvalues": (("image", "prior", "k"), eig, {"long_name": "eigenvalues of the Hessian of q at the end point (ascending)"}),
+        "eig_residuals": (("image", "prior", "k"), res, {"long_name": "||H v - lambda v|| (error bound)"}),
+        "near_zero_count": (("image", "prior", "threshold"), counts,
+                            {"long_name": "eigenvalues with |lambda| <= threshold * lambda_max"}),
+        "negative_count": (("image", "prior"), neg, {"long_name": "eigenvalues below minus their residual"}),
+        "lambda_max": (("image", "prior"), lam_max),
+        "jacobian_asymmetry": (("image", "prior"), asym, {"long_name": "||J - J^T||_F / ||J||_F of the denoiser at the end point"}),
+        "jacobian_asymmetry_se": (("image", "prior"), asym_se),
+        "q_change": (("image", "prior"), dq, io.energy_attrs("q(x_end) - q(x_start)")),
+        "descent_iterations": (("image", "prior"), iters),
+        "grad_norm_path": (("image", "prior", "iteration"), gpaths, {"long_name": "||grad q|| along the descent"}),
+        "hessian_products": (("image", "prior"), products),
+        "seconds": (("image", "prior"), secs, {"kind": "timing", "units": "s"}),
+        "x_start": (("image", "row", "col"), x_start),
+        "x_end": (("image", "prior", "row", "col"), x_end),
+    }, coords={"image": images, "prior": priors, "threshold": thr, "k": np.arange(k),
+               "iteration": np.arange(cfg.max_iter + 1)})
+    ds.attrs.update(io.provenance(NAME, asdict(cfg)))
+    ds.attrs.update({"dimension": d, "s": cfg.s})
+    return ds
+
+
+def _operator(prior: Any, x: torch.Tensor):
+    """The Hessian of q at ``x`` as a scipy ``LinearOperator`` (``hessian.prior_hvp``)."""
+    from scipy.sparse.linalg import LinearOperator
+    hv = hessian.prior_hvp(prior, x)
+    return LinearOperator((x.numel(),) * 2, dtype=np.float64, matvec=lambda v: hv(
+        torch.as_tensor(np.asarray(v).reshape(x.shape), dtype=torch.float64)).numpy().ravel())
+
+
+def _largest(op) -> float:
+    from scipy.sparse.linalg import eigsh
+    return float(eigsh(op, k=1, which="LA", tol=1e-3, return_eigenvectors=False,
+                       v0=np.random.default_rng(0).standard_normal(op.shape[0]))[0])
+
+
+def summary(ds: xr.Dataset) -> str:
+    d = ds.attrs["dimension"]
+    thr = ds.threshold.values
+    lines = [f"{NAME}: d = {d}, s = {ds.attrs['s']:g}; near-zero count = #|λ| <= t λmax",
+             f"  {'image':<8}{'prior':<9}{'iters':>6}{'|∇q| end/start':>16}{'Δq (nats)':>12}{'λmax':>11}"
+             + "".join(f"{'t=' + format(t, 'g'):>9}" for t in thr) + f"{'λ<0':>6}{'asym':>8}"]
+    for a, im in enumerate(ds.image.values):
+        for b, p in enumerate(ds.prior.values):
+            g = ds.grad_norm_path.values[a, b]
+            g = g[np.isfinite(g)]
+            lines.append(f"  {im:<8}{p:<9}{int(ds.descent_iterations.values[a, b]):>6}{g[-1] / g[0]:>16.2e}"
+                         f"{float(ds.q_change.values[a, b]):>12.1f}{float(ds.lambda_max.values[a, b]):>11.3g}"
+                         + "".join(f"{int(c):>9d}" for c in ds.near_zero_count.values[a, b])
+                         + f"{int(ds.negative_count.values[a, b]):>6d}{float(ds.jacobian_asymmetry.values[a, b]):>8.3f}")
+    return "\n".join(lines)
+
+
+def plot(ds: xr.Dataset, ax: Any = None):
+    """Sorted |λ| / λmax per (image, prior) on a log scale, the thresholds dashed. Returns the axes."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for b, p in enumerate(ds.prior.values):
+        for a, im in enumerate(ds.image.values):
+            lam = ds.eigenvalues.values[a, b]
+            r = np.abs(lam) / float(ds.lambda_max.values[a, b])
+            ax.semilogy(np.arange(1, r.size + 1), np.maximum(r, 1e-12), color=colors[b % len(colors)], lw=1,
+                        label=p if a == 0 else None, alpha=0.8)
+    for t in ds.threshold.values:
+        ax.axhline(t, color="gray", ls="--", lw=0.7)
+    ax.set_xlabel("eigenvalue index (ascending λ)")
+    ax.set_ylabel("|λ| / λmax")
+    ax.set_title(f"Hessian of q at the descent end points (d = {ds.attrs['dimension']})")
+    ax.legend(title="prior")
+    return ax
