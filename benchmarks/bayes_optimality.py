@@ -13,39 +13,13 @@ tests/test_bayes.py::test_exact_mmse_is_bayes_optimal_over_draws_from_the_sandbo
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
-import landscape as ls
-from landscape import kernels, priors
-from landscape.estimators import pnp
-from landscape.estimators.bayes import GMMPosterior
-from landscape.estimators.unrolled import load_unrolled, reconstruct
-
-NAMES = ("mmse", "map_theta", "joint_map", "pnp_blind", "unrolled")
-
-
-def estimates(gmm, model, grid, prob) -> dict[str, tuple[torch.Tensor, float]]:
-    """Each estimator's image and its wall time on one problem."""
-    out = {}
-    t0 = time.perf_counter()
-    m = GMMPosterior(prob, gmm, grid).mmse()
-    t = time.perf_counter() - t0
-    out["mmse"] = (m["x_mmse"], t)
-    out["map_theta"] = (m["x_given_theta"][int(np.argmin(m["marginal_nll"]))], t)
-    t0 = time.perf_counter()
-    prof = ls.scan.profile(ls.Posterior(prob, gmm), grid, store_images=True, progress=False,
-                           solver=ls.solvers.SolverOptions(etol=1e-2, max_iter=500))
-    out["joint_map"] = (torch.as_tensor(prof.x_hat.values[0, int(np.argmin(prof.profile_energy.values))]),
-                        time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    x = pnp.pnp_blind(prob, gmm, [0.0], options=pnp.PnPOptions(s=0.05, n_iter=30))["x"]
-    out["pnp_blind"] = (x, time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    out["unrolled"] = (torch.as_tensor(reconstruct(model, prob.y.numpy(), prob.noise)["x"]), time.perf_counter() - t0)
-    return out
+from landscape import priors
+from landscape.estimators import sandbox
+from landscape.estimators.unrolled import load_unrolled
 
 
 def main() -> None:
@@ -57,19 +31,17 @@ def main() -> None:
     model = load_unrolled("unrolled-gmm16", dtype=torch.float64)
     grid = np.linspace(0, 3, 7)
     g = np.random.default_rng(11)
-    err = {n: [] for n in NAMES}
-    wall = {n: 0.0 for n in NAMES}
+    err = {n: [] for n in sandbox.NAMES}
+    wall = {n: 0.0 for n in sandbox.NAMES}
     for d in range(args.draws):
-        x = gmm.sample(1, rng=20_000 + d)[0]
-        th = grid[g.integers(len(grid))]
-        prob = ls.BlindDeblur.synthetic(x.numpy(), kernels.Gaussian(15), th, args.sigma, rng=30_000 + d)
-        for n, (xh, t) in estimates(gmm, model, grid, prob).items():
+        x, prob = sandbox.draw(gmm, grid, args.sigma, d, g)
+        for n, (xh, t) in sandbox.estimates(prob, gmm, grid, model).items():
             err[n].append(float(((xh - x) ** 2).mean()))
             wall[n] += t
     e0 = np.array(err["mmse"])
     print(f"{args.draws} draws, sigma = {args.sigma}; MSE per pixel (x1e4), PSNR of the mean MSE, excess over the exact MMSE")
     print(f"{'estimator':<12}{'MSE':>10}{'PSNR':>8}{'excess':>10}{'+- SE':>9}{'ms/draw':>9}")
-    for n in NAMES:
+    for n in sandbox.NAMES:
         e = np.array(err[n])
         diff = e - e0
         se = diff.std(ddof=1) / np.sqrt(len(diff)) if n != "mmse" else 0.0

@@ -90,30 +90,18 @@ def test_exact_mmse_is_bayes_optimal_over_draws_from_the_sandbox():
     estimator: each other estimator's mean excess MSE is above -3 of its standard errors (paired over
     draws), and the joint MAP's is above +2 (the trivial pair costs it; 16 seeded draws give 2.6 standard
     errors, benchmarks/bayes_optimality.py 5.5 with 48)."""
-    from landscape.estimators import pnp
-    from landscape.estimators.unrolled import load_unrolled, reconstruct
+    from landscape.estimators import sandbox
+    from landscape.estimators.unrolled import load_unrolled
     gmm = P.fit_natural_gmm((16, 16), 10, 10000, progress=False)
-    fam = K.Gaussian(15)
     grid = np.linspace(0, 3, 7)
     model = load_unrolled("unrolled-gmm16", dtype=torch.float64)
     g = np.random.default_rng(11)
-    names = ("mmse", "map_theta", "joint_map", "pnp_blind", "unrolled")
+    names = sandbox.NAMES
     err = {n: [] for n in names}
     for d in range(16):
-        x = gmm.sample(1, rng=20_000 + d)[0]
-        th = grid[g.integers(len(grid))]
-        prob = ls.BlindDeblur.synthetic(x.numpy(), fam, th, 0.02, rng=30_000 + d)
-        m = GMMPosterior(prob, gmm, grid).mmse()
-        post = ls.Posterior(prob, gmm)
-        prof = ls.scan.profile(post, grid, store_images=True, progress=False,
-                               solver=ls.solvers.SolverOptions(etol=1e-2, max_iter=500))
-        i = int(np.argmin(prof.profile_energy.values))
-        est = {"mmse": m["x_mmse"], "map_theta": m["x_given_theta"][int(np.argmin(m["marginal_nll"]))],
-               "joint_map": torch.as_tensor(prof.x_hat.values[0, i]),
-               "pnp_blind": pnp.pnp_blind(prob, gmm, [0.0], options=pnp.PnPOptions(s=0.05, n_iter=30))["x"],
-               "unrolled": torch.as_tensor(reconstruct(model, prob.y.numpy(), 0.02)["x"])}
-        for n in names:
-            err[n].append(float(((est[n] - x) ** 2).mean()))
+        x, prob = sandbox.draw(gmm, grid, 0.02, d, g)
+        for n, (xh, _) in sandbox.estimates(prob, gmm, grid, model).items():
+            err[n].append(float(((xh - x) ** 2).mean()))
     e0 = np.array(err["mmse"])
     for n in names[1:]:
         diff = np.array(err[n]) - e0

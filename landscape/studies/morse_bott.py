@@ -51,7 +51,7 @@ class Config:
     step: float = option(1.0, "descent step eta: x <- x - (eta / L) grad q, L = lambda_max of the Hessian at x0", Check(
         "a number in (0, 1]", lambda v: isinstance(v, (int, float)) and 0 < v <= 1, (0, 1.5, -1)))
     gtol: float = option(1e-3, "stop when ||grad q|| <= gtol ||grad q(x0)||", positive_number())
-    max_iter: int = option(500, "descent iteration cap", integer(1))
+    max_iter: int = option(2000, "descent iteration cap", integer(1))
     thresholds: str = option("1e-4,1e-3,1e-2", "count |lambda| <= t lambda_max for each t",
                              numbers(0.0, lo_open=True))
     n_eig: int = option(0, "smallest eigenvalues by LOBPCG (0: the full dense spectrum)", integer(0))
@@ -78,16 +78,32 @@ def _grad(prior: Any, x: torch.Tensor) -> torch.Tensor:
 
 def descend_q(prior: Any, x0: torch.Tensor, lipschitz: float, step: float, gtol: float, max_iter: int
               ) -> tuple[torch.Tensor, np.ndarray, int]:
-    r"""Gradient descent on :math:`q`: :math:`x \leftarrow x - (\eta / L) \nabla q(x)` until
-    :math:`\|\nabla q(x)\| \le` ``gtol`` :math:`\|\nabla q(x_0)\|`. For a Tweedie prior with
-    :math:`L \approx 1/s^2` this is the paper's :math:`x \leftarrow x - \eta (x - D(x, s))`. Returns the
-    end point, the gradient norms along the way, and the iterations done."""
+    r"""Gradient descent on :math:`q` until :math:`\|\nabla q(x)\| \le` ``gtol`` :math:`\|\nabla q(x_0)\|`
+    or ``max_iter``: :math:`x \leftarrow x - t\,\nabla q(x)` from :math:`t = \eta / L`. A prior with an energy
+    backtracks (Armijo: halve :math:`t` until :math:`q` falls by :math:`10^{-4} t \|\nabla q\|^2`, then let
+    it grow by 1.5 per step, never above :math:`\eta / L`); a Tweedie score keeps :math:`t = \eta / L`, with
+    :math:`L \approx 1/s^2` the paper's :math:`x \leftarrow x - \eta (x - D(x, s))`. Returns the end point,
+    the gradient norms along the way, and the iterations done."""
+    has_energy = prior.capabilities.get("energy") != APPROXIMATE
+    t_max = step / lipschitz
+    t = t_max
     x = x0.clone()
     g = _grad(prior, x)
+    q = float(prior.energy(x[None])[0]) if has_energy else 0.0
     norms = [float(g.norm())]
     it = 0
     while it < max_iter and norms[-1] > gtol * norms[0]:
-        x = x - (step / lipschitz) * g
+        while True:
+            xn = x - t * g
+            if not has_energy:
+                break
+            qn = float(prior.energy(xn[None])[0])
+            if qn <= q - 1e-4 * t * norms[-1] ** 2 or t < 1e-12 * t_max:
+                break
+            t *= 0.5
+        x = xn
+        if has_energy:
+            q, t = qn, min(t_max, 1.5 * t)
         g = _grad(prior, x)
         norms.append(float(g.norm()))
         if not np.isfinite(norms[-1]):
