@@ -106,12 +106,11 @@ def _iteration(problem: BlindDeblur, prior: Prior, h: torch.Tensor, x: torch.Ten
     # proximal gradient on F = data + lambda q with backtracking on tau (monotone F)
     from ..operators import Blur
 
-    def F(v):
-        r = Blur(h, tuple(x.shape[-2:]))(v) - y
-        return (r ** 2).sum((-2, -1)) / (2 * problem.noise ** 2) + opts.weight * prior.energy(v)
-
-    f0 = F(x)
-    _, gq = prior.energy_and_grad(x)
+    blur = Blur(h, tuple(x.shape[-2:]))            # one operator for every trial step
+    data = lambda v: ((blur(v) - y) ** 2).sum((-2, -1)) / (2 * problem.noise ** 2)
+    F = lambda v: data(v) + opts.weight * prior.energy(v)
+    q0, gq = prior.energy_and_grad(x)              # one network evaluation gives q and its gradient at x
+    f0 = data(x) + opts.weight * q0
     tau = s ** 2
     for _ in range(30):
         v = x - tau * opts.weight * gq
