@@ -49,7 +49,7 @@ def comparable(path):
 
 def test_the_readme_runs_are_definitions():
     names = {p.stem for p in DEFINITIONS}
-    assert {"main", "learned-priors", "product", "sparse-weight-sweep", "map-vs-marginal",
+    assert {"main", "main-tweedie", "epll", "product", "sparse-weight-sweep", "map-vs-marginal",
             "blurry-is-more-likely"} <= names
 
 
