@@ -303,14 +303,12 @@ def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gto
         op = LinearOperator((n, n), matvec=lambda v: full.matvec(np.concatenate([np.zeros(p), np.ravel(v)]))[p:],
                             dtype=np.float64)
         gnorm = float(gx.norm())
-        inward = True
     else:
         op = joint_hvp(post, th[None], x)
         gnorm = float(torch.cat([gt.reshape(-1), gx.reshape(-1)]).norm())
-        inward = True
     sp = spectrum(op, k=min(k, op.shape[0]), method=method)
     lam, r = sp["eigenvalues"][0], sp["residuals"][0]
-    if gnorm <= gtol and inward and lam - r > 0:
+    if gnorm <= gtol and lam - r > 0:
         verdict = "certified local minimiser"
     elif lam + r < 0:
         verdict = "saddle"

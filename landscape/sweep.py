@@ -44,7 +44,7 @@ from typing import Any, Callable, Sequence
 import xarray as xr
 
 from . import io
-from ._checks import InputError
+from ._checks import InputError, validate
 
 #: the dimension along which the points of a definition's grid are concatenated
 SWEEP_DIM = "sweep"
@@ -172,7 +172,6 @@ class Definition:
                                          f"an option of study {self.study} (landscape run {self.study} --help)", repr(k))
                     values[k] = _coerce(self.where(f"{table}.{k}"), fields[k], v)
             cfg = self.module.Config(**values)
-            from ._checks import validate
             try:
                 validate(cfg)
             except InputError as exc:
