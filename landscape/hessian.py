@@ -133,6 +133,18 @@ def dense_matrix(op) -> np.ndarray:
     return 0.5 * (A + A.T)
 
 
+class NotConverged(InputError):
+    """The eigensolver stopped before its residuals met the tolerance. A subclass of
+    :class:`InputError` (the command line reports it in one line, exit 2); ``eigenvalues``,
+    ``residuals`` and ``products`` hold what it reached, so a caller can record an unconverged
+    spectrum (a certificate is then ``undecided``) instead of losing it."""
+
+    def __init__(self, solver: str, eigenvalues: np.ndarray, residuals: np.ndarray, products: int, got: str):
+        super().__init__("eigensolver", f"convergence ({solver})", got)
+        self.solver, self.detail = solver, got
+        self.eigenvalues, self.residuals, self.products = eigenvalues, residuals, products
+
+
 def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol: float = 1e-10,
              maxiter: int | None = None) -> dict[str, np.ndarray]:
     r"""The ``k`` smallest eigenvalues of a symmetric operator, with residual norms.
@@ -180,17 +192,18 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
         lam, V = lam[order], V[:, order]
         res = np.array([np.linalg.norm(op.matvec(v) - l * v) for l, v in zip(lam, V.T)])
         if not np.all(res <= max(1e3 * tol, 1e-6) * max(1.0, np.abs(lam).max())):
-            raise InputError("eigensolver", "convergence (LOBPCG)", f"residual {res.max():.3g} after {count['n']} products")
+            raise NotConverged("LOBPCG", lam, res, count["n"], f"residual {res.max():.3g} after {count['n']} products")
         used = "lobpcg"
     else:
         try:
             lam, V = eigsh(counted, k=k, which="SA", tol=tol, maxiter=maxiter or 20 * d,
                            v0=np.random.default_rng(0).standard_normal(d))
         except ArpackNoConvergence as exc:
-            res = [np.linalg.norm(op.matvec(v) - l * v) for l, v in zip(exc.eigenvalues, exc.eigenvectors.T)]
-            raise InputError("eigensolver", "convergence (Lanczos, eigsh 'SA')",
-                             f"{len(exc.eigenvalues)} of {k} eigenvalues, last residual "
-                             f"{res[-1] if res else float('nan'):.3g}") from None
+            res = np.array([np.linalg.norm(op.matvec(v) - l * v)
+                            for l, v in zip(exc.eigenvalues, exc.eigenvectors.T)])
+            raise NotConverged("Lanczos, eigsh 'SA'", np.asarray(exc.eigenvalues), res, count["n"],
+                               f"{len(exc.eigenvalues)} of {k} eigenvalues, last residual "
+                               f"{res[-1] if len(res) else float('nan'):.3g}") from None
         order = np.argsort(lam)
         lam, V = lam[order], V[:, order]
         used = "lanczos"
@@ -276,13 +289,17 @@ def kernel_flat_at(family: Any, theta: torch.Tensor) -> bool:
 
 
 def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gtol: float = 1e-3,
-                method: str = "auto") -> dict[str, Any]:
+                method: str = "auto", maxiter: int | None = None) -> dict[str, Any]:
     r"""Is :math:`(\theta, x)` a local minimiser of :math:`E`? (module docstring for the rules)
+
+    ``k``, ``method``, ``maxiter`` go to :func:`spectrum`; an eigensolver that stops short gives an
+    ``undecided`` verdict with the values it reached, not an exception.
 
     Returns
     -------
     dict
-        ``verdict`` (``"certified local minimiser"``, ``"saddle"`` or ``"undecided"``), ``grad_norm``,
+        ``verdict`` (``"certified local minimiser"``, ``"saddle"`` or ``"undecided"``; ``"undecided
+        (... did not converge: ...)"`` when the eigensolver stopped short), ``grad_norm``,
         ``eigenvalues`` and ``residuals`` of the operator analysed (the joint Hessian, or the
         :math:`x`-Hessian at the domain's lower boundary), ``boundary`` (bool), ``dtheta``.
     """
@@ -306,9 +323,18 @@ def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gto
     else:
         op = joint_hvp(post, th[None], x)
         gnorm = float(torch.cat([gt.reshape(-1), gx.reshape(-1)]).norm())
-    sp = spectrum(op, k=min(k, op.shape[0]), method=method)
-    lam, r = sp["eigenvalues"][0], sp["residuals"][0]
-    if gnorm <= gtol and lam - r > 0:
+    note = ""
+    try:
+        sp = spectrum(op, k=min(k, op.shape[0]), method=method, maxiter=maxiter)
+    except NotConverged as exc:
+        # an unconverged smallest Ritz value need not be the smallest eigenvalue: nothing is certified
+        order = np.argsort(exc.eigenvalues)
+        sp = {"eigenvalues": exc.eigenvalues[order], "residuals": exc.residuals[order], "products": exc.products}
+        note = f" ({exc.solver} did not converge: {exc.detail})"
+    lam, r = (sp["eigenvalues"][0], sp["residuals"][0]) if len(sp["eigenvalues"]) else (np.nan, np.nan)
+    if note:
+        verdict = "undecided" + note
+    elif gnorm <= gtol and lam - r > 0:
         verdict = "certified local minimiser"
     elif lam + r < 0:
         verdict = "saddle"

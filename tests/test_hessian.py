@@ -116,3 +116,20 @@ def test_gradient_step_prior_energy_is_differentiable_and_its_hessian_matches_fi
     w = np.concatenate([[0.0], v.numpy().ravel()])
     data_only = Hs.joint_hvp(ls.Posterior(prob, gs, prior_weight=1e-12), [[1.0]], x).matvec(w)[1:]
     np.testing.assert_allclose(op.matvec(w)[1:] - data_only, hv.numpy().ravel(), rtol=1e-6, atol=1e-6 * float(hv.norm()))
+
+
+def test_an_unconverged_eigensolver_leaves_the_certificate_undecided_with_what_it_reached(gauss_post):
+    """LOBPCG stopped after one iteration at a saddle (whose converged certificate is 'saddle', above):
+    the spectrum raises NotConverged carrying its Ritz values and residuals; the certificate records
+    them and says 'undecided', since an unconverged smallest Ritz value need not be the smallest eigenvalue."""
+    post = gauss_post
+    x1 = marginal.argmin_closed_form(post, [[1.1]])[0]
+    op = Hs.joint_hvp(post, [[1.1]], x1)
+    with pytest.raises(Hs.NotConverged, match="eigensolver: expected convergence") as exc:
+        Hs.spectrum(op, k=2, method="lobpcg", maxiter=1)
+    assert len(exc.value.eigenvalues) >= 2 and np.all(np.isfinite(exc.value.residuals))
+    assert exc.value.residuals.max() > 1e-6 * np.abs(exc.value.eigenvalues).max()
+    c = Hs.certificate(post, [[1.1]], x1, k=2, method="lobpcg", maxiter=1)
+    assert c["verdict"].startswith("undecided (LOBPCG did not converge: residual")
+    assert c["eigenvalues"][0] == exc.value.eigenvalues.min() and c["products"] == exc.value.products
+    assert Hs.certificate(post, [[1.1]], x1, method="lobpcg")["verdict"] == "saddle"

@@ -89,6 +89,8 @@ class Config(ProblemConfig):
     theta_tol: float = option(0.3, "verdict (ii): distance to theta* (first parameter)", positive_number())
     certify_k: int = option(2, "smallest joint-Hessian eigenvalues at each candidate minimiser, after a local "
                             "joint descent (0: no certificates; --quick: 0)", integer(0))
+    certify_maxiter: int = option(200, "eigensolver iterations per certificate (LOBPCG; one that has not "
+                                  "converged by then leaves its candidate 'undecided')", integer(1))
     pf_check: bool = option(False, "learned priors: cross-check verdict (i) with the PF-ODE log-density "
                             "(-log p of the two profile minimisers, with its standard error)", flag())
     xtol: float = option(1e-5, "inner solver tolerance (relative change of x)", number(0.0))
@@ -278,10 +280,9 @@ CANDIDATES = ("dirac", "profile_from_dirac", "profile_from_truth", "descent_near
 def certify_candidates(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, prof: xr.Dataset,
                        dsd: xr.Dataset | None, grid: np.ndarray) -> xr.Dataset:
     r"""Certificates of the candidate minimisers (float64): each is polished by a local joint descent
-    (``hessian.polish``) and then classified by ``hessian.certificate`` from :math:`\|
-abla E\|` and the
+    (``hessian.polish``) and then classified by ``hessian.certificate`` from :math:`\|\nabla E\|` and the
     ``certify_k`` smallest eigenvalues of the joint Hessian with their residual bounds (the
-    :math:`x`-Hessian with :math:`\partial_	heta E > 0` on the boundary :math:`	heta = 0`). A
+    :math:`x`-Hessian with :math:`\partial_\theta E > 0` on the boundary :math:`\theta = 0`). A
     polished point that left its box was not near a minimiser (``left box``). Score-only priors have no
     energy to polish: ``n/a (score-only prior)``. Dim ``candidate`` (:data:`CANDIDATES`); absent
     candidates are ``none``/NaN."""
@@ -311,7 +312,8 @@ abla E\|` and the
         if pol["left_box"]:
             verdicts[c], rec["cert_grad_norm"][c] = "not a minimiser (left its box)", pol["grad_norm"]
         else:
-            ce = hessian.certificate(post, pol["theta"][None], pol["x"], k=cfg.certify_k, gtol=CERT_GTOL)
+            ce = hessian.certificate(post, pol["theta"][None], pol["x"], k=cfg.certify_k, gtol=CERT_GTOL,
+                                   maxiter=cfg.certify_maxiter)
             verdicts[c] = ce["verdict"] + (" (boundary, flat in θ)" if ce["flat_in_theta"]
                                            else " (boundary)" if ce["boundary"] else "")
             rec["cert_grad_norm"][c], rec["cert_eig_min"][c] = ce["grad_norm"], ce["eigenvalues"][0]
