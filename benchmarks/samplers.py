@@ -3,9 +3,11 @@
     python benchmarks/samplers.py [--size 64] [--steps 600] [--chains 4]
 
 Part 1 (speed): camera crop, Gaussian blur theta* = 1.5, sigma = 0.01, the shipped ``denoiser-gray``.
-PnP-ULA (Tweedie score at s = 0.02, step 1/(3L)), annealed Langevin (levels 0.2 .. 0.01), and Gibbs over
-(theta, x) (theta on a 13-point grid, 3 ULA moves per sweep). ESS by ArviZ (bulk) of theta and of the
-central pixel; calls and seconds per effective sample.
+PnP-ULA (Tweedie score at s = 0.02, step 1/(3L)), annealed Langevin (levels 0.2 .. 0.01), DPS (guided
+reverse diffusion, ``--dps-levels`` levels from 10 to 0.005, one call + one vector-Jacobian product per
+level; its chains are independent, so its ESS is the number of chains), and Gibbs over (theta, x) (theta on
+a 13-point grid, 3 ULA moves per sweep). ESS by ArviZ (bulk) of theta and of the central pixel; calls and
+seconds per effective sample. The floor column: the calls times one batched denoiser call, timed here.
 
 Part 2 (bias, exact answer known): the tiny GMM sandbox of ``tests/test_sampling.py``; the mean and the
 standard deviation of each sampler's draws against E[x | y, theta] and the exact sd, in units of the
@@ -24,6 +26,7 @@ import landscape as ls
 from landscape import data, kernels, priors
 from landscape.estimators.bayes import GMMPosterior
 from landscape.sampling import gibbs as G
+from landscape.sampling.diffusion import DiffusionOptions, dps
 from landscape.sampling.langevin import LangevinOptions, sample_x
 
 
@@ -37,12 +40,23 @@ def speed(args) -> None:
     prob = ls.BlindDeblur.synthetic(img, kernels.Gaussian(15), 1.5, 0.01, rng=0, dtype=torch.float32)
     c = args.size // 2
     print(f"{args.size}x{args.size} camera, theta* = 1.5, sigma = 0.01; {args.chains} chains, {args.steps} steps")
-    print(f"{'sampler':<22}{'wall (s)':>10}{'calls':>8}{'ESS theta':>11}{'ESS pixel':>11}{'calls/ESS px':>14}{'s/ESS px':>10}")
+    probe = priors.load("denoiser-gray", "tweedie", s=0.02)
+    z = torch.rand(args.chains, args.size, args.size)
+    probe.denoise(z, 0.02)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        probe.denoise(z, 0.02)
+    one = (time.perf_counter() - t0) / 5
+    print(f"one batched denoiser call ({args.chains} x {args.size}x{args.size}): {1e3 * one:.1f} ms")
+    print(f"{'sampler':<27}{'wall (s)':>9}{'floor (s)':>10}{'calls':>7}{'ESS theta':>10}{'ESS pixel':>10}"
+          f"{'calls/ESS px':>13}{'s/ESS px':>9}{'s/ESS theta':>12}")
     runs = {
         "PnP-ULA (s = 0.02)": lambda p: sample_x(ls.Posterior(prob, p), [1.5], LangevinOptions(
             method="ula", n_steps=args.steps, burn_in=args.steps // 4, chains=args.chains), rng=0),
         "annealed Langevin": lambda p: sample_x(ls.Posterior(prob, p), [1.5], LangevinOptions(
             method="annealed", steps_per_level=args.steps // 5, burn_in=4 * args.steps // 5, chains=args.chains), rng=0),
+        f"DPS ({args.dps_levels} levels)": lambda p: dps(ls.Posterior(prob, p), [1.5], DiffusionOptions(
+            levels=args.dps_levels, chains=args.dps_chains), rng=0),
         "Gibbs (ULA x, grid theta)": lambda p: G.gibbs(ls.Posterior(prob, p), np.linspace(0, 3, 13),
                                                         sweeps=args.steps // 3, burn_in=args.steps // 12, x_steps=3,
                                                         method="ula", chains=args.chains, rng=0),
@@ -53,10 +67,12 @@ def speed(args) -> None:
         out = fn(prior)
         wall = time.perf_counter() - t0
         x = (out["draws"] if "draws" in out else out["x"]).double().numpy()
-        e_px = ess(x[:, :, c, c])
+        # DPS: one independent draw per chain (ESS = chains); the chains' floor is one batch of dps_chains
+        e_px = float(x.shape[0]) if name.startswith("DPS") else ess(x[:, :, c, c])
         e_th = ess(out["theta"][..., 0].double().numpy()) if "theta" in out else float("nan")
-        print(f"{name:<22}{wall:10.1f}{prior.n_calls:8d}{e_th:11.1f}{e_px:11.1f}{prior.n_calls / e_px:14.1f}"
-              f"{wall / e_px:10.2f}")
+        floor = prior.n_calls * one * (args.dps_chains / args.chains if name.startswith("DPS") else 1)
+        print(f"{name:<27}{wall:9.1f}{floor:10.1f}{prior.n_calls:7d}{e_th:10.1f}{e_px:10.1f}"
+              f"{prior.n_calls / e_px:13.1f}{wall / e_px:9.2f}{wall / e_th:12.2f}")
 
 
 def bias(args) -> None:
@@ -68,16 +84,24 @@ def bias(args) -> None:
     ex = GMMPosterior(prob, gmm, [1.0]).mmse()
     m, sd = ex["x_mmse"].reshape(-1).numpy(), ex["x_std"].reshape(-1).numpy()
     post = ls.Posterior(prob, gmm)
+    pool = gmm.sample(20000, rng=5)                      # DPS's start N(m, s_max^2 + v) and r_i^2 use the data's m, v
+    start = {"mean": float(pool.mean()), "data_var": float(pool.var())}
     print("\nbias on the 4x4 GMM sandbox (median over pixels, in exact posterior sds)")
     print(f"{'sampler':<34}{'|mean - exact|':>15}{'|sd - exact sd|':>17}{'MC error':>10}")
     cases = {"MALA (exact in the limit)": LangevinOptions(method="mala", n_steps=4000, burn_in=500, chains=16, step_factor=1.0),
              "ULA, step 1/L": LangevinOptions(method="ula", n_steps=4000, burn_in=500, chains=16, step_factor=1.0),
              "ULA, step 1/(3L)": LangevinOptions(method="ula", n_steps=4000, burn_in=500, chains=16),
              "annealed (exact GMM denoiser)": LangevinOptions(method="annealed", steps_per_level=800, burn_in=3200,
-                                                              chains=16, levels=(0.2, 0.1, 0.05, 0.02, 0.005))}
+                                                              chains=16, levels=(0.2, 0.1, 0.05, 0.02, 0.005)),
+             "DPS (exact GMM denoiser, 300 levels)": DiffusionOptions(levels=300, chains=4000, **start),
+             "DPS, guidance 2": DiffusionOptions(levels=300, chains=4000, guidance=2.0, **start)}
     for name, opts in cases.items():
-        d = sample_x(post, [1.0], opts, rng=0)["draws"].reshape(16, -1, 16).double().numpy()
-        e = np.array([ess(d[:, :, i]) for i in range(16)])
+        if isinstance(opts, DiffusionOptions):          # independent chains: one draw each, ESS = chains
+            d = dps(post, [1.0], opts, rng=0)["draws"].reshape(1, -1, 16).double().numpy()
+            e = np.full(16, d.shape[1])
+        else:
+            d = sample_x(post, [1.0], opts, rng=0)["draws"].reshape(16, -1, 16).double().numpy()
+            e = np.array([ess(d[:, :, i]) for i in range(16)])
         dm = np.median(np.abs(d.mean((0, 1)) - m) / sd)
         ds = np.median(np.abs(d.std((0, 1)) - sd) / sd)
         print(f"{name:<34}{dm:15.3f}{ds:17.3f}{np.median(1 / np.sqrt(e)):10.3f}")
@@ -88,6 +112,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--dps-levels", type=int, default=200)
+    ap.add_argument("--dps-chains", type=int, default=16)
     ap.add_argument("--part", choices=("speed", "bias", "both"), default="both")
     args = ap.parse_args()
     if args.part in ("speed", "both"):

@@ -114,6 +114,21 @@ def test_posterior_statistics_sandbox_exact_intervals_are_calibrated_and_rhat_fl
     far = ds.tv_theta_exact.values > 0.3
     assert np.all(ds.rhat_theta.values[far] > 1.1)
     np.testing.assert_allclose(ds.theta_posterior.sum("theta").values, 1.0)
+    # the point estimates beside the posterior mean: the exact MMSE image is E[x | y] of the sandbox
+    # (recomputed here), every stored PSNR is the one of its stored image against x*
+    from landscape import kernels
+    from landscape.estimators.bayes import GMMPosterior
+    from landscape.priors import PriorSettings, make_prior
+    gmm = make_prior("gmm", (16, 16), PriorSettings(progress=False))
+    from landscape.posterior import BlindDeblur
+    prob = BlindDeblur.synthetic(ds.x_true.values[0], kernels.Gaussian(15), [1.5], 0.02, rng=0)
+    exact = GMMPosterior(prob, gmm, ds.theta.values).mmse()["x_mmse"].numpy()
+    np.testing.assert_allclose(ds.estimate_image.sel(estimate="mmse_exact").values[0], exact, atol=1e-8)
+    np.testing.assert_array_equal(ds.estimate_image.sel(estimate="posterior_mean").values, ds.posterior_mean.values)
+    for e in S.POINT_ESTIMATES[1:]:
+        err = ((ds.estimate_image.sel(estimate=e) - ds.x_true) ** 2).mean(("row", "col")).values
+        np.testing.assert_allclose(ds[f"psnr_{e}"].values, 10 * np.log10(1 / err), rtol=1e-10)
+    assert np.all(ds.theta_map.values <= ds.theta_map_near_truth.values)
 
 
 def test_morse_bott_spectra_against_a_dense_autograd_hessian_and_the_descent_rule():

@@ -4,15 +4,20 @@ Per case, Gibbs sampling of :math:`p(\theta, x \mid y)` (``sampling.gibbs``: :ma
 grid, :math:`x` by Langevin moves) gives the :math:`\theta` posterior (its mass at :math:`\delta`, near
 :math:`\theta^\star`, and its mean), the posterior mean and standard deviation images, and the pixelwise
 50 % and 90 % credible intervals, whose empirical coverage of :math:`x^\star` over the cases measures
-calibration. Beside them: the trivial pair's PSNR (:math:`y`), and in the sandbox the exact
-:math:`p(\theta \mid y)`, the exact MMSE and the exact posterior std (``estimators.bayes``).
+calibration. Beside them, on the same problem, the point estimates of ``map-vs-mmse``
+(``map_vs_mmse.run_case``): the joint MAP (trivial: the profile's global minimum; near truth: the local
+minimum of the branch warm-started from :math:`x^\star`), MAP_θ, and the unrolled MMSE network (their
+PSNRs ``psnr_<name>`` and images ``estimate_image``); in the sandbox also the exact
+:math:`p(\theta \mid y)`, the exact MMSE and the exact posterior std (``estimators.bayes``). The joint
+MAP uses the prior's energy: the GMM in the sandbox, the gradient-step prior ``gs`` at ``s`` on natural
+images (the Tweedie prior of PnP-ULA has none).
 
 ``--sandbox``: 16x16 draws of the natural-crop GMM with that GMM as the prior, and exact draws of
 :math:`x \mid \theta, y` in the Gibbs sweep (MALA needs steps below the inverse of the GMM's largest
 curvature, about 1e-5 here, and does not mix in 256 dimensions at this budget); otherwise 32x32 crops of held-out images with PnP-ULA moves (Tweedie score of
 ``denoiser-gray`` at ``s``). The hard case (``--hard-theta``, a large blur at known kernel) compares
-fixed-level PnP-ULA with annealed Langevin: PSNR of their posterior means, verdict stored
-(``annealed_beats_fixed``).
+fixed-level PnP-ULA with annealed Langevin and DPS (``sampling.diffusion``): PSNR of their posterior
+means, verdict stored (``annealed_beats_fixed``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
 from ..sampling import gibbs as G
 from ..sampling.langevin import LangevinOptions, sample_x
+from ..sampling.diffusion import DiffusionOptions, dps
+from . import map_vs_mmse as MVM
 from .common import floats, split
 from .map_vs_mmse import HELD_OUT
 
@@ -41,6 +48,8 @@ SUMMARY = "Gibbs over (theta, x): theta posterior mass vs delta and theta*, post
 DIRAC_FRACTION = 0.2
 #: credible levels whose pixelwise coverage is measured
 LEVELS = (0.5, 0.9)
+#: the images compared per case: the sampler's posterior mean, then map-vs-mmse's estimates
+POINT_ESTIMATES = ("posterior_mean", "map_trivial", "map_near_truth", "map_theta", "unrolled", "mmse_exact")
 
 
 @dataclass
@@ -86,8 +95,10 @@ def hard_case(cfg: Config, prior: Any, image: np.ndarray) -> dict[str, float]:
     out = {}
     for name, opts in (("fixed", LangevinOptions(method="ula", n_steps=n, burn_in=n // 4, chains=cfg.chains)),
                        ("annealed", LangevinOptions(method="annealed", steps_per_level=n // 5, burn_in=4 * n // 5,
-                                                    chains=cfg.chains))):
-        d = sample_x(post, [cfg.hard_theta], opts, rng=cfg.seed)["draws"].double().numpy()
+                                                    chains=cfg.chains)),
+                       ("dps", DiffusionOptions(chains=4 * cfg.chains))):
+        draw = dps if name == "dps" else sample_x
+        d = draw(post, [cfg.hard_theta], opts, rng=cfg.seed)["draws"].double().numpy()
         mse = float(((d.mean((0, 1)) - image) ** 2).mean())
         out[f"hard_psnr_{name}"] = 10 * np.log10(1 / mse)
     out["hard_psnr_y"] = float(10 * np.log10(1 / ((prob.y.double().numpy() - image) ** 2).mean()))
@@ -108,7 +119,11 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         prior = make_prior("tweedie", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float32))
         sources = [(n, data.center_crop(data.load(n), cfg.crop)) for n in split(cfg.images)]
         method, dtype = "ula", torch.float32
-    rows, labels, means, stds, hists = [], [], [], [], []
+    # the point estimates beside the posterior mean: map-vs-mmse's, with the prior's energy
+    map_prior = prior if cfg.sandbox else make_prior("gs", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=dtype))
+    model = MVM.load_unrolled(MVM.MODELS["sandbox" if cfg.sandbox else "gaussian"])
+    mcfg = MVM.Config(sandbox=cfg.sandbox, n_theta=cfg.n_theta, s=cfg.s)
+    rows, labels, means, stds, hists, points, truths = [], [], [], [], [], [], []
     for (name, img), th in itertools.product(sources, floats("theta_true", cfg.theta_true)):
         prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype)
         out = G.gibbs(Posterior(prob, prior), grid, sweeps=cfg.sweeps, burn_in=cfg.burn_in, x_steps=3, method=method,
@@ -130,10 +145,18 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             exact = GMMPosterior(prob, prior, grid)
             m = exact.mmse()
             row["tv_theta_exact"] = 0.5 * float(np.abs(tpost - m["theta_posterior"].numpy()).sum())
-            row["psnr_exact_mmse"] = float(10 * np.log10(1 / ((m["x_mmse"].numpy() - img) ** 2).mean()))
             _, xs = exact.sample(400, rng=cfg.seed)
             for lv in LEVELS:
                 row[f"coverage_exact_{int(100 * lv)}"] = coverage(xs.numpy(), img, lv)
+        est, extras = MVM.run_case(mcfg, prob, map_prior, model, np.array([th]), progress)
+        row.update(theta_map=extras["theta_map"], theta_map_near_truth=extras["theta_near_truth"],
+                   theta_map_theta=extras["theta_map_theta"], theta_unrolled=extras.get("theta_unrolled", np.nan))
+        pts = [flat.mean(0)] + [est[e][0].double().numpy() if e in est else np.full(img.shape, np.nan)
+                                for e in POINT_ESTIMATES[1:]]
+        for e, xe in zip(POINT_ESTIMATES[1:], pts[1:]):
+            row[f"psnr_{e}"] = float(10 * np.log10(1 / ((xe - img) ** 2).mean()))
+        points.append(pts)
+        truths.append(img)
         rows.append(row)
         labels.append(f"{name}/θ*={th:g}")
         means.append(flat.mean(0))
@@ -145,6 +168,10 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     ds["theta_posterior"] = (("case", "theta"), np.array(hists), {"long_name": "Gibbs theta posterior on the grid"})
     ds["posterior_mean"] = (("case", "row", "col"), np.array(means))
     ds["posterior_std"] = (("case", "row", "col"), np.array(stds))
+    ds["estimate_image"] = (("case", "estimate", "row", "col"), np.array(points),
+                            {"long_name": "posterior mean (sampler) beside the point estimates"})
+    ds = ds.assign_coords(estimate=list(POINT_ESTIMATES))
+    ds["x_true"] = (("case", "row", "col"), np.array(truths))
     for lv in LEVELS:
         ds.attrs[f"mean_coverage_{int(100 * lv)}"] = float(ds[f"coverage_{int(100 * lv)}"].mean())
     ds.attrs.update(io.provenance(NAME, asdict(cfg), prior_description=prior.describe(), sampler=method, **hard))
@@ -159,32 +186,49 @@ def summary(ds: xr.Dataset) -> str:
     for i, c in enumerate(ds.case.values):
         extra = ""
         if "tv_theta_exact" in ds:
-            extra = (f"; TV to exact p(θ|y) {float(ds.tv_theta_exact[i]):.3f}, exact MMSE {float(ds.psnr_exact_mmse[i]):.2f} dB,"
+            extra = (f"; TV to exact p(θ|y) {float(ds.tv_theta_exact[i]):.3f}, exact MMSE {float(ds.psnr_mmse_exact[i]):.2f} dB,"
                      f" exact coverage {float(ds.coverage_exact_50[i]):.2f}/{float(ds.coverage_exact_90[i]):.2f}")
         lines.append(f"  {c}: E[θ|y] {float(ds.theta_mean[i]):.2f}, mass at δ {float(ds.mass_at_dirac[i]):.2f}, "
                      f"near θ* {float(ds.mass_near_truth[i]):.2f}; posterior mean {float(ds.psnr_mean[i]):.2f} dB "
                      f"(y {float(ds.psnr_y[i]):.2f}); coverage 50/90 % {float(ds.coverage_50[i]):.2f}/"
                      f"{float(ds.coverage_90[i]):.2f}; R-hat θ {float(ds.rhat_theta[i]):.3f}{extra}")
-    lines.append(f"  hard case (width {io.config_of(ds)['hard_theta']:g}): fixed-s PnP-ULA {a['hard_psnr_fixed']:.2f} dB, "
-                 f"annealed {a['hard_psnr_annealed']:.2f} dB, y {a['hard_psnr_y']:.2f} dB; annealed beats fixed: "
+        pts = ", ".join(f"{e} {float(ds[f'psnr_{e}'][i]):.2f}" for e in POINT_ESTIMATES[1:]
+                        if np.isfinite(float(ds[f"psnr_{e}"][i])))
+        lines.append(f"    point estimates (dB): {pts}; joint MAP θ {float(ds.theta_map[i]):.2f}, "
+                     f"near truth {float(ds.theta_map_near_truth[i]):.2f}, MAP_θ {float(ds.theta_map_theta[i]):.2f}")
+    lines.append(f"  hard case (width {io.config_of(ds)['hard_theta']:g}, known kernel): fixed-s PnP-ULA "
+                 f"{a['hard_psnr_fixed']:.2f} dB, annealed {a['hard_psnr_annealed']:.2f} dB, DPS "
+                 f"{a['hard_psnr_dps']:.2f} dB, y {a['hard_psnr_y']:.2f} dB; annealed beats fixed: "
                  f"{bool(a['annealed_beats_fixed'])}")
     return "\n".join(lines)
 
 
-def plot(ds: xr.Dataset, ax: Any = None):
-    """θ posterior per case (left), posterior mean and std of the first case (right)."""
+def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
+    """Top: the θ posterior of every case and ``case``'s posterior std; bottom: ``case``'s x*, the
+    posterior mean and the point estimates (PSNR in the titles). Returns the θ-posterior axes."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    shown = [e for e in POINT_ESTIMATES if np.isfinite(ds.estimate_image.sel(estimate=e)[case]).all()]
+    n = len(shown) + 1
+    fig = plt.figure(figsize=(2.1 * n, 5.2), layout="constrained")
+    grid = fig.add_gridspec(2, n)
+    top = fig.add_subplot(grid[0, : n - 2])
     for i, c in enumerate(ds.case.values):
-        axes[0].plot(ds.theta, ds.theta_posterior[i], "o-", label=str(c))
-        axes[0].axvline(float(ds.theta_true[i]), color=f"C{i}", ls=":")
-    axes[0].set_xlabel("θ (width)")
-    axes[0].set_ylabel("p(θ | y) (Gibbs)")
-    axes[0].legend(fontsize=7)
-    axes[1].imshow(ds.posterior_mean[0], cmap="gray", vmin=0, vmax=1)
-    axes[1].set_title(f"posterior mean ({float(ds.psnr_mean[0]):.1f} dB)", fontsize=9)
-    axes[2].imshow(ds.posterior_std[0], cmap="magma")
-    axes[2].set_title("posterior std", fontsize=9)
-    for a in axes[1:]:
+        top.plot(ds.theta, ds.theta_posterior[i], "o-", label=str(c))
+        top.axvline(float(ds.theta_true[i]), color=f"C{i}", ls=":")
+    top.set_xlabel("θ (width)")
+    top.set_ylabel("p(θ | y) (Gibbs)")
+    top.legend(fontsize=7)
+    sd = fig.add_subplot(grid[0, n - 2:])
+    sd.imshow(ds.posterior_std[case], cmap="magma")
+    sd.set_title("posterior std", fontsize=9)
+    sd.axis("off")
+    panels = [("x*", ds.x_true[case], None)] + [
+        (e.replace("_", " "), ds.estimate_image.sel(estimate=e)[case],
+         float(ds.psnr_mean[case]) if e == "posterior_mean" else float(ds[f"psnr_{e}"][case])) for e in shown]
+    for k, (title, im, psnr) in enumerate(panels):
+        a = fig.add_subplot(grid[1, k])
+        a.imshow(im, cmap="gray", vmin=0, vmax=1)
+        a.set_title(title if psnr is None else f"{title}\n{psnr:.1f} dB", fontsize=8)
         a.axis("off")
-    return axes[0]
+    fig.suptitle(f"{ds.case.values[case]}", fontsize=9)
+    return top
