@@ -124,6 +124,7 @@ def test_dps_is_exact_for_a_white_gaussian_prior_seen_through_the_dirac():
         out = dps(post, [0.0], DiffusionOptions(levels=300, chains=C, data_var=c, mean=m0, guidance=guidance), rng=0)
         d = out["draws"][:, 0].numpy()
         assert out["draws"].shape == (C, 1, 6, 6) and out["calls"] == 0       # an exact prior: no network
+        assert out["limited"].sum() == 0                  # the trust region never acts on an exact denoiser here
         assert np.all(np.abs(d.mean(0) - m) <= 4 * np.sqrt(v / C)), guidance
         assert abs((d.std(0) / np.sqrt(v)).mean() - 1) <= 0.02, guidance
 
@@ -148,6 +149,7 @@ def test_dps_guidance_is_the_gradient_of_the_likelihood_at_the_denoised_image():
 def test_dps_bad_options():
     from landscape.sampling.diffusion import DiffusionOptions
     for kw, name in (({"levels": 1}, "levels"), ({"s_min": 20.0}, "s_min"), ({"chains": 0}, "chains"),
-                     ({"guidance": -1.0}, "guidance"), ({"s_max": float("nan")}, "s_max")):
+                     ({"guidance": -1.0}, "guidance"), ({"s_max": float("nan")}, "s_max"),
+                     ({"max_move": 0.0}, "max_move")):
         with pytest.raises(InputError, match=name):
             DiffusionOptions(**kw)
