@@ -40,16 +40,18 @@ def speed(args) -> None:
     prob = ls.BlindDeblur.synthetic(img, kernels.Gaussian(15), 1.5, 0.01, rng=0, dtype=torch.float32)
     c = args.size // 2
     print(f"{args.size}x{args.size} camera, theta* = 1.5, sigma = 0.01; {args.chains} chains, {args.steps} steps")
-    probe = priors.load("denoiser-gray", "tweedie", s=0.02)
     z = torch.rand(args.chains, args.size, args.size)
 
-    def one_call() -> float:
-        """One batched denoiser call, timed just before each sampler (same machine load)."""
-        probe.denoise(z, 0.02)
-        t0 = time.perf_counter()
-        for _ in range(5):
+    def one_call(probe) -> float:
+        """One batched call of the sampler's own network (warmed up), timed just before it runs."""
+        for _ in range(3):
             probe.denoise(z, 0.02)
-        return (time.perf_counter() - t0) / 5
+        times = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            probe.denoise(z, 0.02)
+            times.append(time.perf_counter() - t0)
+        return min(times)
     print(f"floor: the sampler's calls x one batched forward call ({args.chains} x {args.size}x{args.size}), "
           f"timed before it (DPS: x {args.dps_chains} / {args.chains} chains; its backward passes are not in the floor)")
     print(f"{'sampler':<27}{'wall (s)':>9}{'floor (s)':>10}{'calls':>7}{'ESS theta':>10}{'ESS pixel':>10}"
@@ -67,7 +69,8 @@ def speed(args) -> None:
     }
     for name, fn in runs.items():
         prior = priors.load("denoiser-gray", "tweedie", s=0.02)
-        one = one_call()
+        one = one_call(prior)
+        prior.n_calls = 0
         t0 = time.perf_counter()
         out = fn(prior)
         wall = time.perf_counter() - t0

@@ -209,7 +209,7 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
     import matplotlib.pyplot as plt
     shown = [e for e in POINT_ESTIMATES if np.isfinite(ds.estimate_image.sel(estimate=e)[case]).all()]
     n = len(shown) + 1
-    fig = plt.figure(figsize=(2.1 * n, 5.2), layout="constrained")
+    fig = plt.figure(figsize=(2.1 * n, 5.2))
     grid = fig.add_gridspec(2, n)
     top = fig.add_subplot(grid[0, : n - 2])
     for i, c in enumerate(ds.case.values):
