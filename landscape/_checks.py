@@ -162,6 +162,14 @@ def file_or_empty(what: str) -> Check:
                  ("/no/such/file.npy",))
 
 
+def folder_or_empty() -> Check:
+    """``""`` (not given) or a folder to write into (created when needed): not an existing non-folder."""
+    from pathlib import Path
+    return Check("a folder path (or nothing)",
+                 lambda v: isinstance(v, str) and (v == "" or not Path(v).exists() or Path(v).is_dir()),
+                 ("/dev/null",))
+
+
 def flag() -> Check:
     return Check("a flag", lambda v: isinstance(v, bool), ())
 

@@ -103,12 +103,26 @@ def test_map_vs_mmse_kernel_file_larger_than_the_model_support_exits_2(tmp_path,
     assert not (tmp_path / "r.nc").exists()
 
 
-def test_posterior_statistics_sandbox_exact_intervals_are_calibrated_and_rhat_flags_a_stuck_gibbs():
+def test_posterior_statistics_sandbox_exact_intervals_are_calibrated_and_rhat_flags_a_stuck_gibbs(tmp_path):
     """Exact posterior draws on images drawn from the model cover x* at about the nominal rates (50 %, 90 %;
     256 correlated pixels per image: +-0.1); wherever the Gibbs theta marginal is far from the exact one
-    (total variation > 0.3), ArviZ's R-hat says so (> 1.1)."""
+    (total variation > 0.3), ArviZ's R-hat says so (> 1.1). The draws written in ArviZ's layout open with
+    arviz as they are, and their data energies are those of the stored (theta, x) draws."""
+    import arviz as az
+    from landscape.operators import Blur
     from landscape.studies import posterior_statistics as S
-    ds = S.run(S.Config(sandbox=True, quick=True), progress=False)
+    ds = S.run(S.Config(sandbox=True, quick=True, samples=str(tmp_path / "s")), progress=False)
+    files = sorted((tmp_path / "s").glob("*.nc"))
+    assert len(files) == ds.sizes["case"]
+    idata = az.from_netcdf(files[0])
+    assert set(idata.groups()) >= {"posterior", "sample_stats", "observed_data", "constant_data"}
+    assert idata.posterior.x.dims[:2] == ("chain", "draw") and idata.posterior.sizes["draw"] <= S.SAMPLE_DRAWS
+    th, x = float(idata.posterior.theta[1, 7, 0]), idata.posterior.x[1, 7].values
+    from landscape import kernels
+    y = idata.observed_data.y.values
+    res = Blur(kernels.Gaussian(15)(torch.tensor([[th]], dtype=torch.float64))[0], x.shape)(torch.as_tensor(x)).numpy() - y
+    np.testing.assert_allclose(float(idata.sample_stats.data_energy[1, 7]), (res ** 2).sum() / (2 * 0.02 ** 2), rtol=1e-9)
+    assert np.isfinite(az.rhat(idata, var_names=["theta"]).theta.values).all()
     assert np.all(np.abs(ds.coverage_exact_50.values - 0.5) < 0.1)
     assert np.all(np.abs(ds.coverage_exact_90.values - 0.9) < 0.1)
     far = ds.tv_theta_exact.values > 0.3

@@ -54,7 +54,8 @@ def test_the_readme_runs_are_definitions():
 
 
 @pytest.mark.parametrize("path", DEFINITIONS, ids=[p.stem for p in DEFINITIONS])
-def test_every_definition_parses_and_runs_quick(tmp_path, path, capsys):
+def test_every_definition_parses_and_runs_quick(tmp_path, path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)                         # relative outputs of a definition (samples=) land here
     defn = sweep.Definition.from_file(path)            # every case of the full run is a valid configuration
     runs = defn.configs()
     assert runs and all(sweep.split(defn.module, cfg) for _, cfg in runs)

@@ -31,7 +31,7 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels
-from .._checks import flag, integer, numbers, option, positive_number, subset_of, validate
+from .._checks import flag, folder_or_empty, integer, numbers, option, positive_number, subset_of, validate
 from ..estimators.bayes import GMMPosterior
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
@@ -48,6 +48,8 @@ SUMMARY = "Gibbs over (theta, x): theta posterior mass vs delta and theta*, post
 DIRAC_FRACTION = 0.2
 #: credible levels whose pixelwise coverage is measured
 LEVELS = (0.5, 0.9)
+#: draws per chain kept in the ArviZ files (``--samples``), thinned evenly
+SAMPLE_DRAWS = 100
 #: the images compared per case: the sampler's posterior mean, then map-vs-mmse's estimates
 POINT_ESTIMATES = ("posterior_mean", "map_trivial", "map_near_truth", "map_theta", "unrolled", "mmse_exact")
 
@@ -69,6 +71,9 @@ class Config:
     s: float = option(0.02, "Tweedie level of PnP-ULA (natural mode)", positive_number())
     hard_theta: float = option(2.5, "width of the hard case (fixed-s PnP-ULA vs annealed)", positive_number())
     seed: int = option(0, "seed", integer(0))
+    samples: str = option("", "folder for each case's Gibbs draws in ArviZ's layout (one InferenceData "
+                          "netCDF per case, x thinned to SAMPLE_DRAWS per chain); empty: not written",
+                          folder_or_empty())
     quick: bool = option(False, "sandbox-sized run (< 60 s)", flag())
 
     def resolved(self) -> "Config":
@@ -84,6 +89,25 @@ def coverage(draws: np.ndarray, x_true: np.ndarray, level: float) -> float:
     """Fraction of pixels whose central ``level`` credible interval (draw quantiles) holds :math:`x^\\star`."""
     lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return float(((x_true >= lo) & (x_true <= hi)).mean())
+
+
+def write_samples(cfg: Config, post: Posterior, grid: np.ndarray, out: dict[str, Any], label: str) -> None:
+    """One case's Gibbs draws as an ``arviz.InferenceData`` netCDF in ``cfg.samples`` (atomic):
+    posterior ``theta`` and ``x`` (thinned evenly to :data:`SAMPLE_DRAWS` per chain), sample_stats
+    ``data_energy`` (:math:`\|h(\theta)\star x - y\|^2/2\sigma^2` of each draw), observed ``y``,
+    constant ``x_true``, ``kernel_true``, ``theta_true``, ``noise_sigma``."""
+    from pathlib import Path
+    from ..sampling.layout import inference_data, save_inference
+    n = out["x"].shape[1]
+    keep = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_DRAWS)).round().astype(int))
+    x, idx = out["x"][:, keep], out["theta_index"][:, keep]
+    e = G.data_energies(post, torch.as_tensor(grid, dtype=x.dtype).reshape(-1, 1), x.reshape(-1, *x.shape[-2:]))
+    energy = e.gather(1, idx.reshape(-1, 1)).reshape(idx.shape)
+    idata = inference_data(post.problem, theta=out["theta"][:, keep].double().numpy(), x=x.double().numpy(),
+                           sample_stats={"data_energy": energy.double().numpy()}, study=NAME, config=asdict(cfg))
+    folder = Path(cfg.samples)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_inference(idata, folder / f"{label}.nc")
 
 
 def hard_case(cfg: Config, prior: Any, image: np.ndarray) -> dict[str, float]:
@@ -148,6 +172,8 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             _, xs = exact.sample(400, rng=cfg.seed)
             for lv in LEVELS:
                 row[f"coverage_exact_{int(100 * lv)}"] = coverage(xs.numpy(), img, lv)
+        if cfg.samples:
+            write_samples(cfg, Posterior(prob, prior), grid, out, f"{name}-theta{th:g}")
         est, extras = MVM.run_case(mcfg, prob, map_prior, model, np.array([th]), progress)
         row.update(theta_map=extras["theta_map"], theta_map_near_truth=extras["theta_near_truth"],
                    theta_map_theta=extras["theta_map_theta"], theta_unrolled=extras.get("theta_unrolled", np.nan))
