@@ -366,8 +366,9 @@ def pf_ode_gap(cfg: Config, problem: BlindDeblur, weight: float, prof: xr.Datase
     xs = torch.as_tensor(np.stack([prof.x_hat.values[b0, i0], prof.x_hat.values[b, istar]]), dtype=torch.float32)
     data = prof.data_term.values
     out: dict[str, float] = {}
-    for tag, kw in (("pf_ode", {"s_min": cfg.s}), ("pf_ode_fine", {})):
-        pf = load("denoiser-gray", "diffusion", steps=st.ode_steps, probes=st.probes, **kw)
+    pf = load("denoiser-gray", "diffusion", steps=st.ode_steps, probes=st.probes)
+    for tag, s_min in (("pf_ode", cfg.s), ("pf_ode_fine", pf.s_min)):
+        pf.s_min = s_min                                  # one network, two integration ranges
         logp, se = pf.log_density(xs, rng=cfg.seed)
         out.update({f"{tag}_gap_truth_minus_dirac": float(data[istar] - data[i0] + weight * (-(logp[1] - logp[0]))),
                     f"{tag}_gap_se": float(weight * torch.sqrt(se[0] ** 2 + se[1] ** 2)),
