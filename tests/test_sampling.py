@@ -153,3 +153,21 @@ def test_dps_bad_options():
                      ({"max_move": 0.0}, "max_move")):
         with pytest.raises(InputError, match=name):
             DiffusionOptions(**kw)
+
+
+def test_em_with_a_dps_e_step_uses_the_dps_draws(sandbox):
+    """Diffusion EM: the E-step's objective at iteration 0 is minus the mean data energy of the DPS draws at
+    theta_0 (recomputed here with the same seed), the M-step its argmax on the grid; other option types are
+    refused naming ``options``."""
+    from landscape.sampling.diffusion import DiffusionOptions, dps
+    gmm, prob = sandbox
+    post = ls.Posterior(prob, gmm)
+    opts = DiffusionOptions(levels=50, chains=8)
+    out = G.em_theta(post, GRID, 1.5, n_iter=2, options=opts, rng=3)
+    seed = int(np.random.default_rng(3).integers(2 ** 31, size=2)[0])
+    d = dps(post, [1.5], opts, rng=seed)["draws"]
+    q0 = -G.data_energies(post, torch.as_tensor(GRID)[:, None], d.reshape(-1, 4, 4)).mean(0).numpy()
+    np.testing.assert_allclose(out["q_values"][0], q0, rtol=1e-12)
+    assert out["theta_path"][1, 0] == GRID[np.argmax(q0)] and out["q_values"].shape == (2, len(GRID))
+    with pytest.raises(InputError, match="options"):
+        G.em_theta(post, GRID, 1.5, options={"method": "ula"})

@@ -137,8 +137,12 @@ def _exact_x(sandbox, roots: dict, idx: torch.Tensor, gen: torch.Generator, shap
 
 
 def em_theta(post: Posterior, grid: Any, theta0: int | float = 0.0, *, n_iter: int = 10,
-             options: LangevinOptions | None = None, rng: Any = None) -> dict[str, Any]:
+             options: Any = None, rng: Any = None) -> dict[str, Any]:
     r"""Monte Carlo EM for MAP_θ on ``grid``, from the grid point nearest ``theta0``.
+
+    ``options``: ``LangevinOptions`` (E-step by Langevin chains, warm-started from the previous
+    iteration's last draws) or ``sampling.diffusion.DiffusionOptions`` (E-step by DPS, independent
+    draws: diffusion EM in the manner of Fast Diffusion EM and BlindDPS's alternation).
 
     Returns
     -------
@@ -146,16 +150,21 @@ def em_theta(post: Posterior, grid: Any, theta0: int | float = 0.0, *, n_iter: i
         ``theta_path`` ``(n_iter + 1, p)``, ``q_values`` ``(n_iter, T)`` (the Monte Carlo E-step's
         objective :math:`-E\|h(\theta_j)\star x - y\|^2/2\sigma^2` per grid point), ``theta`` (the last).
     """
+    from .diffusion import DiffusionOptions, dps
     g = _grid(post, grid)
     opts = options or LangevinOptions(method="ula", n_steps=400, burn_in=200, chains=4)
+    if not isinstance(opts, (LangevinOptions, DiffusionOptions)):
+        raise InputError("options", "LangevinOptions or DiffusionOptions (the E-step's sampler)", type(opts).__name__)
     j = int(torch.argmin((g[:, 0] - float(theta0)).abs()))
     path, qs = [g[j].numpy().copy()], []
     seeds = np.random.default_rng(rng).integers(2 ** 31, size=n_iter)
     x0 = None
     for t in range(n_iter):
-        out = sample_x(post, g[j].numpy(), opts, x0=x0, rng=int(seeds[t]))
-        draws = out["draws"]
-        x0 = draws[:, -1]
+        if isinstance(opts, DiffusionOptions):          # diffusion EM: independent DPS draws at theta_t
+            draws = dps(post, g[j].numpy(), opts, rng=int(seeds[t]))["draws"]
+        else:                                           # Langevin draws, warm-started from the last ones
+            draws = sample_x(post, g[j].numpy(), opts, x0=x0, rng=int(seeds[t]))["draws"]
+            x0 = draws[:, -1]
         q = -data_energies(post, g, draws.reshape(-1, *draws.shape[-2:])).mean(0)
         qs.append(q.numpy())
         j = int(torch.argmax(q))
