@@ -126,11 +126,20 @@ def joint_gradient(post: Posterior, theta: Any, x: torch.Tensor) -> tuple[torch.
     return gt, gx
 
 
+def _columns(op) -> np.ndarray:
+    """The matrix of a ``LinearOperator``, column by column (``d`` products), as applied."""
+    return np.stack([op.matvec(e) for e in np.eye(op.shape[0])], axis=1)
+
+
 def dense_matrix(op) -> np.ndarray:
     """The matrix of a ``LinearOperator`` from ``d`` products (symmetrised)."""
-    d = op.shape[0]
-    A = np.stack([op.matvec(e) for e in np.eye(d)], axis=1)
+    A = _columns(op)
     return 0.5 * (A + A.T)
+
+
+def _residuals(op, lam: np.ndarray, V: np.ndarray) -> np.ndarray:
+    r""":math:`\|A v - \lambda v\|` of each eigenpair (one product each, not counted)."""
+    return np.array([np.linalg.norm(op.matvec(v) - l * v) for l, v in zip(lam, V.T)])
 
 
 class NotConverged(InputError):
@@ -178,7 +187,7 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
     if method not in ("auto", "dense", "lanczos", "lobpcg"):
         raise InputError("method", "auto, dense, lanczos or lobpcg", method)
     if method == "dense" or (method == "auto" and d <= dense_max):
-        raw = np.stack([counted.matvec(e) for e in np.eye(d)], axis=1)
+        raw = _columns(counted)
         lam, V = np.linalg.eigh(0.5 * (raw + raw.T))
         lam, V = lam[:k], V[:, :k]
         # residuals against the operator itself (its matrix: no further products)
@@ -190,25 +199,22 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
         lam, V = lobpcg(counted, X, largest=False, tol=max(tol, 1e-7), maxiter=maxiter or 200)
         order = np.argsort(lam)[:k]
         lam, V = lam[order], V[:, order]
-        res = np.array([np.linalg.norm(op.matvec(v) - l * v) for l, v in zip(lam, V.T)])
+        res = _residuals(op, lam, V)
         if not np.all(res <= max(1e3 * tol, 1e-6) * max(1.0, np.abs(lam).max())):
             raise NotConverged("LOBPCG", lam, res, count["n"], f"residual {res.max():.3g} after {count['n']} products")
-        used = "lobpcg"
+        return {"eigenvalues": lam, "residuals": res, "products": count["n"], "method": "lobpcg"}
     else:
         try:
             lam, V = eigsh(counted, k=k, which="SA", tol=tol, maxiter=maxiter or 20 * d,
                            v0=np.random.default_rng(0).standard_normal(d))
         except ArpackNoConvergence as exc:
-            res = np.array([np.linalg.norm(op.matvec(v) - l * v)
-                            for l, v in zip(exc.eigenvalues, exc.eigenvectors.T)])
+            res = _residuals(op, exc.eigenvalues, exc.eigenvectors)
             raise NotConverged("Lanczos, eigsh 'SA'", np.asarray(exc.eigenvalues), res, count["n"],
                                f"{len(exc.eigenvalues)} of {k} eigenvalues, last residual "
                                f"{res[-1] if len(res) else float('nan'):.3g}") from None
         order = np.argsort(lam)
         lam, V = lam[order], V[:, order]
-        used = "lanczos"
-    res = np.array([np.linalg.norm(op.matvec(v) - l * v) for l, v in zip(lam, V.T)])
-    return {"eigenvalues": lam, "residuals": res, "products": count["n"], "method": used}
+        return {"eigenvalues": lam, "residuals": _residuals(op, lam, V), "products": count["n"], "method": "lanczos"}
 
 
 def polish(post: Posterior, theta: Any, x: torch.Tensor, *, box: float = 0.25, gtol: float = 1e-4,
