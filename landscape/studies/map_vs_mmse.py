@@ -127,12 +127,16 @@ def _setup(cfg: Config):
 
 
 def run_case(cfg: Config, problem: BlindDeblur, prior: Any, model: Any, theta_true: np.ndarray,
-             progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The estimates of one case: ``(estimates, extras)``; estimates maps name -> (x, kernel)."""
+             progress: bool, first: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The estimates of one case: ``(estimates, extras)``; estimates maps name -> (x, kernel).
+    ``first``: the grid of the first parameter (the profile's, and the sandbox's uniform prior on θ);
+    default ``n_theta`` points on [0, 2θ*] ([0, 1] along a kernel path); θ* is always added."""
     fam = problem.family
     post = Posterior(problem, prior)
-    grid = np.tile(theta_true, (cfg.n_theta, 1))
-    grid[:, 0] = np.linspace(0, 2 * theta_true[0] if not isinstance(fam, kernels.Path) else 1.0, cfg.n_theta)
+    if first is None:
+        first = np.linspace(0, 2 * theta_true[0] if not isinstance(fam, kernels.Path) else 1.0, cfg.n_theta)
+    grid = np.tile(theta_true, (len(first), 1))
+    grid[:, 0] = first
     grid = np.unique(np.vstack([grid, theta_true[None]]), axis=0)
     solver = SolverOptions(etol=cfg.etol, max_iter=500)
     prof = scan.profile(post, grid, warm_start=True, store_images=True, solver=solver, progress=progress)

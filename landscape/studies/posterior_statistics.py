@@ -150,7 +150,8 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     rows, labels, means, stds, hists, points, truths = [], [], [], [], [], [], []
     for (name, img), th in itertools.product(sources, floats("theta_true", cfg.theta_true)):
         prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype)
-        out = G.gibbs(Posterior(prob, prior), grid, sweeps=cfg.sweeps, burn_in=cfg.burn_in, x_steps=3, method=method,
+        post = Posterior(prob, prior)
+        out = G.gibbs(post, grid, sweeps=cfg.sweeps, burn_in=cfg.burn_in, x_steps=3, method=method,
                       chains=cfg.chains, rng=cfg.seed, progress=progress)
         x = out["x"].double().numpy()
         flat = x.reshape(-1, *x.shape[-2:])
@@ -173,8 +174,9 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             for lv in LEVELS:
                 row[f"coverage_exact_{int(100 * lv)}"] = coverage(xs.numpy(), img, lv)
         if cfg.samples:
-            write_samples(cfg, Posterior(prob, prior), grid, out, f"{name}-theta{th:g}")
-        est, extras = MVM.run_case(mcfg, prob, map_prior, model, np.array([th]), progress)
+            write_samples(cfg, post, grid, out, f"{name}-theta{th:g}")
+        # on the study's own theta grid (the sandbox's exact MMSE then has the same uniform prior on theta)
+        est, extras = MVM.run_case(mcfg, prob, map_prior, model, np.array([th]), progress, first=grid)
         row.update(theta_map=extras["theta_map"], theta_map_near_truth=extras["theta_near_truth"],
                    theta_map_theta=extras["theta_map_theta"], theta_unrolled=extras.get("theta_unrolled", np.nan))
         pts = [flat.mean(0)] + [est[e][0].double().numpy() if e in est else np.full(img.shape, np.nan)
