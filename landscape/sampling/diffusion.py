@@ -161,7 +161,6 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
     s = opts.schedule()
     x = opts.mean + math.sqrt(s[0] ** 2 + opts.data_var) * torch.randn((C, *shape), generator=gen, dtype=dtype)
     calls0 = getattr(post.prior, "n_calls", 0)
-    x0 = x
     limited = torch.zeros(C, dtype=torch.long)
     for i in tqdm(range(len(s)), desc=f"dps ({C} chains)", disable=not progress, leave=False):
         x0, g = guided_denoise(post, blur, x, float(s[i]), opts.guidance, opts.data_var, D)

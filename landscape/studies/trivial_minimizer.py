@@ -40,6 +40,7 @@ are visible. The default is the shipped learned prior (``denoiser-gray``, Tweedi
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -282,7 +283,8 @@ def certify_candidates(cfg: Config, problem: BlindDeblur, prior_name: str, weigh
     r"""Certificates of the candidate minimisers (float64): each is polished by a local joint descent
     (``hessian.polish``) and then classified by ``hessian.certificate`` from :math:`\|\nabla E\|` and the
     ``certify_k`` smallest eigenvalues of the joint Hessian with their residual bounds (the
-    :math:`x`-Hessian with :math:`\partial_\theta E > 0` on the boundary :math:`\theta = 0`). A
+    :math:`x`-Hessian on the boundary :math:`\theta = 0` where :math:`\partial_\theta E > 0` or the kernel
+    is exactly the Dirac nearby, ``hessian.kernel_flat_at``). A
     polished point that left its box was not near a minimiser (``left box``). Score-only priors have no
     energy to polish: ``n/a (score-only prior)``. Dim ``candidate`` (:data:`CANDIDATES`); absent
     candidates are ``none``/NaN."""
@@ -297,7 +299,6 @@ def certify_candidates(cfg: Config, problem: BlindDeblur, prior_name: str, weigh
                      theta_true=problem.theta_true, dtype=torch.float64)
     post = Posterior(pb, prior, prior_weight=weight)
     has_energy = method_for(post) != "hqs"
-    import time
     for name, th, x in _candidates(prof, dsd, grid, float(problem.theta_true.reshape(-1)[0])):
         c = CANDIDATES.index(name)
         rec["cert_theta_start"][c] = float(np.atleast_1d(th)[0])
