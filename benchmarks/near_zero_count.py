@@ -27,13 +27,14 @@ from landscape.studies import morse_bott
 
 
 def counted(prior, x):
-    hv = hessian.prior_hvp(prior, x)
+    """The study's Hessian operator of q at ``x`` (``morse_bott._operator``), counting its products."""
+    op = morse_bott._operator(prior, x)
     n = {"products": 0}
 
     def mv(v):
         n["products"] += 1
-        return hv(torch.as_tensor(np.asarray(v).reshape(x.shape), dtype=torch.float64)).numpy().ravel()
-    return LinearOperator((x.numel(),) * 2, matvec=mv, dtype=np.float64), n
+        return op.matvec(v)
+    return LinearOperator(op.shape, matvec=mv, dtype=np.float64), n
 
 
 def iterative_count(prior, x, t: float) -> tuple[int, int, float]:
@@ -42,7 +43,7 @@ def iterative_count(prior, x, t: float) -> tuple[int, int, float]:
     the threshold (k from max(16, d/128): a restarted first pass that falls short costs more than it saves)."""
     op, n = counted(prior, x)
     v0 = np.random.default_rng(0).standard_normal(x.numel())
-    lam_max = float(eigsh(op, k=1, which="LA", tol=1e-3, v0=v0, return_eigenvectors=False)[0]) * 1.01
+    lam_max = morse_bott._largest(op) * 1.01           # Lanczos from the same v0, tol 1e-3
     shifted = LinearOperator(op.shape, matvec=lambda v: lam_max * np.ravel(v) - op.matvec(v), dtype=np.float64)
     k = max(16, x.numel() // 128)
     while True:          # a wide Krylov space (ncv = 6k) converges in far fewer products than ARPACK's 2k + 1

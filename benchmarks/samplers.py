@@ -85,11 +85,18 @@ def speed(args) -> None:
               f"{prior.n_calls / e_px:13.1f}{wall / e_px:9.2f}{wall / e_th:12.2f}")
 
 
-def bias(args) -> None:
+def two_component_gmm(shape: tuple[int, int], scale: float) -> priors.GMMPrior:
+    """The sandboxes' whole-image GMM: weights 0.4 / 0.6, random means in [0.3, 0.7], covariances
+    A Aᵀ + 0.002 I with A of entries N(0, scale²) (seed 1234; ``tests/test_sampling.py`` uses the 4x4 one)."""
     rng = np.random.default_rng(1234)
-    A = rng.normal(size=(2, 16, 16)) * 0.04
-    cov = A @ A.transpose(0, 2, 1) + 0.002 * np.eye(16)
-    gmm = priors.GMMPrior([0.4, 0.6], 0.3 + 0.4 * rng.random((2, 16)), cov, (4, 4))
+    d = shape[0] * shape[1]
+    A = rng.normal(size=(2, d, d)) * scale
+    cov = A @ A.transpose(0, 2, 1) + 0.002 * np.eye(d)
+    return priors.GMMPrior([0.4, 0.6], 0.3 + 0.4 * rng.random((2, d)), cov, shape)
+
+
+def bias(args) -> None:
+    gmm = two_component_gmm((4, 4), 0.04)
     prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=3)[0].numpy(), kernels.Gaussian(3), 1.0, 0.05, rng=4)
     ex = GMMPosterior(prob, gmm, [1.0]).mmse()
     m, sd = ex["x_mmse"].reshape(-1).numpy(), ex["x_std"].reshape(-1).numpy()
@@ -122,10 +129,7 @@ def em(args) -> None:
     from both ends of the grid, with three E-steps: exact draws of x | theta_t, y (GMMPosterior), MALA, DPS.
     Prints each path and the exact -log p(y | theta) at its end, against the exact maximiser."""
     from landscape.sampling.gibbs import data_energies
-    rng = np.random.default_rng(1234)
-    A = rng.normal(size=(2, 64, 64)) * 0.03
-    cov = A @ A.transpose(0, 2, 1) + 0.002 * np.eye(64)
-    gmm = priors.GMMPrior([0.4, 0.6], 0.3 + 0.4 * rng.random((2, 64)), cov, (8, 8))
+    gmm = two_component_gmm((8, 8), 0.03)
     grid = np.linspace(0, 2.5, 6)
     prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=3)[0].numpy(), kernels.Gaussian(5), 2.0, 0.01, rng=4)
     post = ls.Posterior(prob, gmm)
