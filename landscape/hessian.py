@@ -11,6 +11,9 @@ r"""Second-order views: Hessian-vector products, spectra, and certificates of lo
 * ``spectrum(op, k)`` — the ``k`` smallest eigenvalues with their residual norms
   :math:`\|Av - \lambda v\|` (error bounds for a symmetric operator): dense (``eigvalsh`` of the matrix
   built from ``d`` products, for small ``d``) or Lanczos (``scipy.sparse.linalg.eigsh``).
+* ``near_zero_count(op, thresholds)`` — how many eigenvalues have :math:`|\lambda| \le t\,\lambda_{\max}`:
+  Lanczos (full reorthogonalisation) stopped as soon as the Ritz intervals
+  :math:`[\theta_i - \rho_i, \theta_i + \rho_i]` put every eigenvalue near the threshold on one side of it.
 * ``certificate(post, theta, x)`` — "local minimiser" when :math:`\|\nabla E\|` is below ``gtol`` and
   the smallest eigenvalue minus its residual is positive, "saddle" when it plus its residual is
   negative, else "undecided"; at the lower boundary of the family's domain (:math:`\theta = 0`, the
@@ -126,8 +129,42 @@ def joint_gradient(post: Posterior, theta: Any, x: torch.Tensor) -> tuple[torch.
     return gt, gx
 
 
+#: largest dimension p + HW for which a prior's assembled Hessian (``prior.hessian_matrix``) is used
+#: (a dense float64 matrix of 8192^2 is 0.5 GB)
+ASSEMBLED_MAX = 8192
+
+
+def joint_hessian_matrix(post: Posterior, theta: Any, x: torch.Tensor) -> np.ndarray:
+    r"""The Hessian of :math:`E(\theta, x)` as a dense matrix ``(p + HW, p + HW)`` (:math:`\theta` first),
+    for a prior that assembles its own (``prior.hessian_matrix``, e.g. the exact and patch GMMs):
+    the data and kernel terms by forward-over-reverse products (cheap FFT convolutions, batched), plus
+    ``prior_weight`` times the prior's matrix in the :math:`x` block. Equals ``dense_matrix(joint_hvp(...))``
+    without a single product through the prior (``tests/test_hessian.py``)."""
+    if not hasattr(post.prior, "hessian_matrix"):
+        raise InputError("prior", "a prior with hessian_matrix (exact GMM, patch GMM)", post.prior.name)
+    th = post.theta(theta)[0].detach()
+    x = x.detach().to(post.problem.dtype)
+    _finite("x", x)
+    p, n = th.numel(), x.numel()
+
+    def data_and_kernel(w: torch.Tensor) -> torch.Tensor:
+        t, z = w[:p].reshape(th.shape), w[p:].reshape(x.shape)
+        return (post.data_term(t[None], z[None]) + post.kernel_term(t[None]))[0]
+    w0 = torch.cat([th.reshape(-1), x.reshape(-1)])
+    grad = torch.func.grad(data_and_kernel)
+    H = torch.func.vmap(lambda v: torch.func.jvp(grad, (w0,), (v,))[1], chunk_size=512)(
+        torch.eye(p + n, dtype=w0.dtype))
+    H[p:, p:] += post.prior_weight * post.prior.hessian_matrix(x[None])[0]
+    H = H.double().numpy()
+    _finite("Hessian", torch.as_tensor(H))
+    return 0.5 * (H + H.T)
+
+
 def _columns(op) -> np.ndarray:
-    """The matrix of a ``LinearOperator``, column by column (``d`` products), as applied."""
+    """The matrix of a ``LinearOperator``: its own when it carries one (``aslinearoperator(M)``), else
+    column by column (``d`` products), as applied."""
+    if isinstance(getattr(op, "A", None), np.ndarray):
+        return op.A
     return np.stack([op.matvec(e) for e in np.eye(op.shape[0])], axis=1)
 
 
@@ -164,7 +201,7 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
     k : int
         ``1 <= k <= d``.
     method : {"auto", "dense", "lanczos", "lobpcg"}
-        ``auto``: dense when ``d <= dense_max``, else LOBPCG (a block method: it resolves repeated
+        ``auto``: dense when ``d <= dense_max`` or the operator carries its matrix (``op.A``, no products), else LOBPCG (a block method: it resolves repeated
         eigenvalues, which single-vector Lanczos (``eigsh``) can miss; stationary priors have them in pairs).
     tol, maxiter : Lanczos (``eigsh``) tolerance and iteration cap.
 
@@ -186,13 +223,14 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
     counted = LinearOperator(op.shape, matvec=mv, dtype=np.float64)
     if method not in ("auto", "dense", "lanczos", "lobpcg"):
         raise InputError("method", "auto, dense, lanczos or lobpcg", method)
-    if method == "dense" or (method == "auto" and d <= dense_max):
-        raw = _columns(counted)
+    if method == "dense" or (method == "auto" and (d <= dense_max or isinstance(getattr(op, "A", None), np.ndarray))):
+        raw = _columns(op) if isinstance(getattr(op, "A", None), np.ndarray) else _columns(counted)
         lam, V = np.linalg.eigh(0.5 * (raw + raw.T))
         lam, V = lam[:k], V[:, :k]
         # residuals against the operator itself (its matrix: no further products)
         res = np.linalg.norm(raw @ V - V * lam, axis=0)
-        return {"eigenvalues": lam, "residuals": res, "products": count["n"], "method": "dense"}
+        return {"eigenvalues": lam, "residuals": res, "products": count["n"],
+                "method": "dense" if count["n"] else "assembled"}
     elif method in ("auto", "lobpcg"):
         from scipy.sparse.linalg import lobpcg
         X = np.random.default_rng(0).standard_normal((d, min(d, k + 4)))
@@ -215,6 +253,118 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
         order = np.argsort(lam)
         lam, V = lam[order], V[:, order]
         return {"eigenvalues": lam, "residuals": _residuals(op, lam, V), "products": count["n"], "method": "lanczos"}
+
+
+def _decide(theta: np.ndarray, rho: np.ndarray, ref: float, ref_bound: float, t: float) -> int | None:
+    r"""The count of eigenvalues in :math:`[-t\lambda_{ref}, t\lambda_{ref}]` when the Ritz intervals
+    :math:`[\theta_i - \rho_i, \theta_i + \rho_i]` (ascending) decide it, else ``None``: every interval up to
+    the first one wholly above the threshold (the sentinel) must lie wholly inside or wholly below it,
+    with the threshold itself known to within :math:`t\rho_{ref}` (:math:`\lambda_{ref}` is a Ritz value too)."""
+    lo_t, hi_t = t * ref, t * (ref + ref_bound)
+    count = 0
+    for th, r in zip(theta, rho):
+        if th - r > hi_t:
+            return count
+        if -lo_t <= th - r and th + r <= lo_t:
+            count += 1
+        elif not th + r < -hi_t:
+            return None
+    return None
+
+
+def near_zero_count(op, thresholds: Any, *, maxiter: int | None = None, check_every: int = 10,
+                    rng: Any = 0) -> dict[str, Any]:
+    r"""How many eigenvalues of a symmetric operator satisfy :math:`|\lambda| \le t\,\lambda_{\max}`, for
+    each ``t`` in ``thresholds``, by Lanczos with a stopping rule that asks only what the count needs.
+
+    Lanczos with full reorthogonalisation builds an orthonormal basis :math:`V_m` of the Krylov space
+    :math:`\mathcal K_m(A, v_0)` and the tridiagonal :math:`T_m = V_m^\top A V_m`; an eigenpair
+    :math:`(\theta_i, s_i)` of :math:`T_m` gives a Ritz pair whose residual is
+    :math:`\rho_i = \|A V_m s_i - \theta_i V_m s_i\| = \beta_{m+1} |s_{mi}|` (no extra product), and each
+    interval :math:`[\theta_i - \rho_i, \theta_i + \rho_i]` holds an eigenvalue of :math:`A`. The largest
+    Ritz value is :math:`\lambda_{\max}` (:math:`\theta_{\max} \le \lambda_{\max} \le \theta_{\max} + \rho_{\max}`).
+    Every ``check_every`` products the count is read from the intervals, from the smallest up: each must
+    lie wholly inside :math:`[-t\lambda_{\max}, t\lambda_{\max}]` or wholly below it, up to the first one
+    wholly above it. The run stops when every threshold's count is decided at two consecutive checks.
+
+    This asks each eigenvalue only for the side of the threshold it is on, not for full accuracy, and
+    needs no separate :math:`\lambda_{\max}` run. As for any Krylov method, completeness rests on the start
+    vector: an eigenvalue whose eigenvector the Krylov space has not yet met cannot be counted (for a
+    random start this is the slow convergence of a tight cluster, which the two-check rule guards against;
+    ``benchmarks/near_zero_count.py`` compares with the dense spectrum).
+
+    Parameters
+    ----------
+    op : LinearOperator ``(d, d)``
+        Symmetric.
+    thresholds : sequence of float
+        Each in ``(0, 1)``.
+    maxiter : int, optional
+        Products at most (default ``d``: the Krylov space is then the whole space and the count exact).
+    check_every : int
+        Products between two reads of the count.
+    rng : seed or ``numpy.random.Generator``
+        The random start vector.
+
+    Returns
+    -------
+    dict
+        ``counts`` ``(len(thresholds),)``, ``lambda_max`` and its bound ``lambda_max_residual``, ``ritz`` and
+        ``residuals`` (every Ritz value, ascending, with its :math:`\rho_i`), ``products``.
+
+    Raises
+    ------
+    NotConverged
+        When ``maxiter`` products do not decide every count (with the Ritz values and bounds reached).
+    """
+    t = np.atleast_1d(np.asarray(thresholds, dtype=float))
+    if t.size == 0 or not np.all((t > 0) & (t < 1)):
+        raise InputError("thresholds", "numbers in (0, 1)", thresholds)
+    d = op.shape[0]
+    maxiter = d if maxiter is None else maxiter
+    if not (isinstance(maxiter, (int, np.integer)) and 2 <= maxiter <= d):
+        raise InputError("maxiter", f"an integer from 2 to the dimension {d}", maxiter)
+    if not (isinstance(check_every, (int, np.integer)) and check_every >= 1):
+        raise InputError("check_every", "a positive integer", check_every)
+    gen = np.random.default_rng(rng)
+    V = np.zeros((d, maxiter + 1))
+    v = gen.standard_normal(d)
+    V[:, 0] = v / np.linalg.norm(v)
+    alpha, beta = np.zeros(maxiter), np.zeros(maxiter)
+    previous = None
+    theta = rho = np.zeros(0)
+    for j in range(maxiter):
+        w = np.asarray(op.matvec(V[:, j]), dtype=float).ravel()
+        if not np.all(np.isfinite(w)):
+            raise InputError("op", "finite Hessian-vector products", f"NaN or inf at product {j + 1}")
+        alpha[j] = V[:, j] @ w
+        for _ in range(2):                                  # full reorthogonalisation, twice
+            w -= V[:, :j + 1] @ (V[:, :j + 1].T @ w)
+        beta[j] = np.linalg.norm(w)
+        m = j + 1
+        if beta[j] <= 1e-12 * max(np.abs(alpha[:m]).max(), 1e-300) and m < d:
+            # an invariant subspace: continue from a fresh direction (T then splits, beta = 0)
+            w = gen.standard_normal(d)
+            for _ in range(2):
+                w -= V[:, :m] @ (V[:, :m].T @ w)
+            beta[j], V[:, m] = 0.0, w / np.linalg.norm(w)
+        else:
+            V[:, m] = w / max(beta[j], 1e-300)
+        if m % check_every and m != maxiter:
+            continue
+        T = np.diag(alpha[:m]) + np.diag(beta[:m - 1], 1) + np.diag(beta[:m - 1], -1)
+        theta, S = np.linalg.eigh(T)
+        rho = beta[j] * np.abs(S[-1])
+        top = int(np.argmax(np.abs(theta)))
+        counts = [_decide(theta, rho, abs(theta[top]), rho[top], ti) for ti in t]
+        decided = None not in counts
+        if decided and (counts == previous or m == d):
+            return {"counts": np.array(counts), "lambda_max": abs(float(theta[top])),
+                    "lambda_max_residual": float(rho[top]), "ritz": theta, "residuals": rho, "products": m}
+        previous = counts if decided else None
+    raise NotConverged("Lanczos count", theta, rho, maxiter,
+                       f"counts not decided after {maxiter} products (largest residual among the 20 smallest "
+                       f"Ritz values {rho[:20].max() if rho.size else float('nan'):.3g})")
 
 
 def polish(post: Posterior, theta: Any, x: torch.Tensor, *, box: float = 0.25, gtol: float = 1e-4,
@@ -294,12 +444,98 @@ def kernel_flat_at(family: Any, theta: torch.Tensor) -> bool:
     return bool((h0 - h1).abs().max() <= 1e-12)
 
 
+def _constrained(post: Posterior, th: torch.Tensor, gt: torch.Tensor, gtol: float) -> tuple[bool, bool, bool]:
+    r"""``(at_lower, constrained, flat)``: on the lower boundary of the family's domain, is the problem the
+    constrained one in :math:`x` alone (the :math:`\theta`-derivative points into the domain, or the kernel
+    does not change for small :math:`\theta`, ``kernel_flat_at``)?"""
+    fam = post.problem.family
+    lo = torch.tensor(fam.lower, dtype=th.dtype)
+    at = th <= lo + 1e-12
+    at_lower = bool(at.any())
+    inward_strict = at_lower and bool((gt[at] > gtol).all())
+    flat = at_lower and kernel_flat_at(fam, th)
+    return at_lower, inward_strict or flat, flat
+
+
+def _hessian_operator(post: Posterior, th: torch.Tensor, x: torch.Tensor, constrained: bool):
+    """The joint Hessian (or its :math:`x` block when ``constrained``) as a ``LinearOperator``: the
+    assembled matrix when the prior has one and the size allows (:data:`ASSEMBLED_MAX`), else products."""
+    from scipy.sparse.linalg import LinearOperator, aslinearoperator
+    p, n = th.numel(), x.numel()
+    if hasattr(post.prior, "hessian_matrix") and p + n <= ASSEMBLED_MAX:
+        M = joint_hessian_matrix(post, th[None], x)
+        return aslinearoperator(np.ascontiguousarray(M[p:, p:] if constrained else M))
+    full = joint_hvp(post, th[None], x)
+    if not constrained:
+        return full
+    return LinearOperator((n, n), matvec=lambda v: full.matvec(np.concatenate([np.zeros(p), np.ravel(v)]))[p:],
+                          dtype=np.float64)
+
+
+def newton_refine(post: Posterior, theta: Any, x: torch.Tensor, *, gtol: float = 1e-3, steps: int = 10
+                  ) -> dict[str, Any]:
+    r"""Newton steps on :math:`E` from a polished point, with the assembled Hessian
+    (``joint_hessian_matrix``): :math:`z \leftarrow z - t\,\nabla^2 E(z)^{-1} \nabla E(z)`, :math:`t` halved
+    until :math:`E` falls; in :math:`x` alone (``theta`` fixed) on the lower boundary where the problem is
+    the constrained one (the rule of :func:`certificate`), else in :math:`(\theta, x)`, stopping at a step
+    that would leave the domain. Stops when the gradient norm is below ``gtol`` (that of the certificate,
+    so the verdict does not fail on a stationarity a first-order polish could not reach), after ``steps``,
+    or where the Hessian is not positive definite (Cholesky fails: Newton is then no descent method, and
+    the point is returned as it came).
+
+    Returns
+    -------
+    dict
+        ``theta`` ``(p,)``, ``x``, ``energy``, ``grad_norm``, ``steps`` (Newton steps taken).
+    """
+    import scipy.linalg as sl
+    th = post.theta(theta)[0].detach().double().clone()
+    x = x.detach().double().clone()
+    p = th.numel()
+    lower = np.asarray(post.problem.family.lower, dtype=float)
+
+    def state(t, z):
+        gt, gx = joint_gradient(post, t[None], z)
+        _, constrained, _ = _constrained(post, t, gt, gtol)
+        g = gx.reshape(-1) if constrained else torch.cat([gt.reshape(-1), gx.reshape(-1)])
+        return float(post.energy(t[None], z[None])[0]), g.double().numpy(), constrained
+
+    e, g, constrained = state(th, x)
+    done = 0
+    while done < steps and np.linalg.norm(g) > gtol:
+        M = joint_hessian_matrix(post, th[None], x)
+        M = M[p:, p:] if constrained else M
+        try:
+            step = sl.cho_solve(sl.cho_factor(M), g)
+        except np.linalg.LinAlgError:
+            break
+        t_len, accepted = 1.0, False
+        while t_len > 1e-6:
+            dt = np.zeros(p) if constrained else t_len * step[:p]
+            tn = th - torch.as_tensor(dt)
+            if np.any(tn.numpy() < lower):
+                t_len *= 0.5
+                continue
+            xn = x - t_len * torch.as_tensor(step[-x.numel():].reshape(x.shape))
+            en, gn, cn = state(tn, xn)
+            if en <= e:
+                th, x, e, g, constrained, accepted = tn, xn, en, gn, cn, True
+                break
+            t_len *= 0.5
+        if not accepted:
+            break
+        done += 1
+    return {"theta": th.numpy(), "x": x, "energy": e, "grad_norm": float(np.linalg.norm(g)), "steps": done}
+
+
 def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gtol: float = 1e-3,
                 method: str = "auto", maxiter: int | None = None) -> dict[str, Any]:
     r"""Is :math:`(\theta, x)` a local minimiser of :math:`E`? (module docstring for the rules)
 
     ``k``, ``method``, ``maxiter`` go to :func:`spectrum`; an eigensolver that stops short gives an
-    ``undecided`` verdict with the values it reached, not an exception.
+    ``undecided`` verdict with the values it reached, not an exception. A prior that assembles its
+    Hessian (``hessian_matrix``) is decomposed densely from that matrix (no products) up to
+    :data:`ASSEMBLED_MAX` unknowns.
 
     Returns
     -------
@@ -307,35 +543,24 @@ def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gto
         ``verdict`` (``"certified local minimiser"``, ``"saddle"`` or ``"undecided"``; ``"undecided
         (... did not converge: ...)"`` when the eigensolver stopped short), ``grad_norm``,
         ``eigenvalues`` and ``residuals`` of the operator analysed (the joint Hessian, or the
-        :math:`x`-Hessian at the domain's lower boundary), ``boundary`` (bool), ``dtheta``.
+        :math:`x`-Hessian at the domain's lower boundary), ``boundary`` (bool), ``dtheta``, ``method``.
     """
     th = post.theta(theta)[0]
-    fam = post.problem.family
     gt, gx = joint_gradient(post, th[None], x)
-    lo = torch.tensor(fam.lower, dtype=th.dtype)
-    at_lower = bool((th <= lo + 1e-12).any())
-    inward_strict = at_lower and bool((gt[th <= lo + 1e-12] > gtol).all())
-    flat = at_lower and kernel_flat_at(fam, th)
-    if inward_strict or flat:
-        # constrained, first order in theta: the derivative points into the domain, or the kernel does not
-        # change at all for small theta (E is then constant in theta there); the x-Hessian must be positive
-        # definite (with a merely vanishing theta-derivative the joint Hessian decides, below)
-        from scipy.sparse.linalg import LinearOperator
-        full = joint_hvp(post, th[None], x)
-        p, n = th.numel(), x.numel()
-        op = LinearOperator((n, n), matvec=lambda v: full.matvec(np.concatenate([np.zeros(p), np.ravel(v)]))[p:],
-                            dtype=np.float64)
-        gnorm = float(gx.norm())
-    else:
-        op = joint_hvp(post, th[None], x)
-        gnorm = float(torch.cat([gt.reshape(-1), gx.reshape(-1)]).norm())
+    at_lower, constrained, flat = _constrained(post, th, gt, gtol)
+    # constrained, first order in theta: the derivative points into the domain, or the kernel does not
+    # change at all for small theta (E is then constant in theta there); the x-Hessian must be positive
+    # definite (with a merely vanishing theta-derivative the joint Hessian decides)
+    op = _hessian_operator(post, th.detach(), x.detach().to(post.problem.dtype), constrained)
+    gnorm = float(gx.norm()) if constrained else float(torch.cat([gt.reshape(-1), gx.reshape(-1)]).norm())
     note = ""
     try:
         sp = spectrum(op, k=min(k, op.shape[0]), method=method, maxiter=maxiter)
     except NotConverged as exc:
         # an unconverged smallest Ritz value need not be the smallest eigenvalue: nothing is certified
         order = np.argsort(exc.eigenvalues)
-        sp = {"eigenvalues": exc.eigenvalues[order], "residuals": exc.residuals[order], "products": exc.products}
+        sp = {"eigenvalues": exc.eigenvalues[order], "residuals": exc.residuals[order], "products": exc.products,
+              "method": method}
         note = f" ({exc.solver} did not converge: {exc.detail})"
     lam, r = (sp["eigenvalues"][0], sp["residuals"][0]) if len(sp["eigenvalues"]) else (np.nan, np.nan)
     if note:
@@ -347,5 +572,5 @@ def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gto
     else:
         verdict = "undecided"
     return {"verdict": verdict, "grad_norm": gnorm, "boundary": at_lower, "flat_in_theta": flat,
-            "dtheta": gt.detach().numpy(),
+            "dtheta": gt.detach().numpy(), "method": sp.get("method", method),
             "eigenvalues": sp["eigenvalues"], "residuals": sp["residuals"], "products": sp["products"]}

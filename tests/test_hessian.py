@@ -31,6 +31,8 @@ def test_gmm_prior_hessian_matches_the_closed_form(rng):
     gbar = gam @ g
     exact = np.einsum("k,kij->ij", gam, prec) - (np.einsum("k,ki,kj->ij", gam, g, g) - np.outer(gbar, gbar))
     np.testing.assert_allclose(H, exact, rtol=1e-6, atol=1e-8 * np.abs(exact).max())
+    # the prior's own assembled matrix (no products) is the same closed form
+    np.testing.assert_allclose(gmm.hessian_matrix(x[None])[0].numpy(), exact, rtol=1e-10, atol=1e-12 * np.abs(exact).max())
 
 
 @pytest.fixture
@@ -133,3 +135,101 @@ def test_an_unconverged_eigensolver_leaves_the_certificate_undecided_with_what_i
     assert c["verdict"].startswith("undecided (LOBPCG did not converge: residual")
     assert c["eigenvalues"][0] == exc.value.eigenvalues.min() and c["products"] == exc.value.products
     assert Hs.certificate(post, [[1.1]], x1, method="lobpcg")["verdict"] == "saddle"
+
+
+def _planted(rng, eigenvalues):
+    """A dense symmetric matrix with the given spectrum (a random orthogonal basis), as an operator."""
+    from scipy.sparse.linalg import aslinearoperator
+    Q, _ = np.linalg.qr(rng.normal(size=(len(eigenvalues),) * 2))
+    return aslinearoperator((Q * np.asarray(eigenvalues)) @ Q.T)
+
+
+def test_near_zero_count_equals_the_exact_count_on_a_planted_spectrum_with_fewer_products(rng):
+    """d = 400, lambda_max = 1: eigenvalues planted inside [-t, t] (both signs), just outside it on both
+    sides (1.5 t and -1.5 t, so the negative side must be resolved too), and the bulk in [0.02, 1]. The
+    counts at t = 1e-3 and 1e-2 equal the planted ones, from fewer products than d, and lambda_max is
+    the largest eigenvalue to within its reported bound."""
+    lam = np.concatenate([[-5e-4, -1e-4, 2e-5, 3e-4, 8e-4],          # inside 1e-3
+                          [-1.5e-3, 1.5e-3, 4e-3, -6e-3, 9e-3],        # inside 1e-2 only
+                          [-0.05], rng.uniform(0.02, 1.0, 388), [1.0]])
+    op = _planted(rng, lam)
+    out = Hs.near_zero_count(op, [1e-3, 1e-2])
+    assert list(out["counts"]) == [int((np.abs(lam) <= t).sum()) for t in (1e-3, 1e-2)] == [5, 10]
+    assert out["products"] < op.shape[0]
+    assert abs(out["lambda_max"] - 1.0) <= out["lambda_max_residual"] + 1e-12
+    # every Ritz interval holds an eigenvalue
+    for th, r in zip(out["ritz"], out["residuals"]):
+        assert np.abs(lam - th).min() <= r + 1e-10
+
+
+def test_near_zero_count_equals_the_dense_count_of_a_learned_prior_hessian():
+    """The gradient-step prior's Hessian of q at a 16x16 camera crop (d = 256): Lanczos counts at
+    1e-3 and 1e-2 lambda_max equal those of the dense spectrum from d products, from fewer products."""
+    gs = P.make_prior("gs", (16, 16), P.PriorSettings(dtype=torch.float64))
+    x = torch.as_tensor(data.center_crop(data.load("camera"), 16), dtype=torch.float64)
+    from landscape.studies.morse_bott import _operator
+    op = _operator(gs, x)
+    dense = Hs.spectrum(op, k=256, method="dense")["eigenvalues"]
+    top = np.abs(dense).max()
+    out = Hs.near_zero_count(op, [1e-3, 1e-2])
+    assert list(out["counts"]) == [int((np.abs(dense) <= t * top).sum()) for t in (1e-3, 1e-2)]
+    assert out["products"] < 256 and abs(out["lambda_max"] - top) <= 1e-6 * top
+
+
+def test_near_zero_count_on_an_invariant_subspace_and_bad_input(rng):
+    """A spectrum of three distinct values repeated (the Krylov space breaks down after three products):
+    Lanczos restarts from fresh directions and the count includes every copy. A cap too small to decide
+    raises NotConverged with what it reached; bad thresholds and caps name the argument."""
+    lam = np.repeat([0.0, 0.5, 1.0], [3, 30, 7])
+    out = Hs.near_zero_count(_planted(rng, lam), [1e-3])
+    assert out["counts"][0] == 3
+    op = _planted(rng, np.concatenate([[1e-4, 1.1e-3], np.linspace(2e-3, 1, 298)]))
+    with pytest.raises(Hs.NotConverged, match="counts not decided after 20 products") as exc:
+        Hs.near_zero_count(op, [1e-3], maxiter=20)
+    assert exc.value.products == 20 and exc.value.eigenvalues.size == 20
+    for bad in (0.0, 1.5, []):
+        with pytest.raises(InputError, match="thresholds"):
+            Hs.near_zero_count(op, bad)
+    with pytest.raises(InputError, match="maxiter"):
+        Hs.near_zero_count(op, [1e-3], maxiter=1)
+
+
+@pytest.fixture
+def patch_post(rng):
+    """A blurred 10x10 camera crop under an EPLL-style prior: a random 3-component GMM on 4x4 patches."""
+    img = data.center_crop(data.load("camera"), 10)
+    prob = ls.BlindDeblur.synthetic(img, K.Gaussian(5), 1.0, 0.02, rng=0, dtype=torch.float64)
+    return ls.Posterior(prob, P.PatchGMMPrior(_gmm(rng)))
+
+
+def test_assembled_joint_hessian_equals_the_hessian_vector_products(patch_post):
+    """joint_hessian_matrix (the data term by batched forward-over-reverse products, the patch prior's
+    closed-form blocks summed into their pixels) against d double-backward products through E."""
+    post = patch_post
+    x = post.problem.y
+    M = Hs.joint_hessian_matrix(post, [[1.2]], x)
+    ref = Hs.dense_matrix(Hs.joint_hvp(post, [[1.2]], x))
+    np.testing.assert_allclose(M, ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
+    # the certificate then decomposes the matrix itself: no product
+    c = Hs.certificate(post, [[1.2]], x, k=2)
+    assert c["method"] == "assembled" and c["products"] == 0
+    np.testing.assert_allclose(c["eigenvalues"], np.linalg.eigvalsh(ref)[:2], rtol=1e-8)
+    with pytest.raises(InputError, match="prior"):
+        Hs.joint_hessian_matrix(ls.Posterior(post.problem, P.make_prior("gs", (10, 10))), [[1.2]], x)
+
+
+def test_newton_refine_reaches_the_stationary_point_a_tight_first_order_polish_reaches(patch_post):
+    """At the Dirac (theta = 0, where the Gaussian family is flat in theta: Newton in x alone), from a
+    loosely polished point (gtol 1e-1), Newton steps with the assembled Hessian bring the gradient below
+    1e-9, to the point a first-order polish reaches at gtol 1e-10 (to 1e-8), with the same energy; the
+    certificate there is decided: a certified (flat) minimiser."""
+    post = patch_post
+    loose = Hs.polish(post, [[0.0]], post.problem.y, gtol=1e-1)
+    ref = Hs.polish(post, [[0.0]], post.problem.y, gtol=1e-10, max_iter=20000)
+    assert loose["grad_norm"] > 1e-3
+    r = Hs.newton_refine(post, loose["theta"][None], loose["x"], gtol=1e-9)
+    assert r["grad_norm"] <= 1e-9 and 1 <= r["steps"] <= 3 and r["theta"][0] == 0.0
+    assert abs(r["energy"] - ref["energy"]) <= 1e-8 * abs(ref["energy"])
+    np.testing.assert_allclose(r["x"].numpy(), ref["x"].numpy(), atol=1e-8)
+    c = Hs.certificate(post, r["theta"][None], r["x"], gtol=1e-6)
+    assert c["verdict"] == "certified local minimiser" and c["flat_in_theta"]

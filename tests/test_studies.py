@@ -168,6 +168,22 @@ def test_morse_bott_spectra_against_a_dense_autograd_hessian_and_the_descent_rul
     assert (ds.q_change.values < 0).all()            # descending q lowered it, for every image and prior
 
 
+def test_morse_bott_lanczos_counts_equal_the_dense_counts():
+    """With n_eig > 0 the counts come from hessian.near_zero_count: at 16x16 (gs, camera) they equal the
+    dense spectrum's at every threshold, from fewer products, with the same lambda_max, and every kept
+    Ritz value lies within its residual bound of a dense eigenvalue."""
+    from landscape.studies import morse_bott as S
+    base = dict(images="camera", crop=16, priors="gs", max_iter=60)
+    dense = S.run(S.Config(**base), progress=False)
+    lan = S.run(S.Config(**base, n_eig=8), progress=False)
+    np.testing.assert_array_equal(lan.near_zero_count.values, dense.near_zero_count.values)
+    np.testing.assert_allclose(lan.lambda_max.values, dense.lambda_max.values, rtol=1e-6)
+    assert int(lan.hessian_products.values.max()) < 256 == int(dense.hessian_products.values.max())
+    lam = dense.eigenvalues.values[0, 0]
+    for th, r in zip(lan.eigenvalues.values[0, 0], lan.eig_residuals.values[0, 0]):
+        assert np.abs(lam - th).min() <= r + 1e-9 * np.abs(lam).max()
+
+
 def test_morse_bott_bad_input():
     from landscape.studies import morse_bott as S
     with pytest.raises(InputError, match="priors"):

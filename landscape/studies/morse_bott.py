@@ -9,7 +9,10 @@ through an explicit potential, the symmetric part of the denoiser's Jacobian for
 asymmetry :math:`\|J - J^\top\|_F/\|J\|_F` is reported beside every spectrum), and the count of
 eigenvalues with :math:`|\lambda| \le t\,\lambda_{\max}` for several thresholds :math:`t`. The full
 spectrum comes from :math:`d` products (``spectrum(method="dense")``); for larger images
-``n_eig`` smallest eigenvalues by LOBPCG.
+(``n_eig > 0``) the counts come from ``hessian.near_zero_count`` (Lanczos stopped as soon as every
+eigenvalue near a threshold is on one side of it; products against the dense spectrum in
+``benchmarks/near_zero_count.py``), which also gives :math:`\lambda_{\max}`, and the ``n_eig`` smallest Ritz
+values are kept with their residual bounds.
 
 The exact whole-image GMM (``gmm``) is the reference where the answer is known: its Hessian is
 :math:`\Sigma_k^{-1}`-like near a component's mean, positive definite, so it has no near-zero
@@ -54,8 +57,9 @@ class Config:
     max_iter: int = option(2000, "descent iteration cap", integer(1))
     thresholds: str = option("1e-4,1e-3,1e-2", "count |lambda| <= t lambda_max for each t",
                              numbers(0.0, lo_open=True))
-    n_eig: int = option(0, "smallest eigenvalues by LOBPCG (0: the full dense spectrum)", integer(0))
-    seed: int = option(0, "seed (probes of the asymmetry estimate)", integer(0))
+    n_eig: int = option(0, "counts by Lanczos stopped when they are decided (hessian.near_zero_count), keeping its "
+                        "n_eig smallest Ritz values with their residual bounds (0: the full dense spectrum)", integer(0))
+    seed: int = option(0, "seed (probes of the asymmetry estimate; the Lanczos start vector)", integer(0))
     quick: bool = option(False, "one image, 16x16, 100 descent steps (< 60 s)", flag())
 
     def resolved(self) -> "Config":
@@ -63,7 +67,7 @@ class Config:
         if c.quick:
             c.images, c.crop, c.max_iter = split(c.images)[0], min(c.crop, 16), min(c.max_iter, 100)
         if c.n_eig == 0 and c.crop > 40:
-            raise InputError("n_eig", f"a number of smallest eigenvalues (LOBPCG) for crop {c.crop} > 40 "
+            raise InputError("n_eig", f"a number of Ritz values to keep (the Lanczos count) for crop {c.crop} > 40 "
                              "(a dense spectrum needs crop^2 products)", 0)
         if c.n_eig > c.crop ** 2:
             raise InputError("n_eig", f"at most the dimension {c.crop ** 2}", c.n_eig)
@@ -150,12 +154,18 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             x_end[a, b], gpaths[a, b, :len(norms)], iters[a, b] = x.numpy(), norms, it
             dq[a, b] = q_difference(prior, x0, x)
             op = _operator(prior, x)
-            sp = hessian.spectrum(op, k=k, method="dense" if cfg.n_eig == 0 else "lobpcg")
-            eig[a, b], res[a, b], products[a, b] = sp["eigenvalues"], sp["residuals"], sp["products"]
-            top = float(np.abs(sp["eigenvalues"]).max()) if cfg.n_eig == 0 else _largest(op)
-            lam_max[a, b] = top
-            counts[a, b] = [(np.abs(sp["eigenvalues"]) <= t * top).sum() for t in thr]
-            neg[a, b] = int((sp["eigenvalues"] < -sp["residuals"]).sum())
+            if cfg.n_eig == 0:
+                sp = hessian.spectrum(op, k=k, method="dense")
+                eig[a, b], res[a, b], products[a, b] = sp["eigenvalues"], sp["residuals"], sp["products"]
+                lam_max[a, b] = float(np.abs(sp["eigenvalues"]).max())
+                counts[a, b] = [(np.abs(sp["eigenvalues"]) <= t * lam_max[a, b]).sum() for t in thr]
+                neg[a, b] = int((sp["eigenvalues"] < -sp["residuals"]).sum())
+            else:
+                nz = hessian.near_zero_count(op, thr, rng=cfg.seed)
+                m = min(k, nz["ritz"].size)
+                eig[a, b, :m], res[a, b, :m], products[a, b] = nz["ritz"][:m], nz["residuals"][:m], nz["products"]
+                lam_max[a, b], counts[a, b] = nz["lambda_max"], nz["counts"]
+                neg[a, b] = int((nz["ritz"] < -nz["residuals"]).sum())
             if hasattr(prior, "denoiser"):
                 asym[a, b], asym_se[a, b] = jacobian_asymmetry(prior.denoiser, x[None], cfg.s, probes=8, rng=cfg.seed)
             else:               # an explicit potential (GS: D = Id - grad g; exact priors): J is symmetric
@@ -164,7 +174,8 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             bar.update(1)
     bar.close()
     ds = xr.Dataset({
-        "eigenvalues": (("image", "prior", "k"), eig, {"long_name": "eigenvalues of the Hessian of q at the end point (ascending)"}),
+        "eigenvalues": (("image", "prior", "k"), eig, {"long_name": "eigenvalues of the Hessian of q at the end point "
+                        "(ascending; with n_eig > 0 the smallest Ritz values of the counting Lanczos)"}),
         "eig_residuals": (("image", "prior", "k"), res, {"long_name": "||H v - lambda v|| (error bound)"}),
         "near_zero_count": (("image", "prior", "threshold"), counts,
                             {"long_name": "eigenvalues with |lambda| <= threshold * lambda_max"}),

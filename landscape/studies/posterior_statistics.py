@@ -92,7 +92,7 @@ def coverage(draws: np.ndarray, x_true: np.ndarray, level: float) -> float:
 
 
 def write_samples(cfg: Config, post: Posterior, grid: np.ndarray, out: dict[str, Any], label: str) -> None:
-    """One case's Gibbs draws as an ``arviz.InferenceData`` netCDF in ``cfg.samples`` (atomic):
+    r"""One case's Gibbs draws as an ``arviz.InferenceData`` netCDF in ``cfg.samples`` (atomic):
     posterior ``theta`` and ``x`` (thinned evenly to :data:`SAMPLE_DRAWS` per chain), sample_stats
     ``data_energy`` (:math:`\|h(\theta)\star x - y\|^2/2\sigma^2` of each draw), observed ``y``,
     constant ``x_true``, ``kernel_true``, ``theta_true``, ``noise_sigma``."""
