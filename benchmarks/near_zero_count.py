@@ -64,7 +64,7 @@ def main() -> None:
         lam = hessian.spectrum(op, k=x.numel(), method="dense")["eigenvalues"]
         cd = [int((np.abs(lam) <= t * np.abs(lam).max()).sum()) for t in thr]
         td = time.perf_counter() - t0
-        print(f"{size:>6}{x.numel():>7}{n['products']:>16}{td:>9.1f}{str(cd):>14}{pi:>20}{ti:>8.1f}{str(list(ci)):>14}"
+        print(f"{size:>6}{x.numel():>7}{n['products']:>16}{td:>9.1f}{str(cd):>14}{pi:>20}{ti:>8.1f}{str([int(c) for c in ci]):>14}"
               f"{n['products'] / pi:>15.1f}x")
 
 

@@ -291,7 +291,10 @@ def near_zero_count(op, thresholds: Any, *, maxiter: int | None = None, check_ev
     needs no separate :math:`\lambda_{\max}` run. As for any Krylov method, completeness rests on the start
     vector: an eigenvalue whose eigenvector the Krylov space has not yet met cannot be counted (for a
     random start this is the slow convergence of a tight cluster, which the two-check rule guards against;
-    ``benchmarks/near_zero_count.py`` compares with the dense spectrum).
+    ``benchmarks/near_zero_count.py`` compares with the dense spectrum). A single start vector sees one
+    copy of an eigenvalue repeated exactly until the Krylov space is exhausted (each breakdown restarts
+    from a fresh direction, which meets the next copy): an operator with exact multiplicities (a
+    stationary prior's Fourier pairs) wants the dense spectrum or a block method (``spectrum``).
 
     Parameters
     ----------
