@@ -46,7 +46,9 @@ def _finite(name: str, t: torch.Tensor) -> None:
 
 
 def prior_hvp(prior: Prior, x: torch.Tensor, *, symmetric: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
-    r""":math:`v \mapsto \nabla^2 q(x)\,v` at one image ``x`` ``(H, W)``.
+    r""":math:`v \mapsto \nabla^2 q(x)\,v` at one image ``x`` ``(H, W)``, for one ``v`` ``(H, W)`` or a batch
+    ``(B, H, W)`` at once (the batch goes through the prior as ``B`` copies of ``x``: one batched double
+    backward, or one batched JVP and VJP of the denoiser, instead of ``B`` calls).
 
     Parameters
     ----------
@@ -58,34 +60,38 @@ def prior_hvp(prior: Prior, x: torch.Tensor, *, symmetric: bool = True) -> Calla
 
     Returns
     -------
-    callable ``v (H, W) -> (H, W)``
+    callable ``v (H, W) or (B, H, W) -> same shape``
     """
     x = x.detach()
     _finite("x", x)
     if prior.capabilities.get("energy") == APPROXIMATE and hasattr(prior, "denoiser"):
         s = prior.s
-        D = lambda z: prior.denoiser(z[None], s)[0]
 
-        def hvp(v: torch.Tensor) -> torch.Tensor:
-            _, jv = torch.func.jvp(D, (x,), (v,))
+        def batched(V: torch.Tensor) -> torch.Tensor:
+            X = x.expand_as(V).contiguous()
+            D = lambda z: prior.denoiser(z, s)
+            _, jv = torch.func.jvp(D, (X,), (V,))
             if symmetric:
-                _, vjp = torch.func.vjp(D, x)
-                jv = 0.5 * (jv + vjp(v)[0])
-            return (v - jv) / s ** 2
-        return hvp
+                _, vjp = torch.func.vjp(D, X)
+                jv = 0.5 * (jv + vjp(V)[0])
+            return (V - jv) / s ** 2
+    else:
+        def batched(V: torch.Tensor) -> torch.Tensor:
+            X = x.expand_as(V).clone().requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(prior.energy(X).sum(), X, create_graph=True)
+                (hv,) = torch.autograd.grad((g * V).sum(), X)
+            return hv.detach()
 
     def hvp(v: torch.Tensor) -> torch.Tensor:
-        xx = x.clone().requires_grad_(True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(prior.energy(xx[None]).sum(), xx, create_graph=True)
-            (hv,) = torch.autograd.grad((g * v).sum(), xx)
-        return hv.detach()
+        return batched(v[None])[0] if v.dim() == x.dim() else batched(v)
     return hvp
 
 
 def joint_hvp(post: Posterior, theta: Any, x: torch.Tensor):
     r"""The Hessian of :math:`E(\theta, x)` in :math:`(\theta, x)` as a ``LinearOperator`` of size
-    :math:`p + HW` (float64 products; the :math:`\theta` block first)."""
+    :math:`p + HW` (float64 products; the :math:`\theta` block first). ``matmat`` applies it to a block of
+    vectors in one batched double backward (``B`` copies of the pair)."""
     from scipy.sparse.linalg import LinearOperator
     th = post.theta(theta)[0].detach()
     x = x.detach().to(post.problem.dtype)
@@ -94,27 +100,32 @@ def joint_hvp(post: Posterior, theta: Any, x: torch.Tensor):
     qh = prior_hvp(post.prior, x) if score_prior else None
 
     def data_and_kernel(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return (post.data_term(t[None], z[None]) + post.kernel_term(t[None]))[0]
+        return post.data_term(t, z) + post.kernel_term(t)
 
     def energy(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return data_and_kernel(t, z) + post.prior_term(z[None])[0]
+        return data_and_kernel(t, z) + post.prior_term(z)
 
     f = data_and_kernel if score_prior else energy
 
-    def matvec(w: np.ndarray) -> np.ndarray:
-        w = torch.as_tensor(np.asarray(w).reshape(-1), dtype=x.dtype)
-        wt, wx = w[:p], w[p:].reshape(x.shape)
-        t_, z_ = th.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        with torch.enable_grad():                   # double backward: H w = d/de grad E(. + e w)
-            gt, gx = torch.autograd.grad(f(t_, z_), (t_, z_), create_graph=True)
+    def matmat(W: np.ndarray) -> np.ndarray:
+        W = torch.as_tensor(np.asarray(W).reshape(p + n, -1).T, dtype=x.dtype)     # (B, p + n)
+        B = W.shape[0]
+        wt, wx = W[:, :p].reshape(B, *th.shape), W[:, p:].reshape(B, *x.shape)
+        t_ = th.expand(B, *th.shape).clone().requires_grad_(True)
+        z_ = x.expand(B, *x.shape).clone().requires_grad_(True)
+        with torch.enable_grad():                   # double backward: H w = d/de grad E(. + e w), per copy
+            gt, gx = torch.autograd.grad(f(t_, z_).sum(), (t_, z_), create_graph=True)
             ht, hx = torch.autograd.grad((gt * wt).sum() + (gx * wx).sum(), (t_, z_), allow_unused=True)
-        ht = torch.zeros_like(th) if ht is None else ht
-        hx = torch.zeros_like(x) if hx is None else hx
+        ht = torch.zeros_like(t_) if ht is None else ht
+        hx = torch.zeros_like(z_) if hx is None else hx
         if score_prior:
             hx = hx + post.prior_weight * qh(wx)
-        return torch.cat([ht.reshape(-1), hx.reshape(-1)]).double().numpy()
+        return torch.cat([ht.reshape(B, -1), hx.reshape(B, -1)], 1).double().numpy().T
 
-    return LinearOperator((p + n, p + n), matvec=matvec, rmatvec=matvec, dtype=np.float64)
+    def matvec(w: np.ndarray) -> np.ndarray:
+        return matmat(np.asarray(w).reshape(-1, 1))[:, 0]
+
+    return LinearOperator((p + n, p + n), matvec=matvec, rmatvec=matvec, matmat=matmat, dtype=np.float64)
 
 
 def joint_gradient(post: Posterior, theta: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,12 +171,17 @@ def joint_hessian_matrix(post: Posterior, theta: Any, x: torch.Tensor) -> np.nda
     return 0.5 * (H + H.T)
 
 
-def _columns(op) -> np.ndarray:
+#: columns per batched application when a dense matrix is built from products
+BATCH = 64
+
+
+def _columns(op, batch: int = BATCH) -> np.ndarray:
     """The matrix of a ``LinearOperator``: its own when it carries one (``aslinearoperator(M)``), else
-    column by column (``d`` products), as applied."""
+    from ``d`` products, ``batch`` columns per ``matmat`` (one batched call where the operator batches)."""
     if isinstance(getattr(op, "A", None), np.ndarray):
         return op.A
-    return np.stack([op.matvec(e) for e in np.eye(op.shape[0])], axis=1)
+    d = op.shape[0]
+    return np.concatenate([op.matmat(np.eye(d)[:, i:i + batch]) for i in range(0, d, batch)], axis=1)
 
 
 def dense_matrix(op) -> np.ndarray:
@@ -220,7 +236,11 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
     def mv(v):
         count["n"] += 1
         return op.matvec(v)
-    counted = LinearOperator(op.shape, matvec=mv, dtype=np.float64)
+
+    def mm(V):
+        count["n"] += V.shape[1]
+        return op.matmat(V)
+    counted = LinearOperator(op.shape, matvec=mv, matmat=mm, dtype=np.float64)
     if method not in ("auto", "dense", "lanczos", "lobpcg"):
         raise InputError("method", "auto, dense, lanczos or lobpcg", method)
     if method == "dense" or (method == "auto" and (d <= dense_max or isinstance(getattr(op, "A", None), np.ndarray))):

@@ -233,3 +233,15 @@ def test_newton_refine_reaches_the_stationary_point_a_tight_first_order_polish_r
     np.testing.assert_allclose(r["x"].numpy(), ref["x"].numpy(), atol=1e-8)
     c = Hs.certificate(post, r["theta"][None], r["x"], gtol=1e-6)
     assert c["verdict"] == "certified local minimiser" and c["flat_in_theta"]
+
+
+@pytest.mark.parametrize("name", ["gs", "tweedie"])
+def test_batched_products_equal_one_at_a_time(name):
+    """A batch of v through prior_hvp (B copies of x in one call) gives the products of single calls,
+    for an explicit potential (double backward) and a Tweedie score (batched JVP and VJP)."""
+    prior = P.make_prior(name, (16, 16), P.PriorSettings(dtype=torch.float64))
+    x = torch.as_tensor(data.center_crop(data.load("ascent"), 16), dtype=torch.float64)
+    V = torch.randn(5, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    hv = Hs.prior_hvp(prior, x)
+    one = torch.stack([hv(v) for v in V])
+    np.testing.assert_allclose(hv(V).numpy(), one.numpy(), rtol=1e-9, atol=1e-9 * float(one.abs().max()))

@@ -198,11 +198,16 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
 
 
 def _operator(prior: Any, x: torch.Tensor):
-    """The Hessian of q at ``x`` as a scipy ``LinearOperator`` (``hessian.prior_hvp``)."""
+    """The Hessian of q at ``x`` as a scipy ``LinearOperator`` (``hessian.prior_hvp``; ``matmat`` batched)."""
     from scipy.sparse.linalg import LinearOperator
     hv = hessian.prior_hvp(prior, x)
-    return LinearOperator((x.numel(),) * 2, dtype=np.float64, matvec=lambda v: hv(
-        torch.as_tensor(np.asarray(v).reshape(x.shape), dtype=torch.float64)).numpy().ravel())
+
+    def matmat(V: np.ndarray) -> np.ndarray:
+        V = torch.as_tensor(np.asarray(V).reshape(x.numel(), -1).T.reshape(-1, *x.shape), dtype=torch.float64)
+        return hv(V).reshape(V.shape[0], -1).numpy().T
+
+    return LinearOperator((x.numel(),) * 2, dtype=np.float64, matmat=matmat,
+                          matvec=lambda v: matmat(np.asarray(v).reshape(-1, 1))[:, 0])
 
 
 def _largest(op) -> float:
