@@ -5,7 +5,7 @@ against a Lanczos count that stops as soon as the count is decided, in one run.
 
 For each size: descend q from the central crop of camera (morse_bott.descend_q, 300 steps), then count
 the eigenvalues with |lambda| <= t lambda_max of the Hessian there (hessian.prior_hvp, float64):
-  dense     -- d Hessian-vector products (64 per batched call), the matrix, eigh (the paper's approach: d JVPs);
+  dense     -- d Hessian-vector products (hessian.BATCH per call), the matrix, eigh (the paper's approach: d JVPs);
   iterative -- hessian.near_zero_count: Lanczos with full reorthogonalisation, stopped when the Ritz
                intervals put every eigenvalue near each threshold on one side of it (lambda_max is its
                largest Ritz value: no separate run).
