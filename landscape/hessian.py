@@ -220,7 +220,8 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
     k : int
         ``1 <= k <= d``.
     method : {"auto", "dense", "lanczos", "lobpcg"}
-        ``auto``: dense when ``d <= dense_max`` or the operator carries its matrix (``op.A``, no products), else LOBPCG (a block method: it resolves repeated
+        ``auto``: dense when ``d <= dense_max`` or the operator carries its matrix (``op.A``, no
+        products), else LOBPCG (a block method: it resolves repeated
         eigenvalues, which single-vector Lanczos (``eigsh``) can miss; stationary priors have them in pairs).
     tol, maxiter : Lanczos (``eigsh``) tolerance and iteration cap.
 
@@ -246,8 +247,9 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
     counted = LinearOperator(op.shape, matvec=mv, matmat=mm, dtype=np.float64)
     if method not in ("auto", "dense", "lanczos", "lobpcg"):
         raise InputError("method", "auto, dense, lanczos or lobpcg", method)
-    if method == "dense" or (method == "auto" and (d <= dense_max or isinstance(getattr(op, "A", None), np.ndarray))):
-        raw = _columns(op) if isinstance(getattr(op, "A", None), np.ndarray) else _columns(counted)
+    has_matrix = isinstance(getattr(op, "A", None), np.ndarray)          # aslinearoperator(M): no products
+    if method == "dense" or (method == "auto" and (d <= dense_max or has_matrix)):
+        raw = _columns(op if has_matrix else counted)
         lam, V = np.linalg.eigh(0.5 * (raw + raw.T))
         lam, V = lam[:k], V[:, :k]
         # residuals against the operator itself (its matrix: no further products)
