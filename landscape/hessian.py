@@ -88,16 +88,17 @@ def prior_hvp(prior: Prior, x: torch.Tensor, *, symmetric: bool = True) -> Calla
     return hvp
 
 
-def joint_hvp(post: Posterior, theta: Any, x: torch.Tensor):
+def joint_hvp(post: Posterior, theta: Any, x: torch.Tensor, *, prior: bool = True):
     r"""The Hessian of :math:`E(\theta, x)` in :math:`(\theta, x)` as a ``LinearOperator`` of size
     :math:`p + HW` (float64 products; the :math:`\theta` block first). ``matmat`` applies it to a block of
-    vectors in one batched double backward (``B`` copies of the pair)."""
+    vectors in one batched double backward (``B`` copies of the pair). ``prior=False``: the data and
+    kernel terms alone."""
     from scipy.sparse.linalg import LinearOperator
     th = post.theta(theta)[0].detach()
     x = x.detach().to(post.problem.dtype)
     p, n = th.numel(), x.numel()
     score_prior = post.prior.capabilities.get("energy") == APPROXIMATE
-    qh = prior_hvp(post.prior, x) if score_prior else None
+    qh = prior_hvp(post.prior, x) if score_prior and prior else None
 
     def data_and_kernel(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return post.data_term(t, z) + post.kernel_term(t)
@@ -105,7 +106,7 @@ def joint_hvp(post: Posterior, theta: Any, x: torch.Tensor):
     def energy(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return data_and_kernel(t, z) + post.prior_term(z)
 
-    f = data_and_kernel if score_prior else energy
+    f = energy if prior and not score_prior else data_and_kernel
 
     def matmat(W: np.ndarray) -> np.ndarray:
         W = torch.as_tensor(np.asarray(W).reshape(p + n, -1).T, dtype=x.dtype)     # (B, p + n)
@@ -118,7 +119,7 @@ def joint_hvp(post: Posterior, theta: Any, x: torch.Tensor):
             ht, hx = torch.autograd.grad((gt * wt).sum() + (gx * wx).sum(), (t_, z_), allow_unused=True)
         ht = torch.zeros_like(t_) if ht is None else ht
         hx = torch.zeros_like(z_) if hx is None else hx
-        if score_prior:
+        if qh is not None:
             hx = hx + post.prior_weight * qh(wx)
         return torch.cat([ht.reshape(B, -1), hx.reshape(B, -1)], 1).double().numpy().T
 
@@ -143,30 +144,31 @@ def joint_gradient(post: Posterior, theta: Any, x: torch.Tensor) -> tuple[torch.
 #: largest dimension p + HW for which a prior's assembled Hessian (``prior.hessian_matrix``) is used
 #: (a dense float64 matrix of 8192^2 is 0.5 GB)
 ASSEMBLED_MAX = 8192
+#: columns per call for the data and kernel terms' Hessian (FFT convolutions; at 64x64 on this CPU 64 per
+#: call builds the 4097^2 matrix in 3.4 s, 512 per call in 5.7 s)
+DATA_BATCH = 64
+
+
+def assembles(prior: Prior, dimension: int) -> bool:
+    """Does ``prior`` assemble its Hessian (``hessian_matrix``) and does a dense matrix of ``dimension``
+    unknowns fit (:data:`ASSEMBLED_MAX`)? Then certificates and Newton steps use the matrix."""
+    return hasattr(prior, "hessian_matrix") and dimension <= ASSEMBLED_MAX
 
 
 def joint_hessian_matrix(post: Posterior, theta: Any, x: torch.Tensor) -> np.ndarray:
     r"""The Hessian of :math:`E(\theta, x)` as a dense matrix ``(p + HW, p + HW)`` (:math:`\theta` first),
     for a prior that assembles its own (``prior.hessian_matrix``, e.g. the exact and patch GMMs):
-    the data and kernel terms by forward-over-reverse products (cheap FFT convolutions, batched), plus
+    the data and kernel terms by batched double-backward products (``joint_hvp(..., prior=False)``: cheap
+    FFT convolutions), plus
     ``prior_weight`` times the prior's matrix in the :math:`x` block. Equals ``dense_matrix(joint_hvp(...))``
     without a single product through the prior (``tests/test_hessian.py``)."""
     if not hasattr(post.prior, "hessian_matrix"):
         raise InputError("prior", "a prior with hessian_matrix (exact GMM, patch GMM)", post.prior.name)
-    th = post.theta(theta)[0].detach()
     x = x.detach().to(post.problem.dtype)
     _finite("x", x)
-    p, n = th.numel(), x.numel()
-
-    def data_and_kernel(w: torch.Tensor) -> torch.Tensor:
-        t, z = w[:p].reshape(th.shape), w[p:].reshape(x.shape)
-        return (post.data_term(t[None], z[None]) + post.kernel_term(t[None]))[0]
-    w0 = torch.cat([th.reshape(-1), x.reshape(-1)])
-    grad = torch.func.grad(data_and_kernel)
-    H = torch.func.vmap(lambda v: torch.func.jvp(grad, (w0,), (v,))[1], chunk_size=512)(
-        torch.eye(p + n, dtype=w0.dtype))
-    H[p:, p:] += post.prior_weight * post.prior.hessian_matrix(x[None])[0]
-    H = H.double().numpy()
+    p = post.theta(theta)[0].numel()
+    H = _columns(joint_hvp(post, theta, x, prior=False), batch=DATA_BATCH)
+    H[p:, p:] += post.prior_weight * post.prior.hessian_matrix(x[None])[0].double().numpy()
     _finite("Hessian", torch.as_tensor(H))
     return 0.5 * (H + H.T)
 
@@ -183,8 +185,8 @@ def _columns(op, batch: int = BATCH) -> np.ndarray:
     from ``d`` products, ``batch`` columns per ``matmat`` (one batched call where the operator batches)."""
     if isinstance(getattr(op, "A", None), np.ndarray):
         return op.A
-    d = op.shape[0]
-    return np.concatenate([op.matmat(np.eye(d)[:, i:i + batch]) for i in range(0, d, batch)], axis=1)
+    eye = np.eye(op.shape[0])
+    return np.concatenate([op.matmat(eye[:, i:i + batch]) for i in range(0, eye.shape[0], batch)], axis=1)
 
 
 def dense_matrix(op) -> np.ndarray:
@@ -490,7 +492,7 @@ def _hessian_operator(post: Posterior, th: torch.Tensor, x: torch.Tensor, constr
     assembled matrix when the prior has one and the size allows (:data:`ASSEMBLED_MAX`), else products."""
     from scipy.sparse.linalg import LinearOperator, aslinearoperator
     p, n = th.numel(), x.numel()
-    if hasattr(post.prior, "hessian_matrix") and p + n <= ASSEMBLED_MAX:
+    if assembles(post.prior, p + n):
         M = joint_hessian_matrix(post, th[None], x)
         return aslinearoperator(np.ascontiguousarray(M[p:, p:] if constrained else M))
     full = joint_hvp(post, th[None], x)

@@ -315,7 +315,7 @@ def certify_candidates(cfg: Config, problem: BlindDeblur, prior_name: str, weigh
         t0 = time.perf_counter()
         pol = hessian.polish(post, np.atleast_1d(th)[None], torch.as_tensor(x, dtype=torch.float64),
                              box=POLISH_BOX, gtol=POLISH_GTOL)
-        if not pol["left_box"] and hasattr(prior, "hessian_matrix") and pol["x"].numel() + pol["theta"].size <= hessian.ASSEMBLED_MAX:
+        if not pol["left_box"] and hessian.assembles(prior, pol["x"].numel() + pol["theta"].size):
             # the prior assembles its Hessian: Newton steps finish the first-order polish
             nr = hessian.newton_refine(post, pol["theta"][None], pol["x"], gtol=NEWTON_GTOL)
             pol.update(theta=nr["theta"], x=nr["x"], energy=nr["energy"])
