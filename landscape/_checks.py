@@ -83,11 +83,14 @@ def choice(name: str, value: str, options: Any) -> str:
 @dataclasses.dataclass(frozen=True)
 class Check:
     """A named rule for one option: ``expected`` says what it accepts, ``accepts(value)`` tests
-    it, ``bad`` lists values it must reject (used by the table-driven test)."""
+    it, ``bad`` lists values it must reject (used by the table-driven test), and ``reads(value)``
+    lists the files an accepted value makes a run read (their contents are part of a case's
+    identity: :class:`landscape.sweep.Case`)."""
 
     expected: str
     accepts: Callable[[Any], bool]
     bad: tuple = ()
+    reads: Callable[[Any], list] | None = None
 
     def __call__(self, name: str, value: Any) -> Any:
         try:
@@ -159,7 +162,35 @@ def file_or_empty(what: str) -> Check:
     """``""`` (not given) or an existing file; the file's content is checked by its loader."""
     from pathlib import Path
     return Check(f"{what} that exists (or nothing)", lambda v: v == "" or Path(str(v)).is_file(),
-                 ("/no/such/file.npy",))
+                 ("/no/such/file.npy",), reads=lambda v: [Path(str(v))] if v else [])
+
+
+def kernel_or_empty() -> Check:
+    """``""`` (not given), a shipped measured kernel's name (``levin2``, ...) or an existing kernel file."""
+    from pathlib import Path
+
+    from .resources import MEASURED_KERNELS, measured_kernel_path
+
+    def path(v: Any) -> Path:
+        return measured_kernel_path(v) if v in MEASURED_KERNELS else Path(str(v))
+    return Check("a kernel file that exists, or a measured kernel (" + ", ".join(MEASURED_KERNELS) + "), or nothing",
+                 lambda v: v == "" or path(v).is_file(), ("/no/such/file.npy", "levin1"),
+                 reads=lambda v: [path(v)] if v else [])
+
+
+def files_read(config: Any) -> dict[str, list[str]]:
+    """SHA-256 (16 hex) of every file the options of the dataclass ``config`` make a run read,
+    by option name (the options whose :class:`Check` declares ``reads``)."""
+    import hashlib
+    out = {}
+    for f in dataclasses.fields(config):
+        chk = f.metadata.get("check")
+        if chk is not None and chk.reads is not None:
+            paths = chk.reads(getattr(config, f.name))
+            if paths:
+                out[f.name] = [hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else "missing"
+                               for p in paths]
+    return out
 
 
 def folder_or_empty() -> Check:

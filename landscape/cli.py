@@ -143,10 +143,11 @@ def training_sampler(cfg) -> object | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .denoisers.train import WEIGHTS_DIR, TrainConfig, train
+    from .denoisers.train import TrainConfig, train
+    from .resources import weights_path
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}).validate()
-    out = args.out or WEIGHTS_DIR / f"{args.name}.pt"
+    out = args.out or weights_path(args.name)
     path = train(cfg, out, sampler=training_sampler(cfg), progress=not args.no_progress)
     print(f"wrote {path}")
     return 0
@@ -154,11 +155,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_train_unrolled(args: argparse.Namespace) -> int:
     from .estimators.train_unrolled import RECIPES, UnrolledTrainConfig, train_unrolled
-    from .estimators.unrolled import WEIGHTS
+    from .resources import weights_path
     fields = {f.name for f in dataclasses.fields(UnrolledTrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}          # only the options typed
     cfg = UnrolledTrainConfig(**{**RECIPES.get(args.name, {}), **given}).validate()
-    out = args.out or WEIGHTS / f"{args.name}.pt"
+    out = args.out or weights_path(args.name)
     path = train_unrolled(cfg, out, sampler=training_sampler(cfg), progress=not args.no_progress)
     print(f"wrote {path}")
     return 0

@@ -14,9 +14,10 @@ r"""Second-order views: Hessian-vector products, spectra, and certificates of lo
 * ``near_zero_count(op, thresholds)`` — how many eigenvalues have :math:`|\lambda| \le t\,\lambda_{\max}`:
   Lanczos (full reorthogonalisation) stopped as soon as the Ritz intervals
   :math:`[\theta_i - \rho_i, \theta_i + \rho_i]` put every eigenvalue near the threshold on one side of it.
-* ``certificate(post, theta, x)`` — "local minimiser" when :math:`\|\nabla E\|` is below ``gtol`` and
-  the smallest eigenvalue minus its residual is positive, "saddle" when it plus its residual is
-  negative, else "undecided"; at the lower boundary of the family's domain (:math:`\theta = 0`, the
+* ``certificate(post, theta, x)`` — "not stationary" when :math:`\|\nabla E\|` is above ``gtol`` (a
+  point with a gradient is neither a minimiser nor a saddle; the curvature is still reported), else
+  "local minimiser" when the smallest eigenvalue minus its residual is positive, "saddle" when it plus
+  its residual is negative, else "undecided"; at the lower boundary of the family's domain (:math:`\theta = 0`, the
   Dirac) the constrained version: the :math:`x`-Hessian positive definite when :math:`\partial_\theta E > 0`
   there, or when the kernel is exactly the Dirac for small :math:`\theta` (``kernel_flat_at``: then
   :math:`E` does not depend on :math:`\theta` near the boundary; a non-strict minimiser, flat in
@@ -570,8 +571,9 @@ def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gto
     Returns
     -------
     dict
-        ``verdict`` (``"certified local minimiser"``, ``"saddle"`` or ``"undecided"``; ``"undecided
-        (... did not converge: ...)"`` when the eigensolver stopped short), ``grad_norm``,
+        ``verdict`` (``"certified local minimiser"``, ``"saddle"``, ``"not stationary (...)"`` when
+        :math:`\|\nabla E\| >` ``gtol``, or ``"undecided"``; ``"undecided (... did not converge: ...)"``
+        when the eigensolver stopped short), ``grad_norm``,
         ``eigenvalues`` and ``residuals`` of the operator analysed (the joint Hessian, or the
         :math:`x`-Hessian at the domain's lower boundary), ``boundary`` (bool), ``dtheta``, ``method``.
     """
@@ -593,9 +595,11 @@ def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gto
               "method": method}
         note = f" ({exc.solver} did not converge: {exc.detail})"
     lam, r = (sp["eigenvalues"][0], sp["residuals"][0]) if len(sp["eigenvalues"]) else (np.nan, np.nan)
-    if note:
+    if gnorm > gtol:
+        verdict = f"not stationary (|grad E| = {gnorm:.3g} > gtol {gtol:.3g})"
+    elif note:
         verdict = "undecided" + note
-    elif gnorm <= gtol and lam - r > 0:
+    elif lam - r > 0:
         verdict = "certified local minimiser"
     elif lam + r < 0:
         verdict = "saddle"

@@ -514,19 +514,34 @@ def get(name: str, size: int = 15, **kwargs: Any) -> KernelFamily:
 
 
 def load(path: str | _FilePath) -> np.ndarray:
-    """Load a measured kernel from ``.npy`` or whitespace-separated text.
+    """Load a measured kernel: a shipped one by name, or a ``.npy`` / whitespace-separated text file.
 
-    The kernel is checked (2-D, finite, non-negative, summing to 1 within 1e-6) and zero-padded
-    to a square odd size with its centre of mass on the centre pixel (integer shift).
+    Parameters
+    ----------
+    path : str or Path
+        A name of :data:`landscape.resources.MEASURED_KERNELS` (``levin2``, ``levin3``, ``levin4``,
+        ``levin5``, ``levin7``, ``levin8``: camera shake measured by Levin et al., CVPR 2009), or a file.
+
+    Returns
+    -------
+    ndarray
+        The kernel, checked (2-D, finite, non-negative, summing to 1 within 1e-6, not the Dirac δ:
+        a scan from δ to δ is degenerate) and zero-padded to a square odd size with its centre of
+        mass on the centre pixel (integer shift).
     """
-    p = _FilePath(path)
-    if not p.exists():
-        raise InputError("kernel_file", "an existing .npy or text file", str(p))
+    from .resources import MEASURED_KERNELS, measured_kernel_path
+    p = measured_kernel_path(str(path)) if str(path) in MEASURED_KERNELS else _FilePath(path)
+    if not p.is_file():
+        raise InputError("kernel_file", "an existing .npy or text file, or a measured kernel ("
+                         + ", ".join(MEASURED_KERNELS) + ")", str(p))
     try:
         arr = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, ndmin=2)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
         raise InputError("kernel_file", "a .npy array or whitespace-separated numbers", f"{p} ({exc})") from None
     h = kernel2d("kernel_file", np.asarray(arr, dtype=np.float64))
+    if h.max() >= 1.0 - 1e-6:
+        raise InputError("kernel_file", "a blur kernel with mass on more than one pixel (this one is the Dirac "
+                         "δ: the scan from δ to δ is degenerate)", f"{p}, shape {h.shape}")
     rows, cols = np.indices(h.shape)
     cr, cc = int(round((rows * h).sum())), int(round((cols * h).sum()))
     half = max(cr, h.shape[0] - 1 - cr, cc, h.shape[1] - 1 - cc)

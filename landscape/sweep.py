@@ -21,7 +21,8 @@ Cases. A grid point is one configuration of the study; a study that defines
 ``combine(cfg, parts) -> Dataset`` is cut further into its own cases (``trivial-minimizer``:
 one per image, family, noise, prior and weight); any other study is one case per grid point
 (``run``). Every case is one task. A case is identified by the SHA-256 of its study, its full
-configuration and the code (:func:`code_digest`: the package's sources and shipped weights), and
+configuration, the code (:func:`code_digest`: the package's sources and shipped weights) and the
+contents of the files it reads (image, kernel), and
 stored as ``<hash>.nc`` in the case folder (``.<out>.cases`` beside the results file), written
 atomically; a rerun, a ``--set`` that changes some cases, or a resume after a crash computes only
 the cases not on disk. The combined file is built from the stored cases alone, so an interrupted
@@ -44,7 +45,8 @@ from typing import Any, Callable, Sequence
 import xarray as xr
 
 from . import io
-from ._checks import InputError, validate
+from .resources import shipped_weights
+from ._checks import InputError, files_read, validate
 
 #: the dimension along which the points of a definition's grid are concatenated
 SWEEP_DIM = "sweep"
@@ -215,7 +217,7 @@ def code_digest() -> str:
     if _DIGEST is None:
         root = Path(__file__).parent
         h = hashlib.sha256()
-        for p in sorted(list(root.rglob("*.py")) + list((root / "denoisers" / "weights").glob("*.pt"))):
+        for p in sorted(list(root.rglob("*.py")) + shipped_weights()):
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
         _DIGEST = h.hexdigest()[:16]
@@ -227,17 +229,23 @@ _DIGEST: str | None = None
 
 @dataclass(frozen=True)
 class Case:
-    """One task: a study configuration with single values, its place, and its identity."""
+    """One task: a study configuration with single values, its place, and its identity.
+
+    The identity (``key``) is the SHA-256 of the study, the configuration, the code
+    (:func:`code_digest`) and the contents of every file the configuration reads
+    (:func:`landscape._checks.files_read`: image and kernel files, ...): a file overwritten
+    between two runs makes a new case, never a stale one."""
 
     study: str
     config: dict[str, Any]
     point: int           # index of its grid point
-    key: str             # SHA-256 of (study, config, code)
+    key: str             # SHA-256 of (study, config, code, contents of the files read)
 
     @classmethod
     def of(cls, study: str, cfg: Any, point: int) -> "Case":
         conf = dataclasses.asdict(cfg)
-        ident = json.dumps({"study": study, "config": conf, "code": code_digest()}, sort_keys=True, default=str)
+        ident = json.dumps({"study": study, "config": conf, "code": code_digest(), "reads": files_read(cfg)},
+                           sort_keys=True, default=str)
         return cls(study, conf, point, hashlib.sha256(ident.encode()).hexdigest()[:24])
 
 

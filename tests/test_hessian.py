@@ -64,15 +64,36 @@ def test_joint_hessian_matches_dense_autograd_and_lanczos_matches_dense(gauss_po
         assert (r["residuals"] < 1e-6 * np.abs(r["eigenvalues"]).max()).all()
 
 
+def _profile_maximum(post):
+    """The profile's interior maximum (theta ~ 1.8 for ``gauss_post``) with its argmin_x: a critical
+    point of E (d/dtheta of the profile vanishes, x minimises) whose theta direction curves down."""
+    from scipy.optimize import minimize_scalar
+    prof = lambda t: float(post.energy([[t]], marginal.argmin_closed_form(post, [[t]]))[0])
+    t = minimize_scalar(lambda t: -prof(t), bounds=(1.3, 2.4), method="bounded", options={"xatol": 1e-10}).x
+    return [[t]], marginal.argmin_closed_form(post, [[t]])[0]
+
+
+def _saddle_setup(post):
+    th, x = _profile_maximum(post)
+    return th, x, float(Hs.joint_gradient(post, torch.tensor(th, dtype=torch.float64), x)[0].abs().max())
+
+
 def test_certificates(gauss_post):
-    """Inside the domain at (1.1, argmin_x): the joint Hessian has a negative eigenvalue (the profile is
-    not minimal in theta there): a saddle, whatever the gradient. At the Dirac (theta = 0) the Gaussian
-    family is flat in theta (the pixel-integrated Gaussian is the Dirac for widths below ~0.2): the
-    x-Hessian decides, and the Gaussian prior's is positive definite: a certified (flat) minimiser."""
+    """At (1.1, argmin_x) the profile slopes (|dE/dtheta| = 2.5): not a critical point, so neither a
+    minimiser nor a saddle, whatever the curvature (which is negative there). At the profile's interior
+    maximum the gradient vanishes and the joint Hessian has a negative eigenvalue: a saddle. At the Dirac
+    (theta = 0) the Gaussian family is flat in theta (the pixel-integrated Gaussian is the Dirac for widths
+    below ~0.2): the x-Hessian decides, and the Gaussian prior's is positive definite: a certified (flat)
+    minimiser."""
     post = gauss_post
     x1 = marginal.argmin_closed_form(post, [[1.1]])[0]
     c1 = Hs.certificate(post, [[1.1]], x1)
-    assert not c1["boundary"] and c1["verdict"] == "saddle" and c1["eigenvalues"][0] < -c1["residuals"][0]
+    assert c1["grad_norm"] > 1.0 and c1["verdict"].startswith("not stationary")
+    assert c1["eigenvalues"][0] < -c1["residuals"][0]          # curvature still reported
+    th, xs, gs = _saddle_setup(post)
+    assert gs < 1e-6
+    cs = Hs.certificate(post, th, xs, gtol=1e-5)
+    assert not cs["boundary"] and cs["verdict"] == "saddle" and cs["eigenvalues"][0] < -cs["residuals"][0]
     x0 = marginal.argmin_closed_form(post, [[0.0]])[0]
     c0 = Hs.certificate(post, [[0.0]], x0, gtol=1e-6, k=1)
     assert c0["boundary"] and abs(float(c0["dtheta"][0])) < 1e-6 and c0["flat_in_theta"]
@@ -121,20 +142,31 @@ def test_gradient_step_prior_energy_is_differentiable_and_its_hessian_matches_fi
 
 
 def test_an_unconverged_eigensolver_leaves_the_certificate_undecided_with_what_it_reached(gauss_post):
-    """LOBPCG stopped after one iteration at a saddle (whose converged certificate is 'saddle', above):
-    the spectrum raises NotConverged carrying its Ritz values and residuals; the certificate records
-    them and says 'undecided', since an unconverged smallest Ritz value need not be the smallest eigenvalue."""
+    """LOBPCG stopped after one iteration at a saddle (whose converged certificate is 'saddle'): the
+    spectrum raises NotConverged carrying its Ritz values and residuals; the certificate records them and
+    says 'undecided', since an unconverged smallest Ritz value need not be the smallest eigenvalue."""
     post = gauss_post
-    x1 = marginal.argmin_closed_form(post, [[1.1]])[0]
-    op = Hs.joint_hvp(post, [[1.1]], x1)
+    th, xs, _ = _saddle_setup(post)
+    op = Hs.joint_hvp(post, th, xs)
     with pytest.raises(Hs.NotConverged, match="eigensolver: expected convergence") as exc:
         Hs.spectrum(op, k=2, method="lobpcg", maxiter=1)
     assert len(exc.value.eigenvalues) >= 2 and np.all(np.isfinite(exc.value.residuals))
     assert exc.value.residuals.max() > 1e-6 * np.abs(exc.value.eigenvalues).max()
-    c = Hs.certificate(post, [[1.1]], x1, k=2, method="lobpcg", maxiter=1)
+    c = Hs.certificate(post, th, xs, k=2, gtol=1e-5, method="lobpcg", maxiter=1)
     assert c["verdict"].startswith("undecided (LOBPCG did not converge: residual")
     assert c["eigenvalues"][0] == exc.value.eigenvalues.min() and c["products"] == exc.value.products
-    assert Hs.certificate(post, [[1.1]], x1, method="lobpcg")["verdict"] == "saddle"
+    assert Hs.certificate(post, th, xs, gtol=1e-5, method="lobpcg")["verdict"] == "saddle"
+
+
+def test_a_point_with_a_large_gradient_is_not_stationary_not_a_saddle():
+    """The issue's case: the exact Gaussian prior on a 24x24 crop, theta* = 1.5, the image perturbed
+    (|grad E| ~ 1e3): the certificate says 'not stationary', never 'saddle' or 'certified'."""
+    img = data.center_crop(data.load("camera"), 24)
+    prob = ls.BlindDeblur.synthetic(img, K.Gaussian(9), 1.5, 0.01, rng=0)
+    post = ls.Posterior(prob, P.GaussianPrior(P.power_law((24, 24), 2e-3, 2.0, 0.1).numpy(), mean=0.5))
+    x = prob.x_true + 0.05 * torch.randn(24, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    c = Hs.certificate(post, [[1.5]], x)
+    assert c["grad_norm"] > 100 and c["verdict"].startswith("not stationary")
 
 
 def _planted(rng, eigenvalues):

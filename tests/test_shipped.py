@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from landscape import data, priors as P
+from landscape.resources import weights_path
 from landscape.denoisers.evaluate import BASELINES, psnr, tune
 
 
 @pytest.mark.parametrize("name", sorted(P.shipped.SHIPPED))
 def test_weights_are_shipped_small_and_load(name):
-    path = P.shipped.WEIGHTS / f"{name}.pt"
+    path = weights_path(name)
     assert path.exists() and path.stat().st_size < 10 * 2 ** 20
     model = P.load_model(name)
     assert not any(p.requires_grad for p in model.parameters())

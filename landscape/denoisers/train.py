@@ -33,7 +33,6 @@ from tqdm.auto import tqdm
 from .._checks import Check, InputError, integer, number, one_of, option, validate
 from . import nets
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: training data: ``(batch, rng) -> Tensor (batch, p, p)``
 Sampler = Callable[[int, np.random.Generator], torch.Tensor]
 

@@ -23,7 +23,8 @@ from .._checks import Check, InputError, integer, number, one_of, option, positi
 from ..denoisers import nets
 from ..denoisers.train import Sampler, fit, training_data
 from ..operators import otf
-from .unrolled import WEIGHTS, UnrolledBlind, load_unrolled
+from ..resources import weights_path
+from .unrolled import UnrolledBlind, load_unrolled
 
 #: the training box of each family's kernel branch (upper end of the first parameter from ``theta_max``)
 ANGLE_RANGE = (0.0, 180.0)
@@ -133,7 +134,7 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
             raise InputError("init", f"an unrolled model shaped as this one ({model.config})", src.config)
         model.load_state_dict(src.state_dict())
     elif cfg.init != "none":
-        src = nets.load(WEIGHTS / f"{cfg.init}.pt")
+        src = nets.load(weights_path(cfg.init))
         if src.config.get("channels") != cfg.channels:
             raise InputError("init", f"a denoiser with {cfg.channels} channels", src.config.get("channels"))
         model.denoiser.load_state_dict(src.state_dict())

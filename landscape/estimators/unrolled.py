@@ -36,8 +36,8 @@ from .. import kernels as _kernels
 from .._checks import InputError
 from ..denoisers import nets
 from ..operators import otf
+from ..resources import weights_path
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "denoisers" / "weights"
 #: shipped unrolled models: name -> what they were trained on (README lists the commands)
 SHIPPED = {
     "unrolled-gaussian": "Gaussian blur, width in [0, 3], natural 64x64 patches",
@@ -179,7 +179,7 @@ def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32) 
     """
     p = Path(name_or_path)
     if str(name_or_path) in SHIPPED:
-        p = WEIGHTS / f"{name_or_path}.pt"
+        p = weights_path(str(name_or_path))
         if not p.exists():
             raise InputError("model", f"shipped weights at {p} (train them: landscape train-unrolled {name_or_path})",
                              "missing")

@@ -14,29 +14,28 @@ metadata and listed in the README).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._checks import InputError, choice
+from ..resources import weights_path
 from .base import Prior
 from .learned import DiffusionPrior, GradientStepPrior, TweediePrior
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "denoisers" / "weights"
 SHIPPED = {"denoiser-gray": "tweedie", "gs-denoiser-gray": "gs", "denoiser-gmm16": "tweedie"}
 
 
 def available() -> list[str]:
     """Shipped names whose weights are present."""
-    return [n for n in SHIPPED if (WEIGHTS / f"{n}.pt").exists()]
+    return [n for n in SHIPPED if weights_path(n).exists()]
 
 
 def load_model(name: str, dtype: torch.dtype = torch.float32, device: Any = None) -> torch.nn.Module:
     """The network behind a shipped prior."""
     from ..denoisers import load as load_net
     choice("prior", name, SHIPPED)
-    path = WEIGHTS / f"{name}.pt"
+    path = weights_path(name)
     if not path.exists():
         raise InputError("prior", f"shipped weights at {path} (train them: landscape train-prior {name})", "missing")
     return load_net(path, dtype=dtype, device=device)

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from .. import data, kernels
-from .._checks import (Check, InputError, file_or_empty, integer, numbers, one_of, option, positive_number,
+from .._checks import (Check, InputError, file_or_empty, integer, kernel_or_empty, numbers, one_of, option, positive_number,
                        validate)
 
 
@@ -19,8 +19,8 @@ class ProblemConfig:
     image: str = option("camera", "image name (data.names())", one_of(data.names()))
     image_file: str = option("", "your own grayscale image (.png/.npy); overrides --image",
                              file_or_empty("an image file"))
-    kernel_file: str = option("", "a measured kernel (.npy/text) as h*: scan t in h=(1-t)δ+t h*",
-                              file_or_empty("a kernel file"))
+    kernel_file: str = option("", "a measured kernel (.npy/text file, or a shipped name: levin2, ...) as h*: "
+                              "scan t in h=(1-t)δ+t h*", kernel_or_empty())
     crop: int = option(64, "central crop size", integer(8))
     family: str = option("gaussian", "kernel family: " + ", ".join(kernels.FAMILIES), one_of(kernels.FAMILIES))
     kernel_size: int = option(15, "odd kernel size", Check("an odd integer >= 3", lambda v: isinstance(v, int)

@@ -37,7 +37,7 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels, marginal, scan
-from .._checks import (Check, file_or_empty, flag, integer, numbers, one_of, option, positive_number,
+from .._checks import (Check, flag, kernel_or_empty, integer, numbers, one_of, option, positive_number,
                        subset_of, validate)
 from ..estimators import pnp
 from ..estimators.bayes import GMMPosterior
@@ -71,8 +71,8 @@ class Config:
     crop: int = option(64, "crop size of natural images (the sandbox is 16)", integer(32))
     family: str = option("gaussian", "kernel family: gaussian or motion (ignored with --kernel-file)",
                          one_of(("gaussian", "motion")))
-    kernel_file: str = option("", "a measured kernel (.npy/text): the camera-shake model, free kernels",
-                              file_or_empty("a kernel file"))
+    kernel_file: str = option("", "a measured kernel (.npy/text file, or a shipped name: levin2, ...): the "
+                              "camera-shake model, free kernels", kernel_or_empty())
     theta_true: str = option("1.0,2.0", "true first parameter(s) (width; motion length at 30 degrees), comma-separated",
                              numbers(0.0, lo_open=True))
     noise: str = option("0.01,0.03", "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
