@@ -221,3 +221,32 @@ def test_a_killed_sweep_process_resumes_to_the_identical_file(tmp_path):
     assert subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode == 0
     assert len(list(folder.glob("*.nc"))) == 6
     xr.testing.assert_identical(comparable(out), comparable(ref))
+
+
+SMALL_ARGS = ["--priors", "gaussian", "--crop", "16", "--kernel-size", "5", "--n-theta", "5", "--n-draws", "1",
+              "--noise-levels", "0.01", "--n-outer", "2", "--max-iter", "30", "--no-progress"]
+
+
+def test_an_input_file_overwritten_between_runs_is_never_served_from_the_stale_case(tmp_path):
+    """The issue's scenario: the same command twice, the image file overwritten in between; the second
+    run must store the new image (a case is keyed on the contents of what it reads), and the same for a
+    kernel file."""
+    from landscape import data
+    img, out = tmp_path / "img.npy", tmp_path / "X.nc"
+    first, second = data.center_crop(data.load("camera"), 16), data.center_crop(data.load("ascent"), 16)
+    np.save(img, first)
+    argv = ["run", "trivial-minimizer", *SMALL_ARGS, "--image-file", str(img), "--out", str(out)]
+    assert main(argv) == 0
+    np.testing.assert_allclose(io.load(out).x_true.values.squeeze(), first)
+    np.save(img, second)
+    assert main(argv) == 0
+    np.testing.assert_allclose(io.load(out).x_true.values.squeeze(), second)
+    # a kernel file, in a study run as a single case
+    k, out2 = tmp_path / "k.txt", tmp_path / "m.nc"
+    for row in ([0.2, 0.5, 0.3], [0.5, 0.3, 0.2]):
+        h = np.zeros((5, 5))
+        h[2, 1:4] = row
+        np.savetxt(k, h)
+        assert main(["run", "map-vs-marginal", "--crop", "32", "--kernel-size", "9", "--n-theta", "7",
+                     "--no-progress", "--kernel-file", str(k), "--out", str(out2)]) == 0
+        np.testing.assert_allclose(io.load(out2).kernel_true.values, h)
