@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -160,14 +161,12 @@ def numbers(lo: float = -math.inf, *, lo_open: bool = False, allow_empty: bool =
 
 def file_or_empty(what: str) -> Check:
     """``""`` (not given) or an existing file; the file's content is checked by its loader."""
-    from pathlib import Path
     return Check(f"{what} that exists (or nothing)", lambda v: v == "" or Path(str(v)).is_file(),
                  ("/no/such/file.npy",), reads=lambda v: [Path(str(v))] if v else [])
 
 
 def kernel_or_empty() -> Check:
     """``""`` (not given), a shipped measured kernel's name (``levin2``, ...) or an existing kernel file."""
-    from pathlib import Path
 
     from .resources import MEASURED_KERNELS, measured_kernel_path
 
@@ -193,12 +192,66 @@ def files_read(config: Any) -> dict[str, list[str]]:
     return out
 
 
+def writable(path: Any) -> bool:
+    """Can a file or folder be created at ``path``: it is not an existing folder-less thing in the way,
+    and its nearest existing ancestor is a folder in which a file can really be created (probed with
+    a temporary file, removed at once, so read-only file systems and root's view are both right)."""
+    import os
+    import tempfile
+    anc = Path(os.path.abspath(path)).parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        return False
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".landscape-probe.", dir=anc)
+    except OSError:
+        return False
+    os.close(fd)
+    os.remove(tmp)
+    return True
+
+
+def output_file(name: str, path: Any, suffixes: tuple[str, ...]) -> Path:
+    """Check an output file path before any work starts: not empty, one of ``suffixes`` (the format
+    written), not an existing folder, and in a place where it can be created. Returns it as a ``Path``."""
+    text = "" if path is None else str(path)
+    if not text.strip():
+        raise InputError(name, "a file path", repr(text))
+    p = Path(text)
+    if p.suffix.lower() not in suffixes:
+        raise InputError(name, "a file name ending in " + " or ".join(suffixes) + " (the format written)", text)
+    if p.is_dir():
+        raise InputError(name, "a file path, not an existing folder", text)
+    if not writable(p):
+        raise InputError(name, "a file in a folder that can be written", text)
+    return p
+
+
+def output_folder(name: str, path: Any) -> Path:
+    """Check an output folder before any work starts: an existing folder to write into, or a path
+    where one can be created."""
+    p = Path(str(path))
+    if p.exists() and not p.is_dir():
+        raise InputError(name, "a folder path, not an existing file", str(path))
+    probe = p / ".probe" if p.is_dir() else p
+    if not writable(probe):
+        raise InputError(name, "a folder that can be written (or created)", str(path))
+    return p
+
+
 def folder_or_empty() -> Check:
-    """``""`` (not given) or a folder to write into (created when needed): not an existing non-folder."""
-    from pathlib import Path
-    return Check("a folder path (or nothing)",
-                 lambda v: isinstance(v, str) and (v == "" or not Path(v).exists() or Path(v).is_dir()),
-                 ("/dev/null",))
+    """``""`` (not given) or a folder to write into (created when needed): not an existing non-folder,
+    and writable."""
+
+    def ok(v: Any) -> bool:
+        if not isinstance(v, str):
+            return False
+        if v == "":
+            return True
+        p = Path(v)
+        return (p.is_dir() and writable(p / ".probe")) or (not p.exists() and writable(p))
+    return Check("a folder path that can be written (or nothing)", ok, ("/dev/null", "/proc/landscape-samples"))
 
 
 def flag() -> Check:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ._checks import InputError
+from ._checks import InputError, output_file
 
 
 def _study_parser(name: str) -> argparse.ArgumentParser:
@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _engine_options(p)
         opts = p.parse_args(args.options)
         defn = sweep.Definition.from_file(args.study, opts.set)
-        out = opts.out or defn.out or f"runs/{Path(args.study).stem}.nc"
+        out = opts.out if opts.out is not None else (defn.out or f"runs/{Path(args.study).stem}.nc")
         quick = opts.quick
     else:
         mod = get(args.study)
@@ -117,15 +117,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
         if not 0 <= args.point < ds.sizes[SWEEP_DIM]:
             raise InputError("point", f"a grid point index in [0, {ds.sizes[SWEEP_DIM]})", args.point)
         ds = point(ds, args.point)
-    ax = get(study).plot(ds)
-    out = Path(args.out) if args.out else path.with_suffix(".png")
+    fig_out = path.with_suffix(".png") if args.out is None else args.out
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = tuple("." + f for f in FigureCanvasBase.get_supported_filetypes())
+    fig_out = output_file("out", fig_out, formats)
+    try:
+        ax = get(study).plot(ds)
+    except (AttributeError, KeyError, ValueError, IndexError, TypeError) as exc:
+        plt.close("all")
+        raise InputError("file", f"a results file of study {study} (the variables its figure draws)",
+                         f"{path} ({type(exc).__name__}: {exc})") from None
     fig = ax.figure
     fig.tight_layout()
     from .io import atomic_path
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
+    with atomic_path(fig_out) as tmp:
+        fig.savefig(tmp, dpi=130, format=fig_out.suffix[1:].lower())
     plt.close(fig)
-    print(f"wrote {out}")
+    print(f"wrote {fig_out}")
     return 0
 
 
@@ -147,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .resources import weights_path
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}).validate()
-    out = args.out or weights_path(args.name)
+    out = output_file("out", weights_path(args.name) if args.out is None else args.out, (".pt",))
     path = train(cfg, out, sampler=training_sampler(cfg), progress=not args.no_progress)
     print(f"wrote {path}")
     return 0
@@ -159,7 +167,7 @@ def cmd_train_unrolled(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(UnrolledTrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}          # only the options typed
     cfg = UnrolledTrainConfig(**{**RECIPES.get(args.name, {}), **given}).validate()
-    out = args.out or weights_path(args.name)
+    out = output_file("out", weights_path(args.name) if args.out is None else args.out, (".pt",))
     path = train_unrolled(cfg, out, sampler=training_sampler(cfg), progress=not args.no_progress)
     print(f"wrote {path}")
     return 0
@@ -175,9 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("study")
     p.add_argument("options", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("plot", help="draw a results file's figure as PNG")
+    p = sub.add_parser("plot", help="draw a results file's figure (PNG by default)")
     p.add_argument("file")
-    p.add_argument("--out", default=None, help="PNG path (default: FILE with .png)")
+    p.add_argument("--out", default=None, help="figure path; the format is its extension: .png, .pdf, .svg, ... "
+                   "(default: FILE with .png)")
     p.add_argument("--point", type=int, default=0, help="for a sweep: the grid point to draw (default: 0)")
     p.set_defaults(func=cmd_plot)
     from .denoisers.train import TrainConfig

@@ -46,7 +46,7 @@ import xarray as xr
 
 from . import io
 from .resources import shipped_weights
-from ._checks import InputError, files_read, validate
+from ._checks import InputError, files_read, output_file, output_folder, validate
 
 #: the dimension along which the points of a definition's grid are concatenated
 SWEEP_DIM = "sweep"
@@ -395,6 +395,8 @@ def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str |
         The study's dataset (with ``sweep`` first when the grid has several points), attrs
         ``definition`` (JSON), ``case_keys`` and ``code_digest`` added.
     """
+    out = output_file("out", out, (".nc",))
+    output_folder(f"out (its cases folder {case_folder(out).name})", case_folder(out))
     mod = defn.module
     runs = defn.configs()
     if quick:

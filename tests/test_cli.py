@@ -154,3 +154,55 @@ def test_same_seed_gives_an_identical_results_file(tmp_path, study):
         assert ds.attrs.pop("created")
         files.append(ds.drop_vars([v for v in ds.data_vars if ds[v].attrs.get("kind") == "timing"]))
     xr.testing.assert_identical(files[0], files[1])
+
+
+def _bad_outputs(tmp_path, suffix):
+    """(label, --out value) pairs that no command can write: each must be refused before any work."""
+    (tmp_path / f"adir{suffix}").mkdir()
+    (tmp_path / "afile").write_text("")
+    return [("empty", ""), ("existing folder", str(tmp_path / f"adir{suffix}")),
+            ("unwritable folder", f"/proc/landscape-test/r{suffix}"),
+            ("a file in the way", str(tmp_path / "afile" / f"r{suffix}")), ("wrong extension", str(tmp_path / "r.txt"))]
+
+
+@pytest.mark.parametrize("command", ["study", "definition", "plot", "train-prior"])
+def test_every_bad_output_path_exits_2_before_any_work_and_writes_nothing(tmp_path, capsys, command):
+    """Output paths are checked before the work: an empty path, an existing folder, a folder that cannot
+    be written, a file where a folder should be, and a wrong extension (the format is the extension's)."""
+    results = tmp_path / "keep" / "r.nc"
+    results.parent.mkdir()
+    if command == "plot":
+        assert main(["run", "map-vs-marginal", *FAST, "--out", str(results)]) == 0
+    (tmp_path / "def.toml").write_text('study = "map-vs-marginal"\n[options]\ncrop = 32\nn_theta = 7\n')
+    capsys.readouterr()
+    argv = {"study": ["run", "map-vs-marginal", *FAST, "--out"],
+            "definition": ["run", str(tmp_path / "def.toml"), "--no-progress", "--out"],
+            "plot": ["plot", str(results), "--out"],
+            "train-prior": ["train-prior", "x", "--steps", "1", "--no-progress", "--out"]}[command]
+    suffix = {"plot": ".png", "train-prior": ".pt"}.get(command, ".nc")
+    bad = _bad_outputs(tmp_path, suffix)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for label, out in bad:
+        assert main([*argv, out]) == 2, label
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("landscape: error: out"), (label, err)
+        assert sorted(p.name for p in tmp_path.rglob("*")) == before, label
+
+
+def test_plot_writes_the_format_of_its_extension(tmp_path):
+    out = tmp_path / "r.nc"
+    assert main(["run", "map-vs-marginal", *FAST, "--out", str(out)]) == 0
+    assert main(["plot", str(out), "--out", str(tmp_path / "f.pdf")]) == 0
+    assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_plot_of_a_foreign_file_naming_a_study_is_one_line(tmp_path, capsys):
+    """A netCDF whose attrs['study'] names a study but whose variables are not that study's."""
+    import xarray as xr
+    for study in ("trivial-minimizer", "map-vs-mmse", "morse-bott"):
+        f = tmp_path / f"{study}.nc"
+        xr.Dataset({"a": ("t", [1.0])}, attrs={"study": study}).to_netcdf(f, engine="h5netcdf")
+        assert main(["plot", str(f)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("landscape: error: file"), err
+    assert not list(tmp_path.glob("*.png"))
