@@ -27,6 +27,11 @@ class InputError(ValueError):
         super().__init__(msg)
 
 
+class RunFailed(RuntimeError):
+    """A run that could not finish for a reason other than its input (a worker process killed by the
+    system, ...): the command line prints it as one line and exits with code 1."""
+
+
 def positive(name: str, value: float) -> float:
     """Return ``float(value)`` if finite and > 0, else raise :class:`InputError`."""
     try:
@@ -125,6 +130,16 @@ def number(lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False
         bad += (hi + 0.5,) + ((hi,) if hi_open else ())
     return Check(f"a finite number in {left}{lo:g}, {hi:g}{right}",
                  lambda v: _finite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi), bad)
+
+
+#: the most points a theta grid may have: every point is an inner solve in x (seconds at 64x64), so
+#: 1001 points is already hours; more is a typo (a mistyped exponent), refused rather than started
+MAX_GRID_POINTS = 1001
+
+
+def grid_points(lo: int) -> Check:
+    """A number of theta grid points in ``[lo, MAX_GRID_POINTS]``."""
+    return integer(lo, MAX_GRID_POINTS)
 
 
 def positive_number() -> Check:

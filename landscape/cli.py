@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ._checks import InputError, output_file
+from ._checks import InputError, RunFailed, output_file
 
 
 def _study_parser(name: str) -> argparse.ArgumentParser:
     from .studies import get
     mod = get(name)
-    p = argparse.ArgumentParser(prog=f"landscape run {name}", description=mod.SUMMARY)
+    p = argparse.ArgumentParser(prog=f"landscape run {name}", description=mod.SUMMARY, allow_abbrev=False)
     p.add_argument("--out", default=f"runs/{name}.nc", help="results file (netCDF; default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     for f in dataclasses.fields(mod.Config):
@@ -49,9 +49,33 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: %(default)s)")
 
 
+def _quick_notes(mod, cfg, argv: Sequence[str]) -> None:
+    """Print, once, where ``--quick`` and the options typed disagree: a typed value wins (its note says
+    what the quick run would use); a typed value equal to the default cannot be told from one left
+    alone, so it takes the quick value, and its note says so."""
+    from .studies.common import apply_quick
+    typed = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+    _, kept = apply_quick(cfg, mod.QUICK)
+    for note in kept:
+        print(f"landscape: --quick keeps {note}", file=sys.stderr)
+    quick, _ = apply_quick(cfg, mod.QUICK)
+    for f in dataclasses.fields(cfg):
+        if f.name in typed and f.name in mod.QUICK and getattr(quick, f.name) != getattr(cfg, f.name):
+            print(f"landscape: --quick sets {f.name}={getattr(quick, f.name)!r} (you typed its default "
+                  f"{getattr(cfg, f.name)!r}; drop --quick to keep it)", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from . import sweep
-    from .studies import get
+    from .studies import STUDIES, get
+    if args.help:
+        args.run_parser.print_help()
+        print("\nstudies (landscape run STUDY --help for each one's options):")
+        for name, mod in STUDIES.items():
+            print(f"  {name:<22} {mod.SUMMARY}")
+        return 0
+    if args.study is None:
+        raise InputError("study", "a study name (landscape list) or a definition file (landscape run --help)", "none")
     if args.study.endswith(".toml") or Path(args.study).is_file():
         p = argparse.ArgumentParser(prog=f"landscape run {args.study}",
                                     description="run a study definition file (see landscape.sweep)")
@@ -73,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         defn = sweep.Definition(args.study, {f.name: getattr(opts, f.name) for f in dataclasses.fields(mod.Config)})
         defn.check()
         out, quick = opts.out, False
+        if opts.quick:
+            _quick_notes(mod, defn.configs()[0][1], args.options)
     if opts.workers < 0:
         raise InputError("workers", "a number of worker processes >= 0", opts.workers)
     if opts.threads < 1:
@@ -173,16 +199,25 @@ def cmd_train_unrolled(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    import torch
+
+    from .io import _version as package_version
+    return f"landscape {package_version()} (torch {torch.__version__}, python {sys.version.split()[0]})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the studies and their options").set_defaults(func=cmd_list)
     p = sub.add_parser("run", help="run a study: landscape run STUDY [--option value ...] --out FILE, or a "
                        "definition: landscape run studies/NAME.toml [--set k=v] [--workers N]",
                        add_help=False)
-    p.add_argument("study")
-    p.add_argument("options", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_run)
+    p.add_argument("study", nargs="?", help="a study name (landscape list) or a definition file (studies/*.toml)")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the study's options (landscape run STUDY --help)")
+    p.add_argument("-h", "--help", action="store_true", help="show this help (and the studies) and exit")
+    p.set_defaults(func=cmd_run, run_parser=p)
     p = sub.add_parser("plot", help="draw a results file's figure (PNG by default)")
     p.add_argument("file")
     p.add_argument("--out", default=None, help="figure path; the format is its extension: .png, .pdf, .svg, ... "
@@ -215,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"landscape: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"landscape: failed: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:               # output piped into e.g. `head`
         sys.stderr.close()
         return 0

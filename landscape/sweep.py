@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -45,11 +46,14 @@ from typing import Any, Callable, Sequence
 import xarray as xr
 
 from . import io
+from ._checks import InputError, RunFailed, files_read, output_file, output_folder, validate
 from .resources import shipped_weights
-from ._checks import InputError, files_read, output_file, output_folder, validate
 
 #: the dimension along which the points of a definition's grid are concatenated
 SWEEP_DIM = "sweep"
+#: the most runs a definition's grid may make (each is a whole study run): more is a mistake, refused
+#: before its points are even validated
+MAX_RUNS = 10_000
 #: top-level keys a definition file may hold
 DEFINITION_KEYS = ("study", "description", "out", "options", "grid")
 
@@ -70,6 +74,8 @@ class Definition:
         The file the definition came from (or ``"command line"``), named in every error.
     description, out : str
         Free text; the default results path.
+    typed : set of str
+        The options given with ``--set``: a quick run of the file keeps them (:func:`run`).
     """
 
     study: str
@@ -78,6 +84,7 @@ class Definition:
     source: str = "command line"
     description: str = ""
     out: str = ""
+    typed: set[str] = field(default_factory=set)
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: Sequence[str] = ()) -> "Definition":
@@ -124,6 +131,7 @@ class Definition:
             self.grid[name] = val if isinstance(val, list) else [val]
         elif table in ("", "options"):
             self.options[name] = val
+            self.typed.add(name)
             self.grid.pop(name, None)               # a fixed value replaces a swept one
         else:
             raise InputError("--set", "a key k, options.k or grid.k", repr(key))
@@ -147,6 +155,10 @@ class Definition:
         for name, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise InputError(self.where(f"grid.{name}"), "a non-empty list of values", repr(values))
+        n = math.prod(len(v) for v in self.grid.values())
+        if n > MAX_RUNS:
+            raise InputError(self.where("grid"), f"at most {MAX_RUNS} runs (the product of the grid's lists)",
+                             f"{n} runs")
         for _, cfg in self.configs():
             resolve = getattr(cfg, "resolved", None)
             try:
@@ -322,9 +334,32 @@ def connect(workers: int = 0, scheduler: str | None = None, threads: int = 1):
             raise InputError("scheduler", "the address of a running dask scheduler (tcp://host:port)",
                              f"{scheduler} ({type(exc).__name__}: {exc})") from None
     import logging
+    memory = worker_memory(workers)
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+                           silence_logs=logging.ERROR, memory_limit=memory)
     return Client(cluster)
+
+
+#: memory one case may need in a worker process: the largest measured (a 64x64 trivial-minimizer
+#: case with a learned prior, ~380 MB resident) with a margin for torch's allocator and the imports
+CASE_MEMORY = 1 << 30
+
+
+def worker_memory(workers: int) -> int:
+    """Bytes of memory per worker of a ``LocalCluster`` of ``workers`` processes on this machine (its
+    memory shared equally); raises :class:`InputError` naming ``workers`` when that falls below
+    :data:`CASE_MEMORY` or when there are more workers than cores (each worker runs one case on one
+    thread: more only slows every case down)."""
+    import os
+
+    import psutil
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    total = psutil.virtual_memory().total
+    most = max(1, min(cores, total // CASE_MEMORY))
+    if workers > most:
+        raise InputError("workers", f"at most {most} worker processes on this machine ({cores} cores, "
+                         f"{total / 2 ** 30:.0f} GiB; a case needs up to {CASE_MEMORY / 2 ** 30:.0f} GiB)", workers)
+    return total // workers
 
 
 def execute(cases: list[Case], store: CaseStore, *, client: Any = None, threads: int = 1,
@@ -357,9 +392,15 @@ def execute(cases: list[Case], store: CaseStore, *, client: Any = None, threads:
         from distributed import as_completed
         futures = {client.submit(run_case, c.study, c.config, threads, False, key=f"case-{c.key}", pure=False): c
                    for c in todo}
+        from distributed import KilledWorker
         for fut in as_completed(futures):
             c = futures[fut]
-            store.save(c.key, fut.result())
+            try:
+                result = fut.result()
+            except KilledWorker:
+                raise RunFailed(f"case {c.key} ({c.study}) killed the worker processes that ran it (out of "
+                                "memory? use fewer --workers); the finished cases are kept: a rerun resumes") from None
+            store.save(c.key, result)
             seconds[c.key] = time.perf_counter() - t0
             fut.release()
             bar.update(1)
@@ -385,7 +426,8 @@ def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str |
     threads : int
         Torch threads per worker process.
     quick : bool
-        Set the study's ``quick`` option and run only the grid's first point.
+        Set the study's ``quick`` option and run only the grid's first point; the study's ``QUICK``
+        rules then apply to the definition's own options too, not to those given with ``--set``.
     progress : bool
         A bar counting finished cases (the study's own bars for a single case in this process).
 
@@ -399,8 +441,10 @@ def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str |
     output_folder(f"out (its cases folder {case_folder(out).name})", case_folder(out))
     mod = defn.module
     runs = defn.configs()
-    if quick:
-        runs = [(p, dataclasses.replace(c, quick=True)) for p, c in runs[:1]]
+    if quick:              # the file's smoke run: its own options take the quick values, --set ones are kept
+        from .studies.common import apply_quick
+        runs = [(p, apply_quick(dataclasses.replace(c, quick=True), mod.QUICK, force=set(mod.QUICK) - defn.typed)[0])
+                for p, c in runs[:1]]
     per_run = [split(mod, cfg) for _, cfg in runs]
     cases = [Case.of(defn.study, c, i) for i, sub in enumerate(per_run) for c in sub]
     store = CaseStore(case_folder(out))

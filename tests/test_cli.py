@@ -142,14 +142,31 @@ def test_small_runs_cover_every_study():
     assert set(SMALL_RUNS) == set(STUDIES)
 
 
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """The results file of a study's small run, computed once per test module."""
+    done = {}
+
+    def get(study):
+        if study not in done:
+            out = tmp_path_factory.mktemp("small") / f"{study}.nc"
+            assert main(["run", study, *SMALL_RUNS[study], "--no-progress", "--out", str(out)]) == 0
+            done[study] = out
+        return done[study]
+    return get
+
+
 @pytest.mark.parametrize("study", sorted(SMALL_RUNS))
-def test_same_seed_gives_an_identical_results_file(tmp_path, study):
+def test_same_seed_gives_an_identical_results_file(tmp_path, study, small_run):
     """Values and attributes equal, except the creation time and wall-clock measurements (attrs kind=timing)."""
     import xarray as xr
     files = []
     for k in range(2):
         out = tmp_path / f"r{k}.nc"
-        assert main(["run", study, *SMALL_RUNS[study], "--no-progress", "--out", str(out)]) == 0
+        if k == 0:
+            out = small_run(study)
+        else:
+            assert main(["run", study, *SMALL_RUNS[study], "--no-progress", "--out", str(out)]) == 0
         ds = io.load(out)
         assert ds.attrs.pop("created")
         files.append(ds.drop_vars([v for v in ds.data_vars if ds[v].attrs.get("kind") == "timing"]))
@@ -206,3 +223,74 @@ def test_plot_of_a_foreign_file_naming_a_study_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("landscape: error: file"), err
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_quick_keeps_a_typed_option_and_says_so(tmp_path, capsys):
+    """``--n-theta 40 --quick``: the typed 40 wins over the quick run's 31, and stderr says so."""
+    out = tmp_path / "r.nc"
+    assert main(["run", "map-vs-marginal", "--quick", "--crop", "32", "--n-theta", "40", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert io.config_of(io.load(out))["n_theta"] == 40
+    assert "--quick keeps n_theta=40 (the quick run uses 31)" in capsys.readouterr().err
+    # a typed value equal to the default cannot be told from one left alone: the quick value, said aloud
+    out2 = tmp_path / "r2.nc"
+    assert main(["run", "map-vs-marginal", "--quick", "--crop", "32", "--n-theta", "61", "--no-progress",
+                 "--out", str(out2)]) == 0
+    assert io.config_of(io.load(out2))["n_theta"] == 31
+    assert "--quick sets n_theta=31 (you typed its default 61" in capsys.readouterr().err
+
+
+def test_quick_on_a_definition_clamps_the_files_options_but_not_set_ones(tmp_path):
+    p = tmp_path / "d.toml"
+    p.write_text('study = "map-vs-marginal"\n[options]\ncrop = 32\nn_theta = 61\n')
+    out = tmp_path / "r.nc"
+    assert main(["run", str(p), "--quick", "--no-progress", "--out", str(out)]) == 0
+    assert io.config_of(io.load(out))["n_theta"] == 31
+    assert main(["run", str(p), "--quick", "--set", "n_theta=41", "--no-progress", "--out", str(out)]) == 0
+    assert io.config_of(io.load(out))["n_theta"] == 41
+
+
+def test_every_study_declares_its_quick_rules_on_its_own_options():
+    import dataclasses
+
+    from landscape.studies import STUDIES
+    for name, mod in STUDIES.items():
+        fields = {f.name for f in dataclasses.fields(mod.Config)}
+        assert mod.QUICK and set(mod.QUICK) <= fields, name
+
+
+def test_run_help_version_and_a_typed_parameter_named_in_errors(capsys):
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "trivial-minimizer" in out and "definition file" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("landscape ")
+    assert main(["run", "trivial-minimizer", "--theta-true=-1", "--out", "x.nc"]) == 2
+    assert capsys.readouterr().err.startswith("landscape: error: theta_true:")
+    assert main(["run", "map-vs-marginal", "--n-theta", "100000", "--out", "x.nc"]) == 2
+    assert "n_theta: expected an integer in [3, 1001]" in capsys.readouterr().err
+
+
+def test_a_grid_of_a_million_runs_is_refused_before_it_is_validated(tmp_path, capsys):
+    p = tmp_path / "d.toml"
+    p.write_text('study = "map-vs-marginal"\n[grid]\nseed = [' + ", ".join(map(str, range(1000))) + ']\n'
+                 'crop = [' + ", ".join(str(32 + i) for i in range(1000)) + ']\n')
+    assert main(["run", str(p), "--out", str(tmp_path / "r.nc")]) == 2
+    assert "at most 10000 runs" in capsys.readouterr().err and not (tmp_path / "r.nc").exists()
+
+
+@pytest.mark.parametrize("study", ["map-vs-mmse", "posterior-statistics"])
+def test_every_coloured_map_has_a_colour_bar_and_no_map_is_blank(study, small_run):
+    """A map without a scale cannot be read: every non-gray image in the study's figure is the mappable
+    of a colour bar, and no image panel is constant (map-vs-mmse's x_true |error| panel was all zero)."""
+    import matplotlib.pyplot as plt
+
+    from landscape.studies import get
+    fig = get(study).plot(io.load(small_run(study))).figure
+    images = [im for a in fig.axes for im in a.get_images()]
+    coloured = [im for im in images if im.get_cmap().name != "gray"]
+    bars = [a._colorbar.mappable for a in fig.axes if getattr(a, "_colorbar", None) is not None]
+    assert coloured and all(any(b is im or b.norm is im.norm for b in bars) for im in coloured)
+    assert all(np.ptp(np.asarray(im.get_array())) > 0 for im in images)
+    plt.close(fig)

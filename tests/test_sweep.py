@@ -250,3 +250,30 @@ def test_an_input_file_overwritten_between_runs_is_never_served_from_the_stale_c
         assert main(["run", "map-vs-marginal", "--crop", "32", "--kernel-size", "9", "--n-theta", "7",
                      "--no-progress", "--kernel-file", str(k), "--out", str(out2)]) == 0
         np.testing.assert_allclose(io.load(out2).kernel_true.values, h)
+
+
+def test_a_worker_killed_for_memory_ends_in_one_line_not_a_traceback(tmp_path):
+    """Workers with less memory than a case needs (the --workers 64 on 24 GB scenario, made here with a
+    200 MB limit): dask kills and retries them, then the run fails with RunFailed, which the command
+    line prints as one line (exit 1), and no results file."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from landscape._checks import RunFailed
+    defn = sweep.Definition.from_file(write(tmp_path))
+    cases = [sweep.Case.of(defn.study, c, 0) for _, cfg in defn.configs() for c in sweep.split(defn.module, cfg)][:1]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.CRITICAL, memory_limit="200MB") as cluster, Client(cluster) as client:
+        with pytest.raises(RunFailed, match="killed the worker processes .* fewer --workers"):
+            sweep.execute(cases, sweep.CaseStore(tmp_path / "cases"), client=client, progress=False)
+    assert not list(tmp_path.rglob("*.nc"))
+
+
+def test_more_workers_than_the_machine_holds_are_refused_before_any_work(tmp_path, capsys):
+    import os
+    n = (os.cpu_count() or 1) + 1
+    out = tmp_path / "r.nc"
+    assert main(["run", str(write(tmp_path)), "--workers", str(n), "--no-progress", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("landscape: error: workers: expected at most")
+    assert not out.exists()

@@ -28,7 +28,7 @@ from .. import data, io, kernels
 from .._checks import (Check, InputError, flag, integer, option, positive_number, subset_of,
                        validate)
 from ..operators import Blur
-from .common import split
+from .common import apply_quick, at_least, at_most, split
 from ..priors import PriorSettings, make_prior
 
 NAME = "blurry-is-more-likely"
@@ -38,6 +38,9 @@ EVALUATORS = ("gaussian", "patch-gmm", "tweedie", "gs", "pf-ode")
 CROPS = (("camera", 0.5, 0.5), ("ascent", 0.5, 0.5), ("aero", 0.5, 0.5),
          ("camera", 0.2, 0.7), ("ascent", 0.8, 0.3), ("aero", 0.25, 0.25))
 
+
+#: ``--quick``: 3 images, widths step 0.5, fewer ODE steps and probes
+QUICK = {"n_images": at_most(3), "width_step": at_least(0.5), "ode_steps": 8, "probes": 2}
 
 @dataclass
 class Config:
@@ -59,7 +62,7 @@ class Config:
         if c.width_step > c.width_max:
             raise InputError("width_step", f"a step no larger than width_max ({c.width_max})", c.width_step)
         if c.quick:
-            c.n_images, c.width_step, c.ode_steps, c.probes = min(c.n_images, 3), max(c.width_step, 0.5), 8, 2
+            c = apply_quick(c, QUICK)[0]
         return c
 
 

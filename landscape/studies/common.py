@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from .. import data, kernels
-from .._checks import (Check, InputError, file_or_empty, integer, kernel_or_empty, numbers, one_of, option, positive_number,
-                       validate)
+from .._checks import (
+    Check,
+    InputError,
+    file_or_empty,
+    grid_points,
+    integer,
+    kernel_or_empty,
+    numbers,
+    one_of,
+    option,
+    positive_number,
+    validate,
+)
 
 
 @dataclass
@@ -27,7 +39,7 @@ class ProblemConfig:
                                                            and v >= 3 and v % 2 == 1, (0, 4, -3)))
     theta_true: str = option("1.5", "true parameter(s), comma-separated", numbers(allow_empty=True))
     theta_max: float = option(3.0, "grid upper end for the first parameter", positive_number())
-    n_theta: int = option(25, "grid points from 0 to theta_max", integer(3))
+    n_theta: int = option(25, "grid points from 0 to theta_max", grid_points(3))
     noise: float = option(0.01, "noise standard deviation sigma", positive_number())
 
     def validate_problem(self, min_points: int = 3) -> None:
@@ -55,11 +67,20 @@ def family_and_truth(cfg: ProblemConfig) -> tuple[kernels.KernelFamily, np.ndarr
     if cfg.kernel_file:
         return kernels.Path(kernels.load(cfg.kernel_file), name="kernel_file"), np.array([1.0]), 1.0
     fam = kernels.get(cfg.family, cfg.kernel_size)
-    theta = floats("theta_true", cfg.theta_true)
+    return fam, true_parameter(fam, cfg.theta_true), cfg.theta_max
+
+
+def true_parameter(fam: kernels.KernelFamily, text: str) -> np.ndarray:
+    """The option ``theta_true`` read for family ``fam``: its number of values and its domain checked,
+    errors naming ``theta_true`` (the option typed, not a parameter derived from it)."""
+    theta = floats("theta_true", text)
     if theta.size != fam.n_params:
         raise InputError("theta_true", f"{fam.n_params} value(s) for family {fam.name!r}", theta.size)
-    fam.check(theta)
-    return fam, theta, cfg.theta_max
+    try:
+        fam.check(theta)
+    except InputError as exc:
+        raise InputError("theta_true", exc.expected, text) from None
+    return theta
 
 
 def theta_grid(theta_true: np.ndarray, grid_max: float, n: int, include_truth: bool = False) -> np.ndarray:
@@ -80,3 +101,49 @@ def load_image(cfg: ProblemConfig, special: dict[str, Callable[[], np.ndarray]] 
     if special and cfg.image in special:
         return special[cfg.image]()
     return data.center_crop(data.load(cfg.image), cfg.crop)
+
+
+# -- --quick, declared ------------------------------------------------------------------------
+# A study declares ``QUICK = {option: rule}``: a rule is the quick value itself, or a function of
+# (value, config) -> quick value (``at_most(13)``, ``FIRST``). Under ``quick``, an option left at its
+# default takes its quick value; an option the user set keeps it (``apply_quick`` reports where the
+# two differ, and the command line prints that). A definition file's own options are clamped
+# (``force``): ``--quick`` on a file is its smoke run; ``--set`` values still win.
+
+def at_most(n: float) -> Callable[[Any, Any], Any]:
+    """Quick rule: no more than ``n``."""
+    return lambda v, cfg: min(v, n)
+
+
+def at_least(n: float) -> Callable[[Any, Any], Any]:
+    """Quick rule: no less than ``n``."""
+    return lambda v, cfg: max(v, n)
+
+
+def first(k: int = 1) -> Callable[[Any, Any], Any]:
+    """Quick rule: the first ``k`` entries of a comma-separated list."""
+    return lambda v, cfg: ",".join(split(v)[:k]) if split(v) else v
+
+
+FIRST = first(1)
+
+
+def apply_quick(cfg: Any, rules: dict[str, Any], force: tuple[str, ...] | set[str] = ()) -> tuple[Any, list[str]]:
+    """``cfg`` with the quick ``rules`` applied to the options at their default (and those in ``force``).
+
+    Returns
+    -------
+    (config, notes)
+        A new configuration, and one note per option kept at the user's value where the quick run
+        would have used another (``"n_theta=100000 (the quick run uses 13)"``).
+    """
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    out, notes = dataclasses.replace(cfg), []
+    for name, rule in rules.items():
+        value = getattr(out, name)
+        new = rule(value, out) if callable(rule) else rule
+        if value == fields[name].default or name in force:
+            setattr(out, name, new)
+        elif new != value:
+            notes.append(f"{name}={value!r} (the quick run uses {new!r})")
+    return out, notes

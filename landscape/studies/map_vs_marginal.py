@@ -23,15 +23,18 @@ import torch
 import xarray as xr
 
 from .. import data, io, marginal, scan
-from .._checks import Check, InputError, flag, integer, one_of, option
-from .common import ProblemConfig, family_and_truth, load_image, theta_grid
+from .._checks import Check, InputError, flag, grid_points, integer, one_of, option
 from ..posterior import BlindDeblur, Posterior
 from ..priors import GaussianPrior, PriorSettings, make_prior
+from .common import ProblemConfig, apply_quick, family_and_truth, load_image, theta_grid
 
 NAME = "map-vs-marginal"
 SUMMARY = "joint-MAP profile E*(theta) vs marginal -log p(y|theta): the Dirac vs the true blur"
 PRIORS = ("gaussian", "gmm")
 
+
+#: ``--quick``: a coarse grid
+QUICK = {"n_theta": lambda v, c: min(v, 31 if c.prior == "gaussian" else 16)}
 
 @dataclass
 class Config(ProblemConfig):
@@ -42,7 +45,7 @@ class Config(ProblemConfig):
     crop: int = option(0, "central crop size (0: 128 for gaussian, 16 for gmm)",
                        Check("0 (the default size) or an integer >= 8",
                              lambda v: isinstance(v, int) and (v == 0 or v >= 8), (-4, 3)))
-    n_theta: int = option(61, "grid points from 0 to theta_max", integer(3))
+    n_theta: int = option(61, "grid points from 0 to theta_max", grid_points(3))
     prior: str = option("gaussian", "gaussian (stationary) or gmm (whole crops)", one_of(PRIORS))
     spectrum: str = option("power-law", "Gaussian spectrum model: power-law or empirical",
                            one_of(("power-law", "empirical")))
@@ -60,7 +63,7 @@ class Config(ProblemConfig):
         if c.crop == 0:
             c.crop = 128 if c.prior == "gaussian" else 16
         if c.quick:
-            c.n_theta = min(c.n_theta, 31 if c.prior == "gaussian" else 16)
+            c = apply_quick(c, QUICK)[0]
         return c
 
 

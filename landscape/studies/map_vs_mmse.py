@@ -37,8 +37,19 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels, marginal, scan
-from .._checks import (Check, flag, kernel_or_empty, integer, numbers, one_of, option, positive_number,
-                       subset_of, validate)
+from .._checks import (
+    Check,
+    flag,
+    grid_points,
+    integer,
+    kernel_or_empty,
+    numbers,
+    one_of,
+    option,
+    positive_number,
+    subset_of,
+    validate,
+)
 from ..estimators import pnp
 from ..estimators.bayes import GMMPosterior
 from ..estimators.unrolled import check_kernel_for, load_unrolled, reconstruct
@@ -46,7 +57,7 @@ from ..operators import Blur
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
 from ..solvers import SolverOptions
-from .common import floats, split
+from .common import FIRST, apply_quick, at_most, floats, split
 
 NAME = "map-vs-mmse"
 SUMMARY = "joint MAP vs MAP_theta vs unrolled MMSE (vs exact MMSE in the GMM sandbox): error, energy, kernel"
@@ -63,6 +74,9 @@ LOCAL_WINDOW = 2.0
 TRIVIAL_FRACTION = 0.5
 
 
+#: ``--quick``: one image, one noise level, one width, coarse grid
+QUICK = {"images": FIRST, "noise": FIRST, "n_theta": at_most(7), "n_draws": 1, "theta_true": FIRST, "crop": at_most(32)}
+
 @dataclass
 class Config:
     """Options of ``map-vs-mmse`` (``landscape run map-vs-mmse --help``)."""
@@ -78,7 +92,7 @@ class Config:
     noise: str = option("0.01,0.03", "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
     sandbox: bool = option(False, "16x16 GMM samples, the GMM prior and the exact MMSE", flag())
     n_draws: int = option(2, "sandbox: images drawn from the GMM per noise level", integer(1))
-    n_theta: int = option(13, "profile grid points on [0, 2 theta*]", integer(5))
+    n_theta: int = option(13, "profile grid points on [0, 2 theta*]", grid_points(5))
     s: float = option(0.02, "level of the gradient-step prior (natural images)", positive_number())
     etol: float = option(0.01, "inner solver energy tolerance (nats)", Check("a positive tolerance",
                                                                              lambda v: v > 0, (0.0, -1.0)))
@@ -88,9 +102,7 @@ class Config:
     def resolved(self) -> "Config":
         c = validate(Config(**asdict(self)))
         if c.quick:
-            c.images, c.noise, c.n_theta, c.n_draws = split(c.images)[0], split(c.noise)[0], min(c.n_theta, 7), 1
-            c.theta_true = split(c.theta_true)[0]
-            c.crop = min(c.crop, 32)
+            c = apply_quick(c, QUICK)[0]
         return c
 
 
@@ -172,8 +184,8 @@ def run_case(cfg: Config, problem: BlindDeblur, prior: Any, model: Any, theta_tr
 
 def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     """Run every case (pure function of ``config``)."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
     from scipy.stats import spearmanr
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
     cfg = (config or Config()).resolved()
     fam, truths, model_name = _setup(cfg)
     model = load_unrolled(model_name)
@@ -276,12 +288,18 @@ def summary(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
+#: the error maps' colour range: 0.25 of the [0, 1] intensity range (larger errors saturate)
+ERROR_SCALE = 0.25
+
+
 def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
     """Estimates side by side (top) and their error maps (bottom) for one case; returns the first axes."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
     panels = [p for p in ds.panel.values if np.isfinite(ds.images.sel(panel=p).isel(case=case)).all()]
     fig, axes = plt.subplots(2, len(panels), figsize=(2.2 * len(panels), 4.6), squeeze=False)
     xt = ds.images.isel(case=case).sel(panel="x_true").values
+    norm = Normalize(0.0, ERROR_SCALE)          # one scale for every error map, drawn once as a colour bar
     for j, p in enumerate(panels):
         im = ds.images.isel(case=case).sel(panel=p).values
         axes[0, j].imshow(im, cmap="gray", vmin=0, vmax=1)
@@ -289,9 +307,13 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
         if p in ds.estimator.values:
             title += f"\n{float(ds.psnr.isel(case=case).sel(estimator=p)):.1f} dB"
         axes[0, j].set_title(title, fontsize=8)
-        axes[1, j].imshow(np.abs(im - xt), cmap="magma", vmin=0, vmax=0.25)
-        axes[1, j].set_title("|error|", fontsize=8)
         for a in axes[:, j]:
             a.axis("off")
+        if p == "x_true":                    # its own error is zero: this slot shows the truth only
+            continue
+        err = axes[1, j].imshow(np.abs(im - xt), cmap="magma", norm=norm)
+        axes[1, j].set_title("|error|", fontsize=8)
+    if len(panels) > 1:
+        fig.colorbar(err, ax=axes[1, :].tolist(), shrink=0.8, label="|x̂ − x*| (intensity)")
     fig.suptitle(f"{NAME}: {ds.case.values[case]}", fontsize=9)
     return axes[0, 0]

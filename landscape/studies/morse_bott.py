@@ -32,7 +32,7 @@ import xarray as xr
 from .. import data, hessian, io
 from .._checks import Check, InputError, flag, integer, numbers, option, positive_number, subset_of, validate
 from ..priors import APPROXIMATE, PriorSettings, jacobian_asymmetry, make_prior
-from .common import floats, split
+from .common import FIRST, apply_quick, at_most, floats, split
 
 NAME = "morse-bott"
 SUMMARY = "Hessian spectra of learned priors at critical points reached by descending q from held-out images"
@@ -40,6 +40,9 @@ PRIORS = ("gs", "tweedie", "gmm")
 #: held-out images (never in data.TRAIN)
 HELD_OUT = ("camera", "ascent", "aero")
 
+
+#: ``--quick``: one image, 16x16, 100 descent steps
+QUICK = {"images": FIRST, "crop": at_most(16), "max_iter": at_most(100)}
 
 @dataclass
 class Config:
@@ -65,7 +68,7 @@ class Config:
     def resolved(self) -> "Config":
         c = validate(Config(**asdict(self)))
         if c.quick:
-            c.images, c.crop, c.max_iter = split(c.images)[0], min(c.crop, 16), min(c.max_iter, 100)
+            c = apply_quick(c, QUICK)[0]
         if c.n_eig == 0 and c.crop > 40:
             raise InputError("n_eig", f"a number of Ritz values to keep (the Lanczos count) for crop {c.crop} > 40 "
                              "(a dense spectrum needs crop^2 products)", 0)

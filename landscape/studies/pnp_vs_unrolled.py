@@ -28,7 +28,7 @@ from ..estimators import pnp
 from ..estimators.unrolled import load_unrolled
 from ..posterior import BlindDeblur
 from ..priors import PriorSettings, make_prior
-from .common import floats, split
+from .common import FIRST, apply_quick, at_most, floats, split
 from .map_vs_mmse import HELD_OUT
 
 NAME = "pnp-vs-unrolled"
@@ -37,6 +37,9 @@ STARTS = ("nonblind", "blind_dirac", "blind_near_truth")
 #: relative offset of the near-truth start
 NEAR = 0.1
 
+
+#: ``--quick``: one image, width and noise level; 20 iterations
+QUICK = {"images": FIRST, "theta_true": FIRST, "noise": FIRST, "n_iter": at_most(20), "crop": at_most(32)}
 
 @dataclass
 class Config:
@@ -56,8 +59,7 @@ class Config:
     def resolved(self) -> "Config":
         c = validate(Config(**asdict(self)))
         if c.quick:
-            c.images, c.theta_true, c.noise = split(c.images)[0], split(c.theta_true)[0], split(c.noise)[0]
-            c.n_iter, c.crop = min(c.n_iter, 20), min(c.crop, 32)
+            c = apply_quick(c, QUICK)[0]
         pnp.PnPOptions(s=c.s, s_max=c.s_max, s_min=c.s_min, n_iter=c.n_iter)       # their checks
         return c
 

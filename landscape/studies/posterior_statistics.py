@@ -31,15 +31,15 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels
-from .._checks import flag, folder_or_empty, integer, numbers, option, positive_number, subset_of, validate
+from .._checks import flag, folder_or_empty, grid_points, integer, numbers, option, positive_number, subset_of, validate
 from ..estimators.bayes import GMMPosterior
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
 from ..sampling import gibbs as G
-from ..sampling.langevin import LangevinOptions, sample_x
 from ..sampling.diffusion import DiffusionOptions, dps
+from ..sampling.langevin import LangevinOptions, sample_x
 from . import map_vs_mmse as MVM
-from .common import floats, split
+from .common import FIRST, apply_quick, at_most, floats, split
 from .map_vs_mmse import HELD_OUT
 
 NAME = "posterior-statistics"
@@ -54,6 +54,10 @@ SAMPLE_DRAWS = 100
 POINT_ESTIMATES = ("posterior_mean", "map_trivial", "map_near_truth", "map_theta", "unrolled", "mmse_exact")
 
 
+#: ``--quick``: sandbox-sized
+QUICK = {"sweeps": at_most(200), "burn_in": at_most(50), "n_draws": at_most(2), "n_theta": 7, "images": FIRST,
+         "theta_true": FIRST, "crop": at_most(16)}
+
 @dataclass
 class Config:
     """Options of ``posterior-statistics``."""
@@ -64,7 +68,7 @@ class Config:
     crop: int = option(32, "crop size (natural mode)", integer(16))
     theta_true: str = option("1.5", "true Gaussian width(s), comma-separated", numbers(0.0, lo_open=True))
     noise: float = option(0.02, "noise level sigma", positive_number())
-    n_theta: int = option(13, "theta grid points on [0, 3]", integer(3))
+    n_theta: int = option(13, "theta grid points on [0, 3]", grid_points(3))
     sweeps: int = option(600, "Gibbs sweeps", integer(2))
     burn_in: int = option(150, "Gibbs sweeps discarded", integer(0))
     chains: int = option(4, "chains", integer(1))
@@ -79,8 +83,7 @@ class Config:
     def resolved(self) -> "Config":
         c = validate(Config(**asdict(self)))
         if c.quick:
-            c.sweeps, c.burn_in, c.n_draws, c.n_theta = min(c.sweeps, 200), min(c.burn_in, 50), min(c.n_draws, 2), 7
-            c.images, c.theta_true, c.crop = split(c.images)[0], split(c.theta_true)[0], min(c.crop, 16)
+            c = apply_quick(c, QUICK)[0]
         LangevinOptions(n_steps=c.sweeps, burn_in=c.burn_in)          # burn-in below the run
         return c
 
@@ -97,6 +100,7 @@ def write_samples(cfg: Config, post: Posterior, grid: np.ndarray, out: dict[str,
     ``data_energy`` (:math:`\|h(\theta)\star x - y\|^2/2\sigma^2` of each draw), observed ``y``,
     constant ``x_true``, ``kernel_true``, ``theta_true``, ``noise_sigma``."""
     from pathlib import Path
+
     from ..sampling.layout import inference_data, save_inference
     n = out["x"].shape[1]
     keep = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_DRAWS)).round().astype(int))
@@ -247,7 +251,7 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
     top.set_ylabel("p(θ | y) (Gibbs)")
     top.legend(fontsize=7)
     sd = fig.add_subplot(grid[0, n - 2:])
-    sd.imshow(ds.posterior_std[case], cmap="magma")
+    sd.figure.colorbar(sd.imshow(ds.posterior_std[case], cmap="magma"), ax=sd, fraction=0.046, label="std")
     sd.set_title("posterior std", fontsize=9)
     sd.axis("off")
     panels = [("x*", ds.x_true[case], None)] + [

@@ -50,11 +50,24 @@ import xarray as xr
 
 from .. import data, descent, io, kernels, scan
 from .._checks import InputError, flag, integer, number, numbers, one_of, option, positive_number, subset_of, validate
-from .common import ProblemConfig, family_and_truth, floats, load_image, split, theta_grid
 from ..optim import ETOL_MARGIN
 from ..posterior import BlindDeblur, Posterior
-from ..solvers import SolverOptions, method_for
 from ..priors import PriorSettings, make_prior
+from ..solvers import SolverOptions, method_for
+from .common import (
+    FIRST,
+    ProblemConfig,
+    apply_quick,
+    at_least,
+    at_most,
+    family_and_truth,
+    first,
+    floats,
+    load_image,
+    split,
+    theta_grid,
+    true_parameter,
+)
 
 #: true parameters used when ``--theta-true`` is not given
 FAMILY_TRUTH = {"gaussian": "1.5", "gaussian-aniso": "2,1,30", "defocus": "2", "airy": "2", "motion": "7,30"}
@@ -67,6 +80,12 @@ FAMILIES = tuple(FAMILY_TRUTH) + ("free",)
 CASE_VARS = ("image", "family", "noise", "prior", "weight")
 #: coordinates of the (kernel path t, image path u) plane stored per case
 PLANE = np.round(np.linspace(-0.2, 1.2, 15), 12)
+
+
+#: ``--quick`` (one case, the first of every list; small crop, coarse grid, 2 levels x 2 draws, no certificates)
+QUICK = {"crop": at_most(32), "n_theta": at_most(13), "n_draws": at_most(2), "n_outer": at_most(10),
+         "xtol": at_least(1e-4), "max_iter": at_most(60), "certify_k": 0, "noise_levels": first(2),
+         "image": FIRST, "family": FIRST, "noise": FIRST, "priors": FIRST, "weights": FIRST}
 
 
 @dataclass
@@ -106,12 +125,7 @@ class Config(ProblemConfig):
     def resolved(self) -> "Config":
         c = validate(Config(**asdict(self)))
         if c.quick:
-            c.crop, c.n_theta, c.n_draws, c.n_outer = min(c.crop, 32), min(c.n_theta, 13), min(c.n_draws, 2), min(c.n_outer, 10)
-            c.xtol, c.max_iter = max(c.xtol, 1e-4), min(c.max_iter, 60)
-            c.certify_k = 0
-            c.noise_levels = ",".join(c.noise_levels.split(",")[:2])
-            for name in ("image", "family", "noise", "priors", "weights"):
-                setattr(c, name, (split(getattr(c, name)) or [""])[0])
+            c = apply_quick(c, QUICK)[0]
         for case in c.problems():
             case.validate_problem(min_points=5)
         return c
@@ -126,7 +140,10 @@ class Config(ProblemConfig):
             th = self.theta_true or FAMILY_TRUTH.get(fa, "")
             if not th and fa != "free" and not self.kernel_file:
                 raise InputError("theta_true", f"a true parameter for family {fa!r} (no default)", "")
-            first = float(floats("theta_true", th)[0]) if th else 1.0
+            first = float(true_parameter(kernels.get(fa, self.kernel_size), th)[0]) if th and fa != "free" else 1.0
+            if not self.theta_max and first <= 0:
+                raise InputError("theta_true", "a first parameter > 0 (the grid runs to 2 theta*; or give "
+                                 "--theta-max)", th)
             out.append(ProblemConfig(image=im, image_file=self.image_file, kernel_file=self.kernel_file,
                                      crop=self.crop, family=fa, kernel_size=self.kernel_size, theta_true=th,
                                      theta_max=self.theta_max or 2 * first, n_theta=self.n_theta, noise=no))
