@@ -25,7 +25,7 @@ from .base import EXACT, Prior
 
 
 def radial_frequency(shape: tuple[int, int], dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """|f| in cycles per pixel on the full FFT grid of ``shape``."""
+    """The radial frequency :math:`|f|` in cycles per pixel on the full FFT grid of ``shape``."""
     fy = torch.fft.fftfreq(shape[0], dtype=dtype)
     fx = torch.fft.fftfreq(shape[1], dtype=dtype)
     return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
