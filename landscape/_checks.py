@@ -161,6 +161,27 @@ def subset_of(options: Any) -> Check:
     return Check("a comma-separated list of " + ", ".join(map(str, opts)), ok, ("", "no-such-choice"))
 
 
+def prior_names(options: Any) -> Check:
+    """A comma-separated, non-empty list of registry priors ``options`` or user priors
+    (``file.py:factory``, ``module:factory``, an entry-point name; checked when built); a user prior's
+    source file is read, so its contents are part of the case's identity."""
+    opts = tuple(options)
+
+    def names(v: Any) -> list[str]:
+        return [t.strip() for t in str(v).split(",") if t.strip()]
+
+    def ok(v: Any) -> bool:
+        from .plugins import is_spec, spec_file
+        return bool(names(v)) and all(n in opts or (is_spec(n) and (spec_file(n) is None or spec_file(n).is_file()))
+                                      for n in names(v))
+
+    def reads(v: Any) -> list:
+        from .plugins import spec_file
+        return [spec_file(n) for n in names(v) if spec_file(n) is not None]
+    return Check("a comma-separated list of " + ", ".join(map(str, opts)) + " or user priors (file.py:factory, "
+                 "module:factory)", ok, ("", "no-such-choice", "/no/such/file.py:make"), reads=reads)
+
+
 def numbers(lo: float = -math.inf, *, lo_open: bool = False, allow_empty: bool = False) -> Check:
     """A comma-separated list of finite numbers above ``lo``."""
     def ok(v: Any) -> bool:

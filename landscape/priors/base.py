@@ -28,6 +28,8 @@ class Prior:
     capabilities: dict[str, str] = {"energy": UNAVAILABLE, "grad": UNAVAILABLE, "denoise": UNAVAILABLE}
     #: image shape the prior is defined on, or ``None`` for any shape
     shape: tuple[int, int] | None = None
+    #: where the prior came from (a user prior's spec and source hash), kept in ``describe()``
+    provenance: dict[str, Any] = {}
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`q(x) = -\log p_X(x)` in nats, shape ``x.shape[:-2]``."""
@@ -53,7 +55,7 @@ class Prior:
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable description, stored in results' attrs."""
-        return {"name": self.name, "capabilities": dict(self.capabilities)}
+        return {"name": self.name, "capabilities": dict(self.capabilities), **self.provenance}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

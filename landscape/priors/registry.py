@@ -121,7 +121,8 @@ def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None
     Parameters
     ----------
     name : str
-        One of ``PRIORS``.
+        One of ``PRIORS``, or a user prior: ``file.py:factory``, ``package.module:factory`` or a name
+        registered in the entry-point group ``landscape.priors`` (:mod:`landscape.priors.user`).
     shape : (int, int)
         Image shape (the Gaussian and GMM priors are fitted to it).
     settings : PriorSettings, optional
@@ -135,5 +136,10 @@ def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None
     >>> make_prior("sparse", (32, 32)).name
     'sparse-gradient'
     """
+    from ..plugins import is_spec
+    from .user import load_user_prior
+    st = settings or PriorSettings()
+    if is_spec(name):
+        return load_user_prior(name, st.s, tuple(shape))
     choice("prior", name, PRIORS)
-    return PRIORS[name](tuple(shape), settings or PriorSettings())
+    return PRIORS[name](tuple(shape), st)

@@ -30,7 +30,18 @@ import torch
 import xarray as xr
 
 from .. import data, hessian, io
-from .._checks import Check, InputError, flag, integer, numbers, option, positive_number, subset_of, validate
+from .._checks import (
+    Check,
+    InputError,
+    flag,
+    integer,
+    numbers,
+    option,
+    positive_number,
+    prior_names,
+    subset_of,
+    validate,
+)
 from ..priors import APPROXIMATE, PriorSettings, jacobian_asymmetry, make_prior
 from .common import FIRST, apply_quick, at_most, floats, split
 
@@ -52,7 +63,7 @@ class Config:
     crop: int = option(16, "central crop size (d = crop^2; dense spectra up to 40x40)",
                        Check("an integer from 8 to 128", lambda v: isinstance(v, int) and 8 <= v <= 128, (4, 256)))
     priors: str = option("gs,tweedie,gmm", "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16)",
-                         subset_of(PRIORS))
+                         prior_names(PRIORS))
     s: float = option(0.01, "noise level of the learned priors (the paper descends at 1e-3)", positive_number())
     step: float = option(1.0, "descent step eta: x <- x - (eta / L) grad q, L = lambda_max of the Hessian at x0", Check(
         "a number in (0, 1]", lambda v: isinstance(v, (int, float)) and 0 < v <= 1, (0, 1.5, -1)))

@@ -49,7 +49,19 @@ import torch
 import xarray as xr
 
 from .. import data, descent, io, kernels, scan
-from .._checks import InputError, flag, integer, number, numbers, one_of, option, positive_number, subset_of, validate
+from .._checks import (
+    InputError,
+    flag,
+    integer,
+    number,
+    numbers,
+    one_of,
+    option,
+    positive_number,
+    prior_names,
+    subset_of,
+    validate,
+)
 from ..optim import ETOL_MARGIN
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
@@ -99,7 +111,7 @@ class Config(ProblemConfig):
                              numbers(allow_empty=True))
     theta_max: float = option(0.0, "grid upper end of the first parameter (default 2 theta*)", number(0.0))
     noise: str = option("0.01", "noise standard deviations sigma, comma-separated", numbers(0.0, lo_open=True))
-    priors: str = option("tweedie", "comma-separated: " + ", ".join(PRIORS), subset_of(PRIORS))
+    priors: str = option("tweedie", "comma-separated: " + ", ".join(PRIORS), prior_names(PRIORS))
     weights: str = option("1", "prior weights lambda, comma-separated", numbers(0.0, lo_open=True))
     s: float = option(0.01, "Tweedie / GS noise level of the learned priors", positive_number())
     noise_levels: str = option("0.005,0.01,0.02,0.05", "levels for verdict (iv)", numbers(0.0, lo_open=True))
@@ -472,7 +484,7 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     }, coords={"noise_level": levels, "draw": np.arange(cfg.n_draws), "t": PLANE, "u": PLANE}
     ).drop_vars("theta", errors="ignore")
     t0 = float(theta_true[0])
-    verdict = {"prior": prior_name, "weight": weight, "i_dirac_below_truth": verdict_dirac_below_truth(diff, tol),
+    verdict = {"prior": prior_name, "prior_description": prior.describe(), "weight": weight, "i_dirac_below_truth": verdict_dirac_below_truth(diff, tol),
                "ii_local_min_near_truth": verdict_local_min_near_truth(lm, t0, cfg.theta_tol),
                "ii_branch_from_truth": verdict_local_min_near_truth(lm_end, t0, cfg.theta_tol),
                "local_minima_from_truth_branch": lm_end,

@@ -1,0 +1,167 @@
+r"""Adapters: a researcher's own network as a :class:`~landscape.priors.base.Prior`.
+
+The toolkit's images are ``(..., H, W)`` tensors with intensities in :math:`[0, 1]` and noise levels
+:math:`s` in those units. The field's libraries (deepinv's ``Denoiser.forward(x, sigma)``) take
+``(B, C, H, W)`` batches, ``sigma`` a float or a ``(B,)`` tensor, and data in :math:`[0, 1]` or
+:math:`[-1, 1]`. An adapter converts both ways: with data range :math:`[a, b]` a toolkit image
+:math:`x` is :math:`u = a + (b - a) x` for the network and a noise level :math:`s` is
+:math:`(b - a) s`; the network's answer comes back through the inverse map.
+
+==========================  ======================================================================
+adapter                     what it gives
+==========================  ======================================================================
+``from_denoiser(D, s)``     Tweedie score prior :math:`\nabla q_s = (x - D(x, s))/s^2` (energy
+                            differences by line integrals); with ``diffusion=True`` the PF-ODE
+                            log-density of a noise-conditional ``D`` (:class:`DiffusionPrior`)
+``from_potential(g, s)``    explicit potential (gradient-step denoisers, :math:`D = x - \nabla g`):
+                            :math:`q = g(x, s)/s^2` up to a constant, gradient by autograd
+``from_score(score, s)``    the same evaluators from a score network, :math:`D = x + s^2\,\mathrm{score}`
+==========================  ======================================================================
+
+Checks (``tests/test_adapters.py``): the exact Gaussian prior's MMSE denoiser, written as a plain
+user module in :math:`[-1, 1]` units, reproduces through ``from_denoiser`` the exact score of the
+smoothed prior :math:`p_s` (spectrum :math:`P + s^2`) and its energy differences, and a potential
+module reproduces its energy and gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .._checks import InputError, positive
+from .base import EXACT, UNAVAILABLE, UP_TO_CONSTANT, Prior
+from .learned import DiffusionPrior, TweediePrior
+
+
+class Units:
+    """The network's conventions: data range ``(a, b)`` and channels ``C`` (a gray image is repeated
+    over the channels and the answer averaged back)."""
+
+    def __init__(self, data_range: tuple[float, float] = (0.0, 1.0), channels: int = 1):
+        a, b = (float(v) for v in data_range)
+        if not b > a:
+            raise InputError("data_range", "(low, high) with high > low", data_range)
+        if int(channels) < 1:
+            raise InputError("channels", "an integer >= 1", channels)
+        self.a, self.scale, self.channels = a, b - a, int(channels)
+
+    def to_net(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        lead = tuple(x.shape[:-2])
+        u = (self.a + self.scale * x).reshape(-1, 1, *x.shape[-2:])
+        return u.expand(-1, self.channels, -1, -1), lead
+
+    def from_net(self, u: torch.Tensor, lead: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        if u.ndim != 4 or u.shape[1] != self.channels or tuple(u.shape[-2:]) != tuple(like.shape[-2:]):
+            raise InputError("prior", f"a network answering (B, {self.channels}, H, W) for (B, {self.channels}, H, W)",
+                             f"output of shape {tuple(u.shape)}")
+        return ((u.mean(dim=1) - self.a) / self.scale).reshape(*lead, *like.shape[-2:]).to(like.dtype)
+
+    def sigma(self, s: float) -> float:
+        return self.scale * float(s)
+
+    def describe(self) -> dict[str, Any]:
+        return {"data_range": [self.a, self.a + self.scale], "channels": self.channels}
+
+
+def _denoiser(net: Callable, units: Units) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """``D(x, s)`` in the toolkit's units from ``net(u, sigma)`` in the network's (a module computes in
+    its weights' dtype, whatever the caller's)."""
+    params = list(net.parameters()) if isinstance(net, torch.nn.Module) else []
+
+    def den(x: torch.Tensor, s: float) -> torch.Tensor:
+        u, lead = units.to_net(x)
+        return units.from_net(net(u.to(params[0].dtype) if params else u, units.sigma(s)), lead, x)
+    return den
+
+
+def from_denoiser(net: Callable, s: float = 0.01, *, data_range: tuple[float, float] = (0.0, 1.0),
+                  channels: int = 1, diffusion: bool = False, name: str = "user-denoiser", **kw: Any) -> Prior:
+    r"""A denoiser ``net(x, sigma)`` (deepinv's convention) as a prior.
+
+    Parameters
+    ----------
+    net : callable or torch.nn.Module
+        ``net(u, sigma) -> (B, C, H, W)`` for ``u`` of shape ``(B, C, H, W)`` in ``data_range`` and
+        ``sigma`` the noise standard deviation in the same units (a float).
+    s : float
+        The level of the Tweedie score, in the toolkit's :math:`[0, 1]` units.
+    data_range : (float, float)
+        The intensities the network was trained on: ``(0, 1)`` or ``(-1, 1)``.
+    channels : int
+        Input channels the network expects (a gray image is repeated over them).
+    diffusion : bool
+        Return the PF-ODE log-density of a noise-conditional denoiser (:class:`DiffusionPrior`;
+        ``**kw`` go to it) instead of the Tweedie score.
+
+    Returns
+    -------
+    Prior
+        :class:`TweediePrior` (``grad`` = :math:`(x - D(x, s))/s^2`) or :class:`DiffusionPrior`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = from_denoiser(lambda u, sigma: 0.9 * u, s=0.1, data_range=(-1, 1))
+    >>> round(float(p.grad(torch.ones(1, 4, 4, dtype=torch.float64))[0, 0, 0]), 6)  # (x - D(x))/s^2, [0, 1] units
+    5.0
+    """
+    units = Units(data_range, channels)
+    den = _denoiser(net, units)
+    prior = DiffusionPrior(den, name=name, **kw) if diffusion else TweediePrior(den, positive("s", s), name=name, **kw)
+    prior.units = units
+    return prior
+
+
+def from_score(score: Callable, s: float = 0.01, *, data_range: tuple[float, float] = (0.0, 1.0),
+               channels: int = 1, diffusion: bool = False, name: str = "user-score", **kw: Any) -> Prior:
+    r"""A score network ``score(u, sigma)`` :math:`= \nabla_u \log p_\sigma(u)` (network units) as a
+    prior, through :math:`D(u, \sigma) = u + \sigma^2\,\mathrm{score}(u, \sigma)`; as :func:`from_denoiser`."""
+    return from_denoiser(lambda u, sigma: u + sigma ** 2 * score(u, sigma), s, data_range=data_range,
+                         channels=channels, diffusion=diffusion, name=name, **kw)
+
+
+class PotentialPrior(Prior):
+    r"""An explicit potential ``g(u, sigma)`` (network units; one value per batch item) as
+    :math:`q(x) = g(u(x), \sigma)/\sigma^2` up to a constant, :math:`\sigma` the level in network units
+    (the scaling of a gradient-step denoiser :math:`D = \mathrm{Id} - \nabla g`); gradient by autograd."""
+
+    capabilities = {"energy": UP_TO_CONSTANT, "grad": EXACT, "denoise": UNAVAILABLE}
+
+    def __init__(self, potential: Callable, s: float, units: Units, name: str = "user-potential"):
+        self.potential, self.s, self.units, self.name = potential, positive("s", s), units, name
+        self.n_calls = 0
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        u, lead = self.units.to_net(x)
+        sig = self.units.sigma(self.s)
+        self.n_calls += 1
+        g = self.potential(u, sig)
+        if g.shape != (u.shape[0],):
+            raise InputError("prior", f"a potential answering one value per image ({u.shape[0]},)",
+                             f"shape {tuple(g.shape)}")
+        return (g / sig ** 2).reshape(lead).to(x.dtype)
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.energy(xx).sum(), xx)
+        return g
+
+    def energy_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            e = self.energy(xx)
+            (g,) = torch.autograd.grad(e.sum(), xx)
+        return e.detach(), g
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "s": self.s, **self.units.describe()}
+
+
+def from_potential(potential: Callable, s: float = 0.01, *, data_range: tuple[float, float] = (0.0, 1.0),
+                   channels: int = 1, name: str = "user-potential") -> PotentialPrior:
+    r"""An explicit potential ``potential(u, sigma) -> (B,)`` (a gradient-step denoiser's :math:`g`) as
+    a :class:`PotentialPrior` at level ``s`` (toolkit units)."""
+    return PotentialPrior(potential, s, Units(data_range, channels), name=name)
