@@ -33,11 +33,18 @@ def _study_parser(name: str) -> argparse.ArgumentParser:
 
 
 def cmd_list(_: argparse.Namespace) -> int:
+    from .plugins import PRIOR_ENTRY_POINTS, entry_points
+    from .priors import PRIORS
+    from .resources import MEASURED_KERNELS
     from .studies import STUDIES
     for name, mod in STUDIES.items():
         print(f"{name}: {mod.SUMMARY}")
         for f in dataclasses.fields(mod.Config):
             print(f"    --{f.name.replace('_', '-'):<16} {f.metadata.get('help', '')} [default: {f.default!r}]")
+    registered = ", ".join(entry_points()) or "none installed"
+    print(f"\npriors: {', '.join(PRIORS)}; user priors: file.py:factory, package.module:factory, or a name "
+          f"registered in the entry-point group {PRIOR_ENTRY_POINTS} ({registered})")
+    print(f"measured kernels (--kernel-file NAME): {', '.join(MEASURED_KERNELS)}")
     return 0
 
 

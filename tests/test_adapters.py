@@ -121,3 +121,15 @@ def test_make_prior_builds_a_user_prior_and_names_a_missing_file(tmp_path):
         make_prior(str(tmp_path / "none.py") + ":make", (16, 16))
     with pytest.raises(InputError, match="priors: expected an importable module"):
         make_prior("no_such_module_xyz:make", (16, 16))
+
+
+def test_the_readmes_own_denoiser_runs_in_both_studies(tmp_path, capsys):
+    """The README's block, as written: docs/guide/mydenoiser.py through trivial-minimizer --quick and
+    map-vs-mmse --quick."""
+    from pathlib import Path
+    spec = str(Path(__file__).resolve().parents[1] / "docs" / "guide" / "mydenoiser.py") + ":make"
+    assert main(["run", "trivial-minimizer", "--quick", "--priors", spec, "--no-progress",
+                 "--out", str(tmp_path / "a.nc")]) == 0
+    assert main(["run", "map-vs-mmse", "--quick", "--prior", spec, "--no-progress", "--out", str(tmp_path / "b.nc")]) == 0
+    assert io.load(tmp_path / "a.nc").attrs["prior"] == spec
+    assert spec in io.load(tmp_path / "b.nc").attrs["prior_description"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ import xarray as xr
 from .. import data, io, kernels, marginal, scan
 from .._checks import (
     Check,
+    file_or_empty,
     flag,
     grid_points,
     integer,
@@ -47,6 +49,7 @@ from .._checks import (
     one_of,
     option,
     positive_number,
+    prior_names,
     subset_of,
     validate,
 )
@@ -55,7 +58,7 @@ from ..estimators.bayes import GMMPosterior
 from ..estimators.unrolled import check_kernel_for, load_unrolled, reconstruct
 from ..operators import Blur
 from ..posterior import BlindDeblur, Posterior
-from ..priors import PriorSettings, make_prior
+from ..priors import EXACT, UP_TO_CONSTANT, PriorSettings, make_prior
 from ..solvers import SolverOptions
 from .common import FIRST, apply_quick, at_most, floats, split
 
@@ -82,6 +85,10 @@ class Config:
     """Options of ``map-vs-mmse`` (``landscape run map-vs-mmse --help``)."""
 
     images: str = option("ascent,camera", "held-out images, comma-separated", subset_of(HELD_OUT))
+    image_file: str = option("", "your own grayscale image (.png/.npy); replaces --images (natural mode)",
+                             file_or_empty("an image file"))
+    prior: str = option("gs", "prior of the joint MAP and PnP on natural images: gs, tweedie, or a user prior "
+                        "(file.py:factory, module:factory)", prior_names(("gs", "tweedie")))
     crop: int = option(64, "crop size of natural images (the sandbox is 16)", integer(32))
     family: str = option("gaussian", "kernel family: gaussian or motion (ignored with --kernel-file)",
                          one_of(("gaussian", "motion")))
@@ -172,7 +179,9 @@ def run_case(cfg: Config, problem: BlindDeblur, prior: Any, model: Any, theta_tr
     else:
         gp = make_prior("gaussian", problem.image_shape)
         j = int(np.argmin(marginal.marginal_nll(problem, gp, grid).numpy()))
-        nb = pnp.pnp_nonblind(problem, prior, grid[j], pnp.PnPOptions(variant="gradient-step", s=cfg.s, n_iter=40))
+        # MAP_θ's non-blind step: gradient-step PnP where the prior has an energy, fixed-level PnP for a score
+        variant = "gradient-step" if prior.capabilities.get("energy") in (EXACT, UP_TO_CONSTANT) else "fixed"
+        nb = pnp.pnp_nonblind(problem, prior, grid[j], pnp.PnPOptions(variant=variant, s=cfg.s, n_iter=40))
         est["map_theta"] = (nb["x"], kern(j))
         extras["theta_map_theta"] = float(g[j])
     r = reconstruct(model, problem.y.numpy(), problem.noise)
@@ -198,8 +207,12 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         sources = [(f"gmm-draw-{d}", gmm.sample(1, rng=10_000 + cfg.seed + d)[0].numpy()) for d in range(cfg.n_draws)]
         prior = gmm
     else:
-        sources = [(n, data.center_crop(data.load(n), cfg.crop)) for n in split(cfg.images)]
-        prior = make_prior("gs", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=dtype))
+        if cfg.image_file:
+            img = data.load_file(cfg.image_file)
+            sources = [(Path(cfg.image_file).name, data.center_crop(img, min(cfg.crop, *img.shape)))]
+        else:
+            sources = [(n, data.center_crop(data.load(n), cfg.crop)) for n in split(cfg.images)]
+        prior = make_prior(cfg.prior, sources[0][1].shape, PriorSettings(s=cfg.s, dtype=dtype))
     rows, images, kerns, stds, labels, thetas = [], [], [], [], [], []
     for (name, img), theta_true, sig in itertools.product(sources, truths, noises):
         problem = BlindDeblur.synthetic(img, fam, theta_true, sig, rng=cfg.seed, dtype=dtype)
