@@ -201,6 +201,15 @@ def file_or_empty(what: str) -> Check:
                  ("/no/such/file.npy",), reads=lambda v: [Path(str(v))] if v else [])
 
 
+def files_or_empty(what: str) -> Check:
+    """``""`` (not given) or a comma-separated list of existing files (contents checked by the loader)."""
+    def names(v: Any) -> list[str]:
+        return [t.strip() for t in str(v).split(",") if t.strip()]
+    return Check(f"{what}s that exist, comma-separated (or nothing)",
+                 lambda v: all(Path(n).is_file() for n in names(v)), ("/no/such/file.npy",),
+                 reads=lambda v: [Path(n) for n in names(v)])
+
+
 def kernel_or_empty() -> Check:
     """``""`` (not given), a shipped measured kernel's name (``levin2``, ...) or an existing kernel file."""
 

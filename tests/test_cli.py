@@ -294,3 +294,24 @@ def test_every_coloured_map_has_a_colour_bar_and_no_map_is_blank(study, small_ru
     assert coloured and all(any(b is im or b.norm is im.norm for b in bars) for im in coloured)
     assert all(np.ptp(np.asarray(im.get_array())) > 0 for im in images)
     plt.close(fig)
+
+
+@pytest.mark.parametrize("study, args", [
+    ("map-vs-mmse", ["--quick", "--n-theta", "5", "--crop", "32"]),
+    ("pnp-vs-unrolled", ["--quick", "--n-iter", "3", "--crop", "32"]),
+    ("posterior-statistics", ["--quick", "--sweeps", "20", "--burn-in", "5", "--crop", "16"]),
+    ("morse-bott", ["--quick", "--priors", "gs", "--crop", "8", "--max-iter", "5"]),
+])
+def test_every_natural_image_study_runs_on_the_users_image_file(tmp_path, study, args):
+    """--image-file: the study runs on the file's central crop (found among the stored arrays)."""
+    from landscape import data
+    img = data.center_crop(data.load("coins"), 48)          # a training image, named by no held-out list
+    np.save(tmp_path / "mine.npy", img)
+    out = tmp_path / "r.nc"
+    assert main(["run", study, *args, "--image-file", str(tmp_path / "mine.npy"), "--no-progress", "--out", str(out)]) == 0
+    ds = io.load(out)
+    crop = int(io.config_of(ds)["crop"])
+    want = data.center_crop(img, crop)
+    found = [k for k in ds.data_vars for a in [np.asarray(ds[k].values)] if a.shape[-2:] == want.shape
+             and any(np.allclose(s, want) for s in a.reshape(-1, *want.shape))]
+    assert found, "the file's image is not among the results' arrays"

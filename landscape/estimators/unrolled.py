@@ -204,8 +204,9 @@ def check_kernel_for(model: UnrolledBlind, kernel: np.ndarray) -> np.ndarray:
     an :class:`InputError` naming ``kernel_file`` when larger than the support the model was trained on."""
     k = np.asarray(kernel, dtype=float)
     if k.shape[0] > model.size or k.shape[1] > model.size:
-        raise InputError("kernel_file", f"a kernel no larger than the model's {model.size}x{model.size} support",
-                         k.shape)
+        raise InputError("kernel_file", f"a kernel no larger than the model's {model.size}x{model.size} support "
+                         "once centred (kernels.load pads a kernel to put its centre of mass on the centre pixel)",
+                         f"{k.shape[0]}x{k.shape[1]} after centring")
     out = np.zeros((model.size, model.size))
     r0, c0 = (model.size - k.shape[0]) // 2, (model.size - k.shape[1]) // 2
     out[r0:r0 + k.shape[0], c0:c0 + k.shape[1]] = k

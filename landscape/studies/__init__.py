@@ -11,8 +11,15 @@ from typing import Any
 import xarray as xr
 
 from .._checks import InputError
-from . import (blurry_is_more_likely, map_vs_marginal, map_vs_mmse, morse_bott, pnp_vs_unrolled,
-               posterior_statistics, trivial_minimizer)
+from . import (
+    blurry_is_more_likely,
+    map_vs_marginal,
+    map_vs_mmse,
+    morse_bott,
+    pnp_vs_unrolled,
+    posterior_statistics,
+    trivial_minimizer,
+)
 
 STUDIES: dict[str, ModuleType] = {
     "trivial-minimizer": trivial_minimizer,

@@ -25,11 +25,10 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels
-from .._checks import (Check, InputError, flag, integer, option, positive_number, subset_of,
-                       validate)
+from .._checks import Check, InputError, flag, integer, option, positive_number, subset_of, validate
 from ..operators import Blur
-from .common import apply_quick, at_least, at_most, split
 from ..priors import PriorSettings, make_prior
+from .common import apply_quick, at_least, at_most, split
 
 NAME = "blurry-is-more-likely"
 SUMMARY = "q(blurred) - q(sharp) on held-out images for exact and learned priors"

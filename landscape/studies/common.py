@@ -93,6 +93,20 @@ def theta_grid(theta_true: np.ndarray, grid_max: float, n: int, include_truth: b
     return grid
 
 
+def image_sources(names: str, files: str, crop: int) -> list[tuple[str, np.ndarray]]:
+    """``(label, image)`` of each image a study runs on: the central ``crop`` (at most the image) of every
+    file in ``files`` (comma-separated; the user's images) when given, else of every named image."""
+    if split(files):
+        out = []
+        for f in split(files):
+            img = data.load_file(f)
+            if min(img.shape) < crop:
+                raise InputError("image_file", f"an image at least {crop}x{crop} (--crop)", f"{f}: {img.shape}")
+            out.append((f, data.center_crop(img, crop)))
+        return out
+    return [(n, data.center_crop(data.load(n), crop)) for n in split(names)]
+
+
 def load_image(cfg: ProblemConfig, special: dict[str, Callable[[], np.ndarray]] | None = None) -> np.ndarray:
     """The central ``crop`` of the image file or named image (or of a ``special`` generator)."""
     if cfg.image_file:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +39,7 @@ import xarray as xr
 from .. import data, io, kernels, marginal, scan
 from .._checks import (
     Check,
-    file_or_empty,
+    files_or_empty,
     flag,
     grid_points,
     integer,
@@ -60,12 +59,11 @@ from ..operators import Blur
 from ..posterior import BlindDeblur, Posterior
 from ..priors import EXACT, UP_TO_CONSTANT, PriorSettings, make_prior
 from ..solvers import SolverOptions
-from .common import FIRST, apply_quick, at_most, floats, split
+from .common import FIRST, apply_quick, at_most, floats, image_sources
 
 NAME = "map-vs-mmse"
 SUMMARY = "joint MAP vs MAP_theta vs unrolled MMSE (vs exact MMSE in the GMM sandbox): error, energy, kernel"
 ESTIMATORS = ("map_trivial", "map_near_truth", "map_theta", "unrolled", "mmse_exact")
-HELD_OUT = ("camera", "ascent", "aero")
 #: shipped unrolled model per family (and for the sandbox)
 MODELS = {"gaussian": "unrolled-gaussian", "motion": "unrolled-motion", "free": "unrolled-shake",
           "sandbox": "unrolled-gmm16"}
@@ -84,9 +82,9 @@ QUICK = {"images": FIRST, "noise": FIRST, "n_theta": at_most(7), "n_draws": 1, "
 class Config:
     """Options of ``map-vs-mmse`` (``landscape run map-vs-mmse --help``)."""
 
-    images: str = option("ascent,camera", "held-out images, comma-separated", subset_of(HELD_OUT))
-    image_file: str = option("", "your own grayscale image (.png/.npy); replaces --images (natural mode)",
-                             file_or_empty("an image file"))
+    images: str = option("ascent,camera", "held-out images, comma-separated", subset_of(data.TEST))
+    image_file: str = option("", "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
+                             "--images", files_or_empty("an image file"))
     prior: str = option("gs", "prior of the joint MAP and PnP on natural images: gs, tweedie, or a user prior "
                         "(file.py:factory, module:factory)", prior_names(("gs", "tweedie")))
     crop: int = option(64, "crop size of natural images (the sandbox is 16)", integer(32))
@@ -207,11 +205,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         sources = [(f"gmm-draw-{d}", gmm.sample(1, rng=10_000 + cfg.seed + d)[0].numpy()) for d in range(cfg.n_draws)]
         prior = gmm
     else:
-        if cfg.image_file:
-            img = data.load_file(cfg.image_file)
-            sources = [(Path(cfg.image_file).name, data.center_crop(img, min(cfg.crop, *img.shape)))]
-        else:
-            sources = [(n, data.center_crop(data.load(n), cfg.crop)) for n in split(cfg.images)]
+        sources = image_sources(cfg.images, cfg.image_file, cfg.crop)
         prior = make_prior(cfg.prior, sources[0][1].shape, PriorSettings(s=cfg.s, dtype=dtype))
     rows, images, kerns, stds, labels, thetas = [], [], [], [], [], []
     for (name, img), theta_true, sig in itertools.product(sources, truths, noises):

@@ -33,6 +33,7 @@ from .. import data, hessian, io
 from .._checks import (
     Check,
     InputError,
+    files_or_empty,
     flag,
     integer,
     numbers,
@@ -43,13 +44,12 @@ from .._checks import (
     validate,
 )
 from ..priors import APPROXIMATE, PriorSettings, jacobian_asymmetry, make_prior
-from .common import FIRST, apply_quick, at_most, floats, split
+from .common import FIRST, apply_quick, at_most, floats, image_sources, split
 
 NAME = "morse-bott"
 SUMMARY = "Hessian spectra of learned priors at critical points reached by descending q from held-out images"
 PRIORS = ("gs", "tweedie", "gmm")
 #: held-out images (never in data.TRAIN)
-HELD_OUT = ("camera", "ascent", "aero")
 
 
 #: ``--quick``: one image, 16x16, 100 descent steps
@@ -59,7 +59,9 @@ QUICK = {"images": FIRST, "crop": at_most(16), "max_iter": at_most(100)}
 class Config:
     """Options of ``morse-bott`` (``landscape run morse-bott --help``)."""
 
-    images: str = option("camera,ascent,aero", "held-out image names, comma-separated", subset_of(HELD_OUT))
+    images: str = option("camera,ascent,aero", "held-out image names, comma-separated", subset_of(data.TEST))
+    image_file: str = option("", "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
+                             "--images", files_or_empty("an image file"))
     crop: int = option(16, "central crop size (d = crop^2; dense spectra up to 40x40)",
                        Check("an integer from 8 to 128", lambda v: isinstance(v, int) and 8 <= v <= 128, (4, 256)))
     priors: str = option("gs,tweedie,gmm", "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16)",
@@ -142,7 +144,8 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     """Every (image, prior): descent, spectrum at the end point, near-zero counts, asymmetry."""
     from tqdm.auto import tqdm
     cfg = (config or Config()).resolved()
-    images, priors = split(cfg.images), split(cfg.priors)
+    sources, priors = image_sources(cfg.images, cfg.image_file, cfg.crop), split(cfg.priors)
+    images = [name for name, _ in sources]
     thr = floats("thresholds", cfg.thresholds)
     d = cfg.crop ** 2
     k = cfg.n_eig or d
@@ -159,9 +162,9 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     for b, pname in enumerate(priors):
         prior = make_prior(pname, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float64,
                                                                      progress=progress))
-        for a, im in enumerate(images):
+        for a, (im, img) in enumerate(sources):
             t0 = time.perf_counter()
-            x0 = torch.as_tensor(data.center_crop(data.load(im), cfg.crop), dtype=torch.float64)
+            x0 = torch.as_tensor(img, dtype=torch.float64)
             x_start[a] = x0.numpy()
             lip = _largest(_operator(prior, x0))
             x, norms, it = descend_q(prior, x0, lip, cfg.step, cfg.gtol, cfg.max_iter)

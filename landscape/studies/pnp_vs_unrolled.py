@@ -23,13 +23,12 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels
-from .._checks import flag, integer, numbers, option, positive_number, subset_of, validate
+from .._checks import files_or_empty, flag, integer, numbers, option, positive_number, subset_of, validate
 from ..estimators import pnp
 from ..estimators.unrolled import load_unrolled
 from ..posterior import BlindDeblur
 from ..priors import PriorSettings, make_prior
-from .common import FIRST, apply_quick, at_most, floats, split
-from .map_vs_mmse import HELD_OUT
+from .common import FIRST, apply_quick, at_most, floats, image_sources
 
 NAME = "pnp-vs-unrolled"
 SUMMARY = "PnP (fixed, continuation, gradient-step; non-blind and blind) vs the unrolled network: PSNR, time, calls"
@@ -45,7 +44,9 @@ QUICK = {"images": FIRST, "theta_true": FIRST, "noise": FIRST, "n_iter": at_most
 class Config:
     """Options of ``pnp-vs-unrolled``."""
 
-    images: str = option("ascent,camera", "held-out images, comma-separated", subset_of(HELD_OUT))
+    images: str = option("ascent,camera", "held-out images, comma-separated", subset_of(data.TEST))
+    image_file: str = option("", "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
+                             "--images", files_or_empty("an image file"))
     crop: int = option(64, "crop size", integer(32))
     theta_true: str = option("1.0,2.0", "true Gaussian widths, comma-separated", numbers(0.0, lo_open=True))
     noise: str = option("0.01,0.03", "noise levels, comma-separated", numbers(0.0, lo_open=True))
@@ -78,13 +79,15 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     shape = (cfg.crop, cfg.crop)
     tweedie = make_prior("tweedie", shape, settings)                 # one network for both Tweedie variants
     priors = {"fixed": tweedie, "continuation": tweedie, "gradient-step": make_prior("gs", shape, settings)}
-    cases = list(itertools.product(split(cfg.images), floats("theta_true", cfg.theta_true), floats("noise", cfg.noise)))
+    cases = list(itertools.product(image_sources(cfg.images, cfg.image_file, cfg.crop), floats("theta_true", cfg.theta_true),
+                                   floats("noise", cfg.noise)))
     psnr = np.full((len(cases), len(pnp.VARIANTS) + 1, len(STARTS)), np.nan)
     kerr, wall, calls = (np.full_like(psnr, np.nan) for _ in range(3))
-    labels, y_psnr = [], []
-    for c, (name, th, sig) in enumerate(cases):
-        img = data.center_crop(data.load(name), cfg.crop)
+    labels, y_psnr, x_trues, ys = [], [], [], []
+    for c, ((name, img), th, sig) in enumerate(cases):
         problem = BlindDeblur.synthetic(img, fam, [th], sig, rng=cfg.seed, dtype=torch.float32)
+        x_trues.append(problem.x_true.double().numpy())
+        ys.append(problem.y.double().numpy())
         h_true = problem.kernel_true.double().numpy()
         labels.append(f"{name}/θ*={th:g}/σ={sig:g}")
         y_psnr.append(_psnr(problem.y.double().numpy(), img))
@@ -115,7 +118,9 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     dims = ("case", "estimator", "start")
     ds = xr.Dataset({"psnr": (dims, psnr, {"units": "dB"}), "kernel_error": (dims, kerr, {"long_name": "||h - h*||"}),
                      "wall_time": (dims, wall, {"units": "s", "kind": "timing"}), "network_calls": (dims, calls),
-                     "psnr_y": ("case", np.array(y_psnr), {"units": "dB"})},
+                     "psnr_y": ("case", np.array(y_psnr), {"units": "dB"}),
+                     "x_true": (("case", "row", "col"), np.stack(x_trues), {"long_name": "the sharp image x*"}),
+                     "y": (("case", "row", "col"), np.stack(ys), {"long_name": "the observation"})},
                     coords={"case": labels, "estimator": methods, "start": list(STARTS)})
     nv, b0 = len(pnp.VARIANTS), STARTS.index("blind_dirac")
     best = np.nanargmax(psnr[:, :nv, b0], axis=1)                      # best blind PnP from (delta, y)

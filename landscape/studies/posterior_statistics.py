@@ -31,7 +31,18 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels
-from .._checks import flag, folder_or_empty, grid_points, integer, numbers, option, positive_number, subset_of, validate
+from .._checks import (
+    files_or_empty,
+    flag,
+    folder_or_empty,
+    grid_points,
+    integer,
+    numbers,
+    option,
+    positive_number,
+    subset_of,
+    validate,
+)
 from ..estimators.bayes import GMMPosterior
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
@@ -39,8 +50,7 @@ from ..sampling import gibbs as G
 from ..sampling.diffusion import DiffusionOptions, dps
 from ..sampling.langevin import LangevinOptions, sample_x
 from . import map_vs_mmse as MVM
-from .common import FIRST, apply_quick, at_most, floats, split
-from .map_vs_mmse import HELD_OUT
+from .common import FIRST, apply_quick, at_most, floats, image_sources
 
 NAME = "posterior-statistics"
 SUMMARY = "Gibbs over (theta, x): theta posterior mass vs delta and theta*, posterior mean/std, calibration"
@@ -62,7 +72,9 @@ QUICK = {"sweeps": at_most(200), "burn_in": at_most(50), "n_draws": at_most(2), 
 class Config:
     """Options of ``posterior-statistics``."""
 
-    images: str = option("ascent,camera", "held-out images (natural mode), comma-separated", subset_of(HELD_OUT))
+    images: str = option("ascent,camera", "held-out images (natural mode), comma-separated", subset_of(data.TEST))
+    image_file: str = option("", "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
+                             "--images", files_or_empty("an image file"))
     sandbox: bool = option(False, "16x16 GMM draws, the GMM prior, exact references", flag())
     n_draws: int = option(4, "sandbox: images drawn from the GMM", integer(1))
     crop: int = option(32, "crop size (natural mode)", integer(16))
@@ -145,7 +157,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         method, dtype = "exact", torch.float64
     else:
         prior = make_prior("tweedie", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float32))
-        sources = [(n, data.center_crop(data.load(n), cfg.crop)) for n in split(cfg.images)]
+        sources = image_sources(cfg.images, cfg.image_file, cfg.crop)
         method, dtype = "ula", torch.float32
     # the point estimates beside the posterior mean: map-vs-mmse's, with the prior's energy
     map_prior = prior if cfg.sandbox else make_prior("gs", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=dtype))
