@@ -37,3 +37,17 @@ nb_execution_mode = "off" if os.environ.get("LANDSCAPE_DOCS_NB") == "off" else "
 nb_execution_timeout = 900
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
+
+
+def _copy_notebooks(app) -> None:
+    """The notebooks live in ``notebooks/`` (the test suite runs them there); the site renders copies in
+    ``docs/examples/`` (not tracked), made at each build so they are never stale."""
+    import shutil
+    dest = Path(app.srcdir) / "examples"
+    dest.mkdir(exist_ok=True)
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        shutil.copyfile(nb, dest / nb.name)
+
+
+def setup(app) -> None:
+    app.connect("builder-inited", _copy_notebooks)

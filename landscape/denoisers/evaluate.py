@@ -15,13 +15,9 @@ import torch
 import xarray as xr
 
 from .. import data
+from ..metrics import psnr
 
 LEVELS = (5 / 255, 15 / 255, 25 / 255, 50 / 255)
-
-
-def psnr(x: np.ndarray, ref: np.ndarray) -> float:
-    """PSNR in dB for images in [0, 1]."""
-    return float(10 * np.log10(1.0 / np.mean((np.asarray(x) - ref) ** 2)))
 
 
 def _gauss(z, w):

@@ -65,11 +65,6 @@ class Config:
         return c
 
 
-def _psnr(x: np.ndarray, ref: np.ndarray) -> float:
-    from skimage.metrics import peak_signal_noise_ratio
-    return float(peak_signal_noise_ratio(ref, x, data_range=1.0))
-
-
 def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     """Every (image, width, noise) case; pure function of ``config``."""
     cfg = (config or Config()).resolved()
@@ -90,7 +85,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         ys.append(problem.y.double().numpy())
         h_true = problem.kernel_true.double().numpy()
         labels.append(f"{name}/θ*={th:g}/σ={sig:g}")
-        y_psnr.append(_psnr(problem.y.double().numpy(), img))
+        y_psnr.append(psnr(problem.y.double().numpy(), img))
         for v, variant in enumerate(pnp.VARIANTS):
             opts = pnp.PnPOptions(variant=variant, s=cfg.s, s_max=cfg.s_max, s_min=cfg.s_min, n_iter=cfg.n_iter)
             runs = {"nonblind": lambda: pnp.pnp_nonblind(problem, priors[variant], [th], opts),
@@ -102,7 +97,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
                 out = runs[start]()
                 wall[c, v, b] = time.perf_counter() - t0
                 calls[c, v, b] = out["calls"]
-                psnr[c, v, b] = _psnr(out["x"].double().numpy(), img)
+                psnr[c, v, b] = psnr(out["x"].double().numpy(), img)
                 theta = out.get("theta", torch.tensor([th]))
                 kerr[c, v, b] = float(np.linalg.norm(fam(theta.double()[None])[0].numpy() - h_true))
         t0 = time.perf_counter()
@@ -110,7 +105,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             o = model(problem.y[None], sig)
         wall[c, -1, :] = time.perf_counter() - t0
         calls[c, -1, :] = model.iterations
-        psnr[c, -1, :] = _psnr(o["x"][0].double().numpy(), img)
+        psnr[c, -1, :] = psnr(o["x"][0].double().numpy(), img)
         kerr[c, -1, :] = float(np.linalg.norm(o["kernel"][0].double().numpy() - h_true))
         if progress:
             print(f"{NAME}: case {c + 1}/{len(cases)} {labels[-1]} done")

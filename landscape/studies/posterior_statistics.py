@@ -44,6 +44,7 @@ from .._checks import (
     validate,
 )
 from ..estimators.bayes import GMMPosterior
+from ..metrics import psnr
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
 from ..sampling import gibbs as G
@@ -139,9 +140,8 @@ def hard_case(cfg: Config, prior: Any, image: np.ndarray) -> dict[str, float]:
                        ("dps", DiffusionOptions(chains=4 * cfg.chains))):
         draw = dps if name == "dps" else sample_x
         d = draw(post, [cfg.hard_theta], opts, rng=cfg.seed)["draws"].double().numpy()
-        mse = float(((d.mean((0, 1)) - image) ** 2).mean())
-        out[f"hard_psnr_{name}"] = 10 * np.log10(1 / mse)
-    out["hard_psnr_y"] = float(10 * np.log10(1 / ((prob.y.double().numpy() - image) ** 2).mean()))
+        out[f"hard_psnr_{name}"] = psnr(d.mean((0, 1)), image)
+    out["hard_psnr_y"] = psnr(prob.y.double().numpy(), image)
     return out
 
 
@@ -176,8 +176,8 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             "theta_true": th, "theta_mean": float((tpost * grid).sum()),
             "mass_at_dirac": float(tpost[grid < DIRAC_FRACTION * th].sum()),
             "mass_near_truth": float(tpost[np.abs(grid - th) <= 0.2 * th].sum()),
-            "psnr_mean": float(10 * np.log10(1 / ((flat.mean(0) - img) ** 2).mean())),
-            "psnr_y": float(10 * np.log10(1 / ((prob.y.double().numpy() - img) ** 2).mean())),
+            "psnr_mean": psnr(flat.mean(0), img),
+            "psnr_y": psnr(prob.y.double().numpy(), img),
             "rhat_theta": float(az.rhat(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
             "ess_theta": float(az.ess(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
             "acceptance": float(np.nanmean(out["acceptance"])) if method == "mala" else np.nan,
@@ -198,7 +198,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         pts = [flat.mean(0)] + [est[e][0].double().numpy() if e in est else np.full(img.shape, np.nan)
                                 for e in POINT_ESTIMATES[1:]]
         for e, xe in zip(POINT_ESTIMATES[1:], pts[1:]):
-            row[f"psnr_{e}"] = float(10 * np.log10(1 / ((xe - img) ** 2).mean()))
+            row[f"psnr_{e}"] = psnr(xe, img)
         points.append(pts)
         truths.append(img)
         rows.append(row)
@@ -269,10 +269,10 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
     panels = [("x*", ds.x_true[case], None)] + [
         (e.replace("_", " "), ds.estimate_image.sel(estimate=e)[case],
          float(ds.psnr_mean[case]) if e == "posterior_mean" else float(ds[f"psnr_{e}"][case])) for e in shown]
-    for k, (title, im, psnr) in enumerate(panels):
+    for k, (title, im, db) in enumerate(panels):
         a = fig.add_subplot(grid[1, k])
         a.imshow(im, cmap="gray", vmin=0, vmax=1)
-        a.set_title(title if psnr is None else f"{title}\n{psnr:.1f} dB", fontsize=8)
+        a.set_title(title if db is None else f"{title}\n{db:.1f} dB", fontsize=8)
         a.axis("off")
     fig.suptitle(f"{ds.case.values[case]}", fontsize=9)
     return top

@@ -1,0 +1,67 @@
+"""Image metrics: scikit-image's PSNR/SSIM, and Levin et al.'s shift-tolerant SSD and error ratio
+against a brute-force search and against shifted copies of the truth."""
+
+import numpy as np
+import pytest
+
+from landscape import data, metrics
+from landscape._checks import InputError
+
+
+@pytest.fixture(scope="module")
+def crop():
+    return data.center_crop(data.load("camera"), 48)
+
+
+def test_psnr_and_ssim_are_scikit_images_and_psnr_matches_its_formula(crop, rng):
+    noisy = crop + 0.05 * rng.standard_normal(crop.shape)
+    mse = ((noisy - crop) ** 2).mean()
+    assert metrics.psnr(noisy, crop) == pytest.approx(10 * np.log10(1 / mse), rel=1e-12)
+    assert metrics.ssim(crop, crop) == pytest.approx(1.0)
+    assert 0 < metrics.ssim(noisy, crop) < 0.9
+
+
+def test_shift_tolerant_ssd_equals_a_brute_force_search(crop, rng):
+    """The library's search against an independent loop: bilinear interpolation written out by hand
+    (integer part by slicing, fractional part by weights) on a small case (+-1 px, 0.25 steps, 4 px border)."""
+    x = np.clip(crop + 0.02 * rng.standard_normal(crop.shape), 0, 1)
+    ssd, (dy, dx) = metrics.shift_tolerant_ssd(x, crop, border=4, max_shift=1.0, step=0.25)
+
+    def moved(img, sy, sx):                     # out[i, j] = img(i - sy, j - sx), edges clamped
+        h, w = img.shape
+        i = np.clip(np.arange(h)[:, None] - sy, 0, h - 1)
+        j = np.clip(np.arange(w)[None, :] - sx, 0, w - 1)
+        i0, j0 = np.floor(i).astype(int), np.floor(j).astype(int)
+        i1, j1 = np.minimum(i0 + 1, h - 1), np.minimum(j0 + 1, w - 1)
+        a, b = i - i0, j - j0
+        return ((1 - a) * (1 - b) * img[i0, j0] + (1 - a) * b * img[i0, j1] + a * (1 - b) * img[i1, j0]
+                + a * b * img[i1, j1])
+
+    brute = min((((moved(x, sy, sx) - crop)[4:-4, 4:-4] ** 2).sum(), sy, sx)
+                for sy in np.arange(-4, 5) * 0.25 for sx in np.arange(-4, 5) * 0.25)
+    assert ssd == pytest.approx(brute[0], rel=1e-9)
+    assert (dy, dx) == (brute[1], brute[2])
+
+
+def test_a_shifted_copy_of_the_truth_scores_zero_and_the_true_kernel_ratio_is_one(crop):
+    """Levin's protocol forgives translations: the truth moved by (-3, 2) px is found at the opposite
+    shift with SSD 0 (up to round-off); moved by a quarter pixel (bilinear, which also smooths), the
+    search lands within a quarter pixel of the opposite shift. r(x, x) = 1."""
+    from scipy.ndimage import shift
+    moved = shift(crop, (-3.0, 2.0), order=1, mode="nearest")
+    ssd, (dy, dx) = metrics.shift_tolerant_ssd(moved, crop)
+    assert (dy, dx) == (3.0, -2.0) and ssd < 1e-20
+    quarter = shift(crop, (-1.25, 0.75), order=1, mode="nearest")
+    ssd_q, (qy, qx) = metrics.shift_tolerant_ssd(quarter, crop)
+    assert abs(qy - 1.25) <= 0.25 and abs(qx + 0.75) <= 0.25
+    assert ssd_q < 0.2 * ((quarter - crop)[15:-15, 15:-15] ** 2).sum()
+    blurred = shift(crop, (0.3, 0.0), order=1)
+    assert metrics.error_ratio(blurred, blurred, crop) == 1.0
+
+
+def test_success_rates_and_bad_input(crop):
+    np.testing.assert_allclose(metrics.success_rate([1.0, 1.6, 2.9, 4.0]), [0.25, 0.5, 0.5, 0.75])
+    with pytest.raises(InputError, match="border"):
+        metrics.shift_tolerant_ssd(crop, crop, border=2)
+    with pytest.raises(InputError, match="x: expected an image"):
+        metrics.shift_tolerant_ssd(crop[:10], crop)
