@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, io, kernels
+from .. import data, io, kernels, metrics
 from .._checks import files_or_empty, flag, integer, numbers, option, positive_number, subset_of, validate
 from ..estimators import pnp
 from ..estimators.unrolled import load_unrolled
@@ -85,7 +85,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         ys.append(problem.y.double().numpy())
         h_true = problem.kernel_true.double().numpy()
         labels.append(f"{name}/θ*={th:g}/σ={sig:g}")
-        y_psnr.append(psnr(problem.y.double().numpy(), img))
+        y_psnr.append(metrics.psnr(problem.y.double().numpy(), img))
         for v, variant in enumerate(pnp.VARIANTS):
             opts = pnp.PnPOptions(variant=variant, s=cfg.s, s_max=cfg.s_max, s_min=cfg.s_min, n_iter=cfg.n_iter)
             runs = {"nonblind": lambda: pnp.pnp_nonblind(problem, priors[variant], [th], opts),
@@ -97,7 +97,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
                 out = runs[start]()
                 wall[c, v, b] = time.perf_counter() - t0
                 calls[c, v, b] = out["calls"]
-                psnr[c, v, b] = psnr(out["x"].double().numpy(), img)
+                psnr[c, v, b] = metrics.psnr(out["x"].double().numpy(), img)
                 theta = out.get("theta", torch.tensor([th]))
                 kerr[c, v, b] = float(np.linalg.norm(fam(theta.double()[None])[0].numpy() - h_true))
         t0 = time.perf_counter()
@@ -105,7 +105,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             o = model(problem.y[None], sig)
         wall[c, -1, :] = time.perf_counter() - t0
         calls[c, -1, :] = model.iterations
-        psnr[c, -1, :] = psnr(o["x"][0].double().numpy(), img)
+        psnr[c, -1, :] = metrics.psnr(o["x"][0].double().numpy(), img)
         kerr[c, -1, :] = float(np.linalg.norm(o["kernel"][0].double().numpy() - h_true))
         if progress:
             print(f"{NAME}: case {c + 1}/{len(cases)} {labels[-1]} done")
