@@ -89,6 +89,27 @@ def prior_hvp(prior: Prior, x: torch.Tensor, *, symmetric: bool = True) -> Calla
     return hvp
 
 
+def prior_operator(prior: Prior, x: torch.Tensor):
+    """The Hessian of q at ``x`` as a scipy ``LinearOperator`` (``hessian.prior_hvp``; ``matmat`` batched)."""
+    from scipy.sparse.linalg import LinearOperator
+    hv = prior_hvp(prior, x)
+
+    def matmat(V: np.ndarray) -> np.ndarray:
+        V = torch.as_tensor(np.asarray(V).reshape(x.numel(), -1).T.reshape(-1, *x.shape), dtype=torch.float64)
+        return hv(V).reshape(V.shape[0], -1).numpy().T
+
+    return LinearOperator((x.numel(),) * 2, dtype=np.float64, matmat=matmat,
+                          matvec=lambda v: matmat(np.asarray(v).reshape(-1, 1))[:, 0])
+
+
+def largest_eigenvalue(op) -> float:
+    """The largest eigenvalue of a symmetric operator, to 1e-3 relative (``eigsh``, seeded start vector):
+    a Lipschitz constant for a descent's step."""
+    from scipy.sparse.linalg import eigsh
+    return float(eigsh(op, k=1, which="LA", tol=1e-3, return_eigenvectors=False,
+                       v0=np.random.default_rng(0).standard_normal(op.shape[0]))[0])
+
+
 def joint_hvp(post: Posterior, theta: Any, x: torch.Tensor, *, prior: bool = True):
     r"""The Hessian of :math:`E(\theta, x)` in :math:`(\theta, x)` as a ``LinearOperator`` of size
     :math:`p + HW` (float64 products; the :math:`\theta` block first). ``matmat`` applies it to a block of

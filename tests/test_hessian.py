@@ -199,8 +199,7 @@ def test_near_zero_count_equals_the_dense_count_of_a_learned_prior_hessian():
     1e-3 and 1e-2 lambda_max equal those of the dense spectrum from d products, from fewer products."""
     gs = P.make_prior("gs", (16, 16), P.PriorSettings(dtype=torch.float64))
     x = torch.as_tensor(data.center_crop(data.load("camera"), 16), dtype=torch.float64)
-    from landscape.studies.morse_bott import _operator
-    op = _operator(gs, x)
+    op = Hs.prior_operator(gs, x)
     dense = Hs.spectrum(op, k=256, method="dense")["eigenvalues"]
     top = np.abs(dense).max()
     out = Hs.near_zero_count(op, [1e-3, 1e-2])

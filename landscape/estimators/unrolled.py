@@ -171,6 +171,11 @@ class UnrolledBlind(nn.Module):
         return out
 
 
+#: the shipped unrolled model for each kernel family (and the GMM sandbox)
+MODELS = {"gaussian": "unrolled-gaussian", "motion": "unrolled-motion", "free": "unrolled-shake",
+          "sandbox": "unrolled-gmm16"}
+
+
 def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> UnrolledBlind:
     """A shipped unrolled model by name (``SHIPPED``), or a weights file written by training.
 

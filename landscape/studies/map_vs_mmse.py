@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, io, kernels, marginal, scan
+from .. import data, io, kernels
 from .._checks import (
     Check,
     files_or_empty,
@@ -52,22 +52,18 @@ from .._checks import (
     subset_of,
     validate,
 )
-from ..estimators import pnp
-from ..estimators.bayes import GMMPosterior
-from ..estimators.unrolled import check_kernel_for, load_unrolled, reconstruct
+from ..estimators.compare import point_estimates
+from ..estimators.unrolled import MODELS, check_kernel_for, load_unrolled
 from ..metrics import psnr, ssim
 from ..operators import Blur
 from ..posterior import BlindDeblur, Posterior
-from ..priors import EXACT, UP_TO_CONSTANT, PriorSettings, make_prior
-from ..solvers import SolverOptions
+from ..priors import PriorSettings, make_prior
 from .common import FIRST, apply_quick, at_most, floats, image_sources
 
 NAME = "map-vs-mmse"
 SUMMARY = "joint MAP vs MAP_theta vs unrolled MMSE (vs exact MMSE in the GMM sandbox): error, energy, kernel"
 ESTIMATORS = ("map_trivial", "map_near_truth", "map_theta", "unrolled", "mmse_exact")
 #: shipped unrolled model per family (and for the sandbox)
-MODELS = {"gaussian": "unrolled-gaussian", "motion": "unrolled-motion", "free": "unrolled-shake",
-          "sandbox": "unrolled-gmm16"}
 #: the other parameters of a family's truth (motion: the angle)
 OTHER_PARAMS = {"gaussian": [], "motion": [30.0]}
 #: window (pixels, Gaussian standard deviation) of the local error and local blur maps
@@ -144,52 +140,6 @@ def _setup(cfg: Config):
     return fam, truths, MODELS["sandbox" if cfg.sandbox else name]
 
 
-def run_case(cfg: Config, problem: BlindDeblur, prior: Any, model: Any, theta_true: np.ndarray,
-             progress: bool, first: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The estimates of one case: ``(estimates, extras)``; estimates maps name -> (x, kernel).
-    ``first``: the grid of the first parameter (the profile's, and the sandbox's uniform prior on θ);
-    default ``n_theta`` points on [0, 2θ*] ([0, 1] along a kernel path); θ* is always added."""
-    fam = problem.family
-    post = Posterior(problem, prior)
-    if first is None:
-        first = np.linspace(0, 2 * theta_true[0] if not isinstance(fam, kernels.Path) else 1.0, cfg.n_theta)
-    grid = np.tile(theta_true, (len(first), 1))
-    grid[:, 0] = first
-    grid = np.unique(np.vstack([grid, theta_true[None]]), axis=0)
-    solver = SolverOptions(etol=cfg.etol, max_iter=500)
-    prof = scan.profile(post, grid, warm_start=True, store_images=True, solver=solver, progress=progress)
-    e, g = prof.profile_energy.values, grid[:, 0]
-    i_map = int(np.argmin(e))
-    branch = prof.profile_energy_branch.values[1]
-    mins = scan.local_minima(branch)
-    i_near = int(mins[np.argmin(np.abs(g[mins] - theta_true[0]))]) if len(mins) else int(np.argmin(np.abs(g - theta_true[0])))
-    xh = prof.x_hat.values
-    kern = lambda i: fam(torch.as_tensor(grid[i:i + 1]))[0]
-    est = {"map_trivial": (torch.as_tensor(xh[prof.best_branch.values[i_map], i_map]), kern(i_map)),
-           "map_near_truth": (torch.as_tensor(xh[1, i_near]), kern(i_near))}
-    extras: dict[str, Any] = {"theta_map": float(g[i_map]), "theta_near_truth": float(g[i_near])}
-    if cfg.sandbox:
-        exact = GMMPosterior(problem, prior, grid)
-        m = exact.mmse()
-        j = int(np.argmin(m["marginal_nll"].numpy()))
-        est["map_theta"] = (m["x_given_theta"][j], kern(j))
-        est["mmse_exact"] = (m["x_mmse"], m["kernel_mmse"])
-        extras.update(theta_map_theta=float(g[j]), x_std=m["x_std"].numpy(), theta_posterior_mean=float(m["theta_mean"][0]))
-    else:
-        gp = make_prior("gaussian", problem.image_shape)
-        j = int(np.argmin(marginal.marginal_nll(problem, gp, grid).numpy()))
-        # MAP_θ's non-blind step: gradient-step PnP where the prior has an energy, fixed-level PnP for a score
-        variant = "gradient-step" if prior.capabilities.get("energy") in (EXACT, UP_TO_CONSTANT) else "fixed"
-        nb = pnp.pnp_nonblind(problem, prior, grid[j], pnp.PnPOptions(variant=variant, s=cfg.s, n_iter=40))
-        est["map_theta"] = (nb["x"], kern(j))
-        extras["theta_map_theta"] = float(g[j])
-    r = reconstruct(model, problem.y.numpy(), problem.noise)
-    est["unrolled"] = (torch.as_tensor(r["x"]), torch.as_tensor(r["kernel"]))
-    if r["theta"].size:
-        extras["theta_unrolled"] = float(r["theta"][0])
-    return est, extras
-
-
 def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     """Run every case (pure function of ``config``)."""
     from scipy.stats import spearmanr
@@ -210,7 +160,9 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     rows, images, kerns, stds, labels, thetas = [], [], [], [], [], []
     for (name, img), theta_true, sig in itertools.product(sources, truths, noises):
         problem = BlindDeblur.synthetic(img, fam, theta_true, sig, rng=cfg.seed, dtype=dtype)
-        est, extras = run_case(cfg, problem, prior, model, theta_true, progress)
+        first = np.linspace(0, 2 * theta_true[0] if not isinstance(fam, kernels.Path) else 1.0, cfg.n_theta)
+        est, extras = point_estimates(problem, prior, model, theta_true, first, etol=cfg.etol, s=cfg.s,
+                                      exact=cfg.sandbox, progress=progress)
         post = Posterior(problem, prior)
         x_true, h_true = problem.x_true.double().numpy(), problem.kernel_true.double()
         d0 = kernels.dirac(fam.size, dtype=torch.float64)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, hessian, io
+from .. import data, descent, hessian, io
 from .._checks import (
     Check,
     InputError,
@@ -43,7 +43,7 @@ from .._checks import (
     subset_of,
     validate,
 )
-from ..priors import APPROXIMATE, PriorSettings, jacobian_asymmetry, make_prior
+from ..priors import PriorSettings, jacobian_asymmetry, make_prior
 from .common import FIRST, apply_quick, at_most, floats, image_sources, split
 
 NAME = "morse-bott"
@@ -92,54 +92,6 @@ class Config:
         return c
 
 
-def _grad(prior: Any, x: torch.Tensor) -> torch.Tensor:
-    return prior.grad(x[None])[0]
-
-
-def descend_q(prior: Any, x0: torch.Tensor, lipschitz: float, step: float, gtol: float, max_iter: int
-              ) -> tuple[torch.Tensor, np.ndarray, int]:
-    r"""Gradient descent on :math:`q` until :math:`\|\nabla q(x)\| \le` ``gtol`` :math:`\|\nabla q(x_0)\|`
-    or ``max_iter``: :math:`x \leftarrow x - t\,\nabla q(x)` from :math:`t = \eta / L`. A prior with an energy
-    backtracks (Armijo: halve :math:`t` until :math:`q` falls by :math:`10^{-4} t \|\nabla q\|^2`, then let
-    it grow by 1.5 per step, never above :math:`\eta / L`); a Tweedie score keeps :math:`t = \eta / L`, with
-    :math:`L \approx 1/s^2` the paper's :math:`x \leftarrow x - \eta (x - D(x, s))`. Returns the end point,
-    the gradient norms along the way, and the iterations done."""
-    has_energy = prior.capabilities.get("energy") != APPROXIMATE
-    t_max = step / lipschitz
-    t = t_max
-    x = x0.clone()
-    g = _grad(prior, x)
-    q = float(prior.energy(x[None])[0]) if has_energy else 0.0
-    norms = [float(g.norm())]
-    it = 0
-    while it < max_iter and norms[-1] > gtol * norms[0]:
-        while True:
-            xn = x - t * g
-            if not has_energy:
-                break
-            qn = float(prior.energy(xn[None])[0])
-            if qn <= q - 1e-4 * t * norms[-1] ** 2 or t < 1e-12 * t_max:
-                break
-            t *= 0.5
-        x = xn
-        if has_energy:
-            q, t = qn, min(t_max, 1.5 * t)
-        g = _grad(prior, x)
-        norms.append(float(g.norm()))
-        if not np.isfinite(norms[-1]):
-            raise InputError("step", f"a step that keeps the descent finite (diverged at iteration {it + 1})", step)
-        it += 1
-    return x, np.array(norms), it
-
-
-def q_difference(prior: Any, x0: torch.Tensor, x1: torch.Tensor) -> float:
-    """:math:`q(x_1) - q(x_0)` (exact energy, or the Tweedie line integral)."""
-    if prior.capabilities.get("energy") == APPROXIMATE:
-        d, _ = prior.energy_difference(x0[None], x1[None])
-        return float(d[0])
-    return float(prior.energy(x1[None])[0] - prior.energy(x0[None])[0])
-
-
 def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     """Every (image, prior): descent, spectrum at the end point, near-zero counts, asymmetry."""
     from tqdm.auto import tqdm
@@ -166,11 +118,11 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
             t0 = time.perf_counter()
             x0 = torch.as_tensor(img, dtype=torch.float64)
             x_start[a] = x0.numpy()
-            lip = _largest(_operator(prior, x0))
-            x, norms, it = descend_q(prior, x0, lip, cfg.step, cfg.gtol, cfg.max_iter)
+            lip = hessian.largest_eigenvalue(hessian.prior_operator(prior, x0))
+            x, norms, it = descent.descend_q(prior, x0, lip, cfg.step, cfg.gtol, cfg.max_iter)
             x_end[a, b], gpaths[a, b, :len(norms)], iters[a, b] = x.numpy(), norms, it
-            dq[a, b] = q_difference(prior, x0, x)
-            op = _operator(prior, x)
+            dq[a, b] = descent.q_difference(prior, x0, x)
+            op = hessian.prior_operator(prior, x)
             if cfg.n_eig == 0:
                 sp = hessian.spectrum(op, k=k, method="dense")
                 eig[a, b], res[a, b], products[a, b] = sp["eigenvalues"], sp["residuals"], sp["products"]
@@ -212,25 +164,6 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     ds.attrs.update(io.provenance(NAME, asdict(cfg)))
     ds.attrs.update({"dimension": d, "s": cfg.s})
     return ds
-
-
-def _operator(prior: Any, x: torch.Tensor):
-    """The Hessian of q at ``x`` as a scipy ``LinearOperator`` (``hessian.prior_hvp``; ``matmat`` batched)."""
-    from scipy.sparse.linalg import LinearOperator
-    hv = hessian.prior_hvp(prior, x)
-
-    def matmat(V: np.ndarray) -> np.ndarray:
-        V = torch.as_tensor(np.asarray(V).reshape(x.numel(), -1).T.reshape(-1, *x.shape), dtype=torch.float64)
-        return hv(V).reshape(V.shape[0], -1).numpy().T
-
-    return LinearOperator((x.numel(),) * 2, dtype=np.float64, matmat=matmat,
-                          matvec=lambda v: matmat(np.asarray(v).reshape(-1, 1))[:, 0])
-
-
-def _largest(op) -> float:
-    from scipy.sparse.linalg import eigsh
-    return float(eigsh(op, k=1, which="LA", tol=1e-3, return_eigenvectors=False,
-                       v0=np.random.default_rng(0).standard_normal(op.shape[0]))[0])
 
 
 def summary(ds: xr.Dataset) -> str:

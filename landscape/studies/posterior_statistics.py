@@ -5,7 +5,7 @@ grid, :math:`x` by Langevin moves) gives the :math:`\theta` posterior (its mass 
 :math:`\theta^\star`, and its mean), the posterior mean and standard deviation images, and the pixelwise
 50 % and 90 % credible intervals, whose empirical coverage of :math:`x^\star` over the cases measures
 calibration. Beside them, on the same problem, the point estimates of ``map-vs-mmse``
-(``map_vs_mmse.run_case``): the joint MAP (trivial: the profile's global minimum; near truth: the local
+(``estimators.compare.point_estimates``): the joint MAP (trivial: the profile's global minimum; near truth: the local
 minimum of the branch warm-started from :math:`x^\star`), MAP_θ, and the unrolled MMSE network (their
 PSNRs ``psnr_<name>`` and images ``estimate_image``); in the sandbox also the exact
 :math:`p(\theta \mid y)`, the exact MMSE and the exact posterior std (``estimators.bayes``). The joint
@@ -44,13 +44,14 @@ from .._checks import (
     validate,
 )
 from ..estimators.bayes import GMMPosterior
+from ..estimators.compare import point_estimates
+from ..estimators.unrolled import MODELS, load_unrolled
 from ..metrics import psnr
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
 from ..sampling import gibbs as G
 from ..sampling.diffusion import DiffusionOptions, dps
 from ..sampling.langevin import LangevinOptions, sample_x
-from . import map_vs_mmse as MVM
 from .common import FIRST, apply_quick, at_most, floats, image_sources
 
 NAME = "posterior-statistics"
@@ -161,8 +162,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         method, dtype = "ula", torch.float32
     # the point estimates beside the posterior mean: map-vs-mmse's, with the prior's energy
     map_prior = prior if cfg.sandbox else make_prior("gs", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=dtype))
-    model = MVM.load_unrolled(MVM.MODELS["sandbox" if cfg.sandbox else "gaussian"])
-    mcfg = MVM.Config(sandbox=cfg.sandbox, n_theta=cfg.n_theta, s=cfg.s)
+    model = load_unrolled(MODELS["sandbox" if cfg.sandbox else "gaussian"])
     rows, labels, means, stds, hists, points, truths = [], [], [], [], [], [], []
     for (name, img), th in itertools.product(sources, floats("theta_true", cfg.theta_true)):
         prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype)
@@ -192,7 +192,8 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         if cfg.samples:
             write_samples(cfg, post, grid, out, f"{name}-theta{th:g}")
         # on the study's own theta grid (the sandbox's exact MMSE then has the same uniform prior on theta)
-        est, extras = MVM.run_case(mcfg, prob, map_prior, model, np.array([th]), progress, first=grid)
+        est, extras = point_estimates(prob, map_prior, model, np.array([th]), grid, s=cfg.s, exact=cfg.sandbox,
+                                      progress=progress)
         row.update(theta_map=extras["theta_map"], theta_map_near_truth=extras["theta_near_truth"],
                    theta_map_theta=extras["theta_map_theta"], theta_unrolled=extras.get("theta_unrolled", np.nan))
         pts = [flat.mean(0)] + [est[e][0].double().numpy() if e in est else np.full(img.shape, np.nan)
