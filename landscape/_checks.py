@@ -21,10 +21,16 @@ class InputError(ValueError):
     def __init__(self, argument: str, expected: str, got: Any = None):
         self.argument = argument
         self.expected = expected
+        self.got = got
         msg = f"{argument}: expected {expected}"
         if got is not None:
             msg += f", got {got}"
         super().__init__(msg)
+
+
+def split(text: Any) -> list[str]:
+    """The entries of a comma-separated list, blanks dropped (the options' list syntax)."""
+    return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
 class RunFailed(RuntimeError):
@@ -156,7 +162,7 @@ def subset_of(options: Any) -> Check:
     opts = tuple(options)
 
     def ok(v: Any) -> bool:
-        names = [t.strip() for t in str(v).split(",") if t.strip()]
+        names = split(v)
         return bool(names) and all(n in opts for n in names)
     return Check("a comma-separated list of " + ", ".join(map(str, opts)), ok, ("", "no-such-choice"))
 
@@ -165,19 +171,15 @@ def prior_names(options: Any) -> Check:
     """A comma-separated, non-empty list of registry priors ``options`` or user priors
     (``file.py:factory``, ``module:factory``, an entry-point name; checked when built); a user prior's
     source file is read, so its contents are part of the case's identity."""
+    from .plugins import is_spec, spec_file
     opts = tuple(options)
 
-    def names(v: Any) -> list[str]:
-        return [t.strip() for t in str(v).split(",") if t.strip()]
-
     def ok(v: Any) -> bool:
-        from .plugins import is_spec, spec_file
-        return bool(names(v)) and all(n in opts or (is_spec(n) and (spec_file(n) is None or spec_file(n).is_file()))
-                                      for n in names(v))
+        return bool(split(v)) and all(n in opts or (is_spec(n) and (spec_file(n) is None or spec_file(n).is_file()))
+                                      for n in split(v))
 
     def reads(v: Any) -> list:
-        from .plugins import spec_file
-        return [spec_file(n) for n in names(v) if spec_file(n) is not None]
+        return [spec_file(n) for n in split(v) if spec_file(n) is not None]
     return Check("a comma-separated list of " + ", ".join(map(str, opts)) + " or user priors (file.py:factory, "
                  "module:factory)", ok, ("", "no-such-choice", "/no/such/file.py:make"), reads=reads)
 
@@ -185,7 +187,7 @@ def prior_names(options: Any) -> Check:
 def numbers(lo: float = -math.inf, *, lo_open: bool = False, allow_empty: bool = False) -> Check:
     """A comma-separated list of finite numbers above ``lo``."""
     def ok(v: Any) -> bool:
-        items = [t.strip() for t in str(v).split(",") if t.strip()]
+        items = split(v)
         if not items:
             return allow_empty
         vals = [float(t) for t in items]
@@ -203,11 +205,9 @@ def file_or_empty(what: str) -> Check:
 
 def files_or_empty(what: str) -> Check:
     """``""`` (not given) or a comma-separated list of existing files (contents checked by the loader)."""
-    def names(v: Any) -> list[str]:
-        return [t.strip() for t in str(v).split(",") if t.strip()]
     return Check(f"{what}s that exist, comma-separated (or nothing)",
-                 lambda v: all(Path(n).is_file() for n in names(v)), ("/no/such/file.npy",),
-                 reads=lambda v: [Path(n) for n in names(v)])
+                 lambda v: all(Path(n).is_file() for n in split(v)), ("/no/such/file.npy",),
+                 reads=lambda v: [Path(n) for n in split(v)])
 
 
 def kernel_or_empty() -> Check:

@@ -62,10 +62,9 @@ def _quick_notes(mod, cfg, argv: Sequence[str]) -> None:
     alone, so it takes the quick value, and its note says so."""
     from .studies.common import apply_quick
     typed = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
-    _, kept = apply_quick(cfg, mod.QUICK)
+    quick, kept = apply_quick(cfg, mod.QUICK)
     for note in kept:
         print(f"landscape: --quick keeps {note}", file=sys.stderr)
-    quick, _ = apply_quick(cfg, mod.QUICK)
     for f in dataclasses.fields(cfg):
         if f.name in typed and f.name in mod.QUICK and getattr(quick, f.name) != getattr(cfg, f.name):
             print(f"landscape: --quick sets {f.name}={getattr(quick, f.name)!r} (you typed its default "

@@ -110,7 +110,7 @@ def from_denoiser(net: Callable, s: float = 0.01, *, data_range: tuple[float, fl
     units = Units(data_range, channels)
     den = _denoiser(net, units)
     prior = DiffusionPrior(den, name=name, **kw) if diffusion else TweediePrior(den, positive("s", s), name=name, **kw)
-    prior.units = units
+    prior.provenance = units.describe()          # the network's conventions, in the results' description
     return prior
 
 

@@ -92,7 +92,7 @@ def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, int] = (16, 16
     _probe(prior, spec, shape)
     src = spec_file(spec)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16] if src is not None else ""
-    prior.provenance = {"spec": str(spec), "source_sha256": digest}
+    prior.provenance = {**prior.provenance, "spec": str(spec), "source_sha256": digest}
     return prior
 
 
@@ -105,7 +105,7 @@ def _probe(prior: Prior, spec: str, shape: tuple[int, int]) -> None:
     try:
         g = prior.grad(x)
     except InputError as exc:              # the adapter's own checks (output shape, ...), named as --priors
-        raise InputError("priors", f"{exc.expected} ({spec})", str(exc).partition(", got ")[2] or None) from None
+        raise InputError("priors", f"{exc.expected} ({spec})", exc.got) from None
     except NotImplementedError as exc:
         raise InputError("priors", f"a prior with a gradient or a score ({spec})", str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a network that fails on an image is a bad --priors value

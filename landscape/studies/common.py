@@ -20,6 +20,7 @@ from .._checks import (
     one_of,
     option,
     positive_number,
+    split,
     validate,
 )
 
@@ -47,11 +48,6 @@ class ProblemConfig:
         validate(self)
         if self.n_theta < min_points:
             raise InputError("n_theta", f"at least {min_points} grid points", self.n_theta)
-
-
-def split(text: str) -> list[str]:
-    """Comma-separated names, blanks dropped."""
-    return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
 def floats(name: str, text: str) -> np.ndarray:
