@@ -3,7 +3,7 @@ against a Lanczos count that stops as soon as the count is decided, in one run.
 
     python benchmarks/near_zero_count.py [--sizes 32,64] [--prior gs] [--thresholds 1e-3]
 
-For each size: descend q from the central crop of camera (descent.descend_q, 300 steps), then count
+For each size: descend q from the central crop of camera (critical.critical_point, 300 iterations), then count
 the eigenvalues with |lambda| <= t lambda_max of the Hessian there (hessian.prior_hvp, float64):
   dense     -- d Hessian-vector products (hessian.BATCH per call), the matrix, eigh (the paper's approach: d JVPs);
   iterative -- hessian.near_zero_count: Lanczos with full reorthogonalisation, stopped when the Ritz
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 
-from landscape import data, descent, hessian
+from landscape import critical, data, hessian
 from landscape.priors import PriorSettings, make_prior
 
 
@@ -56,8 +56,7 @@ def main() -> None:
     for size in (int(v) for v in args.sizes.split(",")):
         prior = make_prior(args.prior, (size, size), PriorSettings(dtype=torch.float64))
         x0 = torch.as_tensor(data.center_crop(data.load("camera"), size), dtype=torch.float64)
-        lip = hessian.largest_eigenvalue(hessian.prior_operator(prior, x0))
-        x, _, _ = descent.descend_q(prior, x0, lip, 1.0, 0.0, args.descent_steps)
+        x = critical.critical_point(prior, x0, max_iter=args.descent_steps)["x"]
         op, n = counted(prior, x)
         t0 = time.perf_counter()
         ci = hessian.near_zero_count(op, thr)["counts"]

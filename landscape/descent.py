@@ -14,9 +14,8 @@ Each end point is classified ``trivial`` (:math:`\|h - \delta\| \le \varepsilon`
 ``near_truth`` (:math:`\|h - h^\star\| \le \varepsilon`) or ``other``, with
 :math:`\varepsilon` = ``eps_rel`` :math:`\cdot \|h^\star - \delta\|` stored.
 
-Descent on the prior alone (critical points of :math:`q`, where ``morse-bott`` reads its Hessian
-spectra): ``descend_q`` (gradient descent, Armijo backtracking where :math:`q` is explicit) and
-``q_difference``.
+``q_difference``: :math:`q(x_1) - q(x_0)` for any prior (the score's line integral where :math:`q` is
+not explicit). Descents on the prior alone, to its critical points, are ``critical.critical_point``.
 """
 
 from __future__ import annotations
@@ -219,48 +218,6 @@ def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str]
     for k, da in input_variables(prob).items():
         ds[k] = da
     return ds
-
-
-# -- descent on the prior alone -----------------------------------------------------------------
-
-def _grad(prior: Any, x: torch.Tensor) -> torch.Tensor:
-    return prior.grad(x[None])[0]
-
-
-def descend_q(prior: Any, x0: torch.Tensor, lipschitz: float, step: float, gtol: float, max_iter: int
-              ) -> tuple[torch.Tensor, np.ndarray, int]:
-    r"""Gradient descent on :math:`q` until :math:`\|\nabla q(x)\| \le` ``gtol`` :math:`\|\nabla q(x_0)\|`
-    or ``max_iter``: :math:`x \leftarrow x - t\,\nabla q(x)` from :math:`t = \eta / L`. A prior with an energy
-    backtracks (Armijo: halve :math:`t` until :math:`q` falls by :math:`10^{-4} t \|\nabla q\|^2`, then let
-    it grow by 1.5 per step, never above :math:`\eta / L`); a Tweedie score keeps :math:`t = \eta / L`, with
-    :math:`L \approx 1/s^2` the paper's :math:`x \leftarrow x - \eta (x - D(x, s))`. Returns the end point,
-    the gradient norms along the way, and the iterations done."""
-    has_energy = prior.capabilities.get("energy") != APPROXIMATE
-    t_max = step / lipschitz
-    t = t_max
-    x = x0.clone()
-    g = _grad(prior, x)
-    q = float(prior.energy(x[None])[0]) if has_energy else 0.0
-    norms = [float(g.norm())]
-    it = 0
-    while it < max_iter and norms[-1] > gtol * norms[0]:
-        while True:
-            xn = x - t * g
-            if not has_energy:
-                break
-            qn = float(prior.energy(xn[None])[0])
-            if qn <= q - 1e-4 * t * norms[-1] ** 2 or t < 1e-12 * t_max:
-                break
-            t *= 0.5
-        x = xn
-        if has_energy:
-            q, t = qn, min(t_max, 1.5 * t)
-        g = _grad(prior, x)
-        norms.append(float(g.norm()))
-        if not np.isfinite(norms[-1]):
-            raise InputError("step", f"a step that keeps the descent finite (diverged at iteration {it + 1})", step)
-        it += 1
-    return x, np.array(norms), it
 
 
 def q_difference(prior: Any, x0: torch.Tensor, x1: torch.Tensor) -> float:

@@ -134,6 +134,7 @@ SMALL_RUNS = {
     "pnp-vs-unrolled": ["--quick", "--n-iter", "3"],
     "posterior-statistics": ["--quick", "--sandbox", "--sweeps", "20", "--burn-in", "5", "--n-draws", "1"],
     "morse-bott": ["--quick", "--priors", "gmm,gs", "--crop", "8", "--max-iter", "20"],
+    "local-recovery": ["--quick", "--priors", "sandbox", "--n-outer", "5"],
 }
 
 
@@ -301,6 +302,7 @@ def test_every_coloured_map_has_a_colour_bar_and_no_map_is_blank(study, small_ru
     ("pnp-vs-unrolled", ["--quick", "--n-iter", "3", "--crop", "32"]),
     ("posterior-statistics", ["--quick", "--sweeps", "20", "--burn-in", "5", "--crop", "16"]),
     ("morse-bott", ["--quick", "--priors", "gs", "--crop", "8", "--max-iter", "5"]),
+    ("local-recovery", ["--quick", "--priors", "gs", "--x-star", "natural", "--crop", "12", "--n-outer", "3"]),
 ])
 def test_every_natural_image_study_runs_on_the_users_image_file(tmp_path, study, args):
     """--image-file: the study runs on the file's central crop (found among the stored arrays)."""

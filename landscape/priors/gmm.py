@@ -157,6 +157,33 @@ class GMMPrior(Prior):
         cov = self.covariances + float(s) ** 2 * torch.eye(self.means.shape[1], dtype=torch.float64)
         return GMMPrior(self.weights, self.means, cov, self.shape, info={**self.info, "noise": float(s)})
 
+    @classmethod
+    def separated(cls, means: Any, shape: tuple[int, int], scale: float = 0.02, *, n_patches: int = 4000,
+                  ridge: float = 0.05, rng: Any = 0) -> "GMMPrior":
+        r"""A mixture of equal-weight components far apart: a sandbox whose modes are known.
+
+        :math:`\Sigma = \tau^2 (C + \rho I)/\bar c`, one covariance for every component, with :math:`C` the
+        covariance of ``n_patches`` random ``shape`` crops of the training images (``data.TRAIN``),
+        :math:`\bar c` its mean diagonal (so :math:`\tau` = ``scale`` is the pixel standard deviation of
+        a component) and :math:`\rho` = ``ridge`` a floor on its eigenvalues. When the means are many
+        :math:`\tau` apart, each mean :math:`\mu_k` is a mode of :math:`p` up to the other components'
+        responsibilities :math:`\gamma_j(\mu_k) \propto \exp(-\tfrac12 \|\mu_k - \mu_j\|^2_{\Sigma^{-1}})`,
+        and :math:`\nabla^2 q(\mu_k) = \Sigma^{-1}` to the same accuracy: an exact local minimiser of
+        :math:`q` with a closed-form Hessian.
+        """
+        from .. import data as _data
+        mu = torch.as_tensor(np.asarray(means, dtype=float), dtype=torch.float64).reshape(len(means), -1)
+        D = mu.shape[1]
+        if D != shape[0] * shape[1]:
+            raise InputError("means", f"images of shape {shape}", tuple(np.shape(means)[1:]))
+        X = torch.as_tensor(_data.random_crops(_data.training_images(), shape, n_patches, rng=rng)).reshape(n_patches, D)
+        C = torch.cov(X.T)
+        C = (C + ridge * C.diagonal().mean() * torch.eye(D, dtype=torch.float64)) / C.diagonal().mean()
+        cov = (float(scale) ** 2 * C).expand(len(mu), D, D).clone()
+        w = torch.full((len(mu),), 1.0 / len(mu), dtype=torch.float64)
+        return cls(w, mu, cov, shape, info={"fit": "separated", "scale": float(scale), "ridge": ridge,
+                                            "n_patches": n_patches})
+
     # -- fitting ------------------------------------------------------------------------
     @classmethod
     def fit(cls, data: Any, shape: tuple[int, int], n_components: int = 10, *, n_iter: int = 50,

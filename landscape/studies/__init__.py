@@ -13,6 +13,7 @@ import xarray as xr
 from .._checks import InputError
 from . import (
     blurry_is_more_likely,
+    local_recovery,
     map_vs_marginal,
     map_vs_mmse,
     morse_bott,
@@ -29,6 +30,7 @@ STUDIES: dict[str, ModuleType] = {
     "pnp-vs-unrolled": pnp_vs_unrolled,
     "posterior-statistics": posterior_statistics,
     "morse-bott": morse_bott,
+    "local-recovery": local_recovery,
 }
 
 

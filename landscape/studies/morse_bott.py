@@ -2,17 +2,21 @@ r"""Study ``morse-bott``: is :math:`q = -\log p_X` of a learned prior a Morse–
 
 Nguyen, Pauwels & Weiss model natural images as lying near critical submanifolds of :math:`q`: flat along
 the manifold, strictly convex across it. Their check, reproduced here: descend :math:`q` from a
-held-out image, :math:`x \leftarrow x - \eta\,s^2 \nabla q(x)` (for a Tweedie prior
-:math:`s^2\nabla q = x - D(x, s)`), until :math:`\|\nabla q\|` has fallen by ``gtol`` (relative) or
-``max_iter``; then the Hessian of :math:`q` at the end point (``hessian.prior_hvp``: double backward
-through an explicit potential, the symmetric part of the denoiser's Jacobian for a Tweedie score; its
-asymmetry :math:`\|J - J^\top\|_F/\|J\|_F` is reported beside every spectrum), and the count of
-eigenvalues with :math:`|\lambda| \le t\,\lambda_{\max}` for several thresholds :math:`t`. The full
-spectrum comes from :math:`d` products (``spectrum(method="dense")``); for larger images
-(``n_eig > 0``) the counts come from ``hessian.near_zero_count`` (Lanczos stopped as soon as every
-eigenvalue near a threshold is on one side of it; products against the dense spectrum in
-``benchmarks/near_zero_count.py``), which also gives :math:`\lambda_{\max}`, and the ``n_eig`` smallest Ritz
-values are kept with their residual bounds.
+held-out image to a critical point, then count the near-zero eigenvalues of its Hessian there. The descent
+converges (``critical.critical_point``: L-BFGS on an explicit :math:`q`, an Anderson root of
+:math:`x - D(x, s)` for a Tweedie score) to :math:`\|\nabla q\| \le` ``gtol``, and the fall of
+:math:`\|\nabla q\|` is reported. The Hessian (``hessian.prior_hvp``: double backward through an explicit
+potential, the symmetric part of the denoiser's Jacobian for a Tweedie score; its asymmetry
+:math:`\|J - J^\top\|_F/\|J\|_F` is reported beside every spectrum) is analysed by
+``critical.hessian_report``: the full spectrum from :math:`d` products (or the prior's assembled matrix);
+for larger images (``n_eig > 0``) the counts from ``hessian.near_zero_count`` (Lanczos stopped as soon as
+every eigenvalue near a threshold is on one side of it), which also gives :math:`\lambda_{\max}`, with the
+``n_eig`` smallest Ritz values kept with their residual bounds.
+
+Counts are given two ways: the toolkit's :math:`\#\{|\lambda| \le t\lambda_{\max}\}` for each ``threshold``,
+and the paper's own, the singular values of the scaled Hessian :math:`s^2\nabla^2 q` below :math:`10^{-5}`
+(``paper_count``; with ``paper_relative``, that threshold relative to :math:`\lambda_{\max}`: the paper's
+largest scaled values are about 0.5, a relative threshold of about 2e-5).
 
 The exact whole-image GMM (``gmm``) is the reference where the answer is known: its Hessian is
 :math:`\Sigma_k^{-1}`-like near a component's mean, positive definite, so it has no near-zero
@@ -29,7 +33,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, descent, hessian, io
+from .. import critical, data, descent, io
 from .._checks import (
     Check,
     InputError,
@@ -52,8 +56,8 @@ PRIORS = ("gs", "tweedie", "gmm")
 #: held-out images (never in data.TRAIN)
 
 
-#: ``--quick``: one image, 16x16, 100 descent steps
-QUICK = {"images": FIRST, "crop": at_most(16), "max_iter": at_most(100)}
+#: ``--quick``: one image, 16x16, 300 descent iterations
+QUICK = {"images": FIRST, "crop": at_most(16), "max_iter": at_most(300)}
 
 @dataclass
 class Config:
@@ -67,16 +71,15 @@ class Config:
     priors: str = option("gs,tweedie,gmm", "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16)",
                          prior_names(PRIORS))
     s: float = option(0.01, "noise level of the learned priors (the paper descends at 1e-3)", positive_number())
-    step: float = option(1.0, "descent step eta: x <- x - (eta / L) grad q, L = lambda_max of the Hessian at x0", Check(
-        "a number in (0, 1]", lambda v: isinstance(v, (int, float)) and 0 < v <= 1, (0, 1.5, -1)))
-    gtol: float = option(1e-3, "stop when ||grad q|| <= gtol ||grad q(x0)||", positive_number())
-    max_iter: int = option(2000, "descent iteration cap", integer(1))
+    gtol: float = option(1e-4, "stop the descent when ||grad q|| <= gtol (absolute)", positive_number())
+    max_iter: int = option(3000, "descent iterations at most (L-BFGS, or denoiser calls of the root finder)",
+                           integer(1))
     thresholds: str = option("1e-4,1e-3,1e-2", "count |lambda| <= t lambda_max for each t",
                              numbers(0.0, lo_open=True))
     n_eig: int = option(0, "counts by Lanczos stopped when they are decided (hessian.near_zero_count), keeping its "
                         "n_eig smallest Ritz values with their residual bounds (0: the full dense spectrum)", integer(0))
     seed: int = option(0, "seed (probes of the asymmetry estimate; the Lanczos start vector)", integer(0))
-    quick: bool = option(False, "one image, 16x16, 100 descent steps (< 60 s)", flag())
+    quick: bool = option(False, "one image, 16x16, 300 descent iterations (< 60 s)", flag())
 
     def resolved(self) -> "Config":
         c = validate(Config(**asdict(self)))
@@ -93,7 +96,7 @@ class Config:
 
 
 def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
-    """Every (image, prior): descent, spectrum at the end point, near-zero counts, asymmetry."""
+    """Every (image, prior): descent to a critical point, spectrum there, near-zero counts, asymmetry."""
     from tqdm.auto import tqdm
     cfg = (config or Config()).resolved()
     sources, priors = image_sources(cfg.images, cfg.image_file, cfg.crop), split(cfg.priors)
@@ -104,37 +107,29 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     shape = (len(images), len(priors))
     eig, res = np.full((*shape, k), np.nan), np.full((*shape, k), np.nan)
     counts = np.zeros((*shape, len(thr)), dtype=int)
-    neg = np.zeros(shape, dtype=int)
-    lam_max, asym, asym_se = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-    dq, iters, products, secs = np.full(shape, np.nan), np.zeros(shape, int), np.zeros(shape, int), np.zeros(shape)
-    gpaths = np.full((*shape, cfg.max_iter + 1), np.nan)
+    neg, paper, products, iters = (np.zeros(shape, dtype=int) for _ in range(4))
+    lam_max, paper_rel, asym, asym_se, dq, g0, g1, secs = (np.full(shape, np.nan) for _ in range(8))
     x_start = np.zeros((len(images), cfg.crop, cfg.crop))
     x_end = np.zeros((*shape, cfg.crop, cfg.crop))
     bar = tqdm(total=len(images) * len(priors), desc="morse-bott", disable=not progress)
     for b, pname in enumerate(priors):
         prior = make_prior(pname, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float64,
                                                                      progress=progress))
+        scale = float(prior.s) ** 2 if getattr(prior, "s", None) else None      # the paper's count needs s
         for a, (im, img) in enumerate(sources):
             t0 = time.perf_counter()
             x0 = torch.as_tensor(img, dtype=torch.float64)
             x_start[a] = x0.numpy()
-            lip = hessian.largest_eigenvalue(hessian.prior_operator(prior, x0))
-            x, norms, it = descent.descend_q(prior, x0, lip, cfg.step, cfg.gtol, cfg.max_iter)
-            x_end[a, b], gpaths[a, b, :len(norms)], iters[a, b] = x.numpy(), norms, it
+            cp = critical.critical_point(prior, x0, gtol=cfg.gtol, max_iter=cfg.max_iter)
+            x = cp["x"]
+            x_end[a, b], iters[a, b], g0[a, b], g1[a, b] = x.numpy(), cp["iterations"], cp["grad_norm_start"], cp["grad_norm"]
             dq[a, b] = descent.q_difference(prior, x0, x)
-            op = hessian.prior_operator(prior, x)
-            if cfg.n_eig == 0:
-                sp = hessian.spectrum(op, k=k, method="dense")
-                eig[a, b], res[a, b], products[a, b] = sp["eigenvalues"], sp["residuals"], sp["products"]
-                lam_max[a, b] = float(np.abs(sp["eigenvalues"]).max())
-                counts[a, b] = [(np.abs(sp["eigenvalues"]) <= t * lam_max[a, b]).sum() for t in thr]
-                neg[a, b] = int((sp["eigenvalues"] < -sp["residuals"]).sum())
-            else:
-                nz = hessian.near_zero_count(op, thr, rng=cfg.seed)
-                m = min(k, nz["ritz"].size)
-                eig[a, b, :m], res[a, b, :m], products[a, b] = nz["ritz"][:m], nz["residuals"][:m], nz["products"]
-                lam_max[a, b], counts[a, b] = nz["lambda_max"], nz["counts"]
-                neg[a, b] = int((nz["ritz"] < -nz["residuals"]).sum())
+            rep = critical.hessian_report(prior, x, k=k, thresholds=thr, scale=scale, dense_max=0 if cfg.n_eig else d,
+                                          rng=cfg.seed)
+            m = rep["eigenvalues"].size
+            eig[a, b, :m], res[a, b, :m] = rep["eigenvalues"], rep["residuals"]
+            lam_max[a, b], counts[a, b], neg[a, b] = rep["lambda_max"], rep["counts"], rep["negative_count"]
+            paper[a, b], paper_rel[a, b], products[a, b] = rep["paper_count"], rep["paper_relative"], rep["products"]
             if hasattr(prior, "denoiser"):
                 asym[a, b], asym_se[a, b] = jacobian_asymmetry(prior.denoiser, x[None], cfg.s, probes=8, rng=cfg.seed)
             else:               # an explicit potential (GS: D = Id - grad g; exact priors): J is symmetric
@@ -148,19 +143,23 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         "eig_residuals": (("image", "prior", "k"), res, {"long_name": "||H v - lambda v|| (error bound)"}),
         "near_zero_count": (("image", "prior", "threshold"), counts,
                             {"long_name": "eigenvalues with |lambda| <= threshold * lambda_max"}),
-        "negative_count": (("image", "prior"), neg, {"long_name": "eigenvalues below minus their residual"}),
+        "paper_count": (("image", "prior"), paper, {"long_name": "singular values of s^2 Hess q below 1e-5 (Nguyen, "
+                        "Pauwels & Weiss's count; -1: no smoothing level)"}),
+        "paper_relative": (("image", "prior"), paper_rel, {"long_name": "1e-5 / (s^2 lambda_max): the paper's "
+                           "threshold relative to lambda_max"}),
+        "negative_count": (("image", "prior"), neg, {"long_name": "eigenvalues below -max(residual, 1e-4 lambda_max)"}),
         "lambda_max": (("image", "prior"), lam_max),
         "jacobian_asymmetry": (("image", "prior"), asym, {"long_name": "||J - J^T||_F / ||J||_F of the denoiser at the end point"}),
         "jacobian_asymmetry_se": (("image", "prior"), asym_se),
         "q_change": (("image", "prior"), dq, io.energy_attrs("q(x_end) - q(x_start)")),
         "descent_iterations": (("image", "prior"), iters),
-        "grad_norm_path": (("image", "prior", "iteration"), gpaths, {"long_name": "||grad q|| along the descent"}),
+        "grad_norm_start": (("image", "prior"), g0, {"long_name": "||grad q|| at the image"}),
+        "grad_norm_end": (("image", "prior"), g1, {"long_name": "||grad q|| at the end point"}),
         "hessian_products": (("image", "prior"), products),
         "seconds": (("image", "prior"), secs, {"kind": "timing", "units": "s"}),
         "x_start": (("image", "row", "col"), x_start),
         "x_end": (("image", "prior", "row", "col"), x_end),
-    }, coords={"image": images, "prior": priors, "threshold": thr, "k": np.arange(k),
-               "iteration": np.arange(cfg.max_iter + 1)})
+    }, coords={"image": images, "prior": priors, "threshold": thr, "k": np.arange(k)})
     ds.attrs.update(io.provenance(NAME, asdict(cfg)))
     ds.attrs.update({"dimension": d, "s": cfg.s})
     return ds
@@ -169,17 +168,19 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
 def summary(ds: xr.Dataset) -> str:
     d = ds.attrs["dimension"]
     thr = ds.threshold.values
-    lines = [f"{NAME}: d = {d}, s = {ds.attrs['s']:g}; near-zero count = #|λ| <= t λmax",
-             f"  {'image':<8}{'prior':<9}{'iters':>6}{'|∇q| end/start':>16}{'Δq (nats)':>12}{'λmax':>11}"
-             + "".join(f"{'t=' + format(t, 'g'):>9}" for t in thr) + f"{'λ<0':>6}{'asym':>8}"]
+    lines = [f"{NAME}: d = {d}, s = {ds.attrs['s']:g}; near-zero count = #|λ| <= t λmax; paper: #s²|λ| <= 1e-5",
+             f"  {'image':<8}{'prior':<9}{'iters':>6}{'|∇q| start':>12}{'end':>10}{'Δq (nats)':>12}{'λmax':>11}"
+             + "".join(f"{'t=' + format(t, 'g'):>9}" for t in thr) + f"{'paper':>7}{'(rel)':>9}{'λ<0':>6}{'asym':>8}"
+             f"{'std x':>8}"]
     for a, im in enumerate(ds.image.values):
         for b, p in enumerate(ds.prior.values):
-            g = ds.grad_norm_path.values[a, b]
-            g = g[np.isfinite(g)]
-            lines.append(f"  {im:<8}{p:<9}{int(ds.descent_iterations.values[a, b]):>6}{g[-1] / g[0]:>16.2e}"
+            lines.append(f"  {im:<8}{p:<9}{int(ds.descent_iterations.values[a, b]):>6}"
+                         f"{float(ds.grad_norm_start.values[a, b]):>12.3g}{float(ds.grad_norm_end.values[a, b]):>10.2g}"
                          f"{float(ds.q_change.values[a, b]):>12.1f}{float(ds.lambda_max.values[a, b]):>11.3g}"
                          + "".join(f"{int(c):>9d}" for c in ds.near_zero_count.values[a, b])
-                         + f"{int(ds.negative_count.values[a, b]):>6d}{float(ds.jacobian_asymmetry.values[a, b]):>8.3f}")
+                         + f"{int(ds.paper_count.values[a, b]):>7d}{float(ds.paper_relative.values[a, b]):>9.1e}"
+                         f"{int(ds.negative_count.values[a, b]):>6d}{float(ds.jacobian_asymmetry.values[a, b]):>8.3f}"
+                         f"{float(ds.x_end.values[a, b].std()):>8.3f}")
     return "\n".join(lines)
 
 

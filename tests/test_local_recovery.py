@@ -1,0 +1,72 @@
+"""The local-recovery study on its exact sandbox: every hypothesis and conclusion the pipeline decides is
+checked against the closed form of a separated Gaussian mixture (x* a component's mean)."""
+
+import numpy as np
+import pytest
+import torch
+
+from landscape import kernels
+from landscape.posterior import BlindDeblur
+from landscape.studies import local_recovery as lr
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    cfg = lr.Config(priors="sandbox", x_star="critical", noise_levels="0,0.003", n_draws=1, radii="0.1,0.3",
+                    n_directions=1, n_outer=15)
+    return cfg, lr.run(cfg, progress=False)
+
+
+def test_the_sandbox_mode_and_its_hessian_are_the_closed_form(sandbox):
+    cfg, ds = sandbox
+    c = ds.isel(case=0)
+    # the stopping rule's own bound: |x - x*| <= |grad q(x)| / lambda_min where q is strongly convex
+    bound = float(c.q_grad_norm) / float(c.closed_q_eigenvalues[0])
+    assert float(c.q_grad_norm) <= cfg.q_gtol
+    assert np.linalg.norm(c.x_star.values - c.closed_mode.values) <= 1.01 * bound
+    np.testing.assert_allclose(c.q_eigenvalues.values, c.closed_q_eigenvalues.values, rtol=1e-8)
+    assert str(c.h_verdict.values).startswith("holds (strict")
+
+
+def test_the_level_zero_energy_gap_is_the_closed_form(sandbox):
+    """min_x E(0, x) - E(theta*, x*) = 1/2 (y - mu)^T (Sigma + sigma^2 I)^-1 (y - mu), y = h* * mu."""
+    _, ds = sandbox
+    c = ds.isel(case=0)
+    gap = float(c.energy_gap_dirac_minus_local.sel(noise_level=0.0).isel(draw=0))
+    assert gap == pytest.approx(float(c.closed_gap_level0), rel=1e-6)
+    assert gap > 0 and str(c.c1_verdict.values).startswith(("fails", "holds for"))
+
+
+def test_the_level_zero_certificate_is_the_gauss_newton_matrix_of_the_closed_form(sandbox):
+    """At noise-free data the residual vanishes at (theta*, x*), so the joint Hessian is exactly
+    J^T J / sigma^2 + blockdiag(0, Sigma^-1), J = [d(h_theta * x)/d theta, H*]; its smallest eigenvalue is
+    the certificate's."""
+    cfg, ds = sandbox
+    c = ds.isel(case=0)
+    x = torch.as_tensor(c.x_star.values)
+    fam = kernels.get("gaussian", cfg.kernel_size)
+    pb = BlindDeblur(x, fam, 1.0)
+    th = torch.tensor([[cfg.theta_true]], dtype=torch.float64)
+    dtheta = torch.autograd.functional.jacobian(lambda t: pb.blur(t[None])(x[None])[0], th[0]).reshape(-1, 1)
+    basis = torch.eye(x.numel(), dtype=torch.float64).reshape(-1, *x.shape)
+    H = pb.blur(th.expand(len(basis), 1))(basis).reshape(len(basis), -1).T
+    J = torch.cat([dtheta, H], 1).numpy()
+    M = J.T @ J / cfg.sigma_zero ** 2
+    sigma_inv = np.linalg.inv(lr._prior_and_image(cfg, np.random.default_rng(cfg.seed))[0].covariances[0].numpy())
+    M[1:, 1:] += cfg.weight * sigma_inv
+    lam0 = np.linalg.eigvalsh(M)[0]
+    assert float(c.cert_eig_min.sel(noise_level=0.0)) == pytest.approx(lam0, rel=1e-6)
+    assert str(c.c2_verdict.values) == "certified local minimiser"
+    assert float(c.theta_hat.sel(noise_level=0.0).isel(draw=0)) == pytest.approx(cfg.theta_true, abs=1e-8)
+
+
+def test_cases_pair_every_prior_image_and_role_but_the_sandbox_natural_one():
+    cfg = lr.Config(priors="gs,sandbox", images="camera,ascent", x_star="critical,natural")
+    got = [(c.priors, c.images, c.x_star) for c in lr.cases(cfg)]
+    assert got == [("gs", "camera", "critical"), ("gs", "camera", "natural"), ("gs", "ascent", "critical"),
+                   ("gs", "ascent", "natural"), ("sandbox", "camera", "critical"), ("sandbox", "ascent", "critical")]
+
+
+def test_a_kernel_larger_than_the_sandbox_image_is_refused():
+    with pytest.raises(ValueError, match="^kernel_size:"):
+        lr.Config(priors="sandbox", kernel_size=15).resolved()
