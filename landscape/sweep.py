@@ -261,11 +261,9 @@ class Case:
         return cls(study, conf, point, hashlib.sha256(ident.encode()).hexdigest()[:24])
 
 
-#: what a study defines to be cut into cases (all three), else one case per run
-PARTED = ("cases", "run_part", "combine")
-
-
 def parted(mod: ModuleType) -> bool:
+    """Is the study cut into cases (``studies.PARTED``), else one case per run?"""
+    from .studies import PARTED
     return all(callable(getattr(mod, n, None)) for n in PARTED)
 
 

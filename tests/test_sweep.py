@@ -1,6 +1,7 @@
 """Study definitions (studies/*.toml) and the sweep engine: parsing and bad input, streaming and
 resume, and real process faults (a killed dask worker, a killed sweep process)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -277,3 +278,77 @@ def test_more_workers_than_the_machine_holds_are_refused_before_any_work(tmp_pat
     assert main(["run", str(write(tmp_path)), "--workers", str(n), "--no-progress", "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("landscape: error: workers: expected at most")
     assert not out.exists()
+
+
+def test_every_study_module_implements_the_study_protocol():
+    from landscape import studies
+    for name, mod in studies.STUDIES.items():
+        assert studies.missing(mod) == [], name
+        assert mod.NAME == name
+
+
+#: small definitions of every parted study (several cases each)
+PARTED_RUNS = {
+    "trivial-minimizer": 'study = "trivial-minimizer"\n[options]\npriors = "sparse"\ncrop = 24\nkernel_size = 7\n'
+                         'n_theta = 5\nn_draws = 1\nnoise_levels = "0.01"\nn_outer = 2\ncertify_k = 0\n'
+                         'weights = [1.0, 2.0]\n',
+    "pnp-vs-unrolled": 'study = "pnp-vs-unrolled"\n[options]\nimages = "camera"\ncrop = 32\nn_iter = 3\n'
+                       'theta_true = [1.0, 2.0]\nnoise = "0.01"\n',
+    "local-recovery": 'study = "local-recovery"\n[options]\npriors = "sandbox"\nimages = ["camera", "ascent"]\n'
+                      'x_star = "critical"\nnoise_levels = "0,0.003"\nn_draws = 1\nradii = "0.3"\n'
+                      'n_directions = 1\nn_outer = 5\n',
+}
+
+
+#: variables that are round-off by construction (the gradient norm where a descent stopped on it: 1e-7 of
+#: its start), compared against their tolerance instead
+ROUNDOFF = {"local-recovery": {"q_grad_norm": 1e-4}}
+#: pnp-vs-unrolled runs in float32: 60 iterations of a network round differently on one thread
+RTOL = {"pnp-vs-unrolled": 1e-4}
+
+
+def test_every_parted_study_has_a_small_run_here():
+    from landscape.studies import STUDIES
+    assert set(PARTED_RUNS) == {n for n, m in STUDIES.items() if sweep.parted(m)}
+
+
+@pytest.mark.parametrize("study", sorted(PARTED_RUNS))
+def test_a_two_worker_run_equals_the_in_process_run(tmp_path, study):
+    """Each parted study: its cases farmed out to 2 dask worker processes give the file the study's own
+    in-process ``run`` gives (values to round-off: a worker has one BLAS thread)."""
+    import xarray as xr
+    from distributed import LocalCluster
+
+    from landscape.studies import get
+    p = write(tmp_path, PARTED_RUNS[study])
+    defn = sweep.Definition.from_file(p)
+    (_, cfg), = defn.configs()
+    assert len(get(study).cases(cfg)) >= 2
+    ref = get(study).run(cfg, progress=False)
+    ref.attrs.pop("created")
+    ref = ref.drop_vars([v for v in ref.data_vars if ref[v].attrs.get("kind") == "timing"])
+    out = tmp_path / "r.nc"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        sweep.run(defn, out, scheduler=cluster.scheduler_address, progress=False)
+    got = comparable(out)
+    assert len(list(sweep.case_folder(out).glob("*.nc"))) == len(get(study).cases(cfg))
+    assert set(got.data_vars) == set(ref.data_vars)
+    for v, tol in ROUNDOFF.get(study, {}).items():
+        assert (got[v] <= tol).all() and (ref[v] <= tol).all()
+        got, ref = got.drop_vars(v), ref.drop_vars(v)
+    xr.testing.assert_allclose(got, ref, rtol=RTOL.get(study, 1e-7), atol=1e-9)
+    for k, v in ref.attrs.items():              # the run's attrs (the sweep adds its own); numbers to round-off
+        a, b = got.attrs[k], v
+        a, b = (json.loads(a), json.loads(b)) if isinstance(b, str) and b[:1] in "[{" else (a, b)
+        assert _numbers_close(a, b), k
+
+
+def _numbers_close(a, b) -> bool:
+    """Equal structures, numbers within 1e-6 relative (and NaN equal to NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_numbers_close(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_numbers_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return bool(np.isclose(a, b, rtol=1e-6, atol=1e-6, equal_nan=True))
+    return a == b

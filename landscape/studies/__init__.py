@@ -1,12 +1,19 @@
 """Studies: each a pure, seeded function of its configuration returning an ``xarray.Dataset``,
 with its options (a dataclass) and its figure. ``landscape list`` shows them, ``landscape run``
-runs them."""
+runs them.
+
+Every study module implements :class:`Study`. A study whose run is a set of independent cases also
+defines ``cases`` / ``run_part`` / ``combine`` (:data:`PARTED`): ``sweep`` then farms its cases out to
+dask workers (``--workers``), streams each to disk as it ends and resumes a rerun case by case. For a
+product of list options, ``common.product_cases`` / ``single_case`` / ``concat_cases`` are the one
+mechanism (``pnp-vs-unrolled``); ``trivial-minimizer`` and ``local-recovery`` cut their own.
+``tests/test_sweep.py`` checks, for every parted study, that a 2-worker run equals the in-process one."""
 
 from __future__ import annotations
 
 import dataclasses
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import xarray as xr
 
@@ -32,6 +39,31 @@ STUDIES: dict[str, ModuleType] = {
     "morse-bott": morse_bott,
     "local-recovery": local_recovery,
 }
+
+
+class Study(Protocol):
+    """What a study module holds (a module, read as this protocol)."""
+
+    NAME: str                      #: its name on the command line
+    SUMMARY: str                   #: one line for ``landscape list``
+    Config: type                   #: its options: a dataclass of ``_checks.option`` fields, with ``resolved()``
+    QUICK: dict[str, Any]          #: ``--quick``: option -> quick value or rule (``common.apply_quick``)
+
+    def run(self, config: Any = None, *, progress: bool = True) -> xr.Dataset: ...
+    def summary(self, ds: xr.Dataset) -> str: ...
+    def plot(self, ds: xr.Dataset, ax: Any = None) -> Any: ...
+
+
+#: the members of a study cut into cases: ``cases(config) -> [config]``, ``run_part(config, progress)
+#: -> Dataset``, ``combine(config, parts) -> Dataset``
+PARTED = ("cases", "run_part", "combine")
+
+
+def missing(mod: ModuleType) -> list[str]:
+    """The :class:`Study` members ``mod`` lacks (a parted study must have all of :data:`PARTED` or none)."""
+    out = [n for n in ("NAME", "SUMMARY", "Config", "QUICK", "run", "summary", "plot") if not hasattr(mod, n)]
+    have = [n for n in PARTED if callable(getattr(mod, n, None))]
+    return out + ([n for n in PARTED if n not in have] if have else [])
 
 
 def get(name: str) -> ModuleType:

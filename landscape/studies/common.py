@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import xarray as xr
 
 from .. import data, kernels
 from .._checks import (
@@ -157,3 +159,38 @@ def apply_quick(cfg: Any, rules: dict[str, Any], force: tuple[str, ...] | set[st
         elif new != value:
             notes.append(f"{name}={value!r} (the quick run uses {new!r})")
     return out, notes
+
+
+# -- cases: one mechanism for every study whose run is a product of list options -------------------
+# A study that runs the same computation for every combination of some comma-separated options declares
+# them (``CASE_FIELDS``); ``product_cases`` cuts a configuration into one configuration per combination
+# (single values), the study's ``run_part`` computes one, ``concat_cases`` joins them along ``case``.
+# ``sweep`` farms those cases out (``--workers``) and resumes them one by one.
+
+def image_field(cfg: Any) -> str:
+    """``"image_file"`` when the configuration names the user's files, else ``"images"``: the list a
+    study's cases run over."""
+    return "image_file" if split(getattr(cfg, "image_file", "")) else "images"
+
+
+def product_cases(cfg: Any, fields: tuple[str, ...]) -> list[Any]:
+    """One configuration per combination of the comma-separated options ``fields`` (the first varies
+    slowest), each holding a single value of every one of them."""
+    values = [split(getattr(cfg, f)) for f in fields]
+    return [dataclasses.replace(cfg, **dict(zip(fields, combo))) for combo in itertools.product(*values)]
+
+
+def single_case(cfg: Any, fields: tuple[str, ...]) -> None:
+    """Refuse a configuration that is not one case of :func:`product_cases`."""
+    for f in fields:
+        if len(split(getattr(cfg, f))) != 1:
+            raise InputError(f, "a single value for one case (cases() makes them)", getattr(cfg, f))
+
+
+def concat_cases(parts: list[xr.Dataset], attrs: dict[str, Any]) -> xr.Dataset:
+    """The parts (each with a ``case`` dimension) joined along ``case``, with ``attrs`` (the whole run's
+    provenance) in place of the parts' own."""
+    ds = xr.concat(parts, dim="case", data_vars="minimal", coords="minimal", compat="override",
+                   combine_attrs="override")             # the variables' attrs: the first part's
+    ds.attrs = dict(attrs)
+    return ds

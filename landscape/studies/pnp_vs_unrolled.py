@@ -13,7 +13,6 @@ to 5 dB with the same architecture.
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,7 +27,17 @@ from ..estimators import pnp
 from ..estimators.unrolled import load_unrolled
 from ..posterior import BlindDeblur
 from ..priors import PriorSettings, make_prior
-from .common import FIRST, apply_quick, at_most, floats, image_sources
+from .common import (
+    FIRST,
+    apply_quick,
+    at_most,
+    concat_cases,
+    floats,
+    image_field,
+    image_sources,
+    product_cases,
+    single_case,
+)
 
 NAME = "pnp-vs-unrolled"
 SUMMARY = "PnP (fixed, continuation, gradient-step; non-blind and blind) vs the unrolled network: PSNR, time, calls"
@@ -65,68 +74,85 @@ class Config:
         return c
 
 
-def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
-    """Every (image, width, noise) case; pure function of ``config``."""
-    cfg = (config or Config()).resolved()
+#: the list options whose product makes the cases (with ``images`` or ``image_file``, whichever is given)
+CASE_FIELDS = ("theta_true", "noise")
+
+
+def cases(config: Config) -> list[Config]:
+    """One configuration per (image, width, noise) in that order (``common.product_cases``)."""
+    cfg = config.resolved()
+    return product_cases(cfg, (image_field(cfg), *CASE_FIELDS))
+
+
+def run_part(config: Config, progress: bool = True) -> xr.Dataset:
+    """One case: every PnP variant from every start, and the unrolled network (dim ``case`` of length 1)."""
+    cfg = config.resolved()
+    single_case(cfg, (image_field(cfg), *CASE_FIELDS))
     fam = kernels.Gaussian(15)
     model = load_unrolled("unrolled-gaussian")
     settings = PriorSettings(s=cfg.s, dtype=torch.float32)
     shape = (cfg.crop, cfg.crop)
     tweedie = make_prior("tweedie", shape, settings)                 # one network for both Tweedie variants
     priors = {"fixed": tweedie, "continuation": tweedie, "gradient-step": make_prior("gs", shape, settings)}
-    cases = list(itertools.product(image_sources(cfg.images, cfg.image_file, cfg.crop), floats("theta_true", cfg.theta_true),
-                                   floats("noise", cfg.noise)))
-    psnr = np.full((len(cases), len(pnp.VARIANTS) + 1, len(STARTS)), np.nan)
+    (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
+    th, sig = float(cfg.theta_true), float(cfg.noise)
+    psnr = np.full((len(pnp.VARIANTS) + 1, len(STARTS)), np.nan)
     kerr, wall, calls = (np.full_like(psnr, np.nan) for _ in range(3))
-    labels, y_psnr, x_trues, ys = [], [], [], []
-    for c, ((name, img), th, sig) in enumerate(cases):
-        problem = BlindDeblur.synthetic(img, fam, [th], sig, rng=cfg.seed, dtype=torch.float32)
-        x_trues.append(problem.x_true.double().numpy())
-        ys.append(problem.y.double().numpy())
-        h_true = problem.kernel_true.double().numpy()
-        labels.append(f"{name}/θ*={th:g}/σ={sig:g}")
-        y_psnr.append(metrics.psnr(problem.y.double().numpy(), img))
-        for v, variant in enumerate(pnp.VARIANTS):
-            opts = pnp.PnPOptions(variant=variant, s=cfg.s, s_max=cfg.s_max, s_min=cfg.s_min, n_iter=cfg.n_iter)
-            runs = {"nonblind": lambda: pnp.pnp_nonblind(problem, priors[variant], [th], opts),
-                    "blind_dirac": lambda: pnp.pnp_blind(problem, priors[variant], [0.0], options=opts),
-                    "blind_near_truth": lambda: pnp.pnp_blind(problem, priors[variant], [th * (1 + NEAR)],
-                                                              x0=problem.x_true, options=opts)}
-            for b, start in enumerate(STARTS):
-                t0 = time.perf_counter()
-                out = runs[start]()
-                wall[c, v, b] = time.perf_counter() - t0
-                calls[c, v, b] = out["calls"]
-                psnr[c, v, b] = metrics.psnr(out["x"].double().numpy(), img)
-                theta = out.get("theta", torch.tensor([th]))
-                kerr[c, v, b] = float(np.linalg.norm(fam(theta.double()[None])[0].numpy() - h_true))
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            o = model(problem.y[None], sig)
-        wall[c, -1, :] = time.perf_counter() - t0
-        calls[c, -1, :] = model.iterations
-        psnr[c, -1, :] = metrics.psnr(o["x"][0].double().numpy(), img)
-        kerr[c, -1, :] = float(np.linalg.norm(o["kernel"][0].double().numpy() - h_true))
-        if progress:
-            print(f"{NAME}: case {c + 1}/{len(cases)} {labels[-1]} done")
-    methods = list(pnp.VARIANTS) + ["unrolled"]
+    problem = BlindDeblur.synthetic(img, fam, [th], sig, rng=cfg.seed, dtype=torch.float32)
+    h_true = problem.kernel_true.double().numpy()
+    label = f"{name}/θ*={th:g}/σ={sig:g}"
+    for v, variant in enumerate(pnp.VARIANTS):
+        opts = pnp.PnPOptions(variant=variant, s=cfg.s, s_max=cfg.s_max, s_min=cfg.s_min, n_iter=cfg.n_iter)
+        runs = {"nonblind": lambda: pnp.pnp_nonblind(problem, priors[variant], [th], opts),
+                "blind_dirac": lambda: pnp.pnp_blind(problem, priors[variant], [0.0], options=opts),
+                "blind_near_truth": lambda: pnp.pnp_blind(problem, priors[variant], [th * (1 + NEAR)],
+                                                          x0=problem.x_true, options=opts)}
+        for b, start in enumerate(STARTS):
+            t0 = time.perf_counter()
+            out = runs[start]()
+            wall[v, b] = time.perf_counter() - t0
+            calls[v, b] = out["calls"]
+            psnr[v, b] = metrics.psnr(out["x"].double().numpy(), img)
+            theta = out.get("theta", torch.tensor([th]))
+            kerr[v, b] = float(np.linalg.norm(fam(theta.double()[None])[0].numpy() - h_true))
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        o = model(problem.y[None], sig)
+    wall[-1, :] = time.perf_counter() - t0
+    calls[-1, :] = model.iterations
+    psnr[-1, :] = metrics.psnr(o["x"][0].double().numpy(), img)
+    kerr[-1, :] = float(np.linalg.norm(o["kernel"][0].double().numpy() - h_true))
+    if progress:
+        print(f"{NAME}: case {label} done")
     dims = ("case", "estimator", "start")
-    ds = xr.Dataset({"psnr": (dims, psnr, {"units": "dB"}), "kernel_error": (dims, kerr, {"long_name": "||h - h*||"}),
-                     "wall_time": (dims, wall, {"units": "s", "kind": "timing"}), "network_calls": (dims, calls),
-                     "psnr_y": ("case", np.array(y_psnr), {"units": "dB"}),
-                     "x_true": (("case", "row", "col"), np.stack(x_trues), {"long_name": "the sharp image x*"}),
-                     "y": (("case", "row", "col"), np.stack(ys), {"long_name": "the observation"})},
-                    coords={"case": labels, "estimator": methods, "start": list(STARTS)})
     nv, b0 = len(pnp.VARIANTS), STARTS.index("blind_dirac")
-    best = np.nanargmax(psnr[:, :nv, b0], axis=1)                      # best blind PnP from (delta, y)
-    rows = np.arange(len(cases))
-    ds["gap_unrolled_minus_best_blind_pnp"] = ("case", psnr[:, -1, b0] - psnr[rows, best, b0], {"units": "dB"})
-    ds["speedup_vs_best_blind_pnp"] = ("case", wall[rows, best, b0] / wall[:, -1, b0],
-                                       {"long_name": "wall time of the best blind PnP / the unrolled network's", "kind": "timing"})
-    ds.attrs.update(io.provenance(NAME, asdict(cfg), model="unrolled-gaussian", model_meta=getattr(model, "meta", {})))
-    ds.attrs.update({"prior": "denoiser-gray / gs-denoiser-gray", "kernel_family": fam.name,
-                     "noise_sigma": float(cases[0][2])})
-    return ds
+    best = int(np.nanargmax(psnr[:nv, b0]))                              # best blind PnP from (delta, y)
+    return xr.Dataset({
+        "psnr": (dims, psnr[None], {"units": "dB"}), "kernel_error": (dims, kerr[None], {"long_name": "||h - h*||"}),
+        "wall_time": (dims, wall[None], {"units": "s", "kind": "timing"}), "network_calls": (dims, calls[None]),
+        "psnr_y": ("case", [metrics.psnr(problem.y.double().numpy(), img)], {"units": "dB"}),
+        "x_true": (("case", "row", "col"), problem.x_true.double().numpy()[None], {"long_name": "the sharp image x*"}),
+        "y": (("case", "row", "col"), problem.y.double().numpy()[None], {"long_name": "the observation"}),
+        "gap_unrolled_minus_best_blind_pnp": ("case", [psnr[-1, b0] - psnr[best, b0]], {"units": "dB"}),
+        "speedup_vs_best_blind_pnp": ("case", [wall[best, b0] / wall[-1, b0]], {
+            "long_name": "wall time of the best blind PnP / the unrolled network's", "kind": "timing"})},
+        coords={"case": [label], "estimator": list(pnp.VARIANTS) + ["unrolled"], "start": list(STARTS)})
+
+
+def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
+    """The cases of :func:`cases` along ``case``, with the run's provenance."""
+    cfg = config.resolved()
+    model = load_unrolled("unrolled-gaussian")
+    attrs = io.provenance(NAME, asdict(cfg), model="unrolled-gaussian", model_meta=getattr(model, "meta", {}))
+    attrs.update({"prior": "denoiser-gray / gs-denoiser-gray", "kernel_family": kernels.Gaussian(15).name,
+                  "noise_sigma": float(floats("noise", cfg.noise)[0])})
+    return concat_cases(parts, attrs)
+
+
+def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+    """Every (image, width, noise) case in this process: ``combine(cfg, [run_part(c) for c in cases(cfg)])``."""
+    cfg = (config or Config()).resolved()
+    return combine(cfg, [run_part(c, progress) for c in cases(cfg)])
 
 
 def summary(ds: xr.Dataset) -> str:
