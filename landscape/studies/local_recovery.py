@@ -242,6 +242,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     cert = {k: np.full(L, np.nan) for k in ("cert_grad_norm", "cert_eig_min", "cert_eig_residual")}
     cert_v, triv_v = [""] * L, [""] * L
     keep: dict[str, Any] = {}
+    th0_level0, x0_level0 = cfg.theta_true, x_star          # level 0's point (noise-free: shared by every draw)
     for d in range(n):
         th, x = cfg.theta_true, x_star
         for i, sig in enumerate(levels):
