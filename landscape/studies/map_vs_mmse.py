@@ -28,8 +28,7 @@ prior ``gs``.
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ import xarray as xr
 from .. import data, io, kernels
 from .._checks import (
     Check,
+    InputError,
     files_or_empty,
     flag,
     grid_points,
@@ -58,7 +58,17 @@ from ..metrics import psnr, ssim
 from ..operators import Blur
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
-from .common import FIRST, apply_quick, at_most, floats, image_sources
+from .common import (
+    FIRST,
+    apply_quick,
+    at_most,
+    concat_cases,
+    floats,
+    image_field,
+    image_sources,
+    product_cases,
+    single_case,
+)
 
 NAME = "map-vs-mmse"
 SUMMARY = "joint MAP vs MAP_theta vs unrolled MMSE (vs exact MMSE in the GMM sandbox): error, energy, kernel"
@@ -94,6 +104,8 @@ class Config:
     noise: str = option("0.01,0.03", "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
     sandbox: bool = option(False, "16x16 GMM samples, the GMM prior and the exact MMSE", flag())
     n_draws: int = option(2, "sandbox: images drawn from the GMM per noise level", integer(1))
+    first_draw: int = option(0, "sandbox: index of the first GMM draw (draws first_draw .. first_draw + n_draws - 1)",
+                             integer(0))
     n_theta: int = option(13, "profile grid points on [0, 2 theta*]", grid_points(5))
     s: float = option(0.02, "level of the gradient-step prior (natural images)", positive_number())
     etol: float = option(0.01, "inner solver energy tolerance (nats)", Check("a positive tolerance",
@@ -140,91 +152,120 @@ def _setup(cfg: Config):
     return fam, truths, MODELS["sandbox" if cfg.sandbox else name]
 
 
-def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
-    """Run every case (pure function of ``config``)."""
+#: the list options whose product makes the cases, with the image (``images``, ``image_file``, or the
+#: sandbox's draw: one case per draw index)
+CASE_FIELDS = ("theta_true", "noise")
+
+
+def cases(config: Config) -> list[Config]:
+    """One configuration per (image or sandbox draw, width, noise level), in that order."""
+    cfg = config.resolved()
+    if cfg.sandbox:
+        return [c for d in range(cfg.n_draws)
+                for c in product_cases(replace(cfg, first_draw=cfg.first_draw + d, n_draws=1), CASE_FIELDS)]
+    return product_cases(cfg, (image_field(cfg), *CASE_FIELDS))
+
+
+def run_part(config: Config, progress: bool = True) -> xr.Dataset:
+    """One case of :func:`cases`: every estimate, its errors and energies (dim ``case`` of length 1)."""
     from scipy.stats import spearmanr
-    cfg = (config or Config()).resolved()
+    cfg = config.resolved()
+    single_case(cfg, CASE_FIELDS if cfg.sandbox else (image_field(cfg), *CASE_FIELDS))
+    if cfg.sandbox and cfg.n_draws != 1:
+        raise InputError("n_draws", "1 for one case (cases() makes them)", cfg.n_draws)
     fam, truths, model_name = _setup(cfg)
     model = load_unrolled(model_name)
     if cfg.kernel_file:
         fam = kernels.Path(check_kernel_for(model, kernels.load(cfg.kernel_file)), name="kernel_file")
     dtype = torch.float64 if cfg.sandbox else torch.float32
-    noises = floats("noise", cfg.noise)
     if cfg.sandbox:
         gmm = make_prior("gmm", (16, 16), PriorSettings(progress=progress))
-        sources = [(f"gmm-draw-{d}", gmm.sample(1, rng=10_000 + cfg.seed + d)[0].numpy()) for d in range(cfg.n_draws)]
+        name, img = f"gmm-draw-{cfg.first_draw}", gmm.sample(1, rng=10_000 + cfg.seed + cfg.first_draw)[0].numpy()
         prior = gmm
     else:
-        sources = image_sources(cfg.images, cfg.image_file, cfg.crop)
-        prior = make_prior(cfg.prior, sources[0][1].shape, PriorSettings(s=cfg.s, dtype=dtype))
-    rows, images, kerns, stds, labels, thetas = [], [], [], [], [], []
-    for (name, img), theta_true, sig in itertools.product(sources, truths, noises):
-        problem = BlindDeblur.synthetic(img, fam, theta_true, sig, rng=cfg.seed, dtype=dtype)
-        first = np.linspace(0, 2 * theta_true[0] if not isinstance(fam, kernels.Path) else 1.0, cfg.n_theta)
-        est, extras = point_estimates(problem, prior, model, theta_true, first, etol=cfg.etol, s=cfg.s,
-                                      exact=cfg.sandbox, progress=progress)
-        post = Posterior(problem, prior)
-        x_true, h_true = problem.x_true.double().numpy(), problem.kernel_true.double()
-        d0 = kernels.dirac(fam.size, dtype=torch.float64)
-        row: dict[str, Any] = {"e_trivial": joint_energy(post, d0, problem.y),
-                               "e_truth": joint_energy(post, h_true, problem.x_true), **extras}
-        xs, ks = [], []
-        for e_name in ESTIMATORS:
-            if e_name not in est:
-                xs.append(np.full(x_true.shape, np.nan))
-                ks.append(np.full(h_true.shape, np.nan))
-                for m in ("psnr", "ssim", "kernel_error", "energy"):
-                    row[f"{m}_{e_name}"] = np.nan
-                continue
-            x, h = est[e_name]
-            xn, hn = x.double().numpy(), h.double().numpy()
-            xs.append(xn)
-            ks.append(hn)
-            row[f"psnr_{e_name}"] = psnr(xn, x_true)
-            row[f"ssim_{e_name}"] = ssim(xn, x_true)
-            row[f"kernel_error_{e_name}"] = float(np.linalg.norm(hn - h_true.numpy()))
-            row[f"energy_{e_name}"] = joint_energy(post, torch.as_tensor(hn), torch.as_tensor(xn))
-        row["psnr_y"] = psnr(problem.y.double().numpy(), x_true)
-        row["kernel_error_dirac"] = float(np.linalg.norm(d0.numpy() - h_true.numpy()))
-        err = local_map(np.abs(xs[ESTIMATORS.index("unrolled")] - x_true))
-        row["corr_error_blur_unrolled"] = float(spearmanr(err.ravel(), local_blur(xs[ESTIMATORS.index("unrolled")],
-                                                                                  x_true).ravel())[0])
-        if cfg.sandbox:
-            err_exact = np.abs(xs[ESTIMATORS.index("mmse_exact")] - x_true)
-            row["corr_error_std_exact"] = float(spearmanr(err_exact.ravel(), extras["x_std"].ravel())[0])
-            stds.append(extras.pop("x_std"))
-            row.pop("x_std", None)
-        row["mmse_avoids_trivial"] = bool(row["kernel_error_unrolled"] < TRIVIAL_FRACTION * row["kernel_error_dirac"]
-                                          and row["psnr_unrolled"] > row["psnr_y"])
-        row["mmse_higher_energy_lower_error"] = bool(row["energy_unrolled"] > row["energy_map_trivial"]
-                                                     and row["psnr_unrolled"] > row["psnr_map_trivial"])
-        rows.append(row)
-        images.append([problem.y.double().numpy(), x_true, *xs])
-        kerns.append([h_true.numpy(), *ks])
-        labels.append(f"{name}/θ*={theta_true[0]:g}/σ={sig:g}")
-        thetas.append(theta_true[0])
-    ds = xr.Dataset(coords={"case": labels, "estimator": list(ESTIMATORS),
+        (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
+        prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s, dtype=dtype))
+    (theta_true,), sig = truths, float(cfg.noise)
+    problem = BlindDeblur.synthetic(img, fam, theta_true, sig, rng=cfg.seed, dtype=dtype)
+    first = np.linspace(0, 2 * theta_true[0] if not isinstance(fam, kernels.Path) else 1.0, cfg.n_theta)
+    est, extras = point_estimates(problem, prior, model, theta_true, first, etol=cfg.etol, s=cfg.s,
+                                  exact=cfg.sandbox, progress=progress)
+    post = Posterior(problem, prior)
+    x_true, h_true = problem.x_true.double().numpy(), problem.kernel_true.double()
+    d0 = kernels.dirac(fam.size, dtype=torch.float64)
+    row: dict[str, Any] = {"e_trivial": joint_energy(post, d0, problem.y),
+                           "e_truth": joint_energy(post, h_true, problem.x_true), **extras}
+    xs, ks = [], []
+    for e_name in ESTIMATORS:
+        if e_name not in est:
+            xs.append(np.full(x_true.shape, np.nan))
+            ks.append(np.full(h_true.shape, np.nan))
+            for m in ("psnr", "ssim", "kernel_error", "energy"):
+                row[f"{m}_{e_name}"] = np.nan
+            continue
+        x, h = est[e_name]
+        xn, hn = x.double().numpy(), h.double().numpy()
+        xs.append(xn)
+        ks.append(hn)
+        row[f"psnr_{e_name}"] = psnr(xn, x_true)
+        row[f"ssim_{e_name}"] = ssim(xn, x_true)
+        row[f"kernel_error_{e_name}"] = float(np.linalg.norm(hn - h_true.numpy()))
+        row[f"energy_{e_name}"] = joint_energy(post, torch.as_tensor(hn), torch.as_tensor(xn))
+    row["psnr_y"] = psnr(problem.y.double().numpy(), x_true)
+    row["kernel_error_dirac"] = float(np.linalg.norm(d0.numpy() - h_true.numpy()))
+    err = local_map(np.abs(xs[ESTIMATORS.index("unrolled")] - x_true))
+    row["corr_error_blur_unrolled"] = float(spearmanr(err.ravel(), local_blur(xs[ESTIMATORS.index("unrolled")],
+                                                                              x_true).ravel())[0])
+    std = None
+    if cfg.sandbox:
+        err_exact = np.abs(xs[ESTIMATORS.index("mmse_exact")] - x_true)
+        row["corr_error_std_exact"] = float(spearmanr(err_exact.ravel(), extras["x_std"].ravel())[0])
+        std = extras.pop("x_std")
+        row.pop("x_std", None)
+    row["mmse_avoids_trivial"] = bool(row["kernel_error_unrolled"] < TRIVIAL_FRACTION * row["kernel_error_dirac"]
+                                      and row["psnr_unrolled"] > row["psnr_y"])
+    row["mmse_higher_energy_lower_error"] = bool(row["energy_unrolled"] > row["energy_map_trivial"]
+                                                 and row["psnr_unrolled"] > row["psnr_map_trivial"])
+    label = f"{name}/θ*={theta_true[0]:g}/σ={sig:g}"
+    ds = xr.Dataset(coords={"case": [label], "estimator": list(ESTIMATORS),
                             "panel": ["y", "x_true", *ESTIMATORS], "kpanel": ["kernel_true", *ESTIMATORS]})
-    ds["images"] = (("case", "panel", "row", "col"), np.array(images), {"long_name": "observation, truth and estimates"})
-    ds["kernels"] = (("case", "kpanel", "krow", "kcol"), np.array(kerns), {"long_name": "true and estimated kernels"})
+    ds["images"] = (("case", "panel", "row", "col"), np.array([[problem.y.double().numpy(), x_true, *xs]]),
+                    {"long_name": "observation, truth and estimates"})
+    ds["kernels"] = (("case", "kpanel", "krow", "kcol"), np.array([[h_true.numpy(), *ks]]),
+                     {"long_name": "true and estimated kernels"})
     for m, unit in (("psnr", "dB"), ("ssim", "1"), ("kernel_error", "1"), ("energy", "nats")):
-        ds[m] = (("case", "estimator"), np.array([[r[f"{m}_{e}"] for e in ESTIMATORS] for r in rows]),
+        ds[m] = (("case", "estimator"), np.array([[row[f"{m}_{e}"] for e in ESTIMATORS]]),
                  {"long_name": m.replace("_", " "), "units": unit})
-    for k in rows[0]:
+    for k in row:
         if not any(k.startswith(p + "_") for p in ("psnr", "ssim", "kernel_error", "energy")) or k in (
                 "psnr_y", "kernel_error_dirac"):
-            ds[k] = ("case", np.array([r.get(k, np.nan) for r in rows]))
+            ds[k] = ("case", np.array([row.get(k, np.nan)]))
     ds = ds.rename({"e_trivial": "energy_trivial_pair", "e_truth": "energy_truth"})
     ds.energy_trivial_pair.attrs.update(long_name="E(delta, y)", units="nats")
     ds.energy_truth.attrs.update(long_name="E(h*, x*)", units="nats")
-    if stds:
-        ds["x_std_exact"] = (("case", "row", "col"), np.array(stds), {"long_name": "exact posterior standard deviation"})
-    ds["case_noise"] = ("case", [float(lab.split("σ=")[1]) for lab in labels])
-    ds["case_theta_true"] = ("case", np.array(thetas), {"long_name": f"true {fam.param_names[0]}"})
+    if std is not None:
+        ds["x_std_exact"] = (("case", "row", "col"), std[None], {"long_name": "exact posterior standard deviation"})
+    ds["case_noise"] = ("case", [sig])
+    ds["case_theta_true"] = ("case", np.array([theta_true[0]]), {"long_name": f"true {fam.param_names[0]}"})
     ds.attrs.update(io.provenance(NAME, asdict(cfg), model=model_name, model_meta=getattr(model, "meta", {}),
                                   prior_description=prior.describe(), kernel_description=fam.describe()))
-    ds.attrs.update({"prior": prior.name, "kernel_family": fam.name, "noise_sigma": float(noises[0])})
+    ds.attrs.update({"prior": prior.name, "kernel_family": fam.name})
     return ds
+
+
+def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
+    """The cases along ``case``; the run's provenance (its whole configuration), the model's and the prior's
+    from the first case."""
+    cfg = config.resolved()
+    attrs = {**parts[0].attrs, **io.provenance(NAME, asdict(cfg))}
+    attrs["noise_sigma"] = float(floats("noise", cfg.noise)[0])
+    return concat_cases(parts, attrs)
+
+
+def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+    """Every case in this process: ``combine(cfg, [run_part(c) for c in cases(cfg)])``."""
+    cfg = (config or Config()).resolved()
+    return combine(cfg, [run_part(c, progress) for c in cases(cfg)])
 
 
 def summary(ds: xr.Dataset) -> str:

@@ -22,8 +22,8 @@ means, verdict stored (``annealed_beats_fixed``).
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ import xarray as xr
 
 from .. import data, io, kernels
 from .._checks import (
+    InputError,
     files_or_empty,
     flag,
     folder_or_empty,
@@ -52,7 +53,16 @@ from ..priors import PriorSettings, make_prior
 from ..sampling import gibbs as G
 from ..sampling.diffusion import DiffusionOptions, dps
 from ..sampling.langevin import LangevinOptions, sample_x
-from .common import FIRST, apply_quick, at_most, floats, image_sources
+from .common import (
+    FIRST,
+    apply_quick,
+    at_most,
+    concat_cases,
+    image_field,
+    image_sources,
+    product_cases,
+    single_case,
+)
 
 NAME = "posterior-statistics"
 SUMMARY = "Gibbs over (theta, x): theta posterior mass vs delta and theta*, posterior mean/std, calibration"
@@ -79,6 +89,8 @@ class Config:
                              "--images", files_or_empty("an image file"))
     sandbox: bool = option(False, "16x16 GMM draws, the GMM prior, exact references", flag())
     n_draws: int = option(4, "sandbox: images drawn from the GMM", integer(1))
+    first_draw: int = option(0, "sandbox: index of the first GMM draw (draws first_draw .. first_draw + n_draws - 1)",
+                             integer(0))
     crop: int = option(32, "crop size (natural mode)", integer(16))
     theta_true: str = option("1.5", "true Gaussian width(s), comma-separated", numbers(0.0, lo_open=True))
     noise: float = option(0.02, "noise level sigma", positive_number())
@@ -89,6 +101,8 @@ class Config:
     s: float = option(0.02, "Tweedie level of PnP-ULA (natural mode)", positive_number())
     hard_theta: float = option(2.5, "width of the hard case (fixed-s PnP-ULA vs annealed)", positive_number())
     seed: int = option(0, "seed", integer(0))
+    hard: bool = option(True, "also the hard case (fixed-level PnP-ULA vs annealed Langevin vs DPS at hard_theta, "
+                        "on the first image)", flag())
     samples: str = option("", "folder for each case's Gibbs draws in ArviZ's layout (one InferenceData "
                           "netCDF per case, x thinned to SAMPLE_DRAWS per chain); empty: not written",
                           folder_or_empty())
@@ -146,83 +160,119 @@ def hard_case(cfg: Config, prior: Any, image: np.ndarray) -> dict[str, float]:
     return out
 
 
-def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
-    """Every case; pure function of ``config``."""
+#: the list options whose product makes the cases, with the image (``images``, ``image_file``, or the
+#: sandbox's draw: one case per draw index)
+CASE_FIELDS = ("theta_true",)
+
+
+def cases(config: Config) -> list[Config]:
+    """One configuration per (image or sandbox draw, width), in that order; the hard case rides with the
+    first."""
+    cfg = config.resolved()
+    if cfg.sandbox:
+        out = [c for d in range(cfg.n_draws)
+               for c in product_cases(replace(cfg, first_draw=cfg.first_draw + d, n_draws=1), CASE_FIELDS)]
+    else:
+        out = product_cases(cfg, (image_field(cfg), *CASE_FIELDS))
+    return [c if i == 0 else replace(c, hard=False) for i, c in enumerate(out)]
+
+
+def _prior(cfg: Config, progress: bool) -> tuple[Any, str, torch.dtype]:
+    if cfg.sandbox:
+        return make_prior("gmm", (16, 16), PriorSettings(progress=progress)), "exact", torch.float64
+    return make_prior("tweedie", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float32)), "ula", torch.float32
+
+
+def run_part(config: Config, progress: bool = True) -> xr.Dataset:
+    """One case of :func:`cases`: the Gibbs run, its statistics and the point estimates beside it (dim ``case``
+    of length 1); the hard case's PSNRs in ``attrs`` when ``hard``."""
     import arviz as az
-    cfg = (config or Config()).resolved()
+    cfg = config.resolved()
+    single_case(cfg, CASE_FIELDS if cfg.sandbox else (image_field(cfg), *CASE_FIELDS))
+    if cfg.sandbox and cfg.n_draws != 1:
+        raise InputError("n_draws", "1 for one case (cases() makes them)", cfg.n_draws)
     fam = kernels.Gaussian(15)
     grid = np.linspace(0, 3, cfg.n_theta)
+    prior, method, dtype = _prior(cfg, progress)
     if cfg.sandbox:
-        prior = make_prior("gmm", (16, 16), PriorSettings(progress=progress))
-        sources = [(f"gmm-draw-{d}", prior.sample(1, rng=40_000 + cfg.seed + d)[0].numpy()) for d in range(cfg.n_draws)]
-        method, dtype = "exact", torch.float64
+        name, img = f"gmm-draw-{cfg.first_draw}", prior.sample(1, rng=40_000 + cfg.seed + cfg.first_draw)[0].numpy()
     else:
-        prior = make_prior("tweedie", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float32))
-        sources = image_sources(cfg.images, cfg.image_file, cfg.crop)
-        method, dtype = "ula", torch.float32
+        (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
     # the point estimates beside the posterior mean: map-vs-mmse's, with the prior's energy
     map_prior = prior if cfg.sandbox else make_prior("gs", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=dtype))
     model = load_unrolled(MODELS["sandbox" if cfg.sandbox else "gaussian"])
-    rows, labels, means, stds, hists, points, truths = [], [], [], [], [], [], []
-    for (name, img), th in itertools.product(sources, floats("theta_true", cfg.theta_true)):
-        prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype)
-        post = Posterior(prob, prior)
-        out = G.gibbs(post, grid, sweeps=cfg.sweeps, burn_in=cfg.burn_in, x_steps=3, method=method,
-                      chains=cfg.chains, rng=cfg.seed, progress=progress)
-        x = out["x"].double().numpy()
-        flat = x.reshape(-1, *x.shape[-2:])
-        tpost = out["theta_posterior"].numpy()
-        row: dict[str, Any] = {
-            "theta_true": th, "theta_mean": float((tpost * grid).sum()),
-            "mass_at_dirac": float(tpost[grid < DIRAC_FRACTION * th].sum()),
-            "mass_near_truth": float(tpost[np.abs(grid - th) <= 0.2 * th].sum()),
-            "psnr_mean": psnr(flat.mean(0), img),
-            "psnr_y": psnr(prob.y.double().numpy(), img),
-            "rhat_theta": float(az.rhat(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
-            "ess_theta": float(az.ess(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
-            "acceptance": float(np.nanmean(out["acceptance"])) if method == "mala" else np.nan,
-            **{f"coverage_{int(100 * lv)}": coverage(flat, img, lv) for lv in LEVELS}}
-        if cfg.sandbox:
-            exact = GMMPosterior(prob, prior, grid)
-            m = exact.mmse()
-            row["tv_theta_exact"] = 0.5 * float(np.abs(tpost - m["theta_posterior"].numpy()).sum())
-            _, xs = exact.sample(400, rng=cfg.seed)
-            for lv in LEVELS:
-                row[f"coverage_exact_{int(100 * lv)}"] = coverage(xs.numpy(), img, lv)
-        if cfg.samples:
-            write_samples(cfg, post, grid, out, f"{name}-theta{th:g}")
-        # on the study's own theta grid (the sandbox's exact MMSE then has the same uniform prior on theta)
-        est, extras = point_estimates(prob, map_prior, model, np.array([th]), grid, s=cfg.s, exact=cfg.sandbox,
-                                      progress=progress)
-        row.update(theta_map=extras["theta_map"], theta_map_near_truth=extras["theta_near_truth"],
-                   theta_map_theta=extras["theta_map_theta"], theta_unrolled=extras.get("theta_unrolled", np.nan))
-        pts = [flat.mean(0)] + [est[e][0].double().numpy() if e in est else np.full(img.shape, np.nan)
-                                for e in POINT_ESTIMATES[1:]]
-        for e, xe in zip(POINT_ESTIMATES[1:], pts[1:]):
-            row[f"psnr_{e}"] = psnr(xe, img)
-        points.append(pts)
-        truths.append(img)
-        rows.append(row)
-        labels.append(f"{name}/θ*={th:g}")
-        means.append(flat.mean(0))
-        stds.append(flat.std(0))
-        hists.append(tpost)
-    hard = hard_case(cfg, prior, sources[0][1])
-    ds = xr.Dataset({k: ("case", np.array([r.get(k, np.nan) for r in rows], dtype=float)) for k in rows[0]},
-                    coords={"case": labels, "theta": grid})
-    ds["theta_posterior"] = (("case", "theta"), np.array(hists), {"long_name": "Gibbs theta posterior on the grid"})
-    ds["posterior_mean"] = (("case", "row", "col"), np.array(means))
-    ds["posterior_std"] = (("case", "row", "col"), np.array(stds))
-    ds["estimate_image"] = (("case", "estimate", "row", "col"), np.array(points),
+    th = float(cfg.theta_true)
+    prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype)
+    post = Posterior(prob, prior)
+    out = G.gibbs(post, grid, sweeps=cfg.sweeps, burn_in=cfg.burn_in, x_steps=3, method=method,
+                  chains=cfg.chains, rng=cfg.seed, progress=progress)
+    x = out["x"].double().numpy()
+    flat = x.reshape(-1, *x.shape[-2:])
+    tpost = out["theta_posterior"].numpy()
+    row: dict[str, Any] = {
+        "theta_true": th, "theta_mean": float((tpost * grid).sum()),
+        "mass_at_dirac": float(tpost[grid < DIRAC_FRACTION * th].sum()),
+        "mass_near_truth": float(tpost[np.abs(grid - th) <= 0.2 * th].sum()),
+        "psnr_mean": psnr(flat.mean(0), img),
+        "psnr_y": psnr(prob.y.double().numpy(), img),
+        "rhat_theta": float(az.rhat(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
+        "ess_theta": float(az.ess(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
+        "acceptance": float(np.nanmean(out["acceptance"])) if method == "mala" else np.nan,
+        **{f"coverage_{int(100 * lv)}": coverage(flat, img, lv) for lv in LEVELS}}
+    if cfg.sandbox:
+        exact = GMMPosterior(prob, prior, grid)
+        m = exact.mmse()
+        row["tv_theta_exact"] = 0.5 * float(np.abs(tpost - m["theta_posterior"].numpy()).sum())
+        _, xs = exact.sample(400, rng=cfg.seed)
+        for lv in LEVELS:
+            row[f"coverage_exact_{int(100 * lv)}"] = coverage(xs.numpy(), img, lv)
+    if cfg.samples:
+        write_samples(cfg, post, grid, out, f"{name}-theta{th:g}")
+    # on the study's own theta grid (the sandbox's exact MMSE then has the same uniform prior on theta)
+    est, extras = point_estimates(prob, map_prior, model, np.array([th]), grid, s=cfg.s, exact=cfg.sandbox,
+                                  progress=progress)
+    row.update(theta_map=extras["theta_map"], theta_map_near_truth=extras["theta_near_truth"],
+               theta_map_theta=extras["theta_map_theta"], theta_unrolled=extras.get("theta_unrolled", np.nan))
+    pts = [flat.mean(0)] + [est[e][0].double().numpy() if e in est else np.full(img.shape, np.nan)
+                            for e in POINT_ESTIMATES[1:]]
+    for e, xe in zip(POINT_ESTIMATES[1:], pts[1:]):
+        row[f"psnr_{e}"] = psnr(xe, img)
+    ds = xr.Dataset({k: ("case", np.array([v], dtype=float)) for k, v in row.items()},
+                    coords={"case": [f"{name}/θ*={th:g}"], "theta": grid})
+    ds["theta_posterior"] = (("case", "theta"), tpost[None], {"long_name": "Gibbs theta posterior on the grid"})
+    ds["posterior_mean"] = (("case", "row", "col"), flat.mean(0)[None])
+    ds["posterior_std"] = (("case", "row", "col"), flat.std(0)[None])
+    ds["estimate_image"] = (("case", "estimate", "row", "col"), np.array([pts]),
                             {"long_name": "posterior mean (sampler) beside the point estimates"})
     ds = ds.assign_coords(estimate=list(POINT_ESTIMATES))
-    ds["x_true"] = (("case", "row", "col"), np.array(truths))
-    for lv in LEVELS:
-        ds.attrs[f"mean_coverage_{int(100 * lv)}"] = float(ds[f"coverage_{int(100 * lv)}"].mean())
-    ds.attrs.update(io.provenance(NAME, asdict(cfg), prior_description=prior.describe(), sampler=method, **hard))
-    ds.attrs["annealed_beats_fixed"] = int(hard["hard_psnr_annealed"] > hard["hard_psnr_fixed"])
-    ds.attrs.update({"prior": prior.name, "kernel_family": fam.name, "noise_sigma": cfg.noise})
+    ds["x_true"] = (("case", "row", "col"), img[None])
+    if cfg.hard:
+        ds.attrs["hard"] = json.dumps(hard_case(cfg, prior, img))
+    ds.attrs["prior_description"] = json.dumps(prior.describe(), default=str)
+    ds.attrs["prior"] = prior.name
     return ds
+
+
+def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
+    """The cases along ``case``; mean coverages, the hard case (from the first part) and the provenance."""
+    cfg = config.resolved()
+    hard = json.loads(parts[0].attrs["hard"]) if cfg.hard else {}
+    attrs = io.provenance(NAME, asdict(cfg), prior_description=json.loads(parts[0].attrs["prior_description"]),
+                          sampler="exact" if cfg.sandbox else "ula", **hard)
+    ds = concat_cases(parts, {})
+    for lv in LEVELS:
+        attrs[f"mean_coverage_{int(100 * lv)}"] = float(ds[f"coverage_{int(100 * lv)}"].mean())
+    if hard:
+        attrs["annealed_beats_fixed"] = int(hard["hard_psnr_annealed"] > hard["hard_psnr_fixed"])
+    attrs.update({"prior": parts[0].attrs["prior"], "kernel_family": kernels.Gaussian(15).name, "noise_sigma": cfg.noise})
+    ds.attrs = attrs
+    return ds
+
+
+def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+    """Every case in this process: ``combine(cfg, [run_part(c) for c in cases(cfg)])``."""
+    cfg = (config or Config()).resolved()
+    return combine(cfg, [run_part(c, progress) for c in cases(cfg)])
 
 
 def summary(ds: xr.Dataset) -> str:
