@@ -298,6 +298,7 @@ PARTED_RUNS = {
                    'noise = "0.01"\n',
     "posterior-statistics": 'study = "posterior-statistics"\n[options]\nsandbox = true\nn_draws = 2\nsweeps = 20\n'
                             'burn_in = 5\nn_theta = 7\nchains = 2\n',
+    "morse-bott": 'study = "morse-bott"\n[options]\nimages = "camera,ascent"\ncrop = 8\npriors = "gmm,gs"\nmax_iter = 20\n',
     "local-recovery": 'study = "local-recovery"\n[options]\npriors = "sandbox"\nimages = ["camera", "ascent"]\n'
                       'x_star = "critical"\nnoise_levels = "0,0.003"\nn_draws = 1\nradii = "0.3"\n'
                       'n_directions = 1\nn_outer = 5\n',

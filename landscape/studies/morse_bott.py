@@ -48,7 +48,17 @@ from .._checks import (
     validate,
 )
 from ..priors import PriorSettings, jacobian_asymmetry, make_prior
-from .common import FIRST, apply_quick, at_most, floats, image_sources, split
+from .common import (
+    FIRST,
+    apply_quick,
+    at_most,
+    floats,
+    image_field,
+    image_sources,
+    product_cases,
+    single_case,
+    split,
+)
 
 NAME = "morse-bott"
 SUMMARY = "Hessian spectra of learned priors at critical points reached by descending q from held-out images"
@@ -95,10 +105,18 @@ class Config:
         return c
 
 
-def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
-    """Every (image, prior): descent to a critical point, spectrum there, near-zero counts, asymmetry."""
+def cases(config: Config) -> list[Config]:
+    """One configuration per (image, prior), image first (``common.product_cases``)."""
+    cfg = config.resolved()
+    return product_cases(cfg, (image_field(cfg), "priors"))
+
+
+def run_part(config: Config, progress: bool = True) -> xr.Dataset:
+    """One (image, prior): descent to a critical point, spectrum there, near-zero counts, asymmetry (dims
+    ``image`` and ``prior`` of length 1)."""
     from tqdm.auto import tqdm
-    cfg = (config or Config()).resolved()
+    cfg = config.resolved()
+    single_case(cfg, (image_field(cfg), "priors"))
     sources, priors = image_sources(cfg.images, cfg.image_file, cfg.crop), split(cfg.priors)
     images = [name for name, _ in sources]
     thr = floats("thresholds", cfg.thresholds)
@@ -160,9 +178,23 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
         "x_start": (("image", "row", "col"), x_start),
         "x_end": (("image", "prior", "row", "col"), x_end),
     }, coords={"image": images, "prior": priors, "threshold": thr, "k": np.arange(k)})
-    ds.attrs.update(io.provenance(NAME, asdict(cfg)))
-    ds.attrs.update({"dimension": d, "s": cfg.s})
     return ds
+
+
+def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
+    """The (image, prior) parts of :func:`cases` on the ``image`` x ``prior`` grid, with the run's provenance."""
+    cfg = config.resolved()
+    n = len(split(cfg.priors))
+    ds = xr.combine_nested([parts[i:i + n] for i in range(0, len(parts), n)], concat_dim=["image", "prior"],
+                           data_vars="minimal", coords="minimal", compat="override", combine_attrs="override")
+    ds.attrs = {**io.provenance(NAME, asdict(cfg)), "dimension": cfg.crop ** 2, "s": cfg.s}
+    return ds
+
+
+def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+    """Every (image, prior) in this process: ``combine(cfg, [run_part(c) for c in cases(cfg)])``."""
+    cfg = (config or Config()).resolved()
+    return combine(cfg, [run_part(c, progress) for c in cases(cfg)])
 
 
 def summary(ds: xr.Dataset) -> str:
