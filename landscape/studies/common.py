@@ -140,6 +140,13 @@ def first(k: int = 1) -> Callable[[Any, Any], Any]:
 FIRST = first(1)
 
 
+def quick_resolved(cfg: Any, rules: dict[str, Any]) -> Any:
+    """A validated copy of ``cfg``, with the quick ``rules`` applied when its ``quick`` flag is set: how
+    every study's ``resolved()`` begins (its own cross-option checks follow)."""
+    c = validate(dataclasses.replace(cfg))
+    return apply_quick(c, rules)[0] if c.quick else c
+
+
 def apply_quick(cfg: Any, rules: dict[str, Any], force: tuple[str, ...] | set[str] = ()) -> tuple[Any, list[str]]:
     """``cfg`` with the quick ``rules`` applied to the options at their default (and those in ``force``).
 

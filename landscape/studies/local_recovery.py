@@ -57,13 +57,20 @@ from .._checks import (
     positive_number,
     prior_names,
     subset_of,
-    validate,
 )
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
 from ..priors.gmm import GMMPrior
 from ..solvers import SolverOptions
-from .common import FIRST, apply_quick, at_most, first, floats, image_sources, split
+from .common import (
+    FIRST,
+    at_most,
+    first,
+    floats,
+    image_sources,
+    quick_resolved,
+    split,
+)
 
 NAME = "local-recovery"
 SUMMARY = "the theorem under its hypothesis: x* a critical point of q, then C1-C4 each certified"
@@ -116,9 +123,7 @@ class Config:
     quick: bool = option(False, "one prior, one image, 16x16, 2 levels, 1 draw (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = validate(Config(**asdict(self)))
-        if c.quick:
-            c = apply_quick(c, QUICK)[0]
+        c = quick_resolved(self, QUICK)
         if c.kernel_size % 2 == 0 or c.kernel_size > min(c.crop, SANDBOX_SIZE if "sandbox" in split(c.priors)
                                                            else c.crop):
             raise InputError("kernel_size", "an odd size no larger than the image (12 with the sandbox)", c.kernel_size)

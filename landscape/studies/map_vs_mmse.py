@@ -50,7 +50,6 @@ from .._checks import (
     positive_number,
     prior_names,
     subset_of,
-    validate,
 )
 from ..estimators.compare import point_estimates
 from ..estimators.unrolled import MODELS, check_kernel_for, load_unrolled
@@ -60,13 +59,13 @@ from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
 from .common import (
     FIRST,
-    apply_quick,
     at_most,
     concat_cases,
     floats,
     image_field,
     image_sources,
     product_cases,
+    quick_resolved,
     single_case,
 )
 
@@ -114,9 +113,7 @@ class Config:
     quick: bool = option(False, "one image, one noise level, coarse grid (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = validate(Config(**asdict(self)))
-        if c.quick:
-            c = apply_quick(c, QUICK)[0]
+        c = quick_resolved(self, QUICK)
         return c
 
 

@@ -45,17 +45,16 @@ from .._checks import (
     positive_number,
     prior_names,
     subset_of,
-    validate,
 )
 from ..priors import PriorSettings, jacobian_asymmetry, make_prior
 from .common import (
     FIRST,
-    apply_quick,
     at_most,
     floats,
     image_field,
     image_sources,
     product_cases,
+    quick_resolved,
     single_case,
     split,
 )
@@ -92,9 +91,7 @@ class Config:
     quick: bool = option(False, "one image, 16x16, 300 descent iterations (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = validate(Config(**asdict(self)))
-        if c.quick:
-            c = apply_quick(c, QUICK)[0]
+        c = quick_resolved(self, QUICK)
         if c.n_eig == 0 and c.crop > 40:
             raise InputError("n_eig", f"a number of Ritz values to keep (the Lanczos count) for crop {c.crop} > 40 "
                              "(a dense spectrum needs crop^2 products)", 0)

@@ -22,20 +22,20 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels, metrics
-from .._checks import files_or_empty, flag, integer, numbers, option, positive_number, subset_of, validate
+from .._checks import files_or_empty, flag, integer, numbers, option, positive_number, subset_of
 from ..estimators import pnp
 from ..estimators.unrolled import load_unrolled
 from ..posterior import BlindDeblur
 from ..priors import PriorSettings, make_prior
 from .common import (
     FIRST,
-    apply_quick,
     at_most,
     concat_cases,
     floats,
     image_field,
     image_sources,
     product_cases,
+    quick_resolved,
     single_case,
 )
 
@@ -67,9 +67,7 @@ class Config:
     quick: bool = option(False, "one image, width and noise level; 20 iterations (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = validate(Config(**asdict(self)))
-        if c.quick:
-            c = apply_quick(c, QUICK)[0]
+        c = quick_resolved(self, QUICK)
         pnp.PnPOptions(s=c.s, s_max=c.s_max, s_min=c.s_min, n_iter=c.n_iter)       # their checks
         return c
 

@@ -42,7 +42,6 @@ from .._checks import (
     option,
     positive_number,
     subset_of,
-    validate,
 )
 from ..estimators.bayes import GMMPosterior
 from ..estimators.compare import point_estimates
@@ -55,12 +54,12 @@ from ..sampling.diffusion import DiffusionOptions, dps
 from ..sampling.langevin import LangevinOptions, sample_x
 from .common import (
     FIRST,
-    apply_quick,
     at_most,
     concat_cases,
     image_field,
     image_sources,
     product_cases,
+    quick_resolved,
     single_case,
 )
 
@@ -109,9 +108,7 @@ class Config:
     quick: bool = option(False, "sandbox-sized run (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = validate(Config(**asdict(self)))
-        if c.quick:
-            c = apply_quick(c, QUICK)[0]
+        c = quick_resolved(self, QUICK)
         LangevinOptions(n_steps=c.sweeps, burn_in=c.burn_in)          # burn-in below the run
         return c
 

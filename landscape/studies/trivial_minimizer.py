@@ -60,7 +60,6 @@ from .._checks import (
     positive_number,
     prior_names,
     subset_of,
-    validate,
 )
 from ..optim import ETOL_MARGIN
 from ..posterior import BlindDeblur, Posterior
@@ -69,13 +68,13 @@ from ..solvers import SolverOptions, method_for
 from .common import (
     FIRST,
     ProblemConfig,
-    apply_quick,
     at_least,
     at_most,
     family_and_truth,
     first,
     floats,
     load_image,
+    quick_resolved,
     split,
     theta_grid,
     true_parameter,
@@ -135,9 +134,7 @@ class Config(ProblemConfig):
                          "draws (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = validate(Config(**asdict(self)))
-        if c.quick:
-            c = apply_quick(c, QUICK)[0]
+        c = quick_resolved(self, QUICK)
         for case in c.problems():
             case.validate_problem(min_points=5)
         return c
