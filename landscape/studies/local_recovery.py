@@ -80,6 +80,8 @@ ROLES = ("critical", "natural")
 MERGED = 0.1
 #: a descent returned to the certified minimiser when it ends within this fraction of theta* of it
 RETURN_TOL = 0.05
+#: energies closer than this (nats) are a tie in C1 (the solves stop far below it)
+GAP_TOL = 1e-2
 #: gradient tolerance of the local joint descent and of the certificate (per unknown scale of E)
 POLISH_GTOL, CERT_GTOL = 1e-5, 1e-3
 #: an x* whose pixel standard deviation is below this fraction of the image's is "almost flat": H then
@@ -213,7 +215,10 @@ def _posterior(cfg: Config, prior: Any, fam: Any, clean: torch.Tensor, x_star: t
 
 
 def verdict_c3(levels: np.ndarray, verdicts: list[str], th: np.ndarray, theta_true: float) -> tuple[str, float]:
-    """C3 from draw 0's branch: the first level whose point is not a certified minimiser or has merged."""
+    """C3 from draw 0's branch: the first level whose point is not a certified minimiser or has merged into
+    the trivial basin; the fitted slope of :math:`\hat\theta(\sigma) - \theta^\star`."""
+    if verdicts[0].startswith("n/a") or (len(verdicts) > 1 and verdicts[1].startswith("n/a")):
+        return "n/a (score-only prior: no energy to descend)", np.nan
     ok = [v.startswith("certified") and t > MERGED * theta_true for v, t in zip(verdicts, th)]
     fin = np.isfinite(th)
     slope = float(np.polyfit(levels[fin], th[fin] - theta_true, 1)[0]) if fin.sum() >= 2 else np.nan
@@ -222,6 +227,35 @@ def verdict_c3(levels: np.ndarray, verdicts: list[str], th: np.ndarray, theta_tr
     i = ok.index(False)
     why = "merged into the trivial basin" if th[i] <= MERGED * theta_true else verdicts[i]
     return f"{'undecided' if why.startswith('undecided') else 'fails'} at σ = {levels[i]:g} ({why})", slope
+
+
+def verdict_c1(gap: np.ndarray, levels: np.ndarray, th: np.ndarray, theta_true: float, cert: list[str]) -> str:
+    """C1 from draw 0, level by level: is :math:`E` lower at the trivial pair than at the local minimiser (by
+    more than :data:`GAP_TOL`)? Levels whose local point is not a certified minimiser, or has merged into
+    the trivial basin, are said so (a score-only prior's points cannot be certified: every level counts)."""
+    merged = th <= MERGED * theta_true
+    scored = np.array([v.startswith("n/a") for v in cert])
+    none = ~merged & ~scored & ~np.array([v.startswith("certified") for v in cert])
+    valid = ~merged & ~none
+    parts = []
+    for word, sel in (("holds", (gap < -GAP_TOL) & valid), ("fails", (gap > GAP_TOL) & valid),
+                      ("ties", (np.abs(gap) <= GAP_TOL) & valid), ("no local minimiser", none),
+                      ("merged", merged)):
+        if sel.any():
+            parts.append(f"{word} at σ = " + ", ".join(f"{v:g}" for v in levels[sel]))
+    first = [f"E(δ) − E(local) at σ = {v:g}: {g:+.4g} nats" for v, g, ok in zip(levels, gap, valid) if ok][:1]
+    return "; ".join(parts + first)
+
+
+def conclusions(part: xr.Dataset, theta_true: float) -> dict[str, Any]:
+    """C1, C2, C3 of one case from its stored arrays (draw 0)."""
+    levels = part.noise_level.values
+    th = part.theta_hat.values[:, 0]
+    cert = [str(v) for v in part.cert_verdict.values]
+    c3, slope = verdict_c3(levels, cert, th, theta_true)
+    c2 = cert[0] if cert[0].startswith(("certified", "undecided")) else f"fails ({cert[0]})"
+    return {"c1_verdict": verdict_c1(part.energy_gap_dirac_minus_local.values[:, 0], levels, th, theta_true, cert),
+            "c2_verdict": c2, "c3_verdict": c3, "c3_slope": slope}
 
 
 def run_part(config: Config, progress: bool = True) -> xr.Dataset:
@@ -281,17 +315,13 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                     triv_v[i] = hessian.certificate(post, np.zeros((1, 1)), xd[0], k=cfg.certify_k,
                                                     gtol=CERT_GTOL)["verdict"]
                     keep = {"post": post, "theta": th, "x": x, "x_dirac": xd[0]}
-    c3, slope = verdict_c3(levels, cert_v, th_hat[:, 0], cfg.theta_true) if energy else ("n/a (score-only prior)", np.nan)
     seg_t = np.linspace(0, 1, 21)
     seg = scan.segment(keep["post"], [0.0], keep["x_dirac"], [keep["theta"]], keep["x"], seg_t, solver=solver)
     basin = basin_descents(cfg, keep, rng, progress)
     if not cert_v[ref].startswith("certified"):
         basin.attrs["verdict"] = f"(the point at σ = {levels[ref]:g} is not certified: {cert_v[ref]}) " + \
             basin.attrs["verdict"]
-    c1 = verdict_c1(gap[:, 0], levels)
-    c2 = cert_v[0] if cert_v[0].startswith(("certified", "undecided")) else f"fails ({cert_v[0]})"
-    ev.update(c1_verdict=c1, c2_verdict=c2, c3_verdict=c3, c4_verdict=basin.attrs["verdict"], c3_slope=slope,
-              trivial_certificate=triv_v[ref], reference_noise=float(levels[ref]), seconds=time.perf_counter() - t_start)
+    ev.update(c4_verdict=basin.attrs["verdict"], trivial_certificate=triv_v[ref], reference_noise=float(levels[ref]), seconds=time.perf_counter() - t_start)
     q_eig, q_res = ev.pop("q_eigenvalues"), ev.pop("q_eig_residuals")
     ds = xr.Dataset({
         "x_start": (("row", "col"), x0), "x_star": (("row", "col"), x_star.numpy()),
@@ -332,16 +362,6 @@ def sandbox_gap(cov: np.ndarray, y: np.ndarray, mu: np.ndarray, sigma: float) ->
     return float(0.5 * r @ np.linalg.solve(cov + sigma ** 2 * np.eye(r.size), r))
 
 
-def verdict_c1(gap: np.ndarray, levels: np.ndarray) -> str:
-    """C1 from draw 0: is the trivial pair below the local minimiser at every level?"""
-    below = gap < 0
-    if below.all():
-        return "holds (E lower at the trivial pair at every level)"
-    if not below.any():
-        return f"fails (E higher at the trivial pair at every level; gap at σ = {levels[0]:g}: {gap[0]:.4g} nats)"
-    return "holds for σ in " + ", ".join(f"{v:g}" for v in levels[below]) + " only"
-
-
 def basin_descents(cfg: Config, keep: dict[str, Any], rng: np.random.Generator, progress: bool) -> xr.Dataset:
     """C4: alternating descents from perturbations of the certified point, from (δ, y) and from random kernels."""
     post, th, x, xd = keep["post"], keep["theta"], keep["x"], keep["x_dirac"]
@@ -377,7 +397,7 @@ def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     """Cases along ``case`` (coordinates ``case_prior``, ``case_image``, ``case_x_star``), each verdict a variable."""
     cfg = config.resolved()
     meta = [p.attrs["case"] for p in parts]
-    evid = [p.attrs["evidence"] for p in parts]
+    evid = [{**p.attrs["evidence"], **conclusions(p, cfg.theta_true)} for p in parts]
     out = [p.copy() for p in parts]
     for p in out:
         p.attrs = {}
