@@ -248,13 +248,18 @@ def verdict_c1(gap: np.ndarray, levels: np.ndarray, th: np.ndarray, theta_true: 
 
 
 def conclusions(part: xr.Dataset, theta_true: float) -> dict[str, Any]:
-    """C1, C2, C3 of one case from its stored arrays (draw 0)."""
+    """C1, C2, C3 of one case from its stored arrays (draw 0), and C4's caveat when its reference point has
+    merged into the trivial basin."""
     levels = part.noise_level.values
     th = part.theta_hat.values[:, 0]
     cert = [str(v) for v in part.cert_verdict.values]
     c3, slope = verdict_c3(levels, cert, th, theta_true)
     c2 = cert[0] if cert[0].startswith(("certified", "undecided")) else f"fails ({cert[0]})"
-    return {"c1_verdict": verdict_c1(part.energy_gap_dirac_minus_local.values[:, 0], levels, th, theta_true, cert),
+    ref = int(np.argmin(np.abs(levels - part.attrs["evidence"]["reference_noise"])))
+    c4 = part.attrs["evidence"]["c4_verdict"]
+    if th[ref] <= MERGED * theta_true and not c4.startswith("("):
+        c4 = f"(the point at σ = {levels[ref]:g} has merged into the trivial basin) " + c4
+    return {"c4_verdict": c4, "c1_verdict": verdict_c1(part.energy_gap_dirac_minus_local.values[:, 0], levels, th, theta_true, cert),
             "c2_verdict": c2, "c3_verdict": c3, "c3_slope": slope}
 
 
