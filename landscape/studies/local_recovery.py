@@ -67,6 +67,7 @@ from .common import (
     at_most,
     first,
     floats,
+    image_field,
     image_sources,
     quick_resolved,
     split,
@@ -137,8 +138,7 @@ def cases(config: Config) -> list[Config]:
     mean, the image itself)."""
     cfg = config.resolved()
     names = [n for n, _ in image_sources(cfg.images, cfg.image_file, SANDBOX_SIZE)]
-    field = "image_file" if split(cfg.image_file) else "images"
-    return [replace(cfg, priors=p, x_star=r, **{field: n})
+    return [replace(cfg, priors=p, x_star=r, **{image_field(cfg): n})
             for p, n, r in itertools.product(split(cfg.priors), names, split(cfg.x_star))
             if not (p == "sandbox" and r == "natural")]
 
