@@ -298,6 +298,8 @@ PARTED_RUNS = {
                    'noise = "0.01"\n',
     "posterior-statistics": 'study = "posterior-statistics"\n[options]\nsandbox = true\nn_draws = 2\nsweeps = 20\n'
                             'burn_in = 5\nn_theta = 7\nchains = 2\n',
+    "blurry-is-more-likely": 'study = "blurry-is-more-likely"\n[options]\ncrop = 16\nn_images = 2\nwidth_step = 1.0\n'
+                             'evaluators = ["gaussian", "gs"]\n',
     "morse-bott": 'study = "morse-bott"\n[options]\nimages = "camera,ascent"\ncrop = 8\npriors = "gmm,gs"\nmax_iter = 20\n',
     "local-recovery": 'study = "local-recovery"\n[options]\npriors = "sandbox"\nimages = ["camera", "ascent"]\n'
                       'x_star = "critical"\nnoise_levels = "0,0.003"\nn_draws = 1\nradii = "0.3"\n'

@@ -6,8 +6,9 @@ Every study module implements :class:`Study`. A study whose run is a set of inde
 defines ``cases`` / ``run_part`` / ``combine`` (:data:`PARTED`): ``sweep`` then farms its cases out to
 dask workers (``--workers``), streams each to disk as it ends and resumes a rerun case by case. For a
 product of list options, ``common.product_cases`` / ``single_case`` / ``concat_cases`` are the one
-mechanism (``map-vs-mmse``, ``posterior-statistics``, ``pnp-vs-unrolled``, ``morse-bott``);
-``trivial-minimizer`` and ``local-recovery`` cut their own.
+mechanism (``map-vs-mmse``, ``posterior-statistics``, ``pnp-vs-unrolled``, ``morse-bott``,
+``blurry-is-more-likely``); ``trivial-minimizer`` and ``local-recovery`` cut their own; ``map-vs-marginal``
+(one profile) is one case.
 ``tests/test_sweep.py`` checks, for every parted study, that a 2-worker run equals the in-process one."""
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ Nguyen, Pauwels & Weiss report that a blur of width 3 gets lower q than the shar
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from .. import data, io, kernels
 from .._checks import Check, InputError, flag, integer, option, positive_number, subset_of, validate
 from ..operators import Blur
 from ..priors import PriorSettings, make_prior
-from .common import apply_quick, at_least, at_most, split
+from .common import apply_quick, at_least, at_most, concat_cases, product_cases, single_case, split
 
 NAME = "blurry-is-more-likely"
 SUMMARY = "q(blurred) - q(sharp) on held-out images for exact and learned priors"
@@ -81,59 +82,79 @@ def blurred_crops(cfg: Config, widths: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return out, hs.numpy()
 
 
-def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
-    cfg = (config or Config()).resolved()
+def cases(config: Config) -> list[Config]:
+    """One configuration per evaluator (``common.product_cases``)."""
+    return product_cases(config.resolved(), ("evaluators",))
+
+
+def run_part(config: Config, progress: bool = True) -> xr.Dataset:
+    """One evaluator's q differences on every crop and width (dim ``evaluator`` of length 1)."""
+    cfg = config.resolved()
+    single_case(cfg, ("evaluators",))
     widths = np.round(np.arange(0, cfg.width_max + 1e-9, cfg.width_step), 6)
     imgs, hs = blurred_crops(cfg, widths)
-    evs = split(cfg.evaluators)
+    ev = cfg.evaluators
     I, W = imgs.shape[:2]
     x64 = torch.as_tensor(imgs)
-    dq = np.full((I, W, len(evs)), np.nan)
+    dq = np.full((I, W), np.nan)
     err = np.zeros_like(dq)
     shape = (cfg.crop, cfg.crop)
-    descr: dict[str, Any] = {}
     settings = PriorSettings(s=cfg.s, dtype=torch.float32, ode_steps=cfg.ode_steps, probes=cfg.probes,
                              progress=progress)
-    for e, ev in enumerate(evs):
-        prior = make_prior(ev, shape, settings)
-        if ev == "tweedie":          # a score only: q differences by line integrals from the sharp crop
-            x32 = x64.float()
-            d, er = prior.energy_difference(x32[:, :1].expand_as(x32).reshape(-1, *shape), x32.reshape(-1, *shape))
-            dq[:, :, e], err[:, :, e] = d.reshape(I, W).double().numpy(), er.reshape(I, W).double().numpy()
-        elif ev == "pf-ode":
-            lp, se = [], []
-            for i in range(I):       # one image's widths share their probes (common random numbers)
-                l, s_ = prior.log_density(x64[i].float(), rng=cfg.seed + i, common_probes=True)
-                lp.append(l.double().numpy())
-                se.append(s_.double().numpy())
-            q = -np.stack(lp)
-            dq[:, :, e] = q - q[:, :1]
-            # SE of a difference under shared probes is not the sum of SEs; store the per-image SE
-            err[:, :, e] = np.stack(se)
-        else:                        # an energy (exact, or the GS potential)
-            xin = x64.float() if ev == "gs" else x64
-            q = prior.energy(xin.reshape(-1, *shape)).reshape(I, W).double().numpy()
-            dq[:, :, e] = q - q[:, :1]
-        descr[ev] = prior.describe()
+    prior = make_prior(ev, shape, settings)
+    if ev == "tweedie":          # a score only: q differences by line integrals from the sharp crop
+        x32 = x64.float()
+        d, er = prior.energy_difference(x32[:, :1].expand_as(x32).reshape(-1, *shape), x32.reshape(-1, *shape))
+        dq, err = d.reshape(I, W).double().numpy(), er.reshape(I, W).double().numpy()
+    elif ev == "pf-ode":
+        lp, se = [], []
+        for i in range(I):       # one image's widths share their probes (common random numbers)
+            l, s_ = prior.log_density(x64[i].float(), rng=cfg.seed + i, common_probes=True)
+            lp.append(l.double().numpy())
+            se.append(s_.double().numpy())
+        q = -np.stack(lp)
+        dq = q - q[:, :1]
+        # SE of a difference under shared probes is not the sum of SEs; store the per-image SE
+        err = np.stack(se)
+    else:                        # an energy (exact, or the GS potential)
+        xin = x64.float() if ev == "gs" else x64
+        q = prior.energy(xin.reshape(-1, *shape)).reshape(I, W).double().numpy()
+        dq = q - q[:, :1]
     ds = xr.Dataset(
-        {"delta_q": (("image", "width", "evaluator"), dq, io.energy_attrs("q(h_w * x) - q(x)")),
-         "delta_q_error": (("image", "width", "evaluator"), err,
+        {"delta_q": (("image", "width", "evaluator"), dq[..., None], io.energy_attrs("q(h_w * x) - q(x)")),
+         "delta_q_error": (("image", "width", "evaluator"), err[..., None],
                            {"long_name": "quadrature error estimate (tweedie) or standard error of q (pf-ode)",
                             "units": "nats"}),
          "images": (("image", "width", "row", "col"), imgs, {"long_name": "sharp (width 0) and blurred crops"}),
          "kernels": (("width", "krow", "kcol"), hs, {"long_name": "Gaussian blur kernels"})},
-        coords={"image": [f"{n}@{r:.2f},{c:.2f}" for n, r, c in CROPS[:I]], "width": widths, "evaluator": evs})
+        coords={"image": [f"{n}@{r:.2f},{c:.2f}" for n, r, c in CROPS[:I]], "width": widths, "evaluator": [ev]})
+    ds.attrs["evaluator_description"] = json.dumps(prior.describe(), default=str)
+    return ds
+
+
+def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
+    """The evaluators side by side, the verdicts over crops, and the run's provenance."""
+    cfg = config.resolved()
+    evs = split(cfg.evaluators)
+    descr = {ev: json.loads(p.attrs["evaluator_description"]) for ev, p in zip(evs, parts)}
+    ds = concat_cases(parts, io.provenance(NAME, asdict(cfg), evaluators_description=descr), dim="evaluator")
+    widths = ds.width.values
     last = ds.delta_q.isel(width=-1)
     frac = (last < 0).mean("image")
     mono = ((ds.delta_q.isel(width=slice(0, 3)).diff("width") > 0).all("width")
             | (ds.delta_q.isel(width=slice(0, 3)).diff("width") < 0).all("width"))
     ds["monotone_near_0"] = mono.astype(np.int8).assign_attrs(
         long_name="delta_q monotone over widths 0, w1, w2 (1) or not (0)")
-    ds.attrs.update(io.provenance(NAME, asdict(cfg), evaluators_description=descr))
     for ev in evs:
         ds.attrs[f"fraction_lower_at_{widths[-1]:g}_{ev}"] = float(frac.sel(evaluator=ev))
         ds.attrs[f"fraction_monotone_near_0_{ev}"] = float(mono.sel(evaluator=ev).mean())
     return ds
+
+
+def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+    """Every evaluator in this process: ``combine(cfg, [run_part(c) for c in cases(cfg)])``."""
+    cfg = (config or Config()).resolved()
+    return combine(cfg, [run_part(c, progress) for c in cases(cfg)])
 
 
 def summary(ds: xr.Dataset) -> str:

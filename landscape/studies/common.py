@@ -194,10 +194,10 @@ def single_case(cfg: Any, fields: tuple[str, ...]) -> None:
             raise InputError(f, "a single value for one case (cases() makes them)", getattr(cfg, f))
 
 
-def concat_cases(parts: list[xr.Dataset], attrs: dict[str, Any]) -> xr.Dataset:
-    """The parts (each with a ``case`` dimension) joined along ``case``, with ``attrs`` (the whole run's
-    provenance) in place of the parts' own."""
-    ds = xr.concat(parts, dim="case", data_vars="minimal", coords="minimal", compat="override",
+def concat_cases(parts: list[xr.Dataset], attrs: dict[str, Any], dim: str = "case") -> xr.Dataset:
+    """The parts (each with a ``dim`` dimension) joined along it (variables without it: the first part's),
+    with ``attrs`` (the whole run's provenance) in place of the parts' own."""
+    ds = xr.concat(parts, dim=dim, data_vars="minimal", coords="minimal", compat="override",
                    combine_attrs="override")             # the variables' attrs: the first part's
     ds.attrs = dict(attrs)
     return ds
