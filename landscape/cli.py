@@ -159,7 +159,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         plt.close("all")
         raise InputError("file", f"a results file of study {study} (the variables its figure draws)",
                          f"{path} ({type(exc).__name__}: {exc})") from None
-    fig = ax.figure
+    fig = (ax if hasattr(ax, "figure") else ax.flat[0]).figure     # one axes, or an array of panels
     fig.tight_layout()
     from .io import atomic_path
     with atomic_path(fig_out) as tmp:

@@ -71,3 +71,11 @@ def test_cases_pair_every_prior_image_and_role_but_the_sandbox_natural_one():
 def test_a_kernel_larger_than_the_sandbox_image_is_refused():
     with pytest.raises(ValueError, match="^kernel_size:"):
         lr.Config(priors="sandbox", kernel_size=15).resolved()
+
+
+def test_cases_of_different_image_sizes_combine_nan_padded():
+    """The sandbox (12x12) beside a 16x16 case: one file, the smaller images NaN-padded, their size kept."""
+    ds = lr.run(lr.Config(quick=True, priors="sparse,sandbox", x_star="critical", n_outer=3), progress=False)
+    assert ds.sizes["row"] == 16 and list(ds.image_size.values) == [16, 12]
+    sand = ds.x_star.sel(case="sandbox/camera/critical").values
+    assert np.isfinite(sand[:12, :12]).all() and np.isnan(sand[12:, :]).all()

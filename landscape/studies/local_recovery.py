@@ -239,7 +239,7 @@ def verdict_c1(gap: np.ndarray, levels: np.ndarray, th: np.ndarray, theta_true: 
     valid = ~merged & ~none
     parts = []
     for word, sel in (("holds", (gap < -GAP_TOL) & valid), ("fails", (gap > GAP_TOL) & valid),
-                      ("ties", (np.abs(gap) <= GAP_TOL) & valid), ("no local minimiser", none),
+                      ("ties", (np.abs(gap) <= GAP_TOL) & valid), ("no certified local minimiser", none),
                       ("merged", merged)):
         if sel.any():
             parts.append(f"{word} at σ = " + ", ".join(f"{v:g}" for v in levels[sel]))
@@ -399,13 +399,18 @@ def basin_descents(cfg: Config, keep: dict[str, Any], rng: np.random.Generator, 
 
 
 def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
-    """Cases along ``case`` (coordinates ``case_prior``, ``case_image``, ``case_x_star``), each verdict a variable."""
+    """Cases along ``case`` (coordinates ``case_prior``, ``case_image``, ``case_x_star``), each verdict a variable;
+    images of a smaller case (the sandbox) NaN-padded to the largest, their own size in ``image_size``."""
     cfg = config.resolved()
     meta = [p.attrs["case"] for p in parts]
     evid = [{**p.attrs["evidence"], **conclusions(p, cfg.theta_true)} for p in parts]
     out = [p.copy() for p in parts]
-    for p in out:
+    size = max(p.sizes["row"] for p in parts)       # the sandbox's 12x12 beside 32x32: NaN-padded, bottom right
+    for i, p in enumerate(out):
         p.attrs = {}
+        pad = size - p.sizes["row"]
+        out[i] = p.pad(row=(0, pad), col=(0, pad)) if pad else p
+        out[i]["image_size"] = p.sizes["row"]
     ds = xr.concat(out, dim="case", coords="minimal", compat="override", join="outer")
     ds = ds.assign_coords(case=[f"{m['prior']}/{m['image']}/{m['x_star']}" for m in meta],
                           **{f"case_{k}": ("case", [m[k] for m in meta]) for k in ("prior", "image", "x_star")})
