@@ -319,7 +319,12 @@ def test_every_parted_study_has_a_small_run_here():
     assert set(PARTED_RUNS) == {n for n, m in STUDIES.items() if sweep.parted(m)}
 
 
-@pytest.mark.parametrize("study", sorted(PARTED_RUNS))
+#: the two whose small runs cost most (point estimates, Gibbs): `slow`, to keep the default run under 15 min
+SLOW_TWO_WORKER = ("map-vs-mmse", "posterior-statistics")
+
+
+@pytest.mark.parametrize("study", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_TWO_WORKER else s
+                                   for s in sorted(PARTED_RUNS)])
 def test_a_two_worker_run_equals_the_in_process_run(tmp_path, study):
     """Each parted study: its cases farmed out to 2 dask worker processes give the file the study's own
     in-process ``run`` gives (values to round-off: a worker has one BLAS thread)."""
