@@ -70,6 +70,7 @@ from .common import (
     image_field,
     image_sources,
     quick_resolved,
+    single_case,
     split,
 )
 
@@ -266,9 +267,7 @@ def conclusions(part: xr.Dataset, theta_true: float) -> dict[str, Any]:
 def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     """One case of :func:`cases`: H, then C1-C4 (see the module docstring)."""
     cfg = config.resolved()
-    for name in ("priors", "images", "x_star"):
-        if len(split(getattr(cfg, name))) != 1 and not (name == "images" and split(cfg.image_file)):
-            raise InputError(name, "a single value for one case (cases() makes them)", getattr(cfg, name))
+    single_case(cfg, ("priors", image_field(cfg), "x_star"))
     rng = np.random.default_rng(cfg.seed)
     t_start = time.perf_counter()
     prior, x0, closed = _prior_and_image(cfg, rng)
