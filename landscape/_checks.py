@@ -157,14 +157,15 @@ def one_of(options: Any) -> Check:
     return Check("one of " + ", ".join(map(str, opts)), lambda v: v in opts, ("no-such-choice",))
 
 
-def subset_of(options: Any) -> Check:
-    """A comma-separated, non-empty list of names from ``options``."""
+def subset_of(options: Any, *, allow_empty: bool = False) -> Check:
+    """A comma-separated list of names from ``options`` (non-empty unless ``allow_empty``)."""
     opts = tuple(options)
 
     def ok(v: Any) -> bool:
         names = split(v)
-        return bool(names) and all(n in opts for n in names)
-    return Check("a comma-separated list of " + ", ".join(map(str, opts)), ok, ("", "no-such-choice"))
+        return (bool(names) or allow_empty) and all(n in opts for n in names)
+    what = "a comma-separated list of " + ", ".join(map(str, opts)) + (" (or nothing)" if allow_empty else "")
+    return Check(what, ok, ("no-such-choice",) if allow_empty else ("", "no-such-choice"))
 
 
 def prior_names(options: Any) -> Check:

@@ -399,7 +399,7 @@ class Free(KernelFamily):
 
     def theta_of(self, kernel: Any) -> torch.Tensor:
         """Parameter ``(1, k*k)`` of a given kernel (validated: non-negative, sums to 1)."""
-        h = torch.as_tensor(kernel2d("kernel", kernel), dtype=torch.get_default_dtype())
+        h = torch.as_tensor(kernel2d("kernel", kernel), dtype=torch.float64)
         if h.shape != (self.size, self.size):
             raise InputError("kernel", f"shape ({self.size}, {self.size})", tuple(h.shape))
         return (h - dirac(self.size, dtype=h.dtype)).reshape(1, -1)
@@ -526,8 +526,10 @@ def load(path: str | _FilePath) -> np.ndarray:
     -------
     ndarray
         The kernel, checked (2-D, finite, non-negative, summing to 1 within 1e-6, not the Dirac δ:
-        a scan from δ to δ is degenerate) and zero-padded to a square odd size with its centre of
-        mass on the centre pixel (integer shift).
+        a scan from δ to δ is degenerate), its all-zero margins trimmed, and zero-padded to the smallest
+        square odd support with its centre of mass on the centre pixel (integer shift): Levin et al.'s
+        ``levin4`` (a 27×27 file, 24×22 non-zero, mass off-centre) loads as 29×29, ``levin5`` (13×13)
+        as 11×11.
     """
     from .resources import MEASURED_KERNELS, measured_kernel_path
     p = measured_kernel_path(str(path)) if str(path) in MEASURED_KERNELS else _FilePath(path)
@@ -542,6 +544,8 @@ def load(path: str | _FilePath) -> np.ndarray:
     if h.max() >= 1.0 - 1e-6:
         raise InputError("kernel_file", "a blur kernel with mass on more than one pixel (this one is the Dirac "
                          "δ: the scan from δ to δ is degenerate)", f"{p}, shape {h.shape}")
+    nz_r, nz_c = np.flatnonzero(h.sum(1) > 0), np.flatnonzero(h.sum(0) > 0)
+    h = h[nz_r[0]:nz_r[-1] + 1, nz_c[0]:nz_c[-1] + 1]          # zero margins cost no support
     rows, cols = np.indices(h.shape)
     cr, cc = int(round((rows * h).sum())), int(round((cols * h).sum()))
     half = max(cr, h.shape[0] - 1 - cr, cc, h.shape[1] - 1 - cc)

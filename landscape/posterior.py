@@ -161,6 +161,16 @@ class Posterior:
     def energy(self, theta: Any, x: torch.Tensor) -> torch.Tensor:
         return self.terms(theta, x)["energy"]
 
+    def energy_at_kernel(self, kernel: Any, x: Any) -> float:
+        r""":math:`\|h \star x - y\|^2/(2\sigma^2) + \lambda q(x)` at an explicit centred odd kernel ``h``, which
+        need not lie in the family (an estimate on another support, :math:`E[h \mid y]`); no kernel term."""
+        dt = self.problem.dtype
+        h = torch.as_tensor(np.asarray(kernel, dtype=float), dtype=dt, device=self.problem.device)
+        x = torch.as_tensor(np.asarray(x, dtype=float), dtype=dt, device=self.problem.device)
+        with torch.no_grad():
+            res = Blur(h, self.problem.image_shape, boundary=self.problem.boundary)(x) - self.problem.y
+            return float((res ** 2).sum() / (2 * self.problem.noise ** 2) + self.prior_term(x[None])[0])
+
     # -- the inner problem min_x E(theta, x) --------------------------------------------
     def x_objective(self, theta: Any, blur: Blur | None = None) -> tuple[Callable, Blur]:
         """``fg(x, idx)``: energy and x-gradient for the items ``idx`` of the batch ``theta``."""

@@ -192,3 +192,37 @@ def test_morse_bott_bad_input():
         S.run(S.Config(crop=8, priors="gs", n_eig=65), progress=False)
     with pytest.raises(InputError, match="n_eig"):
         S.run(S.Config(crop=48, priors="gs"), progress=False)
+
+
+def test_real_shake_the_true_kernel_scores_one_and_the_success_curve_counts_the_ratios(tmp_path):
+    """real-shake on two measured kernels (one image, 64x64, short runs): the true kernel's error ratio is
+    exactly 1 and its kernel error round-off; every estimate has a finite ratio and kernel error; the stored success
+    rates are the fractions of the stored ratios at or below each threshold; the estimated kernels lie on the
+    simplex; the inputs (y, x*) are stored."""
+    from landscape.studies import real_shake as rs
+    cfg = rs.Config(kernels="levin5,levin3", images="camera", crop=64, n_outer=3, n_em=2, skip="pnp")
+    ds = rs.run(cfg, progress=False)
+    assert ds.sizes["case"] == 2 and list(ds.case_kernel.values) == ["levin5", "levin3"]
+    r = ds.error_ratio.values
+    j = list(ds.estimator.values).index("true")
+    assert np.array_equal(r[:, j], [1.0, 1.0]) and (ds.kernel_error.values[:, j] <= 1e-15).all()   # (h - δ) + δ
+    live = [e for e in ds.estimator.values if e != "pnp"]
+    assert np.isfinite(ds.error_ratio.sel(estimator=live).values).all()
+    assert np.isnan(ds.error_ratio.sel(estimator="pnp").values).all()
+    for i, e in enumerate(ds.estimator.values):
+        if e in live:
+            expect = [(r[:, i] <= t).mean() for t in ds.threshold.values]
+            assert np.array_equal(ds.success_curve.values[i], expect)
+            k = ds.kernel_hat.sel(estimator=e).values
+            assert np.allclose(np.nansum(k, axis=(-2, -1)), 1.0, atol=1e-6) and np.nanmin(k) >= 0
+    assert ds.y.shape == (2, 64, 64) and ds.x_true.shape == (2, 64, 64)
+
+
+def test_real_shake_bad_kernel_names_exit_2_naming_the_option(tmp_path, capsys):
+    from landscape.cli import main
+    assert main(["run", "real-shake", "--kernels", "levin9", "--out", str(tmp_path / "r.nc")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("landscape: error: kernels")
+    assert main(["run", "real-shake", "--kernels", "", "--out", str(tmp_path / "r.nc")]) == 2
+    assert "kernels" in capsys.readouterr().err
+    assert not (tmp_path / "r.nc").exists()

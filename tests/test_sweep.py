@@ -304,6 +304,8 @@ PARTED_RUNS = {
     "local-recovery": 'study = "local-recovery"\n[options]\npriors = "sandbox"\nimages = ["camera", "ascent"]\n'
                       'x_star = "critical"\nnoise_levels = "0,0.003"\nn_draws = 1\nradii = "0.3"\n'
                       'n_directions = 1\nn_outer = 5\n',
+    "real-shake": 'study = "real-shake"\n[options]\nkernels = "levin5"\nimages = "camera,ascent"\ncrop = 64\n'
+                  'n_outer = 3\nn_em = 2\npnp_iter = 3\n',
 }
 
 
@@ -319,8 +321,9 @@ def test_every_parted_study_has_a_small_run_here():
     assert set(PARTED_RUNS) == {n for n, m in STUDIES.items() if sweep.parted(m)}
 
 
-#: the two whose small runs cost most (point estimates, Gibbs): `slow`, to keep the default run under 15 min
-SLOW_TWO_WORKER = ("map-vs-mmse", "posterior-statistics")
+#: those whose small runs cost most (point estimates, Gibbs, four kernel estimators): `slow`, to keep the
+#: default run under 15 min
+SLOW_TWO_WORKER = ("map-vs-mmse", "posterior-statistics", "real-shake")
 
 
 @pytest.mark.parametrize("study", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_TWO_WORKER else s

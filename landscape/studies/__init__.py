@@ -7,7 +7,7 @@ defines ``cases`` / ``run_part`` / ``combine`` (:data:`PARTED`): ``sweep`` then 
 dask workers (``--workers``), streams each to disk as it ends and resumes a rerun case by case. For a
 product of list options, ``common.product_cases`` / ``single_case`` / ``concat_cases`` are the one
 mechanism (``map-vs-mmse``, ``posterior-statistics``, ``pnp-vs-unrolled``, ``morse-bott``,
-``blurry-is-more-likely``); ``trivial-minimizer`` and ``local-recovery`` cut their own; ``map-vs-marginal``
+``blurry-is-more-likely``, ``real-shake``); ``trivial-minimizer`` and ``local-recovery`` cut their own; ``map-vs-marginal``
 (one profile) is one case.
 ``tests/test_sweep.py`` checks, for every parted study, that a 2-worker run equals the in-process one."""
 
@@ -28,6 +28,7 @@ from . import (
     morse_bott,
     pnp_vs_unrolled,
     posterior_statistics,
+    real_shake,
     trivial_minimizer,
 )
 
@@ -40,6 +41,7 @@ STUDIES: dict[str, ModuleType] = {
     "posterior-statistics": posterior_statistics,
     "morse-bott": morse_bott,
     "local-recovery": local_recovery,
+    "real-shake": real_shake,
 }
 
 

@@ -216,7 +216,7 @@ def _posterior(cfg: Config, prior: Any, fam: Any, clean: torch.Tensor, x_star: t
 
 
 def verdict_c3(levels: np.ndarray, verdicts: list[str], th: np.ndarray, theta_true: float) -> tuple[str, float]:
-    """C3 from draw 0's branch: the first level whose point is not a certified minimiser or has merged into
+    r"""C3 from draw 0's branch: the first level whose point is not a certified minimiser or has merged into
     the trivial basin; the fitted slope of :math:`\hat\theta(\sigma) - \theta^\star`."""
     if verdicts[0].startswith("n/a") or (len(verdicts) > 1 and verdicts[1].startswith("n/a")):
         return "n/a (score-only prior: no energy to descend)", np.nan

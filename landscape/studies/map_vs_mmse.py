@@ -54,7 +54,6 @@ from .._checks import (
 from ..estimators.compare import point_estimates
 from ..estimators.unrolled import MODELS, check_kernel_for, load_unrolled
 from ..metrics import psnr, ssim
-from ..operators import Blur
 from ..posterior import BlindDeblur, Posterior
 from ..priors import PriorSettings, make_prior
 from .common import (
@@ -131,13 +130,6 @@ def local_blur(x_hat: np.ndarray, x_true: np.ndarray) -> np.ndarray:
     return 1 - local_map(g2(x_hat)) / np.maximum(local_map(g2(x_true)), 1e-12)
 
 
-def joint_energy(post: Posterior, h: torch.Tensor, x: torch.Tensor) -> float:
-    """:math:`E` at an explicit kernel ``h`` (which need not lie in the family: :math:`E[h\\mid y]`)."""
-    with torch.no_grad():
-        res = Blur(h.to(post.problem.dtype), post.problem.image_shape)(x.to(post.problem.dtype)) - post.problem.y
-        return float((res ** 2).sum() / (2 * post.problem.noise ** 2) + post.prior_term(x[None].to(post.problem.dtype))[0])
-
-
 def _setup(cfg: Config):
     """Family, true parameters (one row per case value) and model of the configuration."""
     if cfg.kernel_file:                 # the path delta -> h*, h* padded to the model's support in run()
@@ -190,8 +182,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     post = Posterior(problem, prior)
     x_true, h_true = problem.x_true.double().numpy(), problem.kernel_true.double()
     d0 = kernels.dirac(fam.size, dtype=torch.float64)
-    row: dict[str, Any] = {"e_trivial": joint_energy(post, d0, problem.y),
-                           "e_truth": joint_energy(post, h_true, problem.x_true), **extras}
+    row: dict[str, Any] = {"e_trivial": post.energy_at_kernel(d0, problem.y),
+                           "e_truth": post.energy_at_kernel(h_true, problem.x_true), **extras}
     xs, ks = [], []
     for e_name in ESTIMATORS:
         if e_name not in est:
@@ -207,7 +199,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         row[f"psnr_{e_name}"] = psnr(xn, x_true)
         row[f"ssim_{e_name}"] = ssim(xn, x_true)
         row[f"kernel_error_{e_name}"] = float(np.linalg.norm(hn - h_true.numpy()))
-        row[f"energy_{e_name}"] = joint_energy(post, torch.as_tensor(hn), torch.as_tensor(xn))
+        row[f"energy_{e_name}"] = post.energy_at_kernel(hn, xn)
     row["psnr_y"] = psnr(problem.y.double().numpy(), x_true)
     row["kernel_error_dirac"] = float(np.linalg.norm(d0.numpy() - h_true.numpy()))
     err = local_map(np.abs(xs[ESTIMATORS.index("unrolled")] - x_true))

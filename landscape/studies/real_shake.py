@@ -1,0 +1,275 @@
+r"""Study ``real-shake``: Levin et al.'s measured camera shake and error-ratio protocol (CVPR 2009).
+
+For each case (measured kernel × held-out image × noise level; :math:`y = h^\star \star x^\star + \sigma n`,
+circular) every estimator sees only :math:`(y, \sigma)` and the kernel's support (the true kernel's, as in
+Levin et al.'s protocol):
+
+* ``map_xk`` — the joint MAP over :math:`(x, h)` from :math:`(\delta, y)`, alternating with delayed
+  normalisation (Perrone & Favaro 2014), coarse to fine, under the ``--prior`` (Levin's sparse prior);
+* ``map_k`` — MAP over :math:`h` with :math:`x` integrated out under the stationary Gaussian prior (closed
+  form; EM on the simplex, coarse to fine: :mod:`landscape.kernel_estimation`), Levin et al. 2011's contrast;
+* ``unrolled`` — the shipped blind unrolled network ``unrolled-shake`` (an MMSE, 15×15 support);
+* ``pnp`` — blind PnP-HQS from :math:`(\delta, y)` with the gradient-step network's denoiser (a kernel step per
+  iteration, exact simplex projection);
+* ``true`` — the true kernel: the error ratio's denominator.
+
+Each kernel goes through the same non-blind step (``--nonblind``: the sparse prior's MAP), then: the kernel
+error (both centred on their centre of mass), PSNR / SSIM, Levin et al.'s error ratio
+:math:`r = \mathrm{SSD}(\hat x_{\hat h}) / \mathrm{SSD}(\hat x_{h^\star})` (15 px border, shifts ±5 px in
+0.25 px steps: :mod:`landscape.metrics`), the joint energy :math:`E(\hat h, \hat x)` beside
+:math:`E(\delta, y)` and :math:`E(h^\star, x^\star)`, and :math:`-\log p(y \mid \hat h)` under the Gaussian
+prior. ``combine`` stores the cumulative success rates (fraction of cases with :math:`r \le t`) per estimator.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .. import data, io, kernels, marginal, metrics
+from .. import kernel_estimation as ke
+from .._checks import (
+    InputError,
+    files_or_empty,
+    flag,
+    integer,
+    numbers,
+    one_of,
+    option,
+    positive_number,
+    prior_names,
+    split,
+    subset_of,
+)
+from ..estimators import pnp
+from ..estimators.unrolled import load_unrolled, reconstruct
+from ..posterior import BlindDeblur, Posterior
+from ..priors import PriorSettings, make_prior
+from ..resources import MEASURED_KERNELS
+from .common import (
+    FIRST,
+    at_most,
+    concat_cases,
+    image_field,
+    image_sources,
+    product_cases,
+    quick_resolved,
+    single_case,
+)
+
+NAME = "real-shake"
+SUMMARY = "Levin et al.'s measured camera shake: MAP_xk vs MAP_k vs unrolled MMSE vs PnP, error-ratio success rates"
+ESTIMATORS = ("true", "map_xk", "map_k", "unrolled", "pnp")
+#: the thresholds of the stored cumulative success curve
+CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
+#: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
+GALLERY = 31
+UNROLLED_MODEL = "unrolled-shake"
+
+QUICK = {"kernels": "levin5", "kernel_file": "", "images": FIRST, "noise": FIRST, "crop": at_most(64),
+         "n_outer": at_most(10), "n_em": at_most(5), "pnp_iter": at_most(10)}
+
+
+@dataclass
+class Config:
+    """Options of ``real-shake`` (``landscape run real-shake --help``)."""
+
+    kernels: str = option(",".join(MEASURED_KERNELS), "measured kernels by name, comma-separated",
+                          subset_of(tuple(MEASURED_KERNELS), allow_empty=True))
+    kernel_file: str = option("", "your own kernel files (.npy/text), comma-separated; added to --kernels",
+                              files_or_empty("a kernel file"))
+    images: str = option("camera,ascent,aero", "held-out images, comma-separated", subset_of(data.TEST))
+    image_file: str = option("", "your own grayscale image file(s), comma-separated; replace --images",
+                             files_or_empty("an image file"))
+    crop: int = option(128, "central crop size (at least 64: Levin's 15 px border and the largest kernel)",
+                       integer(64))
+    noise: str = option("0.01", "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
+    prior: str = option("sparse", "prior of the joint MAP_xk (sparse, gs, or a user prior spec)",
+                        prior_names(("sparse", "gs", "tweedie")))
+    nonblind: str = option("sparse", "prior of the shared non-blind step (sparse, gaussian, gs, or a user prior)",
+                           prior_names(("sparse", "gaussian", "gs")))
+    n_outer: int = option(60, "MAP_xk: alternations per pyramid level", integer(1))
+    x_iters: int = option(5, "MAP_xk: inner solver iterations per alternation", integer(1))
+    n_em: int = option(15, "MAP_k: EM iterations per pyramid level", integer(1))
+    pnp_iter: int = option(40, "PnP: iterations", integer(1))
+    pnp_variant: str = option("fixed", "PnP: fixed (one denoiser call per iteration) or gradient-step (monotone "
+                              "energy, backtracked: several calls)", one_of(("fixed", "gradient-step")))
+    s: float = option(0.02, "level of the gradient-step denoiser (PnP)", positive_number())
+    skip: str = option("", "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
+                       subset_of(ESTIMATORS[1:], allow_empty=True))
+    seed: int = option(0, "seed of the noise", integer(0))
+    quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
+
+    def resolved(self) -> "Config":
+        c = quick_resolved(self, QUICK)
+        if not split(c.kernels) and not split(c.kernel_file):
+            raise InputError("kernels", "at least one measured kernel name or --kernel-file", "none")
+        return c
+
+
+def _kernel_list(cfg: Config) -> list[str]:
+    return split(cfg.kernels) + split(cfg.kernel_file)
+
+
+def cases(config: Config) -> list[Config]:
+    """One configuration per (kernel, image, noise level); a kernel file becomes the case's ``kernels``."""
+    cfg = config.resolved()
+    return [c for k in _kernel_list(cfg)
+            for c in product_cases(replace(cfg, kernels=k, kernel_file=""), (image_field(cfg), "noise"))]
+
+
+def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any) -> np.ndarray:
+    y, sig, K = problem.y.numpy(), problem.noise, problem.family.size
+    if name == "true":
+        return problem.kernel_true.numpy()
+    if name == "map_xk":
+        return ke.map_xk(y, sig, K, joint_prior, n_outer=cfg.n_outer, x_iters=cfg.x_iters)["kernel"]
+    if name == "map_k":
+        return ke.map_k(y, sig, K, n_em=cfg.n_em)["kernel"]
+    if name == "unrolled":
+        return reconstruct(load_unrolled(UNROLLED_MODEL), y, sig)["kernel"]
+    opts = pnp.PnPOptions(variant=cfg.pnp_variant, s=cfg.s, n_iter=cfg.pnp_iter)
+    single = BlindDeblur(y, problem.family, sig, dtype=torch.float32)      # the network's precision
+    th = pnp.pnp_blind(single, pnp_prior, problem.family.zero(dtype=torch.float32), options=opts)["theta"]
+    return problem.family(th.double()[None])[0].numpy()
+
+
+def run_part(config: Config, progress: bool = True) -> xr.Dataset:
+    """One case of :func:`cases`: every estimator's kernel, deconvolution, errors, ratio and energies."""
+    cfg = config.resolved()
+    single_case(cfg, ("kernels", image_field(cfg), "noise"))
+    kname = cfg.kernels
+    h_true = kernels.load(kname)
+    K = h_true.shape[0]
+    (iname, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
+    sig = float(cfg.noise)
+    fam = kernels.Free(K)
+    problem = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), sig, rng=cfg.seed)
+    y = problem.y.numpy()
+    joint_prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s))
+    nb_prior = make_prior(cfg.nonblind, img.shape, PriorSettings(s=cfg.s))
+    pnp_prior = make_prior("gs", img.shape, PriorSettings(s=cfg.s, dtype=torch.float32)) if "pnp" not in split(cfg.skip) else None
+    gauss = make_prior("gaussian", img.shape)
+    post = Posterior(problem, joint_prior)
+    x_ref = None
+    rows: dict[str, list] = {k: [] for k in ("kernel_error", "psnr", "ssim", "error_ratio", "energy",
+                                            "marginal_nll", "seconds", "shift_row", "shift_col")}
+    xs, ks = [], []
+    for e in ESTIMATORS:
+        if e in split(cfg.skip):
+            for k in rows:
+                rows[k].append(np.nan)
+            xs.append(np.full(img.shape, np.nan))
+            ks.append(np.full((GALLERY, GALLERY), np.nan))
+            continue
+        t0 = time.perf_counter()
+        h = _estimate(e, cfg, problem, joint_prior, pnp_prior)
+        seconds = time.perf_counter() - t0
+        x = ke.nonblind(y, sig, h, nb_prior)
+        if e == "true":
+            x_ref = x
+        ssd, shift = metrics.shift_tolerant_ssd(x, img)
+        ref, _ = metrics.shift_tolerant_ssd(x_ref, img)
+        nll_problem = ke.kernel_problem(y, sig, h.shape[0])
+        rows["kernel_error"].append(ke.kernel_error(h, h_true))
+        rows["psnr"].append(metrics.psnr(x, img))
+        rows["ssim"].append(metrics.ssim(x, img))
+        rows["error_ratio"].append(ssd / ref if ref > 0 else np.nan)
+        rows["energy"].append(post.energy_at_kernel(h, x))
+        rows["marginal_nll"].append(float(marginal.marginal_nll(nll_problem, gauss,
+                                                                nll_problem.family.theta_of(h))[0]))
+        rows["seconds"].append(seconds)
+        rows["shift_row"].append(shift[0])
+        rows["shift_col"].append(shift[1])
+        xs.append(x)
+        ks.append(ke.centred(h, GALLERY))
+    label = f"{kname}/{iname}/σ={sig:g}"
+    ds = xr.Dataset(coords={"case": [label], "estimator": list(ESTIMATORS)})
+    units = {"kernel_error": "1", "psnr": "dB", "ssim": "1", "error_ratio": "1", "energy": "nats",
+             "marginal_nll": "nats", "seconds": "s", "shift_row": "px", "shift_col": "px"}
+    for k, v in rows.items():
+        ds[k] = (("case", "estimator"), np.array([v], dtype=float), {"units": units[k]}
+                 | ({"kind": "timing"} if k == "seconds" else {}))
+    ds["error_ratio"].attrs["long_name"] = "Levin et al.'s error ratio SSD(x_hat_h) / SSD(x_hat_h*)"
+    ds["marginal_nll"].attrs["long_name"] = "-log p(y | h) under the stationary Gaussian prior"
+    ds["x_hat"] = (("case", "estimator", "row", "col"), np.array([xs]), {"long_name": "non-blind deconvolution"})
+    ds["kernel_hat"] = (("case", "estimator", "krow", "kcol"), np.array([ks]),
+                        {"long_name": f"estimated kernel, centred on a {GALLERY}x{GALLERY} support"})
+    ds["y"] = (("case", "row", "col"), y[None], {"long_name": "observation"})
+    ds["x_true"] = (("case", "row", "col"), img[None], {"long_name": "sharp image"})
+    ds["energy_trivial_pair"] = ("case", [post.energy_at_kernel(kernels.dirac(1).numpy(), y)],
+                                 {"long_name": "E(delta, y)", "units": "nats"})
+    ds["energy_truth"] = ("case", [post.energy_at_kernel(h_true, img)], {"long_name": "E(h*, x*)", "units": "nats"})
+    ds["kernel_size"] = ("case", [K])
+    ds["case_kernel"] = ("case", [kname])
+    ds["case_image"] = ("case", [iname])
+    ds["case_noise"] = ("case", [sig])
+    ds.attrs.update(io.provenance(NAME, asdict(cfg), prior_description=joint_prior.describe(),
+                                  nonblind_description=nb_prior.describe()))
+    return ds
+
+
+def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
+    """The cases along ``case``, and the success rates: ``success_curve`` (estimator × threshold) and
+    ``success_rate`` at Levin et al.'s thresholds (1.5, 2, 2.5, 3)."""
+    cfg = config.resolved()
+    ds = concat_cases(parts, {**parts[0].attrs, **io.provenance(NAME, asdict(cfg))})
+    r = ds.error_ratio.values
+    ds = ds.assign_coords(threshold=CURVE, cut=list(metrics.SUCCESS_THRESHOLDS))
+    ds["success_curve"] = (("estimator", "threshold"), np.array([metrics.success_rate(r[:, j], CURVE)
+                                                                 for j in range(r.shape[1])]),
+                           {"long_name": "fraction of cases with error ratio <= threshold"})
+    ds["success_rate"] = (("estimator", "cut"), np.array([metrics.success_rate(r[:, j])
+                                                          for j in range(r.shape[1])]))
+    return ds
+
+
+def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
+    """Every case in this process (``landscape run`` farms them out through ``sweep``)."""
+    cfg = (config or Config()).resolved()
+    return combine(cfg, [run_part(c, progress) for c in cases(cfg)])
+
+
+def summary(ds: xr.Dataset) -> str:
+    lines = [f"{NAME}: {ds.sizes['case']} case(s); success rate at r <= " + ", ".join(
+        f"{t:g}" for t in ds.cut.values) + "; median kernel error, PSNR, seconds per estimate"]
+    for j, e in enumerate(ds.estimator.values):
+        rates = ", ".join(f"{v:.2f}" for v in ds.success_rate.values[j])
+        lines.append(f"  {e:<9} {rates}   |h-h*| {np.nanmedian(ds.kernel_error.values[:, j]):.3f}  "
+                     f"{np.nanmedian(ds.psnr.values[:, j]):.2f} dB  {np.nanmedian(ds.seconds.values[:, j]):.1f} s")
+    for i, c in enumerate(ds.case.values):
+        lines.append(f"  {c}: r = " + ", ".join(f"{e} {v:.2f}" for e, v in zip(ds.estimator.values,
+                                                                           ds.error_ratio.values[i])))
+    return "\n".join(lines)
+
+
+def plot(ds: xr.Dataset, ax: Any = None):
+    """The cumulative success-rate curves (fraction of cases with error ratio ≤ t against t, the benchmark's
+    figure) and a gallery of true and estimated kernels (one row per case). ``ax``: two axes; returns them."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(1, 2, figsize=(11, 0.5 * max(ds.sizes["case"], 8) + 1),
+                             gridspec_kw={"width_ratios": [1, 1.2]})
+    a0, a1 = ax
+    for j, e in enumerate(ds.estimator.values):
+        if e != "true":
+            a0.plot(ds.threshold.values, ds.success_curve.values[j], drawstyle="steps-post", label=e)
+    a0.axvline(3.0, color="gray", ls=":", lw=0.8)
+    a0.set(xlabel="error ratio t", ylabel="fraction of cases with r ≤ t", ylim=(-0.02, 1.02),
+           title=f"{ds.sizes['case']} cases (Levin et al. 2009's protocol)")
+    a0.legend(fontsize=8)
+    k = ds.kernel_hat.values                                   # (case, estimator, GALLERY, GALLERY)
+    tiles = [[k[i, j] / np.nanmax(k[i, j]) if np.isfinite(k[i, j]).all() else np.zeros(k.shape[-2:])
+              for j in range(k.shape[1])] for i in range(k.shape[0])]
+    pad = lambda t: np.pad(t, 1, constant_values=0.3)
+    a1.imshow(np.block([[pad(t) for t in row] for row in tiles]), cmap="gray_r", vmin=0, vmax=1)
+    a1.set_xticks([(j + 0.5) * (GALLERY + 2) for j in range(k.shape[1])], list(ds.estimator.values), fontsize=7)
+    a1.set_yticks([(i + 0.5) * (GALLERY + 2) for i in range(k.shape[0])],
+                  list(ds.case.values), fontsize=6)
+    a1.xaxis.tick_top()
+    return np.asarray(ax)

@@ -1,0 +1,101 @@
+"""Free-kernel estimation: the EM's M-step quadratic against its definition, EM's monotonicity for the closed-form
+marginal, the marginal's gradient against finite differences, the pyramid and the kernel error."""
+
+import numpy as np
+import pytest
+import torch
+
+from landscape import kernel_estimation as ke
+from landscape import kernels, marginal
+from landscape._checks import InputError
+from landscape.operators import Blur
+from landscape.priors import GaussianPrior
+from landscape.priors.gaussian import power_law
+
+
+def _prior(shape):
+    return GaussianPrior(power_law(shape, 1e-3, 2.0, 0.02), mean=0.4)
+
+
+def _problem(shape=(24, 24), size=5, rng=0):
+    g = np.random.default_rng(rng)
+    prior = _prior(shape)
+    x = prior.sample(1, rng=g)[0]
+    h = g.random((size, size)) ** 4
+    h /= h.sum()
+    y = Blur(torch.as_tensor(h), shape)(x) + 0.01 * torch.as_tensor(g.standard_normal(shape))
+    return y, h, prior
+
+
+def test_the_m_step_quadratic_equals_the_expected_misfit_computed_densely():
+    """Q(h) = h^T A h - 2 b^T h + const against E||h * x - y||^2 under N(mu, C), computed with the dense
+    blur matrix H and the dense posterior covariance C = F* diag(c) F: ||H mu - y||^2 + tr(H C H^T)."""
+    y, h0, prior = _problem((12, 12), 5)
+    mu, c = ke.e_step(y, torch.as_tensor(h0), prior, 0.01)
+    A, b, const = ke.m_step_quadratic(y, mu, c, 5)
+    g = np.random.default_rng(3)
+    h = torch.as_tensor(g.random((5, 5)))
+    h /= h.sum()
+    Q = float(h.reshape(-1) @ A @ h.reshape(-1) - 2 * b @ h.reshape(-1) + const)
+    Hm = Blur(h, (12, 12)).matrix()
+    m = torch.fft.ifft2(mu, norm="ortho").real.reshape(-1)
+    n = 144
+    F = torch.fft.fft2(torch.eye(n, dtype=torch.float64).reshape(n, 12, 12), norm="ortho").reshape(n, n).T
+    C = (F.conj().T @ torch.diag(c.reshape(-1).to(torch.complex128)) @ F).real
+    dense = float(((Hm @ m - y.reshape(-1)) ** 2).sum() + torch.trace(Hm @ C @ Hm.T))
+    assert abs(Q - dense) <= 1e-9 * abs(dense)
+
+
+def test_em_never_increases_the_closed_form_marginal_nll():
+    """Each EM iteration (E-step, exact M-step on the simplex) cannot raise -log p(y | h) (the closed form of
+    ``marginal.marginal_nll``); from the Dirac it falls."""
+    y, h, prior = _problem((24, 24), 5, rng=1)
+    _, nll = ke._em_level(y.numpy(), 0.01, prior, kernels.dirac(5).numpy(), n_em=8, n_inner=300)
+    d = np.diff(nll)
+    assert (d <= 1e-7 * np.abs(nll[:-1])).all(), d
+    assert nll[-1] < nll[0] - 1.0
+
+
+def test_the_marginal_gradient_matches_finite_differences():
+    """d/dh of the closed-form -log p(y | h) (autograd through the free family's OTF) against central
+    differences along directions that keep the kernel's sum."""
+    y, h, prior = _problem((16, 16), 5, rng=2)
+    prob = ke.kernel_problem(y.numpy(), 0.01, 5)
+    th = prob.family.theta_of(h).requires_grad_(True)
+    (g,) = torch.autograd.grad(marginal.marginal_nll(prob, prior, th).sum(), th)
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        u = torch.as_tensor(rng.standard_normal(25))[None]
+        u -= u.mean()
+        eps = 1e-6
+        f = lambda t: float(marginal.marginal_nll(prob, prior, th.detach() + t * u)[0])
+        fd = (f(eps) - f(-eps)) / (2 * eps)
+        assert abs(float((g * u).sum()) - fd) <= 1e-5 * max(abs(fd), 1.0)
+
+
+def test_the_pyramid_runs_coarse_to_fine_on_odd_supports():
+    levels = ke.pyramid((128, 128), 29)
+    sizes = [k for _, k, _ in levels]
+    assert levels[-1] == ((128, 128), 29, 1.0) and sizes[0] <= 3
+    assert all(k % 2 == 1 for k in sizes) and sizes == sorted(sizes)
+    assert all(min(s) >= k for s, k, _ in levels)
+    with pytest.raises(InputError, match="size"):
+        ke.pyramid((64, 64), 4)
+
+
+def test_the_kernel_error_ignores_a_translation_and_the_support():
+    h = kernels.load("levin5")
+    moved = np.zeros((h.shape[0] + 6, h.shape[0] + 6))
+    moved[4:4 + h.shape[0], 1:1 + h.shape[0]] = h               # shifted off-centre on a larger support
+    assert ke.kernel_error(moved, h) < 1e-12
+    assert abs(ke.kernel_error(kernels.dirac(3).numpy(), h) - np.linalg.norm(ke.centred(h, 13)
+                                                                            - ke.centred(np.ones((1, 1)), 13))) < 1e-12
+
+
+def test_the_gaussian_nonblind_step_is_the_closed_form_wiener_filter():
+    """``nonblind`` with a Gaussian prior: the exact minimiser, whose gradient of E vanishes."""
+    y, h, prior = _problem((16, 16), 5, rng=5)
+    x = torch.as_tensor(ke.nonblind(y.numpy(), 0.01, h, prior))
+    blur = Blur(torch.as_tensor(h), (16, 16))
+    grad = blur.adjoint(blur(x) - y) / 0.01 ** 2 + prior.grad(x[None])[0]
+    assert float(grad.norm()) <= 1e-6 * float((blur.adjoint(y) / 0.01 ** 2).norm())
