@@ -30,6 +30,7 @@ starts from the previous one's kernel, upsampled, clipped at zero and renormalis
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -154,8 +155,10 @@ def _em_level(y: np.ndarray, noise: float, prior: GaussianPrior, h0: np.ndarray,
     return h.reshape(size, size).numpy(), nll
 
 
+@functools.lru_cache(maxsize=32)
 def _gaussian_at(shape: tuple[int, int]) -> GaussianPrior:
-    return make_prior("gaussian", shape)
+    """The stationary Gaussian prior fitted to the training images at ``shape`` (fitted once per shape)."""
+    return make_prior("gaussian", tuple(shape))
 
 
 def map_k(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, int]], GaussianPrior] = _gaussian_at,

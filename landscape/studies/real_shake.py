@@ -13,7 +13,9 @@ Levin et al.'s protocol):
   iteration, exact simplex projection);
 * ``true`` — the true kernel: the error ratio's denominator.
 
-Each kernel goes through the same non-blind step (``--nonblind``: the sparse prior's MAP), then: the kernel
+Each kernel goes through the same non-blind step (``--nonblind``: by default the stationary Gaussian prior's
+MAP, the Wiener filter of the fitted spectrum, exact; it deconvolves camera with the true levin3 kernel to
+27.4 dB where Levin's sparse prior, at the weight the toolkit ships, reaches 23.8 dB), then: the kernel
 error (both centred on their centre of mass), PSNR / SSIM, Levin et al.'s error ratio
 :math:`r = \mathrm{SSD}(\hat x_{\hat h}) / \mathrm{SSD}(\hat x_{h^\star})` (15 px border, shifts ±5 px in
 0.25 px steps: :mod:`landscape.metrics`), the joint energy :math:`E(\hat h, \hat x)` beside
@@ -91,7 +93,8 @@ class Config:
     noise: str = option("0.01", "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
     prior: str = option("sparse", "prior of the joint MAP_xk (sparse, gs, or a user prior spec)",
                         prior_names(("sparse", "gs", "tweedie")))
-    nonblind: str = option("sparse", "prior of the shared non-blind step (sparse, gaussian, gs, or a user prior)",
+    nonblind: str = option("gaussian", "prior of the shared non-blind step: gaussian (the Wiener filter of the fitted "
+                           "spectrum, exact), sparse, gs, or a user prior",
                            prior_names(("sparse", "gaussian", "gs")))
     n_outer: int = option(60, "MAP_xk: alternations per pyramid level", integer(1))
     x_iters: int = option(5, "MAP_xk: inner solver iterations per alternation", integer(1))
