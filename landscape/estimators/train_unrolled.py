@@ -44,6 +44,8 @@ class UnrolledTrainConfig:
                                                                lambda v: isinstance(v, int) and v >= 3 and v % 2 == 1,
                                                                (1, 4)))
     iterations: int = option(4, "unrolled iterations K", integer(1, 12))
+    kernel_steps: int = option(0, "free kernels: projected-gradient steps on the data misfit after the kernel "
+                               "branch's estimate (it sees the data residual)", integer(0, 50))
     channels: int = option(32, "base channels of the UNet (32: the shipped denoiser's)", integer(4))
     init: str = option("denoiser-gray", "shipped denoiser the UNet starts from, an unrolled model's weights "
                        "file of the same shape to continue training (fine-tuning), or none",
@@ -81,7 +83,16 @@ class UnrolledTrainConfig:
         lo, hi = [0.0], [float(self.theta_max)]
         if self.family == "motion":
             lo, hi = lo + [ANGLE_RANGE[0]], hi + [ANGLE_RANGE[1]]
-        return {"name": self.family, "size": self.kernel_size, "lo": lo, "hi": hi}
+        spec = {"name": self.family, "size": self.kernel_size, "lo": lo, "hi": hi}
+        return {**spec, "kernel_steps": self.kernel_steps} if self.kernel_steps else spec
+
+
+def _shape(config: dict) -> dict:
+    """An unrolled model's configuration without what its weights do not depend on (a free kernel branch's
+    support; its data steps add step sizes, initialised fresh)."""
+    fam = {k: v for k, v in config["family"].items() if not (config["family"]["name"] == "free"
+                                                            and k in ("size", "kernel_steps"))}
+    return {**config, "family": fam}
 
 
 def draw_kernels(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> torch.Tensor:
@@ -130,9 +141,12 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
     model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels)
     if cfg.init not in ("denoiser-gray", "denoiser-gmm16", "none"):
         src = load_unrolled(cfg.init)
-        if src.config != model.config:
-            raise InputError("init", f"an unrolled model shaped as this one ({model.config})", src.config)
-        model.load_state_dict(src.state_dict())
+        if _shape(src.config) != _shape(model.config):
+            raise InputError("init", f"an unrolled model shaped as this one ({model.config}; the free kernel "
+                             "branch's support and steps may differ)", src.config)
+        missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("kernel_branch.log_tau") for k in missing):
+            raise InputError("init", "an unrolled model whose weights fit this one", f"{missing} {unexpected}")
     elif cfg.init != "none":
         src = nets.load(weights_path(cfg.init))
         if src.config.get("channels") != cfg.channels:

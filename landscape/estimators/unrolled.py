@@ -74,9 +74,12 @@ class ThetaBranch(nn.Module):
 class FreeKernelBranch(nn.Module):
     r"""Kernel on the simplex from ``(y, z)``: the Fourier least-squares estimate
     :math:`\hat h = \overline{\hat z}\hat y / (|\hat z|^2 + \beta)` (``beta`` learned), cropped to the
-    ``size x size`` support, refined by a small CNN and a softmax over the support."""
+    ``size x size`` support, refined by a small CNN and a softmax over the support; then ``steps`` projected
+    gradient steps on the data misfit :math:`\|h \star z - y\|^2` over the simplex, each seeing the data
+    residual :math:`h \star z - y` through its gradient :math:`2\,\mathrm{crop}(z \star' (h \star z - y))`,
+    with learned step sizes :math:`\tau_t / \max_\omega |\hat z(\omega)|^2` (0 steps: the earlier models)."""
 
-    def __init__(self, size: int, width: int = 16):
+    def __init__(self, size: int, width: int = 16, steps: int = 0):
         super().__init__()
         self.size = size
         self.log_beta = nn.Parameter(torch.tensor(math.log(1e-2)))
@@ -84,16 +87,29 @@ class FreeKernelBranch(nn.Module):
                                     nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
                                     nn.Conv2d(width, 1, 3, padding=1))
         self.log_temp = nn.Parameter(torch.tensor(math.log(50.0)))
+        if steps:
+            self.log_tau = nn.Parameter(torch.full((steps,), math.log(0.5)))
+
+    def _crop(self, a: torch.Tensor) -> torch.Tensor:
+        r = self.size // 2
+        return torch.roll(a, shifts=(r, r), dims=(-2, -1))[..., :self.size, :self.size]     # centred support
 
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         yc, zc = y - y.mean((-2, -1), keepdim=True), z - z.mean((-2, -1), keepdim=True)
         Y, Zf = torch.fft.rfft2(yc), torch.fft.rfft2(zc)
         n = y.shape[-1] * y.shape[-2]
         ls = torch.fft.irfft2(Zf.conj() * Y / (Zf.abs() ** 2 + torch.exp(self.log_beta) * n), s=y.shape[-2:])
-        r = self.size // 2
-        crop = torch.roll(ls, shifts=(r, r), dims=(-2, -1))[..., :self.size, :self.size]     # centred support
+        crop = self._crop(ls)
         logits = torch.exp(self.log_temp) * crop + self.refine(crop[:, None])[:, 0]
-        return torch.softmax(logits.flatten(1), 1).reshape(crop.shape)
+        h = torch.softmax(logits.flatten(1), 1).reshape(crop.shape)
+        if hasattr(self, "log_tau"):
+            Z = torch.fft.rfft2(z)
+            lip = (Z.abs() ** 2).flatten(1).max(1).values[:, None, None]
+            for log_tau in self.log_tau:
+                res = torch.fft.irfft2(otf(h, tuple(y.shape[-2:])) * Z, s=y.shape[-2:]) - y
+                g = self._crop(torch.fft.irfft2(Z.conj() * torch.fft.rfft2(res), s=y.shape[-2:]))
+                h = _kernels.project_simplex((h - torch.exp(log_tau) * g / lip).flatten(1)).reshape(h.shape)
+        return h
 
 
 class UnrolledBlind(nn.Module):
@@ -118,7 +134,7 @@ class UnrolledBlind(nn.Module):
         self.size = int(family["size"])
         if self.free:
             self.family = None
-            self.kernel_branch = FreeKernelBranch(self.size)
+            self.kernel_branch = FreeKernelBranch(self.size, steps=int(family.get("kernel_steps", 0)))
         else:
             self.family = _kernels.get(family["name"], self.size)
             self.kernel_branch = ThetaBranch(self.family.n_params, family["lo"], family["hi"])
