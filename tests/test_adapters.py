@@ -2,6 +2,7 @@
 a plain user module in [-1, 1] units, must give back the exact score and energy differences of the
 smoothed prior; a user prior named on the command line must give the registry's numbers."""
 
+import math
 import textwrap
 
 import numpy as np
@@ -133,3 +134,31 @@ def test_the_readmes_own_denoiser_runs_in_both_studies(tmp_path, capsys):
     assert main(["run", "map-vs-mmse", "--quick", "--prior", spec, "--no-progress", "--out", str(tmp_path / "b.nc")]) == 0
     assert io.load(tmp_path / "a.nc").attrs["prior"] == spec
     assert spec in io.load(tmp_path / "b.nc").attrs["prior_description"]
+
+
+def test_epsilon_adapter_reproduces_the_exact_score_at_a_schedule_level(gauss):
+    """The exact Gaussian prior's epsilon-predictor in [-1, 1] units on a DDPM linear schedule, written as a
+    user module that knows only integer timesteps: through ``from_epsilon`` at a level of the schedule it gives
+    the exact score of p_s; a level outside the schedule is refused naming ``s``."""
+    from landscape.priors.adapters import from_epsilon
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    ab = torch.cumprod(1 - betas, 0)
+    t0 = 20
+    s_net = float(torch.sqrt((1 - ab[t0]) / ab[t0]))           # the level of step t0, network units
+    P = 4 * gauss.spectrum                                      # the spectrum in [-1, 1] units (scale 2)
+    mu = 2 * gauss.mean - 1
+
+    def eps(xt, t):
+        k = int(round(float(t[0])))
+        assert abs(float(t[0]) - k) < 1e-9                      # only integer steps are known to this network
+        a = float(ab[k])
+        X = torch.fft.fft2(xt[:, 0] - math.sqrt(a) * mu, norm="ortho")
+        E = math.sqrt(1 - a) * X / (a * P + 1 - a)              # E[eps | x_t] for x0 ~ N(mu, P)
+        return torch.fft.ifft2(E, norm="ortho").real[:, None]
+
+    img = torch.as_tensor(data.center_crop(data.load("camera"), 16))[None]
+    p = from_epsilon(eps, ab, s_net / 2)
+    smoothed = GaussianPrior(gauss.spectrum + (s_net / 2) ** 2, mean=gauss.mean)
+    np.testing.assert_allclose(p.grad(img).numpy(), smoothed.grad(img).numpy(), rtol=1e-9, atol=1e-7)
+    with pytest.raises(InputError, match="s: .*schedule"):
+        from_epsilon(eps, ab, 1e-5).grad(img)

@@ -16,16 +16,20 @@ adapter                     what it gives
 ``from_potential(g, s)``    explicit potential (gradient-step denoisers, :math:`D = x - \nabla g`):
                             :math:`q = g(x, s)/s^2` up to a constant, gradient by autograd
 ``from_score(score, s)``    the same evaluators from a score network, :math:`D = x + s^2\,\mathrm{score}`
+``from_epsilon(eps, ᾱ, s)``  the same from an epsilon-prediction diffusion network and its schedule
+                            :math:`\bar\alpha_t` (the diffusers convention), :math:`D` by Tweedie in VP form
 ==========================  ======================================================================
 
 Checks (``tests/test_adapters.py``): the exact Gaussian prior's MMSE denoiser, written as a plain
 user module in :math:`[-1, 1]` units, reproduces through ``from_denoiser`` the exact score of the
 smoothed prior :math:`p_s` (spectrum :math:`P + s^2`) and its energy differences, and a potential
-module reproduces its energy and gradient.
+module reproduces its energy and gradient; the Gaussian's exact epsilon-predictor on a DDPM schedule reproduces
+the exact score at a schedule level.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -165,3 +169,50 @@ def from_potential(potential: Callable, s: float = 0.01, *, data_range: tuple[fl
     r"""An explicit potential ``potential(u, sigma) -> (B,)`` (a gradient-step denoiser's :math:`g`) as
     a :class:`PotentialPrior` at level ``s`` (toolkit units)."""
     return PotentialPrior(potential, s, Units(data_range, channels), name=name)
+
+
+def from_epsilon(eps: Callable, alphas_cumprod: Any, s: float = 0.01, *, data_range: tuple[float, float] = (-1.0, 1.0),
+                 channels: int = 1, diffusion: bool = False, name: str = "user-epsilon", **kw: Any) -> Prior:
+    r"""An epsilon-prediction diffusion network (the diffusers convention) as a prior.
+
+    The network predicts the noise of :math:`x_t = \sqrt{\bar\alpha_t}\,u + \sqrt{1 - \bar\alpha_t}\,\varepsilon`
+    (``u`` in ``data_range``). A variance-exploding level :math:`\sigma` (network units) is the variance-preserving
+    :math:`\bar\alpha = 1/(1 + \sigma^2)`, so :math:`x_t = \sqrt{\bar\alpha}\,u_\sigma` and Tweedie's denoiser is
+
+    .. math:: D(u_\sigma, \sigma) = \big(x_t - \sqrt{1 - \bar\alpha}\;\varepsilon(x_t, t)\big)/\sqrt{\bar\alpha},
+
+    with the timestep :math:`t` where the schedule's :math:`\sigma_t = \sqrt{(1 - \bar\alpha_t)/\bar\alpha_t}`
+    equals :math:`\sigma` (a float, interpolated in :math:`\log\sigma_t` between the schedule's integer steps: exact
+    at them, an approximation between them for a network that only knows integer steps).
+
+    Parameters
+    ----------
+    eps : callable or torch.nn.Module
+        ``eps(x_t, t) -> (B, C, H, W)``, ``t`` a ``(B,)`` float tensor of timesteps.
+    alphas_cumprod : array ``(T,)``
+        The schedule :math:`\bar\alpha_t`, decreasing in ``t`` (diffusers' ``scheduler.alphas_cumprod``).
+    s, data_range, channels, diffusion, name, **kw
+        As :func:`from_denoiser` (``data_range`` defaults to diffusers' :math:`[-1, 1]`).
+    """
+    ab = torch.as_tensor(alphas_cumprod, dtype=torch.float64).reshape(-1)
+    if ab.numel() < 2 or not torch.isfinite(ab).all() or (ab <= 0).any() or (ab >= 1).any() or (ab.diff() >= 0).any():
+        raise InputError("alphas_cumprod", "a decreasing schedule of values in (0, 1)", f"{ab.numel()} values")
+    log_sig = 0.5 * torch.log((1 - ab) / ab)
+
+    def timestep(sigma: float) -> float:
+        ls = math.log(sigma)
+        if not float(log_sig[0]) - 1e-12 <= ls <= float(log_sig[-1]) + 1e-12:
+            raise InputError("s", f"a level inside the schedule's range [{math.exp(log_sig[0]):.3g}, "
+                             f"{math.exp(log_sig[-1]):.3g}] (network units)", sigma)
+        i = int(torch.searchsorted(log_sig, torch.tensor(ls, dtype=torch.float64)).clamp(1, ab.numel() - 1))
+        f = (ls - float(log_sig[i - 1])) / float(log_sig[i] - log_sig[i - 1])
+        return i - 1 + min(max(f, 0.0), 1.0)
+
+    def den(u: torch.Tensor, sigma: float) -> torch.Tensor:
+        a = 1.0 / (1.0 + float(sigma) ** 2)
+        xt = math.sqrt(a) * u
+        t = torch.full((u.shape[0],), timestep(float(sigma)), dtype=u.dtype, device=u.device)
+        return (xt - math.sqrt(1 - a) * eps(xt, t)) / math.sqrt(a)
+    prior = from_denoiser(den, s, data_range=data_range, channels=channels, diffusion=diffusion, name=name, **kw)
+    prior.provenance = {**prior.provenance, "convention": "epsilon-prediction", "schedule_steps": int(ab.numel())}
+    return prior
