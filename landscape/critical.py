@@ -37,7 +37,7 @@ import torch
 from . import hessian
 from ._checks import InputError
 from .optim import lbfgs
-from .priors.base import APPROXIMATE, Prior
+from .priors.base import APPROXIMATE, UNAVAILABLE, Prior
 
 #: Nguyen, Pauwels & Weiss's threshold on the singular values of :math:`s^2 \nabla^2 q`
 PAPER_THRESHOLD = 1e-5
@@ -133,12 +133,12 @@ def critical_point(prior: Prior, x0: Any, *, gtol: float = 1e-4, max_iter: int =
     g0 = float(prior.grad(x0[None])[0].norm())
     if has_energy(prior):
         out = _lbfgs_q(prior, x0, gtol, max_iter, memory)
-    elif hasattr(prior, "denoiser") and hasattr(prior, "s"):
+    elif prior.s is not None and prior.capability("denoise") != UNAVAILABLE:
         out = _anderson_root(prior, x0, gtol, max_iter, memory)
     else:
         raise InputError("prior", "a prior with an energy, or a Tweedie score prior (denoiser and s)", prior.name)
     g = float(prior.grad(out["x"][None])[0].norm())
-    if g > gtol and hasattr(prior, "hessian_matrix") and x0.numel() <= hessian.ASSEMBLED_MAX:
+    if g > gtol and hessian.assembles(prior, x0.numel()):
         out["x"], g, out["newton_steps"] = _newton_on_gradient(prior, out["x"], g, gtol)
     return {**out, "grad_norm": g, "grad_norm_start": g0, "converged": bool(g <= gtol)}
 
@@ -192,7 +192,7 @@ def hessian_report(prior: Prior, x: torch.Tensor, *, k: int = 6, thresholds: Any
     t = [float(v) for v in np.atleast_1d(np.asarray(thresholds, dtype=float))]
     x = torch.as_tensor(x, dtype=torch.float64)
     d = x.numel()
-    if hasattr(prior, "hessian_matrix") and d <= hessian.ASSEMBLED_MAX:
+    if hessian.assembles(prior, d):
         from scipy.sparse.linalg import aslinearoperator
         op = aslinearoperator(np.ascontiguousarray(prior.hessian_matrix(x).double().numpy()))
     else:

@@ -38,7 +38,7 @@ import torch
 
 from ._checks import InputError
 from .posterior import Posterior
-from .priors.base import APPROXIMATE, Prior
+from .priors.base import APPROXIMATE, EXACT, Prior
 
 
 def _finite(name: str, t: torch.Tensor) -> None:
@@ -65,24 +65,7 @@ def prior_hvp(prior: Prior, x: torch.Tensor, *, symmetric: bool = True) -> Calla
     """
     x = x.detach()
     _finite("x", x)
-    if prior.capabilities.get("energy") == APPROXIMATE and hasattr(prior, "denoiser"):
-        s = prior.s
-
-        def batched(V: torch.Tensor) -> torch.Tensor:
-            X = x.expand_as(V).contiguous()
-            D = lambda z: prior.denoiser(z, s)
-            _, jv = torch.func.jvp(D, (X,), (V,))
-            if symmetric:
-                _, vjp = torch.func.vjp(D, X)
-                jv = 0.5 * (jv + vjp(V)[0])
-            return (V - jv) / s ** 2
-    else:
-        def batched(V: torch.Tensor) -> torch.Tensor:
-            X = x.expand_as(V).clone().requires_grad_(True)
-            with torch.enable_grad():
-                (g,) = torch.autograd.grad(prior.energy(X).sum(), X, create_graph=True)
-                (hv,) = torch.autograd.grad((g * V).sum(), X)
-            return hv.detach()
+    batched = prior.hvp_operator(x, symmetric)
 
     def hvp(v: torch.Tensor) -> torch.Tensor:
         return batched(v[None])[0] if v.dim() == x.dim() else batched(v)
@@ -174,7 +157,7 @@ DATA_BATCH = 64
 def assembles(prior: Prior, dimension: int) -> bool:
     """Does ``prior`` assemble its Hessian (``hessian_matrix``) and does a dense matrix of ``dimension``
     unknowns fit (:data:`ASSEMBLED_MAX`)? Then certificates and Newton steps use the matrix."""
-    return hasattr(prior, "hessian_matrix") and dimension <= ASSEMBLED_MAX
+    return prior.capability("hessian") == EXACT and dimension <= ASSEMBLED_MAX
 
 
 def joint_hessian_matrix(post: Posterior, theta: Any, x: torch.Tensor) -> np.ndarray:
@@ -184,7 +167,7 @@ def joint_hessian_matrix(post: Posterior, theta: Any, x: torch.Tensor) -> np.nda
     FFT convolutions), plus
     ``prior_weight`` times the prior's matrix in the :math:`x` block. Equals ``dense_matrix(joint_hvp(...))``
     without a single product through the prior (``tests/test_hessian.py``)."""
-    if not hasattr(post.prior, "hessian_matrix"):
+    if post.prior.capability("hessian") != EXACT:
         raise InputError("prior", "a prior with hessian_matrix (exact GMM, patch GMM)", post.prior.name)
     x = x.detach().to(post.problem.dtype)
     _finite("x", x)

@@ -92,7 +92,7 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
     solver = options(solver)
     if predictor == "auto":
         predictor = "none" if method_for(post, solver.method) == "hqs" else "secant"
-    calls0 = getattr(post.prior, "n_calls", 0)
+    calls0 = post.prior.calls
     keep_x = store_images or rates
     if not warm_start:
         x, terms, info = post.argmin_x(th, x0, solver, progress=progress)
@@ -156,7 +156,7 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         "noise_sigma": post.problem.noise, "boundary": post.problem.boundary,
         "prior": post.prior.name, "kernel_family": fam.name, "prior_weight": post.prior_weight,
         **solver.attrs(), "solver_item_evaluations": int(evals), "warm_start": int(warm_start), "predictor": predictor,
-        "prior_calls": int(getattr(post.prior, "n_calls", 0) - calls0),
+        "prior_calls": int(post.prior.calls - calls0),
     })
     return ds
 

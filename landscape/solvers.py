@@ -143,7 +143,7 @@ def default_curvature(post: "Posterior", method: str, x: torch.Tensor) -> float:
     r"""Scalar prior curvature :math:`c` of the preconditioner: :math:`\lambda/s^2` for HQS with a
     prior defined at a noise level ``s`` (one denoiser step per iteration), else
     ``prior_curvature(post, x)``."""
-    s = getattr(post.prior, "s", None)
+    s = post.prior.s
     return post.prior_weight / s ** 2 if (method == "hqs" and s) else prior_curvature(post, x)
 
 

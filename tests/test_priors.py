@@ -154,3 +154,69 @@ def test_shape_and_parameter_errors(gaussian8):
         P.GaussianPrior(-np.ones((4, 4)))
     with pytest.raises(InputError, match="weights"):
         P.GMMPrior([0.5, 0.6], np.zeros((2, 1)), np.ones((2, 1, 1)), (1, 1))
+
+
+# -- the protocol's promises, for every registered prior and every adapter ---------------------------------
+
+def _wiener_net(gauss):
+    """A user's denoiser module (deepinv's convention, [0, 1]): the exact MMSE denoiser of ``gauss``."""
+    class Net(torch.nn.Module):
+        def forward(self, u, sigma):
+            return gauss.denoise(u[:, 0], sigma)[:, None]
+    return Net()
+
+
+def _protocol_priors():
+    from landscape.priors.adapters import from_denoiser, from_epsilon, from_potential
+    gauss = P.GaussianPrior(P.power_law((16, 16), 2e-3, 2.0, 0.1).numpy(), mean=0.5)
+    ab = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+
+    def eps(xt, t):                        # the Gaussian's exact epsilon-predictor in [-1, 1] units
+        a = float(ab[int(round(float(t[0])))])
+        X = torch.fft.fft2(xt[:, 0] - a ** 0.5 * (2 * gauss.mean - 1), norm="ortho")
+        return torch.fft.ifft2((1 - a) ** 0.5 * X / (a * 4 * gauss.spectrum + 1 - a), norm="ortho").real[:, None]
+    s20 = float(torch.sqrt((1 - ab[20]) / ab[20]))
+    built = {name: (lambda n=name: P.make_prior(n, (16, 16), P.PriorSettings(s=0.05, dtype=torch.float64)))
+             for name in ("sparse", "gaussian", "gs", "tweedie", "patch-gmm")}
+    built.update({
+        "adapter:denoiser": lambda: from_denoiser(_wiener_net(gauss), 0.05),
+        "adapter:epsilon": lambda: from_epsilon(eps, ab, s20 / 2),
+        "adapter:potential": lambda: from_potential(lambda u, sigma: 0.5 * (u ** 2).sum((1, 2, 3)) / (1 + sigma),
+                                                    0.05),
+    })
+    return built
+
+
+PROTOCOL_PRIORS = _protocol_priors()
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL_PRIORS))
+def test_every_registered_prior_and_adapter_keeps_the_protocols_promises(name):
+    """Gradient against central differences of the energy (explicit energies), Hessian-vector products against
+    central differences of the gradient, the assembled Hessian against the products, a score prior's denoiser
+    against x - s^2 grad q; capabilities are ``Capability`` members; the call counter is read-only."""
+    prior = PROTOCOL_PRIORS[name]()
+    g = np.random.default_rng(0)
+    x = torch.as_tensor(data.center_crop(data.load("camera"), 16)) * 0.8 + 0.1
+    v = torch.as_tensor(g.standard_normal((16, 16)))
+    assert all(isinstance(c, P.Capability) or c in set(P.Capability) for c in prior.capabilities.values())
+    eps = 1e-5                                          # the truncation error of stiff energies is O(eps^2)
+    if prior.capability("energy") in (P.EXACT, P.UP_TO_CONSTANT):
+        f = lambda t: float(prior.energy((x + t * v)[None])[0])
+        fd = (f(1e-6) - f(-1e-6)) / 2e-6
+        assert abs(float((prior.grad(x[None])[0] * v).sum()) - fd) <= 1e-5 * max(abs(fd), 1.0)
+    hv = prior.hvp_operator(x, symmetric=False)(v[None])[0]
+    fd = (prior.grad((x + eps * v)[None])[0] - prior.grad((x - eps * v)[None])[0]) / (2 * eps)
+    assert float((hv - fd).norm()) <= 1e-4 * max(float(fd.norm()), 1.0)
+    if prior.capability("hessian") == P.EXACT:
+        H = prior.hessian_matrix(x[None])[0]
+        assert float((H @ v.reshape(-1) - hv.reshape(-1)).norm()) <= 1e-8 * float(hv.norm())
+    if prior.s is not None and prior.capability("denoise") != P.UNAVAILABLE and \
+            prior.capability("energy") not in (P.EXACT, P.UP_TO_CONSTANT):
+        d = prior.denoise(x[None], prior.s)[0]
+        assert float((d - (x - prior.s ** 2 * prior.grad(x[None])[0])).abs().max()) <= 1e-10
+    before = prior.calls
+    prior.grad(x[None])
+    assert prior.calls >= before
+    with pytest.raises(AttributeError):
+        prior.calls = 0

@@ -90,7 +90,7 @@ def _check(problem: BlindDeblur, prior: Prior, opts: PnPOptions) -> None:
 
 
 def _calls(prior: Prior) -> int:
-    return int(getattr(prior, "n_calls", 0))
+    return int(prior.calls)
 
 
 def _iteration(problem: BlindDeblur, prior: Prior, h: torch.Tensor, x: torch.Tensor, s: float,

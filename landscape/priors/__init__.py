@@ -1,7 +1,7 @@
 """Image priors behind one protocol (``Prior``): energy q = -log p in nats, its gradient, and
 the MMSE denoiser, each flagged exact, exact up to a constant, approximate or unavailable."""
 
-from .base import APPROXIMATE, EXACT, UNAVAILABLE, UP_TO_CONSTANT, Prior
+from .base import APPROXIMATE, EXACT, EXPLICIT, UNAVAILABLE, UP_TO_CONSTANT, Capability, Prior
 from .adapters import PotentialPrior, from_denoiser, from_epsilon, from_potential, from_score
 from .gaussian import GaussianPrior, power_law
 from .gmm import GMMPrior, PatchGMMPrior, fit_natural_gmm
@@ -12,4 +12,4 @@ from .sparse import SparseGradientPrior
 
 __all__ = ["Prior", "GaussianPrior", "GMMPrior", "PatchGMMPrior", "SparseGradientPrior",
            "TweediePrior", "GradientStepPrior", "DiffusionPrior", "divergence", "jacobian_asymmetry",
-           "load", "load_model", "from_denoiser", "from_epsilon", "from_potential", "from_score", "PotentialPrior", "PRIORS", "PriorSettings", "make_prior", "available", "fit_natural_gmm", "power_law", "EXACT", "APPROXIMATE", "UNAVAILABLE", "UP_TO_CONSTANT"]
+           "load", "load_model", "from_denoiser", "from_epsilon", "from_potential", "from_score", "PotentialPrior", "PRIORS", "PriorSettings", "make_prior", "available", "fit_natural_gmm", "power_law", "EXACT", "APPROXIMATE", "UNAVAILABLE", "UP_TO_CONSTANT", "EXPLICIT", "Capability"]

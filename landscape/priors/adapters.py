@@ -135,12 +135,12 @@ class PotentialPrior(Prior):
 
     def __init__(self, potential: Callable, s: float, units: Units, name: str = "user-potential"):
         self.potential, self.s, self.units, self.name = potential, positive("s", s), units, name
-        self.n_calls = 0
+
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         u, lead = self.units.to_net(x)
         sig = self.units.sigma(self.s)
-        self.n_calls += 1
+        self._count()
         g = self.potential(u, sig)
         if g.shape != (u.shape[0],):
             raise InputError("prior", f"a potential answering one value per image ({u.shape[0]},)",

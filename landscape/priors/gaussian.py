@@ -101,9 +101,13 @@ class GaussianPrior(Prior):
         e = 0.5 * quad + self.log_normaliser(x.dtype).to(x.device)
         return e, torch.fft.irfft2(X / P, s=self.shape, norm="ortho")
 
-    def denoise(self, z, s):
+    def denoise(self, z, s, differentiable: bool = False):
         P, _ = self._half(z)
         return self.mean + torch.fft.irfft2(self.coefficients(z) * P / (P + float(s) ** 2), s=self.shape, norm="ortho")
+
+    def lipschitz(self) -> float:
+        r""":math:`\max_\omega 1/P(\omega)`: the largest eigenvalue of :math:`\nabla^2 q = C^{-1}` (exact)."""
+        return float(1.0 / self.spectrum.min())
 
     def sample(self, n: int = 1, rng: Any = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         r"""Draws ``(n, H, W)``: :math:`\mu + \mathcal F^*(\sqrt P \odot \mathcal F w)`, :math:`w` white."""

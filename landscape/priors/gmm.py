@@ -48,7 +48,7 @@ class GMMPrior(Prior):
     """
 
     name = "gmm"
-    capabilities = {"energy": EXACT, "grad": EXACT, "denoise": EXACT}
+    capabilities = {"energy": EXACT, "grad": EXACT, "denoise": EXACT, "hessian": EXACT}
 
     def __init__(self, weights: Any, means: Any, covariances: Any, shape: tuple[int, int],
                  info: dict | None = None):
@@ -135,7 +135,7 @@ class GMMPrior(Prior):
             + gbar[:, :, None] * gbar[:, None, :]
         return hess.reshape(*x.shape[:-2], *hess.shape[-2:])
 
-    def denoise(self, z, s):
+    def denoise(self, z, s, differentiable: bool = False):
         r"""Posterior mean :math:`\sum_k \gamma^{(s)}_k [\mu_k + U_k \frac{\Lambda_k}{\Lambda_k + s^2} U_k^\top (z - \mu_k)]`."""
         logj, proj, lam_s, U, mu = self._components(z, s)
         gam = torch.softmax(logj, dim=-1).T[:, :, None]
@@ -278,7 +278,7 @@ class PatchGMMPrior(Prior):
     :math:`\nabla q = \sum_i P_i^\top \nabla q_{\mathrm{GMM}}(P_i x)`."""
 
     name = "patch-gmm"
-    capabilities = {"energy": EXACT, "grad": EXACT, "denoise": APPROXIMATE}
+    capabilities = {"energy": EXACT, "grad": EXACT, "denoise": APPROXIMATE, "hessian": EXACT}
 
     def __init__(self, gmm: GMMPrior):
         self.gmm = gmm
@@ -331,7 +331,7 @@ class PatchGMMPrior(Prior):
         out.index_add_(1, flat, blocks.reshape(p.shape[0], -1))
         return out.reshape(*x.shape[:-2], d, d)
 
-    def denoise(self, z, s):
+    def denoise(self, z, s, differentiable: bool = False):
         """Average over patches of each patch's exact GMM posterior mean (approximate)."""
         p, idx = self._patches(z)
         d = self.gmm.denoise(p.reshape(*p.shape[:2], *self.patch), s).reshape(p.shape[0], -1)
@@ -340,5 +340,6 @@ class PatchGMMPrior(Prior):
         return (out / idx.shape[1]).reshape(z.shape)
 
     def describe(self):
-        return {"name": self.name, "capabilities": dict(self.capabilities), "patch": list(self.patch),
+        return {"name": self.name, "capabilities": {k: str(v) for k, v in self.capabilities.items()},
+                "patch": list(self.patch),
                 "gmm": self.gmm.describe()}

@@ -50,16 +50,18 @@ class TweediePrior(Prior):
                  name: str = "tweedie"):
         self.denoiser, self.s = denoiser, positive("s", s)
         self.nodes, self.reference, self.name = int(nodes), float(reference), name
-        self.n_calls = 0
+
 
     def grad(self, x):
         with torch.no_grad():
-            self.n_calls += 1
+            self._count()
             return (x - self.denoiser(x, self.s)) / self.s ** 2
 
-    def denoise(self, z, s):
+    def denoise(self, z, s, differentiable: bool = False):
+        self._count()
+        if differentiable:
+            return self.denoiser(z, s)
         with torch.no_grad():
-            self.n_calls += 1
             return self.denoiser(z, s)
 
     def energy_difference(self, x0: torch.Tensor, x1: torch.Tensor, nodes: int | None = None
@@ -99,7 +101,7 @@ class GradientStepPrior(Prior):
 
     def __init__(self, model: Any, s: float = 1e-2, name: str = "gradient-step"):
         self.model, self.s, self.name = model, positive("s", s), name
-        self.n_calls = 0
+
 
     def _dtype(self):
         return next(self.model.parameters()).dtype
@@ -107,20 +109,21 @@ class GradientStepPrior(Prior):
     def energy(self, x):
         # differentiable where the caller asks for it (autograd Hessians, joint gradients), no graph otherwise
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
-            self.n_calls += 1
+            self._count()
             return (self.model.potential(x.to(self._dtype()), self.s) / self.s ** 2).to(x.dtype)
 
     def energy_and_grad(self, x):
-        self.n_calls += 1
+        self._count()
         g, grad = self.model.potential_and_grad(x.to(self._dtype()), self.s)
         return (g.detach() / self.s ** 2).to(x.dtype), (grad / self.s ** 2).to(x.dtype)
 
     def grad(self, x):
         return self.energy_and_grad(x)[1]
 
-    def denoise(self, z, s):
-        self.n_calls += 1
-        return self.model(z.to(self._dtype()), s).detach().to(z.dtype)
+    def denoise(self, z, s, differentiable: bool = False):
+        self._count()
+        out = self.model(z.to(self._dtype()), s).to(z.dtype)
+        return out if differentiable else out.detach()
 
     def describe(self):
         return {**super().describe(), "s": self.s}
@@ -186,9 +189,12 @@ class DiffusionPrior(Prior):
             raise InputError("s_max", "s_max > s_min", (s_min, s_max))
         self.steps, self.div, self.probes = int(steps), divergence, int(probes)
         self.mean, self.data_var, self.name = float(mean), float(data_var), name
-        self.n_calls = 0
 
-    def denoise(self, z, s):
+
+    def denoise(self, z, s, differentiable: bool = False):
+        self._count()
+        if differentiable:
+            return self.denoiser(z, s)
         with torch.no_grad():
             return self.denoiser(z, s)
 
@@ -213,7 +219,7 @@ class DiffusionPrior(Prior):
                 shape = (self.probes, 1 if common_probes else B, *x.shape[-2:])
                 r = torch.as_tensor(g.integers(0, 2, size=shape) * 2.0 - 1.0, dtype=x.dtype, device=x.device)
                 probes = r.expand(self.probes, B, *x.shape[-2:])
-            self.n_calls += 1
+            self._count()
             d, tr, se = divergence(lambda z: self.denoiser(z, s), xc, probes=probes)
             var = torch.zeros(B, dtype=x.dtype, device=x.device) if se is None else se ** 2
             return (xc - d), (N - tr), var

@@ -99,23 +99,13 @@ def differentiable_denoiser(prior: Any) -> Callable[[torch.Tensor, float], torch
     """:math:`D(x, s)` through which autograd can go back: a learned prior's network (its
     ``denoiser`` or gradient-step ``model``), else the prior's own ``denoise`` (exact priors' closed
     forms are torch expressions)."""
-    if getattr(prior, "denoiser", None) is not None:
-        fn = prior.denoiser
-    elif getattr(prior, "model", None) is not None:
-        model = prior.model
-        dt = next(model.parameters()).dtype
-        fn = lambda z, s: model(z.to(dt), s).to(z.dtype)        # noqa: E731
-    else:
-        fn = prior.denoise
-    return fn
+    return lambda z, s: prior.denoise(z, s, differentiable=True)
 
 
 def guided_denoise(post: Posterior, blur, x: torch.Tensor, s: float, guidance: float, data_var: float,
                    denoiser: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     r""":math:`D(x, s)` and :math:`\zeta\nabla_x\log\tilde p(y \mid x)` per chain (``x`` ``(C, H, W)``)."""
     D = denoiser or differentiable_denoiser(post.prior)
-    if hasattr(post.prior, "n_calls"):
-        post.prior.n_calls += 1
     if guidance == 0:
         with torch.no_grad():
             return D(x, s), torch.zeros_like(x)
@@ -160,7 +150,7 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
     D = differentiable_denoiser(post.prior)
     s = opts.schedule()
     x = opts.mean + math.sqrt(s[0] ** 2 + opts.data_var) * torch.randn((C, *shape), generator=gen, dtype=dtype)
-    calls0 = getattr(post.prior, "n_calls", 0)
+    calls0 = post.prior.calls
     limited = torch.zeros(C, dtype=torch.long)
     for i in tqdm(range(len(s)), desc=f"dps ({C} chains)", disable=not progress, leave=False):
         x0, g = guided_denoise(post, blur, x, float(s[i]), opts.guidance, opts.data_var, D)
@@ -178,4 +168,4 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
         if bad.any():
             raise ChainDiverged(int(bad.nonzero()[0]), i, x.new_zeros(C, 0, *shape))
     return {"draws": x[:, None].detach(), "denoised": x0, "levels": s, "limited": limited.numpy(),
-            "calls": getattr(post.prior, "n_calls", 0) - calls0}
+            "calls": post.prior.calls - calls0}

@@ -100,10 +100,10 @@ def lipschitz(post: Posterior, theta: torch.Tensor, s: float | None = None) -> f
     from ..solvers import prior_curvature
     blur = post.problem.blur(theta)
     data = float((blur.otf.abs() ** 2).max()) / post.problem.noise ** 2
-    s = s if s is not None else getattr(post.prior, "s", None)
+    s = s if s is not None else post.prior.s
     if s:
         lq = 1 / s ** 2
-    elif hasattr(post.prior, "lipschitz"):
+    elif post.prior.lipschitz() is not None:
         lq = float(post.prior.lipschitz())
     else:
         lq = prior_curvature(post, post.default_start()) / post.prior_weight
@@ -151,7 +151,7 @@ def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None
     x = (post.default_start() if x0 is None else torch.as_tensor(x0, dtype=post.problem.dtype))
     x = x.expand(C, *shape).clone() if x.ndim == 2 else x.clone()
     blur = post.problem.blur(th)
-    calls0 = getattr(post.prior, "n_calls", 0)
+    calls0 = post.prior.calls
     if opts.method == "annealed":
         levels = np.asarray(opts.levels, dtype=float)
         L = [lipschitz(post, th, float(s)) for s in levels]
@@ -176,7 +176,7 @@ def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None
             draws.append(x.clone())
             if e_cur is not None:
                 energies.append(e_cur.clone())
-    out = {"draws": torch.stack(draws, 1), "step": np.array(steps), "calls": getattr(post.prior, "n_calls", 0) - calls0,
+    out = {"draws": torch.stack(draws, 1), "step": np.array(steps), "calls": post.prior.calls - calls0,
            "acceptance": (state.accepted / len(schedule)).numpy() if opts.method == "mala" else np.full(C, np.nan)}
     if energies:
         out["energy"] = torch.stack(energies, 1)

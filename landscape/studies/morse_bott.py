@@ -47,6 +47,7 @@ from .._checks import (
     subset_of,
 )
 from ..priors import PriorSettings, jacobian_asymmetry, make_prior
+from ..priors.base import EXPLICIT, UNAVAILABLE
 from .common import (
     FIRST,
     at_most,
@@ -130,7 +131,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     for b, pname in enumerate(priors):
         prior = make_prior(pname, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float64,
                                                                      progress=progress))
-        scale = float(prior.s) ** 2 if getattr(prior, "s", None) else None      # the paper's count needs s
+        scale = float(prior.s) ** 2 if prior.s else None      # the paper's count needs s
         for a, (im, img) in enumerate(sources):
             t0 = time.perf_counter()
             x0 = torch.as_tensor(img, dtype=torch.float64)
@@ -145,8 +146,9 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             eig[a, b, :m], res[a, b, :m] = rep["eigenvalues"], rep["residuals"]
             lam_max[a, b], counts[a, b], neg[a, b] = rep["lambda_max"], rep["counts"], rep["negative_count"]
             paper[a, b], paper_rel[a, b], products[a, b] = rep["paper_count"], rep["paper_relative"], rep["products"]
-            if hasattr(prior, "denoiser"):
-                asym[a, b], asym_se[a, b] = jacobian_asymmetry(prior.denoiser, x[None], cfg.s, probes=8, rng=cfg.seed)
+            if prior.capability("energy") not in EXPLICIT and prior.capability("denoise") != UNAVAILABLE:  # a score
+                den = lambda z, s, p=prior: p.denoise(z, s, differentiable=True)     # noqa: E731
+                asym[a, b], asym_se[a, b] = jacobian_asymmetry(den, x[None], cfg.s, probes=8, rng=cfg.seed)
             else:               # an explicit potential (GS: D = Id - grad g; exact priors): J is symmetric
                 asym[a, b], asym_se[a, b] = 0.0, 0.0
             secs[a, b] = time.perf_counter() - t0
