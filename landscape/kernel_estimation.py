@@ -124,15 +124,30 @@ def m_step_quadratic(y: torch.Tensor, mu: torch.Tensor, c: torch.Tensor, size: i
 
 
 def _fista_simplex(A: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, n_iter: int) -> torch.Tensor:
+    r"""FISTA on :math:`h^\top A h - 2 b^\top h` over the simplex from ``h0``. The step is :math:`1/2L`, :math:`L` the
+    largest eigenvalue of :math:`A` on the simplex's tangent space (sum-zero vectors) from 30 power iterations with a
+    10 % margin; should the quadratic end above its start (the estimate too low), it is solved again with the exact
+    :math:`L` (``eigvalsh``), so the M-step never raises :math:`Q` and EM stays monotone."""
     n = A.shape[0]
     proj = torch.eye(n, dtype=A.dtype) - 1.0 / n
-    L = 2 * float(torch.linalg.eigvalsh(proj @ A @ proj)[-1])
-    h, z, t = h0.clone(), h0.clone(), 1.0
-    for _ in range(n_iter):
-        h_new = project_simplex((z - (2 * (A @ z) - 2 * b) / L)[None])[0]
-        t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        z = h_new + (t - 1) / t_new * (h_new - h)
-        h, t = h_new, t_new
+    M = proj @ A @ proj
+    v = torch.linspace(-1.0, 1.0, n, dtype=A.dtype) + 0.1 * torch.cos(torch.arange(n, dtype=A.dtype))
+    for _ in range(30):
+        v = M @ v
+        v = v / v.norm().clamp_min(1e-300)
+    Q = lambda h: float(h @ (A @ h) - 2 * b @ h)          # noqa: E731
+
+    def run(L: float) -> torch.Tensor:
+        h, z, t = h0.clone(), h0.clone(), 1.0
+        for _ in range(n_iter):
+            h_new = project_simplex((z - (2 * (A @ z) - 2 * b) / L)[None])[0]
+            t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            z = h_new + (t - 1) / t_new * (h_new - h)
+            h, t = h_new, t_new
+        return h
+    h = run(2.2 * float(v @ (M @ v)))
+    if not Q(h) <= Q(h0):
+        h = run(2 * float(torch.linalg.eigvalsh(M)[-1]))
     return h
 
 

@@ -8,7 +8,7 @@ Levin et al.'s protocol):
   normalisation (Perrone & Favaro 2014), coarse to fine, under the ``--prior`` (Levin's sparse prior);
 * ``map_k`` — MAP over :math:`h` with :math:`x` integrated out under the stationary Gaussian prior (closed
   form; EM on the simplex, coarse to fine: :mod:`landscape.kernel_estimation`), Levin et al. 2011's contrast;
-* ``unrolled`` — the shipped blind unrolled network ``unrolled-shake`` (an MMSE, 15×15 support);
+* ``unrolled`` — a blind unrolled network (an MMSE): ``--model``, by default the shipped ``unrolled-shake``;
 * ``pnp`` — blind PnP-HQS from :math:`(\delta, y)` with the gradient-step network's denoiser (a kernel step per
   iteration, exact simplex projection);
 * ``true`` — the true kernel: the error ratio's denominator.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ import xarray as xr
 from .. import data, io, kernels, marginal, metrics
 from .. import kernel_estimation as ke
 from .._checks import (
+    Check,
     InputError,
     files_or_empty,
     flag,
@@ -74,7 +76,7 @@ GALLERY = 31
 UNROLLED_MODEL = "unrolled-shake"
 
 QUICK = {"kernels": "levin5", "kernel_file": "", "images": FIRST, "noise": FIRST, "crop": at_most(64),
-         "n_outer": at_most(10), "n_em": at_most(5), "pnp_iter": at_most(10)}
+         "n_outer": at_most(5), "n_em": at_most(3), "pnp_iter": at_most(5)}
 
 
 @dataclass
@@ -103,6 +105,11 @@ class Config:
     pnp_variant: str = option("fixed", "PnP: fixed (one denoiser call per iteration) or gradient-step (monotone "
                               "energy, backtracked: several calls)", one_of(("fixed", "gradient-step")))
     s: float = option(0.02, "level of the gradient-step denoiser (PnP)", positive_number())
+    model: str = option(UNROLLED_MODEL, "the unrolled network: a shipped name or a weights file of "
+                        "landscape train-unrolled (free kernels)",
+                        Check("a shipped free-kernel unrolled model or an existing weights file",
+                              lambda v: v == UNROLLED_MODEL or Path(str(v)).is_file(), ("/no/such/model.pt",),
+                              reads=lambda v: [Path(v)] if Path(str(v)).is_file() else []))
     skip: str = option("", "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
                        subset_of(ESTIMATORS[1:], allow_empty=True))
     seed: int = option(0, "seed of the noise", integer(0))
@@ -135,7 +142,7 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
     if name == "map_k":
         return ke.map_k(y, sig, K, n_em=cfg.n_em)["kernel"]
     if name == "unrolled":
-        return reconstruct(load_unrolled(UNROLLED_MODEL), y, sig)["kernel"]
+        return reconstruct(load_unrolled(cfg.model), y, sig)["kernel"]
     opts = pnp.PnPOptions(variant=cfg.pnp_variant, s=cfg.s, n_iter=cfg.pnp_iter)
     single = BlindDeblur(y, problem.family, sig, dtype=torch.float32)      # the network's precision
     th = pnp.pnp_blind(single, pnp_prior, problem.family.zero(dtype=torch.float32), options=opts)["theta"]
