@@ -16,7 +16,7 @@ adapter                     what it gives
 ``from_potential(g, s)``    explicit potential (gradient-step denoisers, :math:`D = x - \nabla g`):
                             :math:`q = g(x, s)/s^2` up to a constant, gradient by autograd
 ``from_score(score, s)``    the same evaluators from a score network, :math:`D = x + s^2\,\mathrm{score}`
-``from_epsilon(eps, ᾱ, s)``  the same from an epsilon-prediction diffusion network and its schedule
+``from_epsilon(e, ᾱ, s)``   the same from an epsilon-prediction diffusion network and its schedule
                             :math:`\bar\alpha_t` (the diffusers convention), :math:`D` by Tweedie in VP form
 ==========================  ======================================================================
 
