@@ -56,6 +56,9 @@ class TrainConfig:
     checkpoint_every: int = option(250, "steps between checkpoints", integer(1))
     threads: int = option(0, "torch threads (0: torch's default)", integer(0))
 
+    def __post_init__(self):
+        self.validate()                # validated on construction, like every options object
+
     def validate(self) -> "TrainConfig":
         return validate(self)
 

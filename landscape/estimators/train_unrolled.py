@@ -66,6 +66,9 @@ class UnrolledTrainConfig:
     checkpoint_every: int = option(100, "steps between checkpoints", integer(1))
     threads: int = option(0, "torch threads (0: torch's default)", integer(0))
 
+    def __post_init__(self):
+        self.validate()                # validated on construction, like every options object
+
     def validate(self) -> "UnrolledTrainConfig":
         validate(self)
         if self.sigma_max < self.sigma_min:
