@@ -226,3 +226,20 @@ def test_real_shake_bad_kernel_names_exit_2_naming_the_option(tmp_path, capsys):
     assert main(["run", "real-shake", "--kernels", "", "--out", str(tmp_path / "r.nc")]) == 2
     assert "kernels" in capsys.readouterr().err
     assert not (tmp_path / "r.nc").exists()
+
+
+def test_blurry_is_more_likely_takes_a_user_prior_and_gives_its_exact_energy_differences(tmp_path):
+    """The README's own denoiser (a Wiener filter of a known spectrum P) as an evaluator by its spec: its Tweedie
+    energy differences equal the closed form of the smoothed Gaussian q_s, spectrum P + s^2, on the stored crops."""
+    from pathlib import Path
+
+    from landscape.priors import GaussianPrior
+    from landscape.studies import blurry_is_more_likely as b
+    spec = str(Path(__file__).resolve().parents[1] / "docs" / "guide" / "mydenoiser.py") + ":make"
+    ds = b.run(b.Config(crop=16, n_images=1, width_max=3.0, width_step=1.5, evaluators=spec), progress=False)
+    fy, fx = np.meshgrid(np.fft.fftfreq(16), np.fft.fftfreq(16), indexing="ij")
+    exact = GaussianPrior(2e-3 / (fy ** 2 + fx ** 2 + 1e-3) + 0.01 ** 2, mean=0.5)
+    imgs = torch.as_tensor(ds.images.values[0])
+    q = exact.energy(imgs).numpy()
+    np.testing.assert_allclose(ds.delta_q.sel(evaluator=spec).values[0], q - q[0], rtol=1e-4, atol=1e-3)
+    assert ds.delta_q_error.sel(evaluator=spec).values.max() < 1e-3 * np.abs(q - q[0]).max()

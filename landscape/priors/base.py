@@ -85,6 +85,14 @@ class Prior:
         """Both at once (subclasses share work where they can)."""
         return self.energy(x), self.grad(x)
 
+    def energy_difference(self, x0: torch.Tensor, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`q(x_1) - q(x_0)` per batch item and an error estimate (zero for an explicit energy; a score prior
+        integrates its gradient along the segment)."""
+        if self.capability("energy") not in EXPLICIT:
+            raise NotImplementedError(f"{self.name}: energy differences are {self.capability('energy')}")
+        d = self.energy(x1) - self.energy(x0)
+        return d, torch.zeros_like(d)
+
     def denoise(self, z: torch.Tensor, s: float, differentiable: bool = False) -> torch.Tensor:
         r"""MMSE denoiser :math:`D_s(z)` for :math:`z = x + s n`, :math:`n \sim N(0, I)`; ``differentiable``: keep the
         autograd graph (a network's), else an answer without one."""

@@ -18,6 +18,7 @@ Nguyen, Pauwels & Weiss report that a blur of width 3 gets lower q than the shar
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,9 +27,9 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels
-from .._checks import Check, InputError, flag, integer, option, positive_number, subset_of, validate
+from .._checks import Check, InputError, flag, integer, option, positive_number, prior_names, validate
 from ..operators import Blur
-from ..priors import PriorSettings, make_prior
+from ..priors import EXPLICIT, PriorSettings, make_prior
 from .common import apply_quick, at_least, at_most, concat_cases, product_cases, single_case, split
 
 NAME = "blurry-is-more-likely"
@@ -50,7 +51,8 @@ class Config:
     n_images: int = option(6, "held-out crops (camera, ascent, aero at 2 places each)", integer(1, len(CROPS)))
     width_max: float = option(3.0, "largest blur width", positive_number())
     width_step: float = option(0.25, "blur width step", positive_number())
-    evaluators: str = option(",".join(EVALUATORS), "comma-separated: " + ", ".join(EVALUATORS), subset_of(EVALUATORS))
+    evaluators: str = option(",".join(EVALUATORS), "comma-separated: " + ", ".join(EVALUATORS) + " or user priors "
+                             "(file.py:factory, module:factory)", prior_names(EVALUATORS))
     s: float = option(0.01, "noise level of the Tweedie score and GS potential", positive_number())
     ode_steps: int = option(16, "RK4 steps of the PF-ODE", integer(1))
     probes: int = option(4, "Hutchinson probes per PF-ODE evaluation", integer(1))
@@ -102,11 +104,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     settings = PriorSettings(s=cfg.s, dtype=torch.float32, ode_steps=cfg.ode_steps, probes=cfg.probes,
                              progress=progress)
     prior = make_prior(ev, shape, settings)
-    if ev == "tweedie":          # a score only: q differences by line integrals from the sharp crop
-        x32 = x64.float()
-        d, er = prior.energy_difference(x32[:, :1].expand_as(x32).reshape(-1, *shape), x32.reshape(-1, *shape))
-        dq, err = d.reshape(I, W).double().numpy(), er.reshape(I, W).double().numpy()
-    elif ev == "pf-ode":
+    if hasattr(prior, "log_density"):
         lp, se = [], []
         for i in range(I):       # one image's widths share their probes (common random numbers)
             l, s_ = prior.log_density(x64[i].float(), rng=cfg.seed + i, common_probes=True)
@@ -116,10 +114,14 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         dq = q - q[:, :1]
         # SE of a difference under shared probes is not the sum of SEs; store the per-image SE
         err = np.stack(se)
-    else:                        # an energy (exact, or the GS potential)
+    elif prior.capability("energy") in EXPLICIT:        # an energy (exact, or the GS potential)
         xin = x64.float() if ev == "gs" else x64
         q = prior.energy(xin.reshape(-1, *shape)).reshape(I, W).double().numpy()
         dq = q - q[:, :1]
+    else:                        # a score only: q differences by line integrals from the sharp crop
+        x32 = x64.float() if ev in EVALUATORS else x64      # a user prior casts to its network's dtype itself
+        d, er = prior.energy_difference(x32[:, :1].expand_as(x32).reshape(-1, *shape), x32.reshape(-1, *shape))
+        dq, err = d.reshape(I, W).double().numpy(), er.reshape(I, W).double().numpy()
     ds = xr.Dataset(
         {"delta_q": (("image", "width", "evaluator"), dq[..., None], io.energy_attrs("q(h_w * x) - q(x)")),
          "delta_q_error": (("image", "width", "evaluator"), err[..., None],
@@ -130,6 +132,11 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         coords={"image": [f"{n}@{r:.2f},{c:.2f}" for n, r, c in CROPS[:I]], "width": widths, "evaluator": [ev]})
     ds.attrs["evaluator_description"] = json.dumps(prior.describe(), default=str)
     return ds
+
+
+def _key(evaluator: str) -> str:
+    """An evaluator's name as an attribute key (a user prior's spec holds '/' and ':')."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", evaluator)
 
 
 def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
@@ -146,8 +153,9 @@ def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     ds["monotone_near_0"] = mono.astype(np.int8).assign_attrs(
         long_name="delta_q monotone over widths 0, w1, w2 (1) or not (0)")
     for ev in evs:
-        ds.attrs[f"fraction_lower_at_{widths[-1]:g}_{ev}"] = float(frac.sel(evaluator=ev))
-        ds.attrs[f"fraction_monotone_near_0_{ev}"] = float(mono.sel(evaluator=ev).mean())
+        key = _key(ev)
+        ds.attrs[f"fraction_lower_at_{widths[-1]:g}_{key}"] = float(frac.sel(evaluator=ev))
+        ds.attrs[f"fraction_monotone_near_0_{key}"] = float(mono.sel(evaluator=ev).mean())
     return ds
 
 
@@ -163,8 +171,8 @@ def summary(ds: xr.Dataset) -> str:
     lines.append(f"  {'evaluator':<11}{'mean dq(w_max)':>16}{'frac lower':>12}{'frac monotone@0':>17}")
     for ev in ds.evaluator.values:
         d = ds.delta_q.sel(evaluator=ev).isel(width=-1)
-        lines.append(f"  {ev:<11}{float(d.mean()):16.1f}{ds.attrs[f'fraction_lower_at_{w:g}_{ev}']:12.2f}"
-                     f"{ds.attrs[f'fraction_monotone_near_0_{ev}']:17.2f}")
+        lines.append(f"  {ev:<11}{float(d.mean()):16.1f}{ds.attrs[f'fraction_lower_at_{w:g}_{_key(ev)}']:12.2f}"
+                     f"{ds.attrs[f'fraction_monotone_near_0_{_key(ev)}']:17.2f}")
     return "\n".join(lines)
 
 
