@@ -4,7 +4,8 @@
 
 Natural models: 64x64 crops of the held-out images (camera, ascent, aero; three places each), kernels
 drawn from the model's training range (seeded: Gaussian widths or motion (length, angle) uniform on the
-box, camera-shake draws of sizes 5-15), sigma in {0.01, 0.03}. The GMM model: 16x16 draws of its GMM.
+box, camera-shake draws of sizes 5-15, or 5..--kernel-size, zero-padded to a free model's support: the same
+draws for every free model), sigma in {0.01, 0.03}. The GMM model: 16x16 draws of its GMM.
 Reports means over the cases: PSNR of y and of the reconstruction, ||h_hat - h*||, and |theta_hat - theta*|
 (first parameter) for the parametric models.
 """
@@ -18,7 +19,7 @@ import torch
 
 from landscape import data, priors
 from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw_kernels, simulate
-from landscape.estimators.unrolled import load_unrolled
+from landscape.estimators.unrolled import check_kernel_for, load_unrolled
 
 
 def images(model_name: str, rng: np.random.Generator) -> list[np.ndarray]:
@@ -38,6 +39,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-shake,unrolled-gmm16",
                     help="shipped names, or NAME:PATH for a weights file trained with NAME's recipe")
+    ap.add_argument("--kernel-size", type=int, default=15,
+                    help="free-kernel models: camera-shake draws of sizes 5..this, zero-padded to each model's support")
     args = ap.parse_args()
     print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}")
     for entry in args.models.split(","):
@@ -47,7 +50,8 @@ def main() -> None:
         except ValueError as exc:
             print(f"{name:<20} not available: {exc}")
             continue
-        cfg = UnrolledTrainConfig(**RECIPES[name])
+        free = RECIPES[name]["family"] == "free"
+        cfg = UnrolledTrainConfig(**{**RECIPES[name], **({"kernel_size": args.kernel_size} if free else {})})
         rng = np.random.default_rng(2026)
         gen = torch.Generator().manual_seed(2026)
         rows = []
@@ -55,6 +59,8 @@ def main() -> None:
             for sig in (0.01, 0.03):
                 x = torch.as_tensor(img, dtype=torch.float32)[None]
                 h = draw_kernels(cfg, 1, rng)
+                if free:                          # the same draws for every free model, on its own support
+                    h = torch.as_tensor(check_kernel_for(model, h[0].double().numpy()), dtype=torch.float32)[None]
                 y = simulate(x, h, torch.tensor([sig]), gen)
                 with torch.no_grad():
                     o = model(y, sig)

@@ -16,6 +16,8 @@ faster on CPU than one batch whose FFT buffers fall out of cache.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ._checks import InputError
@@ -117,6 +119,25 @@ class Blur:
             raise InputError("y", f"data of shape (..., {self.output_shape[0]}, {self.output_shape[1]})",
                              tuple(y.shape))
         return self._fourier(self._embed(y), conj=True)
+
+    def data_prox(self, y: torch.Tensor, z: torch.Tensor, sigma: Any, s: Any) -> torch.Tensor:
+        r"""The prox of the data term: :math:`\arg\min_x \|h \star x - y\|^2/(2\sigma^2) + \|x - z\|^2/(2 s^2)`
+        (circular boundary, exact in Fourier), per kernel of the batch:
+
+        .. math:: \hat x = \mathcal F^{-1}\frac{\bar{\hat h}\hat y/\sigma^2 + \hat z/s^2}{|\hat h|^2/\sigma^2 + 1/s^2}.
+
+        ``sigma`` and ``s``: floats or ``(B,)`` tensors (one per kernel); differentiable in the kernel, ``y`` and ``z``.
+        """
+        if self.boundary != "circular":
+            raise InputError("boundary", "'circular' for the Fourier prox of the data term", repr(self.boundary))
+        o = self.otf
+        lead = o.shape[:-2]
+        a = (1 / torch.as_tensor(sigma, dtype=z.dtype, device=z.device) ** 2).reshape(*lead, 1, 1) if lead else \
+            1 / torch.as_tensor(sigma, dtype=z.dtype, device=z.device) ** 2
+        b = (1 / torch.as_tensor(s, dtype=z.dtype, device=z.device) ** 2).reshape(*lead, 1, 1) if lead else \
+            1 / torch.as_tensor(s, dtype=z.dtype, device=z.device) ** 2
+        num = o.conj() * torch.fft.rfft2(y) * a + torch.fft.rfft2(z) * b
+        return torch.fft.irfft2(num / (o.abs() ** 2 * a + b), s=self.image_shape)
 
     def subset(self, idx: torch.Tensor) -> "Blur":
         """The operator for the kernels ``idx`` of the first batch dimension."""

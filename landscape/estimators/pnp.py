@@ -34,9 +34,9 @@ import torch
 
 from .._checks import InputError, integer, number, one_of, option, positive_number, validate
 from ..descent import theta_step
+from ..operators import Blur
 from ..posterior import BlindDeblur, Posterior
 from ..priors.base import EXACT, UP_TO_CONSTANT, Prior
-from .unrolled import UnrolledBlind
 
 VARIANTS = ("fixed", "continuation", "gradient-step")
 
@@ -100,13 +100,11 @@ def _iteration(problem: BlindDeblur, prior: Prior, h: torch.Tensor, x: torch.Ten
     y = problem.y.expand_as(x)
     B = x.shape[0]
     sig = torch.full((B,), problem.noise, dtype=x.dtype)
+    blur = Blur(h, tuple(x.shape[-2:]))            # one operator (and OTF) for every step of this iteration
     if opts.variant != "gradient-step":
         z = prior.denoise(x, s)
-        return UnrolledBlind.data_step(h, y, z, sig, torch.full((B,), s, dtype=x.dtype)), float("nan")
+        return blur.data_prox(y, z, sig, torch.full((B,), s, dtype=x.dtype)), float("nan")
     # proximal gradient on F = data + lambda q with backtracking on tau (monotone F)
-    from ..operators import Blur
-
-    blur = Blur(h, tuple(x.shape[-2:]))            # one operator for every trial step
     data = lambda v: ((blur(v) - y) ** 2).sum((-2, -1)) / (2 * problem.noise ** 2)
     F = lambda v: data(v) + opts.weight * prior.energy(v)
     q0, gq = prior.energy_and_grad(x)              # one network evaluation gives q and its gradient at x
@@ -114,7 +112,7 @@ def _iteration(problem: BlindDeblur, prior: Prior, h: torch.Tensor, x: torch.Ten
     tau = s ** 2
     for _ in range(30):
         v = x - tau * opts.weight * gq
-        xn = UnrolledBlind.data_step(h, y, v, sig, torch.full((B,), math.sqrt(tau), dtype=x.dtype))
+        xn = blur.data_prox(y, v, sig, torch.full((B,), math.sqrt(tau), dtype=x.dtype))
         f1 = F(xn)
         if (f1 <= f0).all():
             return xn, float(f1.sum())

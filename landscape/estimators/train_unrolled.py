@@ -22,9 +22,9 @@ from .. import kernels as _kernels
 from .._checks import Check, InputError, integer, number, one_of, option, positive_number, validate
 from ..denoisers import nets
 from ..denoisers.train import Sampler, fit, training_data
-from ..operators import otf
+from ..operators import Blur
 from ..resources import weights_path
-from .unrolled import UnrolledBlind, load_unrolled
+from .unrolled import SHIPPED, UnrolledBlind, load_unrolled
 
 #: the training box of each family's kernel branch (upper end of the first parameter from ``theta_max``)
 ANGLE_RANGE = (0.0, 180.0)
@@ -47,11 +47,12 @@ class UnrolledTrainConfig:
     kernel_steps: int = option(0, "free kernels: projected-gradient steps on the data misfit after the kernel "
                                "branch's estimate (it sees the data residual)", integer(0, 50))
     channels: int = option(32, "base channels of the UNet (32: the shipped denoiser's)", integer(4))
-    init: str = option("denoiser-gray", "shipped denoiser the UNet starts from, an unrolled model's weights "
-                       "file of the same shape to continue training (fine-tuning), or none",
-                       Check("denoiser-gray, denoiser-gmm16, none or an existing unrolled weights file",
-                             lambda v: v in ("denoiser-gray", "denoiser-gmm16", "none") or Path(str(v)).is_file(),
-                             ("no-such-choice", "/no/such/file.pt")))
+    init: str = option("denoiser-gray", "shipped denoiser the UNet starts from, a shipped unrolled model or an "
+                       "unrolled model's weights file of the same shape to continue training (fine-tuning), or none",
+                       Check("denoiser-gray, denoiser-gmm16, none, a shipped unrolled model or an existing unrolled "
+                             "weights file",
+                             lambda v: v in ("denoiser-gray", "denoiser-gmm16", "none") or v in SHIPPED
+                             or Path(str(v)).is_file(), ("no-such-choice", "/no/such/file.pt")))
     patch: int = option(64, "training image size (a multiple of 4)",
                         Check("a multiple of 4, at least 16", lambda v: isinstance(v, int) and v >= 16 and v % 4 == 0,
                               (0, 18)))
@@ -116,8 +117,7 @@ def draw_kernels(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> 
 
 def simulate(x: torch.Tensor, h: torch.Tensor, sigma: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """:math:`y = h \\star x + \\sigma n` (circular), batched."""
-    Hf = otf(h, tuple(x.shape[-2:]))
-    clean = torch.fft.irfft2(Hf * torch.fft.rfft2(x), s=x.shape[-2:])
+    clean = Blur(h, tuple(x.shape[-2:]), chunk=None)(x)
     return clean + sigma[:, None, None] * torch.randn(x.shape, generator=gen, dtype=x.dtype)
 
 
@@ -178,6 +178,8 @@ RECIPES: dict[str, dict] = {
     "unrolled-gaussian": {"family": "gaussian", "theta_max": 3.0},
     "unrolled-motion": {"family": "motion", "theta_max": 13.0},
     "unrolled-shake": {"family": "free"},
+    "unrolled-shake31": {"family": "free", "kernel_size": 31, "kernel_steps": 5, "init": "unrolled-shake",
+                         "steps": 1000, "lr": 1e-4, "seed": 2},
     "unrolled-gmm16": {"family": "gaussian", "theta_max": 3.0, "data": "gmm", "patch": 16, "batch": 32,
                        "init": "denoiser-gmm16", "steps": 3000},
 }

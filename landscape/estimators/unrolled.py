@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from .. import kernels as _kernels
 from .._checks import InputError
 from ..denoisers import nets
-from ..operators import otf
+from ..operators import Blur, otf
 from ..resources import weights_path
 
 #: shipped unrolled models: name -> what they were trained on (README lists the commands)
@@ -43,6 +43,8 @@ SHIPPED = {
     "unrolled-gaussian": "Gaussian blur, width in [0, 3], natural 64x64 patches",
     "unrolled-motion": "linear motion, length in [0, 13], any angle, natural 64x64 patches",
     "unrolled-shake": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support), natural patches",
+    "unrolled-shake31": "free kernels on a 31x31 support (camera_shake draws of sizes 5-31), data-misfit kernel steps, "
+                        "fine-tuned from unrolled-shake",
     "unrolled-gmm16": "Gaussian blur, width in [0, 3], exact samples of the 16x16 natural-crop GMM",
 }
 
@@ -158,11 +160,7 @@ class UnrolledBlind(nn.Module):
                   s: torch.Tensor) -> torch.Tensor:
         r""":math:`\arg\min_x \|h\star x - y\|^2/(2\sigma^2) + \|x - z\|^2/(2s^2)` (circular), batched;
         ``sigma``, ``s``: ``(B,)``."""
-        Hf = otf(h, tuple(y.shape[-2:]))
-        a = (1 / sigma ** 2)[:, None, None]
-        b = (1 / s ** 2)[:, None, None]
-        num = Hf.conj() * torch.fft.rfft2(y) * a + torch.fft.rfft2(z) * b
-        return torch.fft.irfft2(num / (Hf.abs() ** 2 * a + b), s=y.shape[-2:])
+        return Blur(h, tuple(y.shape[-2:]), chunk=None).data_prox(y, z, sigma, s)
 
     def forward(self, y: torch.Tensor, sigma: Any, *, trace: bool = False) -> dict[str, Any]:
         """Reconstruct from ``y`` ``(B, H, W)`` at noise levels ``sigma`` (float or ``(B,)``).
