@@ -43,6 +43,24 @@ def test_kernel_branch_stays_in_the_box_or_on_the_simplex(family, rng):
         assert (th <= torch.tensor(family["hi"], dtype=th.dtype)).all()
 
 
+def test_the_free_kernel_branchs_data_steps_lower_the_misfit_and_stay_on_the_simplex(rng):
+    """With its step sizes at their initial 1/L (tau = 1/2 of 1/max|z_hat|^2 for ||h * z - y||^2), each projected
+    gradient step of the kernel branch cannot raise the data misfit; its output stays on the simplex."""
+    from landscape.estimators.unrolled import FreeKernelBranch
+    from landscape.operators import Blur
+    torch.manual_seed(0)
+    plain, stepped = FreeKernelBranch(9).double(), FreeKernelBranch(9, steps=5).double()
+    stepped.load_state_dict(plain.state_dict(), strict=False)
+    z = torch.as_tensor(rng.random((2, 24, 24)))
+    h_true = torch.as_tensor(K.camera_shake(9, rng=1))
+    y = Blur(h_true, (24, 24))(z) + 0.01 * torch.as_tensor(rng.standard_normal((2, 24, 24)))
+    with torch.no_grad():
+        h0, h5 = plain(y, z), stepped(y, z)
+    misfit = lambda h: ((Blur(h, (24, 24))(z) - y) ** 2).sum((-2, -1))
+    assert (misfit(h5) <= misfit(h0)).all() and (misfit(h5) < 0.99 * misfit(h0)).any()
+    assert (h5 >= 0).all() and torch.allclose(h5.sum((-2, -1)), torch.ones(2, dtype=h5.dtype))
+
+
 def test_unrolled_bad_input(tmp_path):
     with pytest.raises(InputError, match="model"):
         load_unrolled("no-such-model")

@@ -178,8 +178,6 @@ RECIPES: dict[str, dict] = {
     "unrolled-gaussian": {"family": "gaussian", "theta_max": 3.0},
     "unrolled-motion": {"family": "motion", "theta_max": 13.0},
     "unrolled-shake": {"family": "free"},
-    "unrolled-shake31": {"family": "free", "kernel_size": 31, "kernel_steps": 5, "init": "unrolled-shake",
-                         "steps": 1000, "lr": 1e-4, "seed": 2},
     "unrolled-gmm16": {"family": "gaussian", "theta_max": 3.0, "data": "gmm", "patch": 16, "batch": 32,
                        "init": "denoiser-gmm16", "steps": 3000},
 }

@@ -43,8 +43,6 @@ SHIPPED = {
     "unrolled-gaussian": "Gaussian blur, width in [0, 3], natural 64x64 patches",
     "unrolled-motion": "linear motion, length in [0, 13], any angle, natural 64x64 patches",
     "unrolled-shake": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support), natural patches",
-    "unrolled-shake31": "free kernels on a 31x31 support (camera_shake draws of sizes 5-31), data-misfit kernel steps, "
-                        "fine-tuned from unrolled-shake",
     "unrolled-gmm16": "Gaussian blur, width in [0, 3], exact samples of the 16x16 natural-crop GMM",
 }
 
@@ -78,8 +76,9 @@ class FreeKernelBranch(nn.Module):
     :math:`\hat h = \overline{\hat z}\hat y / (|\hat z|^2 + \beta)` (``beta`` learned), cropped to the
     ``size x size`` support, refined by a small CNN and a softmax over the support; then ``steps`` projected
     gradient steps on the data misfit :math:`\|h \star z - y\|^2` over the simplex, each seeing the data
-    residual :math:`h \star z - y` through its gradient :math:`2\,\mathrm{crop}(z \star' (h \star z - y))`,
-    with learned step sizes :math:`\tau_t / \max_\omega |\hat z(\omega)|^2` (0 steps: the earlier models)."""
+    residual :math:`h \star z - y` along :math:`-\mathrm{crop}(z \star' (h \star z - y))` (half the gradient),
+    with learned step sizes :math:`\tau_t / \max_{\omega \ne 0} |\hat z(\omega)|^2` (the kernel's sum is fixed on the
+    simplex, so the DC term does not bound the step; 0 steps: the earlier models)."""
 
     def __init__(self, size: int, width: int = 16, steps: int = 0):
         super().__init__()
@@ -106,7 +105,8 @@ class FreeKernelBranch(nn.Module):
         h = torch.softmax(logits.flatten(1), 1).reshape(crop.shape)
         if hasattr(self, "log_tau"):
             Z = torch.fft.rfft2(z)
-            lip = (Z.abs() ** 2).flatten(1).max(1).values[:, None, None]
+            # the step's curvature: max |z_hat|^2 off the DC term (moves on the simplex keep the kernel's sum)
+            lip = (Z.abs() ** 2).flatten(1)[:, 1:].max(1).values[:, None, None]
             for log_tau in self.log_tau:
                 res = torch.fft.irfft2(otf(h, tuple(y.shape[-2:])) * Z, s=y.shape[-2:]) - y
                 g = self._crop(torch.fft.irfft2(Z.conj() * torch.fft.rfft2(res), s=y.shape[-2:]))

@@ -231,10 +231,13 @@ def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     ds = concat_cases(parts, {**parts[0].attrs, **io.provenance(NAME, asdict(cfg))})
     r = ds.error_ratio.values
     ds = ds.assign_coords(threshold=CURVE, cut=list(metrics.SUCCESS_THRESHOLDS))
-    ds["success_curve"] = (("estimator", "threshold"), np.array([metrics.success_rate(r[:, j], CURVE)
-                                                                 for j in range(r.shape[1])]),
+
+    def rates(j: int, thresholds: Any) -> np.ndarray:       # NaN for an estimator left out (--skip)
+        t = np.atleast_1d(thresholds)
+        return np.full(t.size, np.nan) if np.isnan(r[:, j]).all() else metrics.success_rate(r[:, j], t)
+    ds["success_curve"] = (("estimator", "threshold"), np.array([rates(j, CURVE) for j in range(r.shape[1])]),
                            {"long_name": "fraction of cases with error ratio <= threshold"})
-    ds["success_rate"] = (("estimator", "cut"), np.array([metrics.success_rate(r[:, j])
+    ds["success_rate"] = (("estimator", "cut"), np.array([rates(j, metrics.SUCCESS_THRESHOLDS)
                                                           for j in range(r.shape[1])]))
     return ds
 
@@ -249,6 +252,9 @@ def summary(ds: xr.Dataset) -> str:
     lines = [f"{NAME}: {ds.sizes['case']} case(s); success rate at r <= " + ", ".join(
         f"{t:g}" for t in ds.cut.values) + "; median kernel error, PSNR, seconds per estimate"]
     for j, e in enumerate(ds.estimator.values):
+        if np.isnan(ds.error_ratio.values[:, j]).all():
+            lines.append(f"  {e:<9} (left out)")
+            continue
         rates = ", ".join(f"{v:.2f}" for v in ds.success_rate.values[j])
         lines.append(f"  {e:<9} {rates}   |h-h*| {np.nanmedian(ds.kernel_error.values[:, j]):.3f}  "
                      f"{np.nanmedian(ds.psnr.values[:, j]):.2f} dB  {np.nanmedian(ds.seconds.values[:, j]):.1f} s")
@@ -267,7 +273,7 @@ def plot(ds: xr.Dataset, ax: Any = None):
                              gridspec_kw={"width_ratios": [1, 1.2]})
     a0, a1 = ax
     for j, e in enumerate(ds.estimator.values):
-        if e != "true":
+        if e != "true" and np.isfinite(ds.success_curve.values[j]).all():
             a0.plot(ds.threshold.values, ds.success_curve.values[j], drawstyle="steps-post", label=e)
     a0.axvline(3.0, color="gray", ls=":", lw=0.8)
     a0.set(xlabel="error ratio t", ylabel="fraction of cases with r ≤ t", ylim=(-0.02, 1.02),
