@@ -162,3 +162,18 @@ def test_epsilon_adapter_reproduces_the_exact_score_at_a_schedule_level(gauss):
     np.testing.assert_allclose(p.grad(img).numpy(), smoothed.grad(img).numpy(), rtol=1e-9, atol=1e-7)
     with pytest.raises(InputError, match="s: .*schedule"):
         from_epsilon(eps, ab, 1e-5).grad(img)
+
+
+def test_user_priors_reach_pnp_vs_unrolled_and_posterior_statistics(tmp_path, capsys):
+    """The README's own denoiser as pnp-vs-unrolled's denoiser (stored in the provenance); a missing user file
+    as posterior-statistics' sampling prior is one line naming ``prior``, exit 2, nothing written."""
+    from pathlib import Path
+    spec = str(Path(__file__).resolve().parents[1] / "docs" / "guide" / "mydenoiser.py") + ":make"
+    out = tmp_path / "p.nc"
+    assert main(["run", "pnp-vs-unrolled", "--quick", "--denoiser", spec, "--no-progress", "--out", str(out)]) == 0
+    assert spec in io.load(out).attrs["config"]
+    capsys.readouterr()
+    assert main(["run", "posterior-statistics", "--prior", str(tmp_path / "none.py") + ":make",
+                 "--out", str(tmp_path / "q.nc")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("landscape: error: prior") and not (tmp_path / "q.nc").exists()

@@ -22,7 +22,7 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels, metrics
-from .._checks import files_or_empty, flag, integer, numbers, option, positive_number, subset_of
+from .._checks import files_or_empty, flag, integer, numbers, option, positive_number, prior_names, subset_of
 from ..estimators import pnp
 from ..estimators.unrolled import load_unrolled
 from ..posterior import BlindDeblur
@@ -63,6 +63,10 @@ class Config:
     s: float = option(0.02, "level of fixed-level and gradient-step PnP", positive_number())
     s_max: float = option(0.2, "first level of continuation", positive_number())
     s_min: float = option(0.01, "last level of continuation", positive_number())
+    denoiser: str = option("tweedie", "the denoiser of fixed-level and continuation PnP (tweedie, or a user prior: "
+                           "file.py:factory, module:factory)", prior_names(("tweedie", "gs")))
+    gs_prior: str = option("gs", "the prior with an energy of gradient-step PnP (gs, or a user prior)",
+                           prior_names(("gs",)))
     seed: int = option(0, "seed of the noise", integer(0))
     quick: bool = option(False, "one image, width and noise level; 20 iterations (< 60 s)", flag())
 
@@ -90,8 +94,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     model = load_unrolled("unrolled-gaussian")
     settings = PriorSettings(s=cfg.s, dtype=torch.float32)
     shape = (cfg.crop, cfg.crop)
-    tweedie = make_prior("tweedie", shape, settings)                 # one network for both Tweedie variants
-    priors = {"fixed": tweedie, "continuation": tweedie, "gradient-step": make_prior("gs", shape, settings)}
+    tweedie = make_prior(cfg.denoiser, shape, settings)              # one network for both denoiser variants
+    priors = {"fixed": tweedie, "continuation": tweedie, "gradient-step": make_prior(cfg.gs_prior, shape, settings)}
     (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
     th, sig = float(cfg.theta_true), float(cfg.noise)
     psnr = np.full((len(pnp.VARIANTS) + 1, len(STARTS)), np.nan)

@@ -41,6 +41,7 @@ from .._checks import (
     numbers,
     option,
     positive_number,
+    prior_names,
     subset_of,
 )
 from ..estimators.bayes import GMMPosterior
@@ -98,6 +99,10 @@ class Config:
     burn_in: int = option(150, "Gibbs sweeps discarded", integer(0))
     chains: int = option(4, "chains", integer(1))
     s: float = option(0.02, "Tweedie level of PnP-ULA (natural mode)", positive_number())
+    prior: str = option("tweedie", "natural mode: the score PnP-ULA samples with (tweedie, or a user prior: "
+                        "file.py:factory, module:factory)", prior_names(("tweedie",)))
+    map_prior: str = option("gs", "natural mode: the prior of the point estimates beside the posterior mean (gs, or a "
+                            "user prior)", prior_names(("gs", "tweedie")))
     hard_theta: float = option(2.5, "width of the hard case (fixed-s PnP-ULA vs annealed)", positive_number())
     seed: int = option(0, "seed", integer(0))
     skip_hard: bool = option(False, "skip the hard case (fixed-level PnP-ULA vs annealed Langevin vs DPS at "
@@ -177,7 +182,8 @@ def cases(config: Config) -> list[Config]:
 def _prior(cfg: Config, progress: bool) -> tuple[Any, str, torch.dtype]:
     if cfg.sandbox:
         return make_prior("gmm", (16, 16), PriorSettings(progress=progress)), "exact", torch.float64
-    return make_prior("tweedie", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float32)), "ula", torch.float32
+    prior = make_prior(cfg.prior, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float32))
+    return prior, "ula", torch.float32
 
 
 def run_part(config: Config, progress: bool = True) -> xr.Dataset:
@@ -196,7 +202,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     else:
         (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
     # the point estimates beside the posterior mean: map-vs-mmse's, with the prior's energy
-    map_prior = prior if cfg.sandbox else make_prior("gs", (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=dtype))
+    map_prior = prior if cfg.sandbox else make_prior(cfg.map_prior, (cfg.crop, cfg.crop),
+                                                     PriorSettings(s=cfg.s, dtype=dtype))
     model = load_unrolled(MODELS["sandbox" if cfg.sandbox else "gaussian"])
     th = float(cfg.theta_true)
     prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype)
