@@ -54,7 +54,20 @@ def test_the_readme_runs_are_definitions():
             "blurry-is-more-likely"} <= names
 
 
-@pytest.mark.parametrize("path", DEFINITIONS, ids=[p.stem for p in DEFINITIONS])
+#: size variants of another definition of the same study: their --quick runs clamp to nearly the same small run,
+#: so they run with `slow` only (the default run stays under 15 min); they still parse in the default run below
+VARIANTS = ("local-recovery-64", "morse-bott-32", "morse-bott-64")
+
+
+def test_every_definition_parses_into_valid_cases():
+    for path in DEFINITIONS:
+        defn = sweep.Definition.from_file(path)
+        runs = defn.configs()
+        assert runs and all(sweep.split(defn.module, cfg) for _, cfg in runs), path.stem
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in VARIANTS else p
+                                  for p in DEFINITIONS], ids=[p.stem for p in DEFINITIONS])
 def test_every_definition_parses_and_runs_quick(tmp_path, path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)                         # relative outputs of a definition (samples=) land here
     defn = sweep.Definition.from_file(path)            # every case of the full run is a valid configuration
