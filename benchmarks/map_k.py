@@ -60,7 +60,7 @@ def em(y, noise, size, n_em, n_inner, m_step):
     for shape, k, r in levels:
         h = ke.upsample_kernel(h, k)
         yl = torch.as_tensor(ke._resize(y, shape))
-        prior = ke._gaussian_at(shape)
+        prior = ke.gaussian_prior(shape)
         prob = ke.kernel_problem(yl.numpy(), noise * r, k)
         ht = torch.as_tensor(h)
         for _ in range(n_em):
@@ -88,7 +88,7 @@ def main() -> None:
     y = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), 0.01, rng=0).y.numpy()
     levels = ke.pyramid(y.shape, K)
     for shape, _, _ in levels:                              # fit (and cache) the Gaussian priors outside the timings
-        ke._gaussian_at(shape)
+        ke.gaussian_prior(shape)
     n_it = args.n_em * len(levels)
     print(f"MAP_k: {args.kernel} ({K}x{K}), camera {args.size}x{args.size}, sigma 0.01, {len(levels)} levels x "
           f"{args.n_em} EM iterations x {args.n_inner} FISTA steps, {torch.get_num_threads()} threads")

@@ -30,7 +30,6 @@ starts from the previous one's kernel, upsampled, clipped at zero and renormalis
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Callable
 
@@ -39,8 +38,7 @@ import torch
 
 from . import marginal
 from ._checks import InputError, positive
-from .kernels import Free, dirac, project_simplex
-from .operators import otf
+from .kernels import Free, centre, dirac, project_simplex
 from .posterior import BlindDeblur, Posterior
 from .priors import GaussianPrior, Prior, make_prior
 from .solvers import SolverOptions
@@ -97,14 +95,11 @@ def _offsets(size: int) -> np.ndarray:
 
 
 def e_step(y: torch.Tensor, h: torch.Tensor, prior: GaussianPrior, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean (unitary coefficients :math:`\\hat\\mu`, full grid) and variances :math:`c` of x given h."""
-    shape = tuple(y.shape)
-    Hk = torch.fft.fft2(torch.fft.irfft2(otf(h, shape), s=shape))
-    P = prior.spectrum.to(y.dtype)
-    Y = torch.fft.fft2(y, norm="ortho")
-    M = torch.fft.fft2(torch.full_like(y, prior.mean), norm="ortho")
-    denom = noise ** 2 + (Hk.abs() ** 2) * P
-    return M + P * Hk.conj() * (Y - Hk * M) / denom, noise ** 2 * P / denom
+    """Posterior mean (unitary coefficients :math:`\\hat\\mu`, full grid) and variances :math:`c` of x given h
+    (``marginal.gaussian_posterior``)."""
+    post = Posterior(kernel_problem(y, noise, h.shape[0]), prior)
+    mean, var = marginal.gaussian_posterior(post, post.problem.family.theta_of(h))
+    return mean[0], var[0]
 
 
 def m_step_quadratic(y: torch.Tensor, mu: torch.Tensor, c: torch.Tensor, size: int
@@ -170,13 +165,13 @@ def _em_level(y: np.ndarray, noise: float, prior: GaussianPrior, h0: np.ndarray,
     return h.reshape(size, size).numpy(), nll
 
 
-@functools.lru_cache(maxsize=32)
-def _gaussian_at(shape: tuple[int, int]) -> GaussianPrior:
-    """The stationary Gaussian prior fitted to the training images at ``shape`` (fitted once per shape)."""
+def gaussian_prior(shape: tuple[int, int]) -> GaussianPrior:
+    """The stationary Gaussian prior fitted to the training images at ``shape`` (the registry fits it once per
+    shape)."""
     return make_prior("gaussian", tuple(shape))
 
 
-def map_k(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, int]], GaussianPrior] = _gaussian_at,
+def map_k(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, int]], GaussianPrior] = gaussian_prior,
           n_em: int = 15, n_inner: int = 100, factor: float = FACTOR, progress: bool = False) -> dict[str, Any]:
     """MAP over a free ``size x size`` kernel with x marginalised under the stationary Gaussian prior (EM,
     coarse to fine; module docstring).
@@ -266,27 +261,12 @@ def nonblind(y: Any, noise: float, kernel: Any, prior: Prior, solver: SolverOpti
     return x[0].numpy()
 
 
-def centred(h: np.ndarray, size: int) -> np.ndarray:
-    """``h`` on a ``size x size`` support with its centre of mass on the centre pixel (integer shift);
-    mass shifted past the support is dropped."""
-    h = np.asarray(h, dtype=float)
-    rows, cols = np.indices(h.shape)
-    cr, cc = int(round((rows * h).sum() / h.sum())), int(round((cols * h).sum() / h.sum()))
-    out = np.zeros((size, size))
-    c = size // 2
-    for (i, j), v in np.ndenumerate(h):
-        a, b = i - cr + c, j - cc + c
-        if v and 0 <= a < size and 0 <= b < size:
-            out[a, b] += v
-    return out
-
-
 def kernel_error(h: Any, h_true: Any) -> float:
     """:math:`\\|\\hat h - h^\\star\\|_2`, both centred (centre of mass) on the larger of the two supports."""
     h, ht = np.asarray(h, dtype=float), np.asarray(h_true, dtype=float)
     size = max(h.shape[0], ht.shape[0]) + 2
-    return float(np.linalg.norm(centred(h, size) - centred(ht, size)))
+    return float(np.linalg.norm(centre(h, size) - centre(ht, size)))
 
 
-__all__ = ["pyramid", "map_k", "map_xk", "nonblind", "kernel_error", "e_step", "m_step_quadratic", "centred",
-           "upsample_kernel", "kernel_problem"]
+__all__ = ["pyramid", "map_k", "map_xk", "nonblind", "kernel_error", "e_step", "m_step_quadratic",
+           "upsample_kernel", "kernel_problem", "gaussian_prior"]

@@ -545,10 +545,22 @@ def load(path: str | _FilePath) -> np.ndarray:
         raise InputError("kernel_file", "a blur kernel with mass on more than one pixel (this one is the Dirac "
                          "δ: the scan from δ to δ is degenerate)", f"{p}, shape {h.shape}")
     nz_r, nz_c = np.flatnonzero(h.sum(1) > 0), np.flatnonzero(h.sum(0) > 0)
-    h = h[nz_r[0]:nz_r[-1] + 1, nz_c[0]:nz_c[-1] + 1]          # zero margins cost no support
+    return centre(h[nz_r[0]:nz_r[-1] + 1, nz_c[0]:nz_c[-1] + 1])          # zero margins cost no support
+
+
+def centre(h: Any, size: int | None = None) -> np.ndarray:
+    """``h`` with its centre of mass (rounded to a pixel) on the centre pixel of a ``size x size`` support; by
+    default the smallest odd square that holds all of ``h``; mass shifted past a given ``size`` is dropped."""
+    h = np.asarray(h, dtype=float)
     rows, cols = np.indices(h.shape)
-    cr, cc = int(round((rows * h).sum())), int(round((cols * h).sum()))
-    half = max(cr, h.shape[0] - 1 - cr, cc, h.shape[1] - 1 - cc)
-    out = np.zeros((2 * half + 1, 2 * half + 1))
-    out[half - cr: half - cr + h.shape[0], half - cc: half - cc + h.shape[1]] = h
+    cr, cc = int(round((rows * h).sum() / h.sum())), int(round((cols * h).sum() / h.sum()))
+    if size is None:
+        size = 2 * max(cr, h.shape[0] - 1 - cr, cc, h.shape[1] - 1 - cc) + 1
+    c = size // 2
+    out = np.zeros((size, size))
+    r0, c0 = c - cr, c - cc                                    # where h[0, 0] lands
+    a, b = max(0, -r0), max(0, -c0)                            # the part of h inside the support
+    e, f = min(h.shape[0], size - r0), min(h.shape[1], size - c0)
+    if e > a and f > b:
+        out[r0 + a:r0 + e, c0 + b:c0 + f] = h[a:e, b:f]
     return out

@@ -91,12 +91,21 @@ def argmin_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
     -------
     Tensor ``(B, H, W)``
     """
+    return torch.fft.ifft2(gaussian_posterior(post, theta)[0], norm="ortho").real
+
+
+def gaussian_posterior(post: Posterior, theta: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The Gaussian posterior of :math:`x` given :math:`\theta` per unitary Fourier coefficient (full grid),
+    for a ``GaussianPrior`` posterior (circular boundary; prior weight :math:`\lambda`, :math:`P_\lambda = P/\lambda`):
+    mean :math:`X^* = M + P_\lambda\bar{\hat h}(Y - \hat h M)/(\sigma^2 + |\hat h|^2 P_\lambda)` (the minimiser
+    above) and variance :math:`\sigma^2 P_\lambda/(\sigma^2 + |\hat h|^2 P_\lambda)`, each ``(B, H, W)``."""
     if not isinstance(post.prior, GaussianPrior):
         raise InputError("prior", "a GaussianPrior for the closed-form minimiser", type(post.prior).__name__)
     _, absH2, P, Hk, Y, M = _gaussian_parts(post.problem, post.prior, theta)
     Pl = P / post.prior_weight
-    X = M + Pl * Hk.conj() * (Y - Hk * M) / (post.problem.noise ** 2 + absH2 * Pl)
-    return torch.fft.ifft2(X, norm="ortho").real
+    s2 = post.problem.noise ** 2
+    denom = s2 + absH2 * Pl
+    return M + Pl * Hk.conj() * (Y - Hk * M) / denom, s2 * Pl / denom
 
 
 def marginal_nll(problem: BlindDeblur, prior: Any, theta: Any, *, chunk: int = 8,

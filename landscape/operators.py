@@ -130,12 +130,10 @@ class Blur:
         """
         if self.boundary != "circular":
             raise InputError("boundary", "'circular' for the Fourier prox of the data term", repr(self.boundary))
-        o = self.otf
-        lead = o.shape[:-2]
-        a = (1 / torch.as_tensor(sigma, dtype=z.dtype, device=z.device) ** 2).reshape(*lead, 1, 1) if lead else \
-            1 / torch.as_tensor(sigma, dtype=z.dtype, device=z.device) ** 2
-        b = (1 / torch.as_tensor(s, dtype=z.dtype, device=z.device) ** 2).reshape(*lead, 1, 1) if lead else \
-            1 / torch.as_tensor(s, dtype=z.dtype, device=z.device) ** 2
+        def weight(v: Any) -> torch.Tensor:                      # 1/v^2, one per kernel: broadcast over the image
+            t = torch.as_tensor(v, dtype=z.dtype, device=z.device)
+            return 1 / (t.reshape(-1, 1, 1) if t.ndim else t) ** 2
+        o, a, b = self.otf, weight(sigma), weight(s)
         num = o.conj() * torch.fft.rfft2(y) * a + torch.fft.rfft2(z) * b
         return torch.fft.irfft2(num / (o.abs() ** 2 * a + b), s=self.image_shape)
 

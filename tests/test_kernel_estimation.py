@@ -88,8 +88,8 @@ def test_the_kernel_error_ignores_a_translation_and_the_support():
     moved = np.zeros((h.shape[0] + 6, h.shape[0] + 6))
     moved[4:4 + h.shape[0], 1:1 + h.shape[0]] = h               # shifted off-centre on a larger support
     assert ke.kernel_error(moved, h) < 1e-12
-    assert abs(ke.kernel_error(kernels.dirac(3).numpy(), h) - np.linalg.norm(ke.centred(h, 13)
-                                                                            - ke.centred(np.ones((1, 1)), 13))) < 1e-12
+    assert abs(ke.kernel_error(kernels.dirac(3).numpy(), h) - np.linalg.norm(kernels.centre(h, 13)
+                                                                            - kernels.centre(np.ones((1, 1)), 13))) < 1e-12
 
 
 def test_the_gaussian_nonblind_step_is_the_closed_form_wiener_filter():

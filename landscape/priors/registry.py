@@ -21,6 +21,7 @@ name           prior
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -86,9 +87,16 @@ def _pf_ode(shape, st):
 
 
 def _gaussian(shape, st):
+    return _fitted_gaussian(tuple(shape), st.spectrum, st.seed)
+
+
+@functools.lru_cache(maxsize=32)
+def _fitted_gaussian(shape, spectrum, seed):
+    """The spectrum fitted to the training images, once per (shape, model, seed) in a process (a pyramid and a
+    study's several uses of one shape share it; the prior holds no state that a caller changes)."""
     from .. import data
     from .gaussian import GaussianPrior
-    return GaussianPrior.fit(data.TRAIN, shape, model=st.spectrum, rng=st.seed)
+    return GaussianPrior.fit(data.TRAIN, shape, model=spectrum, rng=seed)
 
 
 def _gmm(shape, st):

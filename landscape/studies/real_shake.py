@@ -122,14 +122,10 @@ class Config:
         return c
 
 
-def _kernel_list(cfg: Config) -> list[str]:
-    return split(cfg.kernels) + split(cfg.kernel_file)
-
-
 def cases(config: Config) -> list[Config]:
     """One configuration per (kernel, image, noise level); a kernel file becomes the case's ``kernels``."""
     cfg = config.resolved()
-    return [c for k in _kernel_list(cfg)
+    return [c for k in split(cfg.kernels) + split(cfg.kernel_file)
             for c in product_cases(replace(cfg, kernels=k, kernel_file=""), (image_field(cfg), "noise"))]
 
 
@@ -165,7 +161,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     nb_prior = make_prior(cfg.nonblind, img.shape, PriorSettings(s=cfg.s))
     pnp_prior = (make_prior("gs", img.shape, PriorSettings(s=cfg.s, dtype=torch.float32))
                  if "pnp" not in split(cfg.skip) else None)
-    gauss = make_prior("gaussian", img.shape)
+    gauss = ke.gaussian_prior(img.shape)                  # the same fit as the non-blind step's and MAP_k's
     post = Posterior(problem, joint_prior)
     ref = np.nan                               # the true kernel's SSD: the ratio's denominator (first estimator)
     rows: dict[str, list] = {k: [] for k in ("kernel_error", "psnr", "ssim", "error_ratio", "energy",
@@ -197,7 +193,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         rows["shift_row"].append(shift[0])
         rows["shift_col"].append(shift[1])
         xs.append(x)
-        ks.append(ke.centred(h, GALLERY))
+        ks.append(kernels.centre(h, GALLERY))
     label = f"{kname}/{iname}/σ={sig:g}"
     ds = xr.Dataset(coords={"case": [label], "estimator": list(ESTIMATORS)})
     units = {"kernel_error": "1", "psnr": "dB", "ssim": "1", "error_ratio": "1", "energy": "nats",
