@@ -188,6 +188,8 @@ def _protocol_priors():
 
 
 PROTOCOL_PRIORS = _protocol_priors()
+#: the priors that evaluate a network (or a user's module): one count per gradient
+COUNTED = ("gs", "tweedie", "adapter:denoiser", "adapter:epsilon", "adapter:potential")
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOL_PRIORS))
@@ -217,6 +219,6 @@ def test_every_registered_prior_and_adapter_keeps_the_protocols_promises(name):
         assert float((d - (x - prior.s ** 2 * prior.grad(x[None])[0])).abs().max()) <= 1e-10
     before = prior.calls
     prior.grad(x[None])
-    assert prior.calls >= before
+    assert prior.calls == before + (1 if name in COUNTED else 0)     # a network call is counted; closed forms cost none
     with pytest.raises(AttributeError):
         prior.calls = 0
