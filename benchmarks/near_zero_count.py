@@ -5,8 +5,8 @@ against a Lanczos count that stops as soon as the count is decided, in one run.
 
 For each size: descend q from the central crop of camera (critical.critical_point, 300 iterations), then count
 the eigenvalues with |lambda| <= t lambda_max of the Hessian there (hessian.prior_hvp, float64):
-  dense     -- d Hessian-vector products (hessian.BATCH per call), the matrix, eigh (the paper's approach: d JVPs);
-  iterative -- hessian.near_zero_count: Lanczos with full reorthogonalisation, stopped when the Ritz
+  dense     -- d Hessian-vector products (eigen.BATCH per call), the matrix, eigh (the paper's approach: d JVPs);
+  iterative -- eigen.near_zero_count: Lanczos with full reorthogonalisation, stopped when the Ritz
                intervals put every eigenvalue near each threshold on one side of it (lambda_max is its
                largest Ritz value: no separate run).
 Prints products, wall time and the count of each, and the ratio of products.
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 
-from landscape import critical, data, hessian
+from landscape import critical, data, eigen, hessian
 from landscape.priors import PriorSettings, make_prior
 
 
@@ -59,11 +59,11 @@ def main() -> None:
         x = critical.critical_point(prior, x0, max_iter=args.descent_steps)["x"]
         op, n = counted(prior, x)
         t0 = time.perf_counter()
-        ci = hessian.near_zero_count(op, thr)["counts"]
+        ci = eigen.near_zero_count(op, thr)["counts"]
         ti, pi = time.perf_counter() - t0, n["products"]
         op, n = counted(prior, x)
         t0 = time.perf_counter()
-        lam = hessian.spectrum(op, k=x.numel(), method="dense")["eigenvalues"]
+        lam = eigen.spectrum(op, k=x.numel(), method="dense")["eigenvalues"]
         cd = [int((np.abs(lam) <= t * np.abs(lam).max()).sum()) for t in thr]
         td = time.perf_counter() - t0
         print(f"{size:>6}{x.numel():>7}{n['products']:>16}{td:>9.1f}{str(cd):>14}{pi:>20}{ti:>8.1f}{str([int(c) for c in ci]):>14}"

@@ -1,6 +1,6 @@
 """Are the main study's near-truth descent end points local minimisers? The descents of
 studies/main.toml from the truth moved by 10 % and 30 % (gradient-step prior, 64x64 camera, Gaussian blur
-theta* = 1.5, sigma = 0.01), then hessian.polish from each end point with theta kept within a small box
+theta* = 1.5, sigma = 0.01), then certify.polish from each end point with theta kept within a small box
 (2 % and 5 % of the family's range: theta +- 0.15 and +- 0.375). Prints where each polish ends, whether it
 left its box, and how far the energy fell.
 
@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from landscape import data, descent, hessian, kernels
+from landscape import certify, data, descent, kernels
 from landscape.posterior import BlindDeblur, Posterior
 from landscape.priors import PriorSettings, make_prior
 from landscape.solvers import SolverOptions
@@ -39,7 +39,7 @@ def main() -> None:
         e0 = float(post64.energy([[th]], x[None])[0])
         for box in (0.02, 0.05):
             t = time.perf_counter()
-            pol = hessian.polish(post64, [[th]], x, box=box, gtol=1e-4)
+            pol = certify.polish(post64, [[th]], x, box=box, gtol=1e-4)
             print(f"{lab:<10} end theta {th:.4f}  box {box}: theta -> {pol['theta'][0]:.4f}  left box "
                   f"{pol['left_box']}  energy fell {e0 - pol['energy']:.2f} nats  ({pol['iterations']} its, "
                   f"{time.perf_counter() - t:.1f} s)")

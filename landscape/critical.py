@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import hessian
+from . import eigen, hessian
 from ._checks import InputError
 from .optim import lbfgs
 from .priors.base import APPROXIMATE, UNAVAILABLE, Prior
@@ -165,7 +165,7 @@ def hessian_report(prior: Prior, x: torch.Tensor, *, k: int = 6, thresholds: Any
     r"""The second-order picture of :math:`q` at ``x``.
 
     Dense (every eigenvalue, from :math:`d` products or the prior's assembled matrix) up to ``dense_max``
-    unknowns, else ``hessian.near_zero_count`` (Lanczos stopped when the counts are decided; its smallest
+    unknowns, else ``eigen.near_zero_count`` (Lanczos stopped when the counts are decided; its smallest
     Ritz values and their residual bounds stand for the smallest eigenvalues).
 
     Parameters
@@ -198,7 +198,7 @@ def hessian_report(prior: Prior, x: torch.Tensor, *, k: int = 6, thresholds: Any
     else:
         op = hessian.prior_operator(prior, x)
     if d <= dense_max or isinstance(getattr(op, "A", None), np.ndarray):
-        sp = hessian.spectrum(op, k=d, method="dense")
+        sp = eigen.spectrum(op, k=d, method="dense")
         lam, res = sp["eigenvalues"], sp["residuals"]
         lam_max = float(np.abs(lam).max())
         paper_rel = PAPER_THRESHOLD / (scale * lam_max) if scale else np.nan
@@ -206,10 +206,10 @@ def hessian_report(prior: Prior, x: torch.Tensor, *, k: int = 6, thresholds: Any
         paper = int((scale * np.abs(lam) <= PAPER_THRESHOLD).sum()) if scale else -1
         products, method = sp["products"], sp["method"]
     else:
-        lam_max = hessian.largest_eigenvalue(op)
+        lam_max = eigen.largest_eigenvalue(op)
         paper_rel = PAPER_THRESHOLD / (scale * lam_max) if scale else np.nan
         asked = t + ([paper_rel] if scale and 0 < paper_rel < 1 else [])
-        nz = hessian.near_zero_count(op, asked, rng=rng)
+        nz = eigen.near_zero_count(op, asked, rng=rng)
         lam, res, lam_max = nz["ritz"], nz["residuals"], nz["lambda_max"]
         counts = [int(c) for c in nz["counts"][:len(t)]]
         paper = int(nz["counts"][-1]) if len(asked) > len(t) else (-1 if not scale else d)

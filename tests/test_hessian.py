@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import landscape as ls
-from landscape import data, hessian as Hs, kernels as K, marginal, priors as P
+from landscape import certify as Cf, data, eigen as Eg, hessian as Hs, kernels as K, marginal, priors as P
 from landscape._checks import InputError
 
 
@@ -51,14 +51,14 @@ def test_joint_hessian_matches_dense_autograd_and_lanczos_matches_dense(gauss_po
     def E(z):
         return post.energy(z[:1][None], z[1:].reshape(8, 8)[None])[0]
     ref = torch.autograd.functional.hessian(E, torch.cat([th, x.reshape(-1)])).numpy()
-    np.testing.assert_allclose(Hs.dense_matrix(op), ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
-    dense = Hs.spectrum(op, k=4, method="dense")
+    np.testing.assert_allclose(Eg.dense_matrix(op), ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+    dense = Eg.spectrum(op, k=4, method="dense")
     np.testing.assert_allclose(dense["eigenvalues"], np.linalg.eigvalsh(ref)[:4], rtol=1e-6)
     # a stationary prior's eigenvalues come in pairs: the block method finds both copies,
     # single-vector Lanczos the distinct values
-    blk = Hs.spectrum(op, k=4, method="lobpcg")
+    blk = Eg.spectrum(op, k=4, method="lobpcg")
     np.testing.assert_allclose(blk["eigenvalues"], dense["eigenvalues"], rtol=1e-6)
-    lan = Hs.spectrum(op, k=2, method="lanczos")
+    lan = Eg.spectrum(op, k=2, method="lanczos")
     np.testing.assert_allclose(lan["eigenvalues"], dense["eigenvalues"][:2], rtol=1e-6)
     for r in (blk, lan):
         assert (r["residuals"] < 1e-6 * np.abs(r["eigenvalues"]).max()).all()
@@ -87,15 +87,15 @@ def test_certificates(gauss_post):
     minimiser."""
     post = gauss_post
     x1 = marginal.argmin_closed_form(post, [[1.1]])[0]
-    c1 = Hs.certificate(post, [[1.1]], x1)
+    c1 = Cf.certificate(post, [[1.1]], x1)
     assert c1["grad_norm"] > 1.0 and c1["verdict"].startswith("not stationary")
     assert c1["eigenvalues"][0] < -c1["residuals"][0]          # curvature still reported
     th, xs, gs = _saddle_setup(post)
     assert gs < 1e-6
-    cs = Hs.certificate(post, th, xs, gtol=1e-5)
+    cs = Cf.certificate(post, th, xs, gtol=1e-5)
     assert not cs["boundary"] and cs["verdict"] == "saddle" and cs["eigenvalues"][0] < -cs["residuals"][0]
     x0 = marginal.argmin_closed_form(post, [[0.0]])[0]
-    c0 = Hs.certificate(post, [[0.0]], x0, gtol=1e-6, k=1)
+    c0 = Cf.certificate(post, [[0.0]], x0, gtol=1e-6, k=1)
     assert c0["boundary"] and abs(float(c0["dtheta"][0])) < 1e-6 and c0["flat_in_theta"]
     # the kernel is the Dirac for small widths, so E(theta, x) = E(0, x) there and the x-Hessian decides:
     # its smallest eigenvalue against a dense autograd Hessian of x -> E(0, x)
@@ -104,18 +104,18 @@ def test_certificates(gauss_post):
     assert lam > 0 and abs(c0["eigenvalues"][0] - lam) <= 1e-6 * abs(lam) + c0["residuals"][0]
     assert c0["verdict"] == "certified local minimiser"
     # a width well above a pixel is not flat
-    assert not Hs.kernel_flat_at(post.problem.family, torch.tensor([1.0]))
+    assert not Cf.kernel_flat_at(post.problem.family, torch.tensor([1.0]))
 
 
 def test_bad_input(gauss_post):
     post = gauss_post
     op = Hs.joint_hvp(post, [[1.0]], post.problem.y)
     with pytest.raises(InputError, match="k"):
-        Hs.spectrum(op, k=op.shape[0] + 1)
+        Eg.spectrum(op, k=op.shape[0] + 1)
     bad = post.problem.y.clone()
     bad[0, 0] = float("nan")
     with pytest.raises(InputError, match="energy gradient|x"):
-        Hs.certificate(post, [[1.0]], bad)
+        Cf.certificate(post, [[1.0]], bad)
 
 
 def test_gradient_step_prior_energy_is_differentiable_and_its_hessian_matches_finite_differences():
@@ -148,14 +148,14 @@ def test_an_unconverged_eigensolver_leaves_the_certificate_undecided_with_what_i
     post = gauss_post
     th, xs, _ = _saddle_setup(post)
     op = Hs.joint_hvp(post, th, xs)
-    with pytest.raises(Hs.NotConverged, match="eigensolver: expected convergence") as exc:
-        Hs.spectrum(op, k=2, method="lobpcg", maxiter=1)
+    with pytest.raises(Eg.NotConverged, match="eigensolver: expected convergence") as exc:
+        Eg.spectrum(op, k=2, method="lobpcg", maxiter=1)
     assert len(exc.value.eigenvalues) >= 2 and np.all(np.isfinite(exc.value.residuals))
     assert exc.value.residuals.max() > 1e-6 * np.abs(exc.value.eigenvalues).max()
-    c = Hs.certificate(post, th, xs, k=2, gtol=1e-5, method="lobpcg", maxiter=1)
+    c = Cf.certificate(post, th, xs, k=2, gtol=1e-5, method="lobpcg", maxiter=1)
     assert c["verdict"].startswith("undecided (LOBPCG did not converge: residual")
     assert c["eigenvalues"][0] == exc.value.eigenvalues.min() and c["products"] == exc.value.products
-    assert Hs.certificate(post, th, xs, gtol=1e-5, method="lobpcg")["verdict"] == "saddle"
+    assert Cf.certificate(post, th, xs, gtol=1e-5, method="lobpcg")["verdict"] == "saddle"
 
 
 def test_a_point_with_a_large_gradient_is_not_stationary_not_a_saddle():
@@ -165,7 +165,7 @@ def test_a_point_with_a_large_gradient_is_not_stationary_not_a_saddle():
     prob = ls.BlindDeblur.synthetic(img, K.Gaussian(9), 1.5, 0.01, rng=0)
     post = ls.Posterior(prob, P.GaussianPrior(P.power_law((24, 24), 2e-3, 2.0, 0.1).numpy(), mean=0.5))
     x = prob.x_true + 0.05 * torch.randn(24, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    c = Hs.certificate(post, [[1.5]], x)
+    c = Cf.certificate(post, [[1.5]], x)
     assert c["grad_norm"] > 100 and c["verdict"].startswith("not stationary")
 
 
@@ -185,7 +185,7 @@ def test_near_zero_count_equals_the_exact_count_on_a_planted_spectrum_with_fewer
                           [-1.5e-3, 1.5e-3, 4e-3, -6e-3, 9e-3],        # inside 1e-2 only
                           [-0.05], rng.uniform(0.02, 1.0, 388), [1.0]])
     op = _planted(rng, lam)
-    out = Hs.near_zero_count(op, [1e-3, 1e-2])
+    out = Eg.near_zero_count(op, [1e-3, 1e-2])
     assert list(out["counts"]) == [int((np.abs(lam) <= t).sum()) for t in (1e-3, 1e-2)] == [5, 10]
     assert out["products"] < op.shape[0]
     assert abs(out["lambda_max"] - 1.0) <= out["lambda_max_residual"] + 1e-12
@@ -200,9 +200,9 @@ def test_near_zero_count_equals_the_dense_count_of_a_learned_prior_hessian():
     gs = P.make_prior("gs", (16, 16), P.PriorSettings(dtype=torch.float64))
     x = torch.as_tensor(data.center_crop(data.load("camera"), 16), dtype=torch.float64)
     op = Hs.prior_operator(gs, x)
-    dense = Hs.spectrum(op, k=256, method="dense")["eigenvalues"]
+    dense = Eg.spectrum(op, k=256, method="dense")["eigenvalues"]
     top = np.abs(dense).max()
-    out = Hs.near_zero_count(op, [1e-3, 1e-2])
+    out = Eg.near_zero_count(op, [1e-3, 1e-2])
     assert list(out["counts"]) == [int((np.abs(dense) <= t * top).sum()) for t in (1e-3, 1e-2)]
     assert out["products"] < 256 and abs(out["lambda_max"] - top) <= 1e-6 * top
 
@@ -212,17 +212,17 @@ def test_near_zero_count_on_an_invariant_subspace_and_bad_input(rng):
     Lanczos restarts from fresh directions and the count includes every copy. A cap too small to decide
     raises NotConverged with what it reached; bad thresholds and caps name the argument."""
     lam = np.repeat([0.0, 0.5, 1.0], [3, 30, 7])
-    out = Hs.near_zero_count(_planted(rng, lam), [1e-3])
+    out = Eg.near_zero_count(_planted(rng, lam), [1e-3])
     assert out["counts"][0] == 3
     op = _planted(rng, np.concatenate([[1e-4, 1.1e-3], np.linspace(2e-3, 1, 298)]))
-    with pytest.raises(Hs.NotConverged, match="counts not decided after 20 products") as exc:
-        Hs.near_zero_count(op, [1e-3], maxiter=20)
+    with pytest.raises(Eg.NotConverged, match="counts not decided after 20 products") as exc:
+        Eg.near_zero_count(op, [1e-3], maxiter=20)
     assert exc.value.products == 20 and exc.value.eigenvalues.size == 20
     for bad in (0.0, 1.5, []):
         with pytest.raises(InputError, match="thresholds"):
-            Hs.near_zero_count(op, bad)
+            Eg.near_zero_count(op, bad)
     with pytest.raises(InputError, match="maxiter"):
-        Hs.near_zero_count(op, [1e-3], maxiter=1)
+        Eg.near_zero_count(op, [1e-3], maxiter=1)
 
 
 @pytest.fixture
@@ -239,10 +239,10 @@ def test_assembled_joint_hessian_equals_the_hessian_vector_products(patch_post):
     post = patch_post
     x = post.problem.y
     M = Hs.joint_hessian_matrix(post, [[1.2]], x)
-    ref = Hs.dense_matrix(Hs.joint_hvp(post, [[1.2]], x))
+    ref = Eg.dense_matrix(Hs.joint_hvp(post, [[1.2]], x))
     np.testing.assert_allclose(M, ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
     # the certificate then decomposes the matrix itself: no product
-    c = Hs.certificate(post, [[1.2]], x, k=2)
+    c = Cf.certificate(post, [[1.2]], x, k=2)
     assert c["method"] == "assembled" and c["products"] == 0
     np.testing.assert_allclose(c["eigenvalues"], np.linalg.eigvalsh(ref)[:2], rtol=1e-8)
     with pytest.raises(InputError, match="prior"):
@@ -255,14 +255,14 @@ def test_newton_refine_reaches_the_stationary_point_a_tight_first_order_polish_r
     1e-9, to the point a first-order polish reaches at gtol 1e-10 (to 1e-8), with the same energy; the
     certificate there is decided: a certified (flat) minimiser."""
     post = patch_post
-    loose = Hs.polish(post, [[0.0]], post.problem.y, gtol=1e-1)
-    ref = Hs.polish(post, [[0.0]], post.problem.y, gtol=1e-10, max_iter=20000)
+    loose = Cf.polish(post, [[0.0]], post.problem.y, gtol=1e-1)
+    ref = Cf.polish(post, [[0.0]], post.problem.y, gtol=1e-10, max_iter=20000)
     assert loose["grad_norm"] > 1e-3
-    r = Hs.newton_refine(post, loose["theta"][None], loose["x"], gtol=1e-9)
+    r = Cf.newton_refine(post, loose["theta"][None], loose["x"], gtol=1e-9)
     assert r["grad_norm"] <= 1e-9 and 1 <= r["steps"] <= 3 and r["theta"][0] == 0.0
     assert abs(r["energy"] - ref["energy"]) <= 1e-8 * abs(ref["energy"])
     np.testing.assert_allclose(r["x"].numpy(), ref["x"].numpy(), atol=1e-8)
-    c = Hs.certificate(post, r["theta"][None], r["x"], gtol=1e-6)
+    c = Cf.certificate(post, r["theta"][None], r["x"], gtol=1e-6)
     assert c["verdict"] == "certified local minimiser" and c["flat_in_theta"]
 
 

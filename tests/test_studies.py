@@ -169,7 +169,7 @@ def test_morse_bott_spectra_against_a_dense_autograd_hessian_and_the_descent_rul
 
 
 def test_morse_bott_lanczos_counts_equal_the_dense_counts():
-    """With n_eig > 0 the counts come from hessian.near_zero_count: at 16x16 (gs, camera) they equal the
+    """With n_eig > 0 the counts come from eigen.near_zero_count: at 16x16 (gs, camera) they equal the
     dense spectrum's at every threshold, from fewer products, with the same lambda_max, and every kept
     Ritz value lies within its residual bound of a dense eigenvalue."""
     from landscape.studies import morse_bott as S

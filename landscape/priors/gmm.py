@@ -322,7 +322,7 @@ class PatchGMMPrior(Prior):
         r"""The Hessian of :math:`q` at each image of a batch ``(..., H, W)``, dense ``(..., HW, HW)``:
         :math:`\sum_i P_i^\top \nabla^2 q_{\mathrm{GMM}}(P_i x) P_i` (each patch's closed-form Hessian,
         ``GMMPrior.hessian_matrix``, added into the rows and columns of its pixels). One matrix costs no
-        Hessian-vector product; ``hessian.certificate`` decomposes it densely."""
+        Hessian-vector product; ``certify.certificate`` decomposes it densely."""
         p, idx = self._patches(x)                                       # (B, n_patches, p*p)
         blocks = self.gmm.hessian_matrix(p.reshape(*p.shape[:2], *self.patch))   # (B, n, pp, pp)
         d = x.shape[-2] * x.shape[-1]

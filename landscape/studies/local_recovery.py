@@ -15,8 +15,8 @@ with its evidence:
   and draw :math:`d` (the same :math:`n_d` along the ladder, so the branch is a continuation). Level 0 is
   noise-free data, with the energy's :math:`\sigma` = ``sigma_zero``: when H holds, :math:`(\theta^\star,
   x^\star)` is then exactly stationary (the residual and :math:`\nabla q` vanish). From the previous level's
-  point, a local joint descent (``hessian.polish``, Newton steps where the prior assembles its Hessian) and
-  the second-order certificate (``hessian.certificate``, draw 0). C3 holds when every level's point is a
+  point, a local joint descent (``certify.polish``, Newton steps where the prior assembles its Hessian) and
+  the second-order certificate (``certify.certificate``, draw 0). C3 holds when every level's point is a
   certified minimiser that has not merged into the trivial basin (:math:`\hat\theta > 0.1\theta^\star`);
   the slope of :math:`\hat\theta(\sigma) - \theta^\star` is fitted.
 * **C1** — :math:`E` at the trivial pair :math:`(\delta, \hat x_\delta)`, :math:`\hat x_\delta =
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import critical, data, descent, hessian, io, kernels, scan
+from .. import certify, critical, data, descent, io, kernels, scan
 from .._checks import (
     InputError,
     files_or_empty,
@@ -191,11 +191,7 @@ def local_point(post: Posterior, theta: float, x: torch.Tensor, energy: bool) ->
     a score-only prior keeps the start."""
     if not energy:
         return {"theta": np.array([theta]), "x": x, "grad_norm": np.nan}
-    pol = hessian.polish(post, np.array([[theta]]), x, gtol=POLISH_GTOL)
-    if not pol["left_box"] and hessian.assembles(post.prior, x.numel() + 1):
-        nr = hessian.newton_refine(post, pol["theta"][None], pol["x"], gtol=1e-8)
-        pol.update(theta=nr["theta"], x=nr["x"])
-    return pol
+    return certify.local_minimiser(post, np.array([[theta]]), x, gtol=POLISH_GTOL, newton_gtol=1e-8)
 
 
 def energy_gap(post: Posterior, a: tuple[float, torch.Tensor], b: tuple[float, torch.Tensor]) -> float:
@@ -309,14 +305,14 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                 if energy and pt.get("left_box"):
                     cert_v[i] = "not a minimiser nearby (the local descent left its box)"
                 elif energy or sig == 0:
-                    ce = hessian.certificate(post, np.array([[th]]), x, k=cfg.certify_k, gtol=CERT_GTOL)
+                    ce = certify.certificate(post, np.array([[th]]), x, k=cfg.certify_k, gtol=CERT_GTOL)
                     cert_v[i] = ce["verdict"]
                     cert["cert_grad_norm"][i], cert["cert_eig_min"][i] = ce["grad_norm"], ce["eigenvalues"][0]
                     cert["cert_eig_residual"][i] = ce["residuals"][0]
                 else:
                     cert_v[i] = "n/a (score-only prior: no energy to descend)"
                 if i == ref:
-                    triv_v[i] = hessian.certificate(post, np.zeros((1, 1)), xd[0], k=cfg.certify_k,
+                    triv_v[i] = certify.certificate(post, np.zeros((1, 1)), xd[0], k=cfg.certify_k,
                                                     gtol=CERT_GTOL)["verdict"]
                     keep = {"post": post, "theta": th, "x": x, "x_dirac": xd[0]}
     seg_t = np.linspace(0, 1, 21)

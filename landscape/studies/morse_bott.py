@@ -9,7 +9,7 @@ converges (``critical.critical_point``: L-BFGS on an explicit :math:`q`, an Ande
 potential, the symmetric part of the denoiser's Jacobian for a Tweedie score; its asymmetry
 :math:`\|J - J^\top\|_F/\|J\|_F` is reported beside every spectrum) is analysed by
 ``critical.hessian_report``: the full spectrum from :math:`d` products (or the prior's assembled matrix);
-for larger images (``n_eig > 0``) the counts from ``hessian.near_zero_count`` (Lanczos stopped as soon as
+for larger images (``n_eig > 0``) the counts from ``eigen.near_zero_count`` (Lanczos stopped as soon as
 every eigenvalue near a threshold is on one side of it), which also gives :math:`\lambda_{\max}`, with the
 ``n_eig`` smallest Ritz values kept with their residual bounds.
 
@@ -86,7 +86,7 @@ class Config:
                            integer(1))
     thresholds: str = option("1e-4,1e-3,1e-2", "count |lambda| <= t lambda_max for each t",
                              numbers(0.0, lo_open=True))
-    n_eig: int = option(0, "counts by Lanczos stopped when they are decided (hessian.near_zero_count), keeping its "
+    n_eig: int = option(0, "counts by Lanczos stopped when they are decided (eigen.near_zero_count), keeping its "
                         "n_eig smallest Ritz values with their residual bounds (0: the full dense spectrum)", integer(0))
     seed: int = option(0, "seed (probes of the asymmetry estimate; the Lanczos start vector)", integer(0))
     quick: bool = option(False, "one image, 16x16, 300 descent iterations (< 60 s)", flag())

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, descent, io, kernels, scan
+from .. import certify, data, descent, io, kernels, scan
 from .._checks import (
     InputError,
     flag,
@@ -309,18 +309,13 @@ CANDIDATES = ("dirac", "profile_from_dirac", "profile_from_truth", "descent_near
 
 def certify_candidates(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, prof: xr.Dataset,
                        dsd: xr.Dataset | None, grid: np.ndarray) -> xr.Dataset:
-    r"""Certificates of the candidate minimisers (float64): each is polished by a local joint descent
-    (``hessian.polish``) and then classified by ``hessian.certificate`` from :math:`\|\nabla E\|` and the
-    ``certify_k`` smallest eigenvalues of the joint Hessian with their residual bounds (the
-    :math:`x`-Hessian on the boundary :math:`\theta = 0` where :math:`\partial_\theta E > 0` or the kernel
-    is exactly the Dirac nearby, ``hessian.kernel_flat_at``). A
-    polished point that left its box was not near a minimiser (``left box``). A prior that assembles
-    its Hessian (``hessian_matrix``: the exact and patch GMMs, EPLL) gets Newton steps after the polish
-    (``hessian.newton_refine``) and a dense spectrum of that matrix, whatever the size up to
-    ``hessian.ASSEMBLED_MAX``. Score-only priors have no
-    energy to polish: ``n/a (score-only prior)``. Dim ``candidate`` (:data:`CANDIDATES`); absent
+    r"""Certificates of the candidate minimisers (float64), each by ``certify.certify``: a local joint
+    descent (polish; Newton steps after it where the prior assembles its Hessian: the exact and patch
+    GMMs, EPLL), then the certificate from :math:`\|\nabla E\|` and the ``certify_k`` smallest eigenvalues
+    of the joint Hessian with their residual bounds (the :math:`x`-Hessian on the boundary
+    :math:`\theta = 0`). A polished point that left its box was not near a minimiser. Score-only priors
+    have no energy to polish: ``n/a (score-only prior)``. Dim ``candidate`` (:data:`CANDIDATES`); absent
     candidates are ``none``/NaN."""
-    from .. import hessian
     n = len(CANDIDATES)
     rec = {k: np.full(n, np.nan) for k in ("cert_theta_start", "cert_theta", "cert_energy", "cert_grad_norm",
                                             "cert_eig_min", "cert_eig_residual", "cert_products", "cert_seconds",
@@ -339,24 +334,13 @@ def certify_candidates(cfg: Config, problem: BlindDeblur, prior_name: str, weigh
             verdicts[c] = "n/a (score-only prior)"
             continue
         t0 = time.perf_counter()
-        pol = hessian.polish(post, np.atleast_1d(th)[None], torch.as_tensor(x, dtype=torch.float64),
-                             box=POLISH_BOX, gtol=POLISH_GTOL)
-        if not pol["left_box"] and hessian.assembles(prior, pol["x"].numel() + pol["theta"].size):
-            # the prior assembles its Hessian: Newton steps finish the first-order polish
-            nr = hessian.newton_refine(post, pol["theta"][None], pol["x"], gtol=NEWTON_GTOL)
-            pol.update(theta=nr["theta"], x=nr["x"], energy=nr["energy"])
-            rec["cert_newton_steps"][c] = nr["steps"]
-        rec["cert_theta"][c], rec["cert_energy"][c] = pol["theta"][0], pol["energy"]
-        xs[c] = pol["x"].numpy()
-        if pol["left_box"]:
-            verdicts[c], rec["cert_grad_norm"][c] = "not a minimiser (left its box)", pol["grad_norm"]
-        else:
-            ce = hessian.certificate(post, pol["theta"][None], pol["x"], k=cfg.certify_k, gtol=CERT_GTOL,
-                                   maxiter=cfg.certify_maxiter)
-            verdicts[c] = ce["verdict"] + (" (boundary, flat in θ)" if ce["flat_in_theta"]
-                                           else " (boundary)" if ce["boundary"] else "")
-            rec["cert_grad_norm"][c], rec["cert_eig_min"][c] = ce["grad_norm"], ce["eigenvalues"][0]
-            rec["cert_eig_residual"][c], rec["cert_products"][c] = ce["residuals"][0], ce["products"]
+        ce = certify.certify(post, np.atleast_1d(th)[None], torch.as_tensor(x, dtype=torch.float64),
+                             k=cfg.certify_k, box=POLISH_BOX, polish_gtol=POLISH_GTOL, newton_gtol=NEWTON_GTOL,
+                             gtol=CERT_GTOL, maxiter=cfg.certify_maxiter)
+        verdicts[c], xs[c] = ce["verdict"], ce["x"].numpy()
+        rec["cert_theta"][c], rec["cert_energy"][c] = ce["theta"][0], ce["energy"]
+        for k in ("grad_norm", "eig_min", "eig_residual", "products", "newton_steps"):
+            rec[f"cert_{k}"][c] = ce[k]
         rec["cert_seconds"][c] = time.perf_counter() - t0
     attrs = {"cert_theta": {"long_name": "first parameter after the local joint descent (polish)"},
              "cert_grad_norm": {"long_name": "||grad E|| at the polished point (x-gradient on the boundary)"},
