@@ -139,30 +139,46 @@ def marginal_nll(problem: BlindDeblur, prior: Any, theta: Any, *, chunk: int = 8
     raise InputError("prior", "a GaussianPrior or GMMPrior for the exact marginal", type(prior).__name__)
 
 
+def gmm_evidence(problem: BlindDeblur, blur: Any, weights: torch.Tensor, means: torch.Tensor,
+                 sqrt_cov: torch.Tensor) -> dict[str, torch.Tensor]:
+    r"""The component evidences of a whole-image GMM at one kernel: with
+    :math:`S_k = H A_k A_k^\top H^\top + \sigma^2 I` (:math:`A_k = U_k \Lambda_k^{1/2}` the columns of
+    ``sqrt_cov`` ``(K, D, D)``) and :math:`r_k = y - H\mu_k`,
+    :math:`\log \pi_k + \log N(y; H\mu_k, S_k)` per component ``(K,)``. :math:`H` is ``blur`` (one kernel,
+    the problem's boundary) applied to the columns of :math:`A_k`, so no :math:`D \times D` operator is formed.
+    The one home of this computation: ``marginal_nll`` sums it over components and
+    ``estimators.bayes.GMMPosterior`` builds the posterior means and covariances from its parts.
+
+    Returns
+    -------
+    dict
+        ``log_evidence`` ``(K,)``, ``HA`` ``(K, D, M)`` (row :math:`i`: :math:`(H a_i)^\top`), ``chol`` the
+        Cholesky factors of :math:`S_k` ``(K, M, M)``, ``residual`` :math:`r_k` ``(K, M)``.
+    """
+    K, D = means.shape
+    img = problem.image_shape
+    y = problem.y.reshape(-1)
+    HA = blur(sqrt_cov.transpose(1, 2).reshape(K * D, *img)).reshape(K, D, -1)
+    M = HA.shape[-1]
+    S = HA.transpose(1, 2) @ HA + problem.noise ** 2 * torch.eye(M, dtype=y.dtype, device=y.device)
+    L = torch.linalg.cholesky(S)
+    r = y - blur(means.reshape(K, *img)).reshape(K, M)
+    z = torch.linalg.solve_triangular(L, r[..., None], upper=False)[..., 0]
+    logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    log_ev = torch.log(weights) - 0.5 * (z ** 2).sum(-1) - 0.5 * logdet - 0.5 * M * _LOG2PI
+    return {"log_evidence": log_ev, "HA": HA, "chol": L, "residual": r}
+
+
 def _gmm_marginal(problem: BlindDeblur, prior: GMMPrior, theta: Any, chunk: int, progress: bool) -> torch.Tensor:
     if tuple(prior.shape) != tuple(problem.image_shape):
         raise InputError("prior", f"a GMM on images of shape {problem.image_shape}", tuple(prior.shape))
     th = problem.family.as_theta(theta, dtype=problem.dtype, device=problem.device)
     dt, dev = problem.dtype, problem.device
     w, mu, lam, U = (t.to(dtype=dt, device=dev) for t in (prior.weights, prior.means, prior.eigvals, prior.eigvecs))
-    K, D = mu.shape
-    Himg = problem.image_shape
-    y = problem.y.reshape(-1)
-    Mdim = y.numel()
-    eye = torch.eye(Mdim, dtype=dt, device=dev)
-    # square roots A_k = U_k Lambda_k^{1/2}, as K*D images
-    A = (U * lam.sqrt()[:, None, :]).transpose(1, 2).reshape(K * D, *Himg)
-    mus = mu.reshape(K, *Himg)
+    A = U * lam.sqrt()[:, None, :]                             # A_k = U_k Lambda_k^{1/2}
     out = []
     for i in tqdm(range(0, th.shape[0], chunk), desc="GMM marginal", disable=not progress, leave=False):
         for t in th[i:i + chunk]:
-            blur = problem.blur(t[None])
-            HA = blur(A).reshape(K, D, Mdim)                      # rows: (H a_j)^T
-            cov = HA.transpose(1, 2) @ HA + problem.noise ** 2 * eye   # (K, M, M)
-            L = torch.linalg.cholesky(cov)
-            r = (y - blur(mus).reshape(K, Mdim))[..., None]
-            z = torch.linalg.solve_triangular(L, r, upper=False)[..., 0]
-            logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-            logn = -0.5 * (z ** 2).sum(-1) - 0.5 * logdet - 0.5 * Mdim * _LOG2PI
-            out.append(-torch.logsumexp(torch.log(w) + logn, dim=0))
+            ev = gmm_evidence(problem, problem.blur(t[None]), w, mu, A)["log_evidence"]
+            out.append(-torch.logsumexp(ev, dim=0))
     return torch.stack(out)

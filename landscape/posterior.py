@@ -176,18 +176,33 @@ class Posterior:
         """``fg(x, idx)``: energy and x-gradient for the items ``idx`` of the batch ``theta``."""
         th = self.theta(theta)
         blur = blur or self.problem.blur(th)
-        y, s2, lam = self.problem.y, self.problem.noise ** 2, self.prior_weight
         kt = self.kernel_term(th)
         sub = BlurSubset(blur)
 
         def fg(x: torch.Tensor, idx: torch.Tensor):
-            op = sub(idx)
-            res = op(x) - y
-            q, gq = self.prior.energy_and_grad(x)
-            f = (res ** 2).sum(dim=(-2, -1)) / (2 * s2) + lam * q + kt[idx]
-            return f, op.adjoint(res) / s2 + lam * gq
+            f, g = self.x_energy_and_gradient(sub(idx), x)
+            return f + kt[idx], g
 
         return fg, blur
+
+    def x_gradient(self, blur: Blur, x: torch.Tensor, *, prior_grad: torch.Tensor | None = None,
+                   noise_var: float | None = None) -> torch.Tensor:
+        r""":math:`\nabla_x E = H^\top(Hx - y)/\sigma^2 + \lambda \nabla q(x)` for a batch ``x`` ``(B, H, W)``
+        under ``blur`` (batched like ``x``, or one kernel): the one place the toolkit writes it.
+
+        ``prior_grad`` replaces :math:`\nabla q(x)` (a score at another level, as the annealed samplers
+        use); ``noise_var`` replaces :math:`\sigma^2` (a widened likelihood)."""
+        s2 = self.problem.noise ** 2 if noise_var is None else noise_var
+        gq = self.prior.grad(x) if prior_grad is None else prior_grad
+        return blur.adjoint(blur(x) - self.problem.y) / s2 + self.prior_weight * gq
+
+    def x_energy_and_gradient(self, blur: Blur, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`\|Hx - y\|^2/(2\sigma^2) + \lambda q(x)` per item ``(B,)`` (no kernel term) and
+        :math:`\nabla_x E` (``x_gradient``), from one prior call."""
+        s2, lam = self.problem.noise ** 2, self.prior_weight
+        res = blur(x) - self.problem.y
+        q, gq = self.prior.energy_and_grad(x)
+        return (res ** 2).flatten(1).sum(1) / (2 * s2) + lam * q, blur.adjoint(res) / s2 + lam * gq
 
     def argmin_x(self, theta: Any, x0: torch.Tensor | None = None, solver: Any = None, *, energies: bool = True,
                  progress: bool = False, **overrides: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], SolveInfo]:

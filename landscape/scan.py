@@ -184,6 +184,41 @@ def grid_argmin(values: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
     return float(grid[i]), float(grid[i])
 
 
+def local_minimiser(post: Posterior, theta: Any, solver: SolverOptions | None = None, *, width: float = 0.4,
+                    n: int = 7, x0: torch.Tensor | None = None) -> float:
+    r"""The profile's local minimiser in the first parameter near ``theta`` ``(p,)``: a local profile of
+    ``n`` points on :math:`\theta_1 [1 - w, 1 + w]` (the other parameters fixed; clipped to the family's
+    domain), warm-started along the grid from ``x0`` (default the problem's ``x_true``), refined by the
+    parabola through the lowest point and its neighbours (``grid_argmin``).
+
+    An end of the local grid counts only where it is the family's domain boundary (a constrained
+    minimum); NaN when the minimum sits at an inner end (no local minimum inside the window).
+    """
+    th = np.asarray(theta, dtype=float).reshape(-1)
+    if not (width > 0 and n >= 3):
+        raise InputError("width, n", "a positive window and at least 3 points", (width, n))
+    x = post.problem.x_true if x0 is None else x0
+    if x is None:
+        raise InputError("x0", "a start image (the problem has no x_true)", None)
+    fam = post.problem.family
+    lo, hi = max(th[0] * (1 - width), fam.lower[0]), min(th[0] * (1 + width), fam.upper[0])
+    g = np.linspace(lo, hi, n)
+    grid = np.tile(th, (n, 1))
+    grid[:, 0] = g
+    xs = []
+    for row in grid:
+        x, _, _ = post.argmin_x(row[None], x, solver, energies=False)
+        x = x[0]
+        xs.append(x)
+    prev = post.energy(grid, torch.stack(xs)).numpy()
+    i = int(np.argmin(prev))
+    if (i == 0 and lo > fam.lower[0]) or (i == n - 1 and hi < fam.upper[0]):
+        return float("nan")
+    if i in (0, n - 1):
+        return float(g[i])
+    return grid_argmin(np.array(prev), g)[1]
+
+
 def grid2d(post: Posterior, t: Any, u: Any) -> xr.Dataset:
     r"""Energy on the plane through :math:`(\delta, y)` and :math:`(h^\star, x^\star)`:
     :math:`E(h_t, x_u)` with :math:`h_t = (1-t)\delta + t h^\star` and

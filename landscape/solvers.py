@@ -236,7 +236,6 @@ def _hqs(post, x0, blur, data_curv, curvature, max_iter, xtol, etol, accelerate,
     from tqdm.auto import tqdm
 
     B = x0.shape[0]
-    y, s2, lam = post.problem.y, post.problem.noise ** 2, post.prior_weight
     x = x0.clone()
     act = torch.arange(B, device=x.device)
     info = SolveInfo(torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.bool),
@@ -251,7 +250,7 @@ def _hqs(post, x0, blur, data_curv, curvature, max_iter, xtol, etol, accelerate,
     dc = data_curv if data_curv.ndim > 2 else data_curv.expand(B, *data_curv.shape)
     for _ in tqdm(range(max_iter), desc="argmin_x (hqs)", disable=not progress, leave=False):
         op = sub(act)
-        g = op.adjoint(op(za) - y) / s2 + lam * post.prior.grad(za)
+        g = post.x_gradient(op, za)
         info.n_calls += 1
         info.n_item_evals += act.numel()
         dca = dc[act] if act.numel() < B else dc
@@ -298,10 +297,9 @@ def hqs_map(post: "Posterior", theta: Any, curvature: float | None = None) -> Ca
     if curvature is None:
         curvature = default_curvature(post, "hqs", post.default_start())
     denom = (blur.otf.real ** 2 + blur.otf.imag ** 2) / post.problem.noise ** 2 + curvature
-    y, s2, lam = post.problem.y, post.problem.noise ** 2, post.prior_weight
 
     def T(x: torch.Tensor) -> torch.Tensor:
-        g = blur.adjoint(blur(x) - y) / s2 + lam * post.prior.grad(x)
+        g = post.x_gradient(blur, x)
         return x - _fourier(g, denom)
 
     return T

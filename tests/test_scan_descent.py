@@ -235,3 +235,24 @@ def test_trivial_minimizer_certificates_agree_with_a_dense_hessian():
     assert lam > 0 and abs(lam - float(part.cert_eig_min.values[i])) < 1e-3 * lam
     g = torch.autograd.functional.jacobian(f, z)
     assert float(g.norm()) <= TM.CERT_GTOL
+
+
+def test_local_minimiser_is_the_refined_argmin_of_the_closed_form_profile(small):
+    """scan.local_minimiser on theta* [0.6, 1.4] equals grid_argmin of the closed-form profile on the same 7
+    points (a convex x-problem: warm starts cannot change the inner minimum), here with a kernel term
+    r = 400 (theta - 1.6)^2 that puts a minimum inside; without it the Gaussian prior's profile only rises
+    there (NaN: no local minimum inside); a window that reaches the domain's boundary keeps its end."""
+    prior = P.GaussianPrior.fit(data.TRAIN, (32, 32), n_crops=100)
+    solver = ls.solvers.SolverOptions(xtol=1e-10, max_iter=3000)
+    post = ls.Posterior(small, prior, kernel_energy=lambda th: 400 * (th[:, 0] - 1.6) ** 2)
+    g = np.linspace(0.9, 2.1, 7)
+    cf = marginal.profile_closed_form(post, g).numpy()
+    assert 0 < int(np.argmin(cf)) < 6
+    got = scan.local_minimiser(post, [1.5], solver, width=0.4, n=7)
+    assert abs(got - scan.grid_argmin(cf, g)[1]) < 1e-4
+    plain = ls.Posterior(small, prior)
+    assert np.all(np.diff(marginal.profile_closed_form(plain, g).numpy()) > 0)
+    assert np.isnan(scan.local_minimiser(plain, [1.5], solver, width=0.4, n=7))
+    assert scan.local_minimiser(plain, [0.2], solver, width=1.0, n=7) == 0.0
+    with pytest.raises(InputError, match="width, n"):
+        scan.local_minimiser(plain, [1.5], solver, n=2)

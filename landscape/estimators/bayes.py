@@ -33,10 +33,9 @@ import numpy as np
 import torch
 
 from .._checks import InputError
+from ..marginal import gmm_evidence
 from ..posterior import BlindDeblur
 from ..priors.gmm import GMMPrior
-
-_LOG2PI = math.log(2 * math.pi)
 
 
 @dataclass
@@ -99,20 +98,10 @@ class GMMPosterior:
         (``full=True``: full covariances ``(K, D, D)``, for sampling)."""
         if not full and j in self._cache:
             return self._cache[j]
-        prob = self.problem
-        K, D = self._mu.shape
         A = self._sqrt                                                  # (K, D, D): columns a_i
-        blur = prob.blur(self.theta[j:j + 1])
-        img = prob.image_shape
-        HA = blur(A.transpose(1, 2).reshape(K * D, *img)).reshape(K, D, -1)   # row i: (H a_i)^T, (K, D, M)
-        M = HA.shape[-1]
-        y = prob.y.reshape(-1)
-        S = HA.transpose(1, 2) @ HA + prob.noise ** 2 * torch.eye(M, dtype=y.dtype, device=y.device)
-        L = torch.linalg.cholesky(S)
-        r = (y - blur(self._mu.reshape(K, *img)).reshape(K, M))[..., None]
-        a = torch.cholesky_solve(r, L)[..., 0]                          # S^-1 r, (K, M)
-        logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-        log_ev = torch.log(self._w) - 0.5 * (r[..., 0] * a).sum(-1) - 0.5 * logdet - 0.5 * M * _LOG2PI
+        ev = gmm_evidence(self.problem, self.problem.blur(self.theta[j:j + 1]), self._w, self._mu, A)
+        HA, L, log_ev = ev["HA"], ev["chol"], ev["log_evidence"]
+        a = torch.cholesky_solve(ev["residual"][..., None], L)[..., 0]    # S^-1 r, (K, M)
         SigHt = A @ HA                                                  # Sigma_k H^T = A_k (H A_k)^T, (K, D, M)
         means = self._mu + (SigHt @ a[..., None])[..., 0]
         Linv = torch.linalg.solve_triangular(L, SigHt.transpose(1, 2), upper=False)   # L^-1 H Sigma, (K, M, D)

@@ -198,10 +198,11 @@ class DiffusionPrior(Prior):
         with torch.no_grad():
             return self.denoiser(z, s)
 
-    def log_density(self, x: torch.Tensor, *, rng: Any = 0, common_probes: bool = True
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_density(self, x: torch.Tensor, *, rng: Any = 0, common_probes: bool = True,
+                    s_min: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`\log p_{s_{\min}}(x)` (nats) per image of ``x`` ``(B, H, W)``, and its
-        standard error (0 for the exact divergence).
+        standard error (0 for the exact divergence). ``s_min`` overrides the integration's lower end
+        for this call (one network, several smoothing levels; it must lie below ``s_max``).
 
         With ``common_probes`` every image uses the same Hutchinson probes at each evaluation
         (common random numbers), which makes differences between similar images far less noisy.
@@ -209,7 +210,10 @@ class DiffusionPrior(Prior):
         x = x.reshape(-1, *x.shape[-2:])
         B, N = x.shape[0], x.shape[-2] * x.shape[-1]
         g = np.random.default_rng(rng)
-        u0, u1 = math.log(self.s_min), math.log(self.s_max)
+        s_min = self.s_min if s_min is None else positive("s_min", s_min)
+        if s_min >= self.s_max:
+            raise InputError("s_min", f"a level below s_max = {self.s_max}", s_min)
+        u0, u1 = math.log(s_min), math.log(self.s_max)
         h = (u1 - u0) / self.steps
 
         def rhs(xc: torch.Tensor, u: float):

@@ -111,11 +111,8 @@ def lipschitz(post: Posterior, theta: torch.Tensor, s: float | None = None) -> f
 
 
 def _grad(post: Posterior, blur, x: torch.Tensor, score_level: float | None, widen: float = 0.0) -> torch.Tensor:
-    y, s2 = post.problem.y, post.problem.noise ** 2 + widen
-    g_data = blur.adjoint(blur(x) - y) / s2
-    if score_level is None:
-        return g_data + post.prior_weight * post.prior.grad(x)
-    return g_data + post.prior_weight * (x - post.prior.denoise(x, score_level)) / score_level ** 2
+    score = None if score_level is None else (x - post.prior.denoise(x, score_level)) / score_level ** 2
+    return post.x_gradient(blur, x, prior_grad=score, noise_var=post.problem.noise ** 2 + widen)
 
 
 def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None, *, x0: torch.Tensor | None = None,
@@ -220,7 +217,4 @@ def transition(post: Posterior, blur, x: torch.Tensor, step: Any, method: str, g
 
 def energy_grad(post: Posterior, blur, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """:math:`E` and :math:`\nabla_x E` per chain (``blur`` batched like ``x``)."""
-    y, s2, lam = post.problem.y, post.problem.noise ** 2, post.prior_weight
-    res = blur(x) - y
-    q, gq = post.prior.energy_and_grad(x)
-    return (res ** 2).flatten(1).sum(1) / (2 * s2) + lam * q, blur.adjoint(res) / s2 + lam * gq
+    return post.x_energy_and_gradient(blur, x)

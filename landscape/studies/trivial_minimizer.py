@@ -191,31 +191,6 @@ SMOOTH_R2 = 0.5
 DRAW_SEED_OFFSET, DRAW_SEED_STRIDE = 1000, 97
 
 
-def near_truth_minimiser(post: Posterior, theta_true: np.ndarray, solver: SolverOptions, *,
-                         width: float = NEAR_TRUTH_WINDOW, n: int = NEAR_TRUTH_POINTS) -> float:
-    """Local profile on theta* [1 - width, 1 + width], warm-started from x*; the parabolic-refined
-    minimiser. An end of the local grid counts only where it is the family's domain boundary (a
-    constrained minimum); NaN when the minimum sits at an inner end (no local minimum inside)."""
-    t0 = float(theta_true[0])
-    fam = post.problem.family
-    lo, hi = max(t0 * (1 - width), fam.lower[0]), min(t0 * (1 + width), fam.upper[0])
-    g = np.linspace(lo, hi, n)
-    grid = np.tile(theta_true, (n, 1))
-    grid[:, 0] = g
-    x, xs = post.problem.x_true, []
-    for row in grid:
-        x, _, _ = post.argmin_x(row[None], x, solver, energies=False)
-        x = x[0]
-        xs.append(x)
-    prev = post.energy(grid, torch.stack(xs)).numpy()
-    i = int(np.argmin(prev))
-    if (i == 0 and lo > fam.lower[0]) or (i == n - 1 and hi < fam.upper[0]):
-        return float("nan")                  # no local minimum inside the window
-    if i in (0, n - 1):
-        return float(g[i])
-    return scan.grid_argmin(np.array(prev), g)[1]
-
-
 def energy_tolerance(prof: xr.Dataset, prior: Any, weight: float, etol: float, dtype: torch.dtype,
                      pair: tuple[int, int]) -> float:
     """Energies closer than this are a tie: round-off of the dtype, the solves' own tolerance (widened by
@@ -393,11 +368,10 @@ def pf_ode_gap(cfg: Config, problem: BlindDeblur, weight: float, prof: xr.Datase
     out: dict[str, float] = {}
     pf = load("denoiser-gray", "diffusion", steps=st.ode_steps, probes=st.probes)
     for tag, s_min in (("pf_ode", cfg.s), ("pf_ode_fine", pf.s_min)):
-        pf.s_min = s_min                                  # one network, two integration ranges
-        logp, se = pf.log_density(xs, rng=cfg.seed)
+        logp, se = pf.log_density(xs, rng=cfg.seed, s_min=s_min)     # one network, two integration ranges
         out.update({f"{tag}_gap_truth_minus_dirac": float(data[istar] - data[i0] + weight * (-(logp[1] - logp[0]))),
                     f"{tag}_gap_se": float(weight * torch.sqrt(se[0] ** 2 + se[1] ** 2)),
-                    f"{tag}_q_dirac": float(-logp[0]), f"{tag}_q_truth": float(-logp[1]), f"{tag}_s": pf.s_min})
+                    f"{tag}_q_dirac": float(-logp[0]), f"{tag}_q_truth": float(-logp[1]), f"{tag}_s": s_min})
     return out
 
 
@@ -409,7 +383,8 @@ def near_truth_over_draws(cfg: Config, problem: BlindDeblur, prior: Any, weight:
         for d in range(cfg.n_draws):
             pb = BlindDeblur.synthetic(problem.x_true.numpy(), problem.family, theta_true, sig,
                                        rng=cfg.seed + DRAW_SEED_OFFSET + DRAW_SEED_STRIDE * d + a, dtype=problem.dtype)
-            th_hat[a, d] = near_truth_minimiser(Posterior(pb, prior, prior_weight=weight), theta_true, solver)
+            th_hat[a, d] = scan.local_minimiser(Posterior(pb, prior, prior_weight=weight), theta_true, solver,
+                                                width=NEAR_TRUTH_WINDOW, n=NEAR_TRUTH_POINTS)
     return th_hat
 
 
