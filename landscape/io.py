@@ -115,3 +115,19 @@ def load(path: str | os.PathLike) -> xr.Dataset:
 def config_of(ds: xr.Dataset) -> dict[str, Any]:
     """The study configuration stored in ``ds.attrs['config']``."""
     return json.loads(ds.attrs["config"])
+
+
+@xr.register_dataset_accessor("landscape")
+class LandscapeAccessor:
+    """``ds.landscape.plot()`` draws the figure of the study that made ``ds`` (``attrs['study']``); the
+    study's module is imported then, not when ``landscape`` is."""
+
+    def __init__(self, ds: xr.Dataset):
+        self._ds = ds
+
+    def plot(self, ax: Any = None, **kw: Any):
+        study = self._ds.attrs.get("study")
+        if study is None:
+            raise ValueError("dataset: expected a study result (attrs['study'] missing)")
+        from .studies import get
+        return get(study).plot(self._ds, ax=ax, **kw)

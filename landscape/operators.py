@@ -159,3 +159,17 @@ class Blur:
                     if batch else eye)
         cols = cols.flatten(-2)                                  # (N, ..., M)
         return cols.movedim(0, -1)
+
+
+class BlurSubset:
+    """The blur restricted to a subset of its kernels, cached on the index object."""
+
+    def __init__(self, blur: Blur):
+        self.blur, self.idx, self.op = blur, None, blur
+
+    def __call__(self, idx: torch.Tensor) -> Blur:
+        if idx is not self.idx:
+            n = self.blur.otf.shape[0] if self.blur.otf.ndim > 2 else 1
+            self.op = self.blur if idx.numel() == n else self.blur.subset(idx)
+            self.idx = idx
+        return self.op

@@ -21,7 +21,7 @@ import torch
 
 from . import kernels as _kernels
 from ._checks import InputError, choice, image2d, positive
-from .operators import BOUNDARIES, Blur
+from .operators import BOUNDARIES, Blur, BlurSubset
 from .optim import SolveInfo
 from .priors.base import Prior
 
@@ -89,20 +89,6 @@ class BlindDeblur:
     def describe(self) -> dict[str, Any]:
         return {"noise_sigma": self.noise, "boundary": self.boundary, "image_shape": list(self.image_shape),
                 "kernel_family": self.family.describe()}
-
-
-class BlurSubset:
-    """The blur restricted to a subset of its kernels, cached on the index object."""
-
-    def __init__(self, blur: Blur):
-        self.blur, self.idx, self.op = blur, None, blur
-
-    def __call__(self, idx: torch.Tensor) -> Blur:
-        if idx is not self.idx:
-            n = self.blur.otf.shape[0] if self.blur.otf.ndim > 2 else 1
-            self.op = self.blur if idx.numel() == n else self.blur.subset(idx)
-            self.idx = idx
-        return self.op
 
 
 class Posterior:

@@ -34,9 +34,8 @@ import numpy as np
 import torch
 
 from ._checks import InputError, choice
+from .operators import BlurSubset
 from .optim import SolveInfo, lbfgs
-
-from .posterior import BlurSubset
 
 if TYPE_CHECKING:
     from .posterior import Posterior

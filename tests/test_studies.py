@@ -243,3 +243,20 @@ def test_blurry_is_more_likely_takes_a_user_prior_and_gives_its_exact_energy_dif
     q = exact.energy(imgs).numpy()
     np.testing.assert_allclose(ds.delta_q.sel(evaluator=spec).values[0], q - q[0], rtol=1e-4, atol=1e-3)
     assert ds.delta_q_error.sel(evaluator=spec).values.max() < 1e-3 * np.abs(q - q[0]).max()
+
+
+def test_import_landscape_loads_no_study_and_a_study_on_first_use():
+    """``import landscape`` imports no study (nor the second-order and sweep modules); asking the registry
+    for one study imports that one alone; the ``ds.landscape`` accessor is registered without them."""
+    import subprocess
+    import sys
+    code = ("import sys, xarray as xr, landscape\n"
+            "heavy = [m for m in sys.modules if m.startswith(('landscape.studies', 'landscape.sweep', "
+            "'landscape.hessian', 'landscape.certify'))]\n"
+            "assert not heavy, heavy\n"
+            "assert hasattr(xr.Dataset(), 'landscape')\n"
+            "landscape.studies.get('map-vs-marginal')\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('landscape.studies.'))\n"
+            "assert loaded == ['landscape.studies.common', 'landscape.studies.map_vs_marginal'], loaded\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -14,35 +14,43 @@ mechanism (``map-vs-mmse``, ``posterior-statistics``, ``pnp-vs-unrolled``, ``mor
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any, Protocol
 
 import xarray as xr
 
 from .._checks import InputError
-from . import (
-    blurry_is_more_likely,
-    local_recovery,
-    map_vs_marginal,
-    map_vs_mmse,
-    morse_bott,
-    pnp_vs_unrolled,
-    posterior_statistics,
-    real_shake,
-    trivial_minimizer,
-)
-
-STUDIES: dict[str, ModuleType] = {
-    "trivial-minimizer": trivial_minimizer,
-    "map-vs-marginal": map_vs_marginal,
-    "blurry-is-more-likely": blurry_is_more_likely,
-    "map-vs-mmse": map_vs_mmse,
-    "pnp-vs-unrolled": pnp_vs_unrolled,
-    "posterior-statistics": posterior_statistics,
-    "morse-bott": morse_bott,
-    "local-recovery": local_recovery,
-    "real-shake": real_shake,
+#: study name -> its module under ``landscape.studies`` (imported when first asked for: ``landscape run X``
+#: loads X alone, and ``import landscape`` none)
+MODULES = {
+    "trivial-minimizer": "trivial_minimizer",
+    "map-vs-marginal": "map_vs_marginal",
+    "blurry-is-more-likely": "blurry_is_more_likely",
+    "map-vs-mmse": "map_vs_mmse",
+    "pnp-vs-unrolled": "pnp_vs_unrolled",
+    "posterior-statistics": "posterior_statistics",
+    "morse-bott": "morse_bott",
+    "local-recovery": "local_recovery",
+    "real-shake": "real_shake",
 }
+
+
+class _Registry(Mapping):
+    """The registered studies, name -> module, each module imported on first access."""
+
+    def __getitem__(self, name: str) -> ModuleType:
+        return importlib.import_module(f"{__name__}.{MODULES[name]}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MODULES)
+
+    def __len__(self) -> int:
+        return len(MODULES)
+
+
+STUDIES: Mapping[str, ModuleType] = _Registry()
 
 
 class Study(Protocol):
@@ -78,17 +86,3 @@ def get(name: str) -> ModuleType:
 
 def options(name: str) -> list[dataclasses.Field]:
     return list(dataclasses.fields(get(name).Config))
-
-
-@xr.register_dataset_accessor("landscape")
-class LandscapeAccessor:
-    """``ds.landscape.plot()`` draws the figure of the study that made ``ds``."""
-
-    def __init__(self, ds: xr.Dataset):
-        self._ds = ds
-
-    def plot(self, ax: Any = None, **kw: Any):
-        study = self._ds.attrs.get("study")
-        if study is None:
-            raise ValueError("dataset: expected a study result (attrs['study'] missing)")
-        return get(study).plot(self._ds, ax=ax, **kw)
