@@ -19,12 +19,16 @@ from ._checks import InputError, image2d
 TRAIN = ("astronaut", "chelsea", "coffee", "coins", "moon", "rocket", "motorcycle_left",
          "brick", "grass", "gravel")
 TEST = ("camera", "ascent", "aero")
+#: colour photographs for the colour prior (``load(name, color=True)``): trained on ``COLOR_TRAIN``,
+#: measured on ``COLOR_TEST``, which the colour prior never sees (the gray priors see their luminance)
+COLOR_TRAIN = ("astronaut", "rocket", "motorcycle_left", "ihc")
+COLOR_TEST = ("chelsea", "coffee")
 
 _SKIMAGE_FILES = {
     "astronaut": "astronaut.png", "chelsea": "chelsea.png", "coffee": "coffee.png",
     "coins": "coins.png", "moon": "moon.png", "rocket": "rocket.jpg",
     "motorcycle_left": "motorcycle_left.png", "brick": "brick.png", "grass": "grass.png",
-    "gravel": "gravel.png", "camera": "camera.png",
+    "gravel": "gravel.png", "camera": "camera.png", "ihc": "ihc.png",
 }
 _PYWT = ("ascent", "aero")
 
@@ -39,45 +43,63 @@ def _to_gray01(arr: np.ndarray) -> np.ndarray:
     return np.clip(a.astype(np.float64) / scale, 0.0, 1.0)
 
 
-def names() -> tuple[str, ...]:
-    """All image names available offline."""
-    return TRAIN + TEST
+def names(color: bool = False) -> tuple[str, ...]:
+    """All image names available offline (``color=True``: those with colour)."""
+    return COLOR_TRAIN + COLOR_TEST if color else TRAIN + TEST
 
 
-def load(name: str) -> np.ndarray:
-    """Grayscale image ``name`` as a float64 array in [0, 1].
+def _to_rgb01(arr: np.ndarray) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.ndim != 3 or a.shape[-1] not in (3, 4):
+        raise InputError("image", "an RGB(A) image for color=True", f"shape {a.shape}")
+    scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else 1.0
+    return np.clip(np.moveaxis(a[..., :3].astype(np.float64) / scale, -1, 0), 0.0, 1.0)
+
+
+def load(name: str, color: bool = False) -> np.ndarray:
+    """Image ``name`` as a float64 array in [0, 1]: grayscale (luminance), or its colour channels first.
 
     Parameters
     ----------
     name : str
-        One of ``names()``: ``TRAIN`` (the learned priors' training images) or ``TEST`` (held out).
+        One of ``names()``: ``TRAIN`` (the learned priors' training images) or ``TEST`` (held out);
+        with ``color``, one of ``names(color=True)``.
+    color : bool
+        Keep the colour: ``(3, H, W)`` RGB.
 
     Returns
     -------
-    ndarray ``(H, W)``
+    ndarray ``(H, W)``, or ``(3, H, W)`` with ``color``
     """
+    if color and name not in names(color=True):
+        raise InputError("image", "a colour image: one of " + ", ".join(names(color=True)), repr(name))
+    convert = _to_rgb01 if color else _to_gray01
     if name in _PYWT:
         import pywt.data
-        return _to_gray01(getattr(pywt.data, name)())
+        return convert(getattr(pywt.data, name)())
     if name in _SKIMAGE_FILES:
         import skimage
         from skimage.io import imread
         path = os.path.join(os.path.dirname(skimage.__file__), "data", _SKIMAGE_FILES[name])
-        return _to_gray01(imread(path))
+        return convert(imread(path))
     raise InputError("image", "one of " + ", ".join(names()), repr(name))
 
 
-def load_file(path: str) -> np.ndarray:
-    """A user image (.npy, or any format scikit-image reads), grayscale in [0, 1].
+def load_file(path: str, color: bool = False) -> np.ndarray:
+    """A user image (.npy, or any format scikit-image reads), grayscale or colour in [0, 1].
 
     Parameters
     ----------
     path : str
-        Integer images are scaled by their dtype's maximum; RGB(A) is converted to luminance.
+        Integer images are scaled by their dtype's maximum; RGB(A) is converted to luminance unless
+        ``color``.
+    color : bool
+        Keep the colour channels: an RGB(A) file (``.npy``: ``(H, W, 3)`` or ``(3, H, W)``) as ``(3, H, W)``.
 
     Returns
     -------
-    ndarray ``(H, W)``, float64 in [0, 1]; an :class:`InputError` naming ``image_file`` otherwise.
+    ndarray ``(H, W)`` (``(3, H, W)`` with ``color``), float64 in [0, 1]; an :class:`InputError` naming
+    ``image_file`` otherwise.
     """
     if not os.path.exists(path):
         raise InputError("image_file", "an existing image file", path)
@@ -92,9 +114,18 @@ def load_file(path: str) -> np.ndarray:
     arr = np.asarray(arr)
     if np.issubdtype(arr.dtype, np.integer):
         arr = arr.astype(np.float64) / np.iinfo(arr.dtype).max
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
-    arr = image2d("image_file", arr).astype(np.float64)
+    if color:
+        if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] not in (3, 4):
+            arr = np.moveaxis(arr, 0, -1)
+        if not (arr.ndim == 3 and arr.shape[-1] in (3, 4)):
+            raise InputError("image_file", "an RGB(A) image for --color", f"{path} (shape {arr.shape})")
+        arr = np.moveaxis(arr[..., :3].astype(np.float64), -1, 0)
+        for c in arr:
+            image2d("image_file", c)
+    else:
+        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+            arr = arr[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
+        arr = image2d("image_file", arr).astype(np.float64)
     if arr.min() < 0 or arr.max() > 1:
         raise InputError("image_file", "intensities in [0, 1] (or an integer image)",
                          f"range [{arr.min():.3g}, {arr.max():.3g}]")
@@ -102,13 +133,13 @@ def load_file(path: str) -> np.ndarray:
 
 
 def center_crop(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """The central ``size`` crop."""
+    """The central ``size`` crop of the last two axes (``(H, W)`` or ``(C, H, W)``)."""
     h, w = (size, size) if np.isscalar(size) else size
-    H, W = image.shape
+    H, W = image.shape[-2:]
     if h > H or w > W:
         raise InputError("crop", f"a crop no larger than the image {image.shape}", (h, w))
     r, c = (H - h) // 2, (W - w) // 2
-    return image[r:r + h, c:c + w].copy()
+    return image[..., r:r + h, c:c + w].copy()
 
 
 def random_crops(images: Sequence[np.ndarray] | Sequence[str], size: int | tuple[int, int], n: int,

@@ -1,4 +1,4 @@
-r"""Small noise-conditional denoisers for grayscale images in [0, 1].
+r"""Small noise-conditional denoisers for grayscale or colour images in [0, 1].
 
 ``UNet``: a three-level UNet (base width ``channels``, doubled per level) with residual blocks,
 SiLU activations (smooth, so gradients and Jacobians used by the evaluators exist everywhere)
@@ -64,13 +64,14 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Three-level UNet ``(x (B,1,H,W), c_noise (B,)) -> (B,1,H,W)``; H, W multiples of 4."""
+    """Three-level UNet ``(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W)``; H, W multiples of 4; ``C`` =
+    ``image_channels`` (1 gray, 3 colour)."""
 
-    def __init__(self, channels: int = 16, emb: int = 64):
+    def __init__(self, channels: int = 16, emb: int = 64, image_channels: int = 1):
         super().__init__()
         c1, c2, c3 = channels, 2 * channels, 4 * channels
         self.embed = NoiseEmbedding(emb)
-        self.inp = nn.Conv2d(1, c1, 3, padding=1)
+        self.inp = nn.Conv2d(image_channels, c1, 3, padding=1)
         self.e1 = ResBlock(c1, c1, emb)
         self.down1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
         self.e2 = ResBlock(c2, c2, emb)
@@ -80,7 +81,7 @@ class UNet(nn.Module):
         self.d2 = ResBlock(2 * c2, c2, emb)
         self.up1 = nn.ConvTranspose2d(c2, c1, 2, stride=2)
         self.d1 = ResBlock(2 * c1, c1, emb)
-        self.out = nn.Conv2d(c1, 1, 3, padding=1)
+        self.out = nn.Conv2d(c1, image_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         e = self.embed(c_noise)
@@ -103,22 +104,33 @@ def _pad4(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
 class EDMDenoiser(nn.Module):
     """Noise-conditional MMSE denoiser :math:`D_s(z)` on images in [0, 1] (EDM preconditioning).
 
-    ``forward(z, s)``: ``z`` ``(..., H, W)``, ``s`` a float or a tensor broadcastable to the
-    batch; returns ``(..., H, W)``.
+    ``forward(z, s)``: ``z`` ``(..., H, W)`` for a gray model, ``(..., C, H, W)`` for one with
+    ``image_channels`` C > 1; ``s`` a float or a tensor broadcastable to the batch (the leading
+    dimensions); returns the shape of ``z``.
     """
 
     sigma_data = 0.5
 
-    def __init__(self, channels: int = 16, emb: int = 64):
+    def __init__(self, channels: int = 16, emb: int = 64, image_channels: int = 1):
         super().__init__()
+        self.image_channels = int(image_channels)
         self.config = {"arch": "edm-unet", "channels": channels, "emb": emb}
-        self.net = UNet(channels, emb)
+        if self.image_channels != 1:                      # gray weights files keep their original config
+            self.config["image_channels"] = self.image_channels
+        self.net = UNet(channels, emb, self.image_channels)
+
+    @property
+    def event_dims(self) -> int:
+        """Trailing dimensions of one image: 2 (``H, W``) for gray, 3 (``C, H, W``) for colour."""
+        return 2 if self.image_channels == 1 else 3
 
     def forward(self, z: torch.Tensor, s: Any) -> torch.Tensor:
-        shape = z.shape
-        zz = z.reshape(-1, 1, *shape[-2:])
+        shape, C, n = z.shape, self.image_channels, self.event_dims
+        if C > 1 and (z.ndim < 3 or shape[-3] != C):
+            raise ValueError(f"z: expected (..., {C}, H, W) images for a {C}-channel denoiser, got {tuple(shape)}")
+        zz = z.reshape(-1, C, *shape[-2:])
         B = zz.shape[0]
-        sig = 2 * torch.as_tensor(s, dtype=zz.dtype, device=zz.device).expand(shape[:-2]).reshape(B) \
+        sig = 2 * torch.as_tensor(s, dtype=zz.dtype, device=zz.device).expand(shape[:-n]).reshape(B) \
             if torch.as_tensor(s).ndim else torch.full((B,), 2 * float(s), dtype=zz.dtype, device=zz.device)
         sd = self.sigma_data
         c_skip = sd ** 2 / (sig ** 2 + sd ** 2)
@@ -134,15 +146,18 @@ class EDMDenoiser(nn.Module):
 class GSDenoiser(nn.Module):
     """Gradient-step denoiser :math:`D_s = \\mathrm{Id} - \\nabla g_s`, :math:`g_s = \\tfrac12\\|x - N_s(x)\\|^2`."""
 
-    def __init__(self, channels: int = 16, emb: int = 64):
+    def __init__(self, channels: int = 16, emb: int = 64, image_channels: int = 1):
         super().__init__()
         self.config = {"arch": "gs-edm-unet", "channels": channels, "emb": emb}
-        self.N = EDMDenoiser(channels, emb)
+        if image_channels != 1:
+            self.config["image_channels"] = int(image_channels)
+        self.N = EDMDenoiser(channels, emb, image_channels)
+        self.image_channels, self.event_dims = self.N.image_channels, self.N.event_dims
 
     def potential(self, x: torch.Tensor, s: Any) -> torch.Tensor:
-        """:math:`g_s(x)`, shape ``x.shape[:-2]``."""
+        """:math:`g_s(x)`, one value per image (``x``'s leading dimensions)."""
         r = x - self.N(x, s)
-        return 0.5 * (r ** 2).sum(dim=(-2, -1))
+        return 0.5 * (r ** 2).flatten(x.ndim - self.event_dims).sum(-1)
 
     def potential_and_grad(self, x: torch.Tensor, s: Any, create_graph: bool = False):
         with torch.enable_grad():

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import Check, InputError, integer, number, one_of, option, validate
+from .._checks import Check, InputError, flag, integer, number, one_of, option, validate
 from . import nets
 
 #: training data: ``(batch, rng) -> Tensor (batch, p, p)``
@@ -45,6 +45,8 @@ class TrainConfig:
     data: str = option("natural", "natural (data.TRAIN patches) or gmm (exact samples of the 16x16 GMM)",
                        one_of(("natural", "gmm")))
     channels: int = option(32, "base channels of the UNet", integer(1))
+    color: bool = option(False, "colour (RGB) patches of data.COLOR_TRAIN, a 3-channel network (natural data only)",
+                         flag())
     steps: int = option(6000, "optimiser steps", integer(1))
     batch: int = option(16, "patches per step", integer(1))
     patch: int = option(48, "patch size (a multiple of 4)", Check("a multiple of 4, at least 8",
@@ -60,26 +62,30 @@ class TrainConfig:
         self.validate()                # validated on construction, like every options object
 
     def validate(self) -> "TrainConfig":
-        return validate(self)
+        validate(self)
+        if self.color and self.data != "natural":
+            raise InputError("color", "colour training on natural images (--data natural)", self.data)
+        return self
 
 
 class PatchSampler:
-    """Random augmented patches ``(B, p, p)`` of the training images."""
+    """Random augmented patches ``(B, p, p)`` of the training images (``(B, 3, p, p)`` of
+    ``data.COLOR_TRAIN`` with ``color``)."""
 
-    def __init__(self, patch: int):
+    def __init__(self, patch: int, color: bool = False):
         from .. import data
-        self.images = [data.load(n) for n in data.TRAIN]
-        self.patch = patch
+        names = data.COLOR_TRAIN if color else data.TRAIN
+        self.images = [data.load(n, color=color) for n in names]
+        self.patch, self.color = patch, color
 
     def __call__(self, batch: int, g: np.random.Generator) -> torch.Tensor:
         p = self.patch
-        out = np.empty((batch, p, p))
+        out = np.empty((batch, 3, p, p) if self.color else (batch, p, p))
         for i in range(batch):
             im = self.images[g.integers(len(self.images))]
-            r, c = g.integers(im.shape[0] - p + 1), g.integers(im.shape[1] - p + 1)
-            x = im[r:r + p, c:c + p]
-            x = np.rot90(x, g.integers(4))
-            out[i] = x[:, ::-1] if g.integers(2) else x
+            r, c = g.integers(im.shape[-2] - p + 1), g.integers(im.shape[-1] - p + 1)
+            x = np.rot90(im[..., r:r + p, c:c + p], g.integers(4), axes=(-2, -1))
+            out[i] = x[..., ::-1] if g.integers(2) else x
         return torch.as_tensor(out, dtype=torch.float32)
 
 
@@ -90,7 +96,7 @@ def training_data(cfg: Any, sampler: Sampler | None) -> Sampler:
         return sampler
     if cfg.data != "natural":
         raise InputError("data", f"a sampler for training data {cfg.data!r} (the command line builds it)", None)
-    return PatchSampler(cfg.patch)
+    return PatchSampler(cfg.patch, getattr(cfg, "color", False))
 
 
 def sample_sigma(batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -106,10 +112,11 @@ def denoising_loss(model: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor,
     sd = nets.EDMDenoiser.sigma_data
     n = torch.randn(x.shape, generator=gen)
     s = sigma / 2
-    z = x + s[:, None, None] * n
+    per_image = (-1,) + (1,) * (x.ndim - 1)
+    z = x + s.view(per_image) * n
     d = model(z, s)
     w = (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2
-    return (w[:, None, None] * (2 * d - 2 * x) ** 2).mean()
+    return (w.view(per_image) * (2 * d - 2 * x) ** 2).mean()
 
 
 def train(cfg: TrainConfig, out: str | Path, *, sampler: Sampler | None = None, progress: bool = True) -> Path:
@@ -134,13 +141,15 @@ def train(cfg: TrainConfig, out: str | Path, *, sampler: Sampler | None = None, 
     cfg.validate()
     sampler = training_data(cfg, sampler)
     torch.manual_seed(cfg.seed)
-    model = (nets.EDMDenoiser if cfg.kind == "tweedie" else nets.GSDenoiser)(cfg.channels)
+    model = (nets.EDMDenoiser if cfg.kind == "tweedie" else nets.GSDenoiser)(cfg.channels,
+                                                                             image_channels=3 if cfg.color else 1)
 
     def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         x = sampler(cfg.batch, rng)
         return denoising_loss(model, x, sample_sigma(cfg.batch, gen), gen)
 
-    meta = {"training_images": "data.TRAIN" if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
+    meta = {"training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN") if cfg.data == "natural"
+            else "fit_natural_gmm((16,16),10,10000)"}
     return fit(model, batch_loss, cfg, out, meta=meta, desc=f"train {cfg.kind}/{cfg.data}", progress=progress)
 
 

@@ -6,6 +6,7 @@ name                    what
 ``denoiser-gray``       EDM noise-conditional UNet denoiser, natural grayscale images
 ``gs-denoiser-gray``    gradient-step (explicit potential) version of the same
 ``denoiser-gmm16``      EDM denoiser trained on samples of the 16x16 natural-crop GMM
+``denoiser-color``      EDM denoiser on colour (RGB) images ``(..., 3, H, W)``, ``data.COLOR_TRAIN``
 ======================  ===========================================================
 
 Each was produced by ``landscape train-prior NAME ...`` (the options are stored in the file's
@@ -23,7 +24,7 @@ from ..resources import weights_path
 from .base import Prior
 from .learned import DiffusionPrior, GradientStepPrior, TweediePrior
 
-SHIPPED = {"denoiser-gray": "tweedie", "gs-denoiser-gray": "gs", "denoiser-gmm16": "tweedie"}
+SHIPPED = {"denoiser-gray": "tweedie", "gs-denoiser-gray": "gs", "denoiser-gmm16": "tweedie", "denoiser-color": "tweedie"}
 
 
 def available() -> list[str]:
