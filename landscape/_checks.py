@@ -49,6 +49,22 @@ def positive(name: str, value: float) -> float:
     return v
 
 
+def image_array(name: str, image: Any) -> np.ndarray:
+    """Validate a grayscale ``(H, W)`` or a colour ``(C, H, W)`` image (2 to 4 channels first; a gray image
+    is ``(H, W)``, not ``(1, H, W)``), each channel as :func:`image2d` checks it."""
+    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if arr.ndim == 3:
+        if not 2 <= arr.shape[0] <= 4:
+            raise InputError(name, "a 2-D image (H, W), or a colour image (C, H, W) with 2 to 4 channels first",
+                             f"an array of shape {arr.shape}")
+        for c in arr:
+            image2d(name, c)
+        return arr
+    if arr.ndim != 2:
+        raise InputError(name, "a 2-D image (H, W) or a colour image (C, H, W)", f"an array of shape {arr.shape}")
+    return image2d(name, arr)
+
+
 def image2d(name: str, image: Any) -> np.ndarray:
     """Validate a single-channel image: 2-D, real, finite, at least 4x4."""
     arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)

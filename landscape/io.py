@@ -68,16 +68,24 @@ def provenance(study: str, config: dict[str, Any], **attrs: Any) -> dict[str, An
     return out
 
 
-def image_dims(problem: Any) -> tuple[str, str]:
+def image_dims(problem: Any) -> tuple[str, ...]:
     """Dimension names of the unknown image: ``("row", "col")``, the observation's, for the circular
-    boundary; ``("xrow", "xcol")`` for the valid boundary, where the image is larger than ``y``."""
-    return ("xrow", "xcol") if problem.boundary == "valid" else ("row", "col")
+    boundary; ``("xrow", "xcol")`` for the valid boundary, where the image is larger than ``y``; a
+    leading ``"channel"`` for colour problems."""
+    dims = ("xrow", "xcol") if problem.boundary == "valid" else ("row", "col")
+    return dims if getattr(problem, "channels", None) is None else ("channel", *dims)
+
+
+def observation_dims(problem: Any) -> tuple[str, ...]:
+    """Dimension names of ``y``: ``("row", "col")``, with a leading ``"channel"`` for colour."""
+    return ("row", "col") if getattr(problem, "channels", None) is None else ("channel", "row", "col")
 
 
 def input_variables(problem: Any) -> dict[str, xr.DataArray]:
     """``y``, ``x_true``, ``kernel_true``, ``theta_true`` of a ``BlindDeblur`` problem."""
     v: dict[str, xr.DataArray] = {
-        "y": xr.DataArray(_np(problem.y), dims=("row", "col"), attrs={"long_name": "blurred noisy observation"}),
+        "y": xr.DataArray(_np(problem.y), dims=observation_dims(problem),
+                          attrs={"long_name": "blurred noisy observation"}),
     }
     if problem.x_true is not None:
         v["x_true"] = xr.DataArray(_np(problem.x_true), dims=image_dims(problem), attrs={"long_name": "sharp image"})

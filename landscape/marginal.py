@@ -41,17 +41,26 @@ _LOG2PI = math.log(2 * math.pi)
 
 
 def _gaussian_parts(problem: BlindDeblur, prior: GaussianPrior, theta: Any):
+    r"""Per unitary Fourier coefficient (full grid) of the prior's components (the colour basis's for a
+    colour prior): :math:`|R|^2 = |Y - \hat h M|^2`, :math:`|\hat h|^2`, :math:`P`, :math:`\hat h`, :math:`Y`,
+    :math:`M`; colour arrays carry the component axis before ``(H, W)``, the kernel's a 1 there."""
     if problem.boundary != "circular":
         raise InputError("boundary", "'circular' for the Fourier-diagonal Gaussian closed forms", repr(problem.boundary))
+    if tuple(prior.shape) != tuple(problem.event_shape):
+        raise InputError("prior", f"a GaussianPrior on images of shape {problem.event_shape}", tuple(prior.shape))
     blur = problem.blur(theta)
-    y = problem.y
+    y = prior.rotate(problem.y)                                # A^T y: the components decouple (A orthonormal)
     Hk = torch.fft.fft2(torch.fft.irfft2(blur.otf, s=blur.image_shape))   # full-grid OTF
     P = prior.spectrum.to(dtype=y.dtype, device=y.device)
     Y = torch.fft.fft2(y, norm="ortho")
-    M = torch.fft.fft2(torch.full_like(y, prior.mean), norm="ortho")
+    M = torch.fft.fft2(torch.zeros_like(y) + prior.component_mean(y), norm="ortho")
     R = Y - Hk * M
     absH2 = Hk.real ** 2 + Hk.imag ** 2
     return R.real ** 2 + R.imag ** 2, absH2, P, Hk, Y, M
+
+
+def _event_sum(t: torch.Tensor, problem: BlindDeblur) -> torch.Tensor:
+    return t.sum(dim=tuple(range(-problem.event_ndim, 0)))
 
 
 def profile_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
@@ -74,7 +83,7 @@ def profile_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
     R2, absH2, P, *_ = _gaussian_parts(post.problem, post.prior, theta)
     s2 = post.problem.noise ** 2
     Pl = P / lam                                             # lambda q  <=>  spectrum P / lambda
-    quad = (R2 / (2 * (s2 + absH2 * Pl))).sum(dim=(-2, -1))
+    quad = _event_sum(R2 / (2 * (s2 + absH2 * Pl)), post.problem)
     return quad + lam * post.prior.log_normaliser(quad.dtype) + post.kernel_term(theta)
 
 
@@ -89,16 +98,17 @@ def argmin_closed_form(post: Posterior, theta: Any) -> torch.Tensor:
 
     Returns
     -------
-    Tensor ``(B, H, W)``
+    Tensor ``(B, H, W)`` (``(B, C, H, W)`` for colour)
     """
-    return torch.fft.ifft2(gaussian_posterior(post, theta)[0], norm="ortho").real
+    return post.prior.unrotate(torch.fft.ifft2(gaussian_posterior(post, theta)[0], norm="ortho").real)
 
 
 def gaussian_posterior(post: Posterior, theta: Any) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The Gaussian posterior of :math:`x` given :math:`\theta` per unitary Fourier coefficient (full grid),
     for a ``GaussianPrior`` posterior (circular boundary; prior weight :math:`\lambda`, :math:`P_\lambda = P/\lambda`):
     mean :math:`X^* = M + P_\lambda\bar{\hat h}(Y - \hat h M)/(\sigma^2 + |\hat h|^2 P_\lambda)` (the minimiser
-    above) and variance :math:`\sigma^2 P_\lambda/(\sigma^2 + |\hat h|^2 P_\lambda)`, each ``(B, H, W)``."""
+    above) and variance :math:`\sigma^2 P_\lambda/(\sigma^2 + |\hat h|^2 P_\lambda)`, each ``(B, H, W)`` (colour:
+    ``(B, C, H, W)``, per component of the prior's colour basis)."""
     if not isinstance(post.prior, GaussianPrior):
         raise InputError("prior", "a GaussianPrior for the closed-form minimiser", type(post.prior).__name__)
     _, absH2, P, Hk, Y, M = _gaussian_parts(post.problem, post.prior, theta)
@@ -133,7 +143,7 @@ def marginal_nll(problem: BlindDeblur, prior: Any, theta: Any, *, chunk: int = 8
     if isinstance(prior, GaussianPrior):
         R2, absH2, P, *_ = _gaussian_parts(problem, prior, theta)
         v = absH2 * P + problem.noise ** 2
-        return (R2 / (2 * v)).sum(dim=(-2, -1)) + 0.5 * torch.log(2 * math.pi * v).sum(dim=(-2, -1))
+        return _event_sum(R2 / (2 * v) + 0.5 * torch.log(2 * math.pi * v), problem)
     if isinstance(prior, GMMPrior):
         return _gmm_marginal(problem, prior, theta, chunk, progress)
     raise InputError("prior", "a GaussianPrior or GMMPrior for the exact marginal", type(prior).__name__)

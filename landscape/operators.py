@@ -9,7 +9,9 @@ Two boundaries:
 * ``"valid"``: only the outputs that need no boundary: an ``(H - k + 1, W - k + 1)`` crop of
   the circular result; its adjoint zero-pads and correlates.
 
-Leading dimensions of images ``(..., H, W)`` and kernels ``(..., k, k)`` broadcast. Large
+Leading dimensions of images ``(..., H, W)`` and kernels ``(..., k, k)`` broadcast. Colour images
+``(..., C, H, W)`` (``channels=C``) are blurred by the same kernel in every channel, or by one kernel per
+channel (kernels ``(..., C, k, k)``, ``per_channel=True``). Large
 kernel batches are processed in chunks of ``chunk`` kernels (see ``benchmarks/``), which is
 faster on CPU than one batch whose FFT buffers fall out of cache.
 """
@@ -56,20 +58,39 @@ class Blur:
     chunk : int or None
         Apply the operator ``chunk`` kernels at a time along the first batch dimension
         (``None``: all at once).
+    channels : int or None
+        Colour images ``(..., C, H, W)`` with ``C = channels`` (``None``: grayscale ``(..., H, W)``).
+    per_channel : bool
+        With ``channels``: the kernels are ``(..., C, k, k)``, one per channel (else one kernel blurs
+        every channel).
+
+    The OTF ``otf`` broadcasts against the images' real FFT: ``(..., H, W//2+1)`` for gray images,
+    ``(..., 1, H, W//2+1)`` (shared kernel) or ``(..., C, H, W//2+1)`` (per channel) for colour.
     """
 
     def __init__(self, kernel: torch.Tensor, image_shape: tuple[int, int], boundary: str = "circular",
-                 chunk: int | None = 16):
+                 chunk: int | None = 16, channels: int | None = None, per_channel: bool = False):
         if boundary not in BOUNDARIES:
             raise InputError("boundary", "one of " + ", ".join(BOUNDARIES), repr(boundary))
         if kernel.ndim < 2 or kernel.shape[-1] % 2 == 0 or kernel.shape[-2] % 2 == 0:
             raise InputError("kernel", "odd-sized kernels of shape (..., k, k)", tuple(kernel.shape))
+        if channels is not None and not (isinstance(channels, int) and channels >= 1):
+            raise InputError("channels", "a number of colour channels >= 1, or None for grayscale", channels)
+        if per_channel and (channels is None or kernel.ndim < 3 or kernel.shape[-3] != channels):
+            raise InputError("kernel", f"one kernel per channel, shape (..., {channels}, k, k)", tuple(kernel.shape))
         self.kernel = kernel
         self.image_shape = (int(image_shape[0]), int(image_shape[1]))
         self.boundary = boundary
         self.chunk = chunk
-        self.otf = otf(kernel, self.image_shape)
+        self.channels, self.per_channel = channels, bool(per_channel)
+        o = otf(kernel, self.image_shape)
+        self.otf = o.unsqueeze(-3) if channels is not None and not per_channel else o
         self.radius = (kernel.shape[-2] // 2, kernel.shape[-1] // 2)
+
+    @property
+    def event_ndim(self) -> int:
+        """Trailing dimensions of one image: 2 (``H, W``), 3 (``C, H, W``) for colour."""
+        return 2 if self.channels is None else 3
 
     @property
     def output_shape(self) -> tuple[int, int]:
@@ -93,10 +114,10 @@ class Blur:
 
     def _fourier(self, x: torch.Tensor, conj: bool) -> torch.Tensor:
         o = self.otf.conj() if conj else self.otf
-        shape = self.image_shape
-        n = o.shape[0] if o.ndim > 2 else 1
+        shape, ev = self.image_shape, self.event_ndim
+        n = o.shape[0] if o.ndim > ev else 1
         paired = x.ndim == o.ndim and x.shape[0] == n        # one image per kernel
-        shared = x.ndim == 2                                  # one image for all kernels
+        shared = x.ndim == ev                                 # one image for all kernels
         if self.chunk is None or n <= self.chunk or not (paired or shared):
             return torch.fft.irfft2(torch.fft.rfft2(x) * o, s=shape)
         xf = None if paired else torch.fft.rfft2(x)
@@ -106,18 +127,19 @@ class Blur:
             out.append(torch.fft.irfft2(xi * o[i:i + self.chunk], s=shape))
         return torch.cat(out, dim=0)
 
+    def _check(self, name: str, t: torch.Tensor, shape: tuple[int, int]) -> None:
+        want = shape if self.channels is None else (self.channels, *shape)
+        if tuple(t.shape[-len(want):]) != tuple(want) or t.ndim < len(want):
+            raise InputError(name, "images of shape (..., " + ", ".join(map(str, want)) + ")", tuple(t.shape))
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`Hx`, shape ``(..., *output_shape)``."""
-        if tuple(x.shape[-2:]) != self.image_shape:
-            raise InputError("x", f"images of shape (..., {self.image_shape[0]}, {self.image_shape[1]})",
-                             tuple(x.shape))
+        r""":math:`Hx`, shape ``(..., *output_shape)`` (``(..., C, *output_shape)`` for colour)."""
+        self._check("x", x, self.image_shape)
         return self._crop(self._fourier(x, conj=False))
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         r""":math:`H^\top y` (correlation with the kernel), shape ``(..., *image_shape)``."""
-        if tuple(y.shape[-2:]) != self.output_shape:
-            raise InputError("y", f"data of shape (..., {self.output_shape[0]}, {self.output_shape[1]})",
-                             tuple(y.shape))
+        self._check("y", y, self.output_shape)
         return self._fourier(self._embed(y), conj=True)
 
     def data_prox(self, y: torch.Tensor, z: torch.Tensor, sigma: Any, s: Any) -> torch.Tensor:
@@ -132,7 +154,7 @@ class Blur:
             raise InputError("boundary", "'circular' for the Fourier prox of the data term", repr(self.boundary))
         def weight(v: Any) -> torch.Tensor:                      # 1/v^2, one per kernel: broadcast over the image
             t = torch.as_tensor(v, dtype=z.dtype, device=z.device)
-            return 1 / (t.reshape(-1, 1, 1) if t.ndim else t) ** 2
+            return 1 / (t.reshape(-1, *[1] * self.event_ndim) if t.ndim else t) ** 2
         o, a, b = self.otf, weight(sigma), weight(s)
         num = o.conj() * torch.fft.rfft2(y) * a + torch.fft.rfft2(z) * b
         return torch.fft.irfft2(num / (o.abs() ** 2 * a + b), s=self.image_shape)
@@ -151,7 +173,10 @@ class Blur:
         return self.otf.real ** 2 + self.otf.imag ** 2
 
     def matrix(self) -> torch.Tensor:
-        """Dense matrix ``(..., M, N)`` of the operator on flattened images (small images only)."""
+        """Dense matrix ``(..., M, N)`` of the operator on flattened images (small gray images only)."""
+        if self.channels is not None:
+            raise InputError("channels", "a grayscale operator for matrix() (colour: one matrix per channel)",
+                             self.channels)
         H, W = self.image_shape
         eye = torch.eye(H * W, dtype=self.kernel.dtype, device=self.kernel.device).reshape(H * W, H, W)
         batch = self.otf.shape[:-2]
@@ -169,7 +194,7 @@ class BlurSubset:
 
     def __call__(self, idx: torch.Tensor) -> Blur:
         if idx is not self.idx:
-            n = self.blur.otf.shape[0] if self.blur.otf.ndim > 2 else 1
+            n = self.blur.otf.shape[0] if self.blur.otf.ndim > self.blur.event_ndim else 1
             self.op = self.blur if idx.numel() == n else self.blur.subset(idx)
             self.idx = idx
         return self.op

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import kernels as _kernels
-from ._checks import InputError, choice, image2d, positive
+from ._checks import InputError, choice, image_array, positive
 from .operators import BOUNDARIES, Blur, BlurSubset
 from .optim import SolveInfo
 from .priors.base import Prior
@@ -31,8 +31,9 @@ class BlindDeblur:
 
     Parameters
     ----------
-    y : array ``(M, N)``
-        The observation.
+    y : array ``(M, N)``, or ``(C, M, N)`` for a colour observation
+        The observation. Colour problems blur every channel by the same kernel; their images are
+        ``(C, H, W)`` throughout (``event_shape``) and their energies sum over channels.
     family : KernelFamily
     noise : float
         :math:`\\sigma > 0`.
@@ -46,16 +47,20 @@ class BlindDeblur:
                  x_true: Any = None, theta_true: Any = None, dtype: torch.dtype = torch.float64,
                  device: Any = None):
         self.dtype, self.device = dtype, device
-        self.y = torch.as_tensor(image2d("y", y), dtype=dtype, device=device)
+        self.y = torch.as_tensor(image_array("y", y), dtype=dtype, device=device)
+        self.channels = self.y.shape[0] if self.y.ndim == 3 else None
         self.family = family
         self.noise = positive("noise", noise)
         self.boundary = choice("boundary", boundary, BOUNDARIES)
         r = family.size // 2
-        M, N = self.y.shape
+        M, N = self.y.shape[-2:]
         self.image_shape = (M, N) if boundary == "circular" else (M + 2 * r, N + 2 * r)
         if boundary == "circular" and family.size > min(M, N):
-            raise InputError("kernel_size", f"a kernel no larger than the image {self.y.shape}", family.size)
-        self.x_true = None if x_true is None else torch.as_tensor(image2d("x_true", x_true), dtype=dtype, device=device)
+            raise InputError("kernel_size", f"a kernel no larger than the image {tuple(self.y.shape)}", family.size)
+        self.x_true = None if x_true is None else torch.as_tensor(image_array("x_true", x_true), dtype=dtype,
+                                                                  device=device)
+        if self.x_true is not None and (self.x_true.ndim == 3) != (self.channels is not None):
+            raise InputError("x_true", "an image with the observation's channels", tuple(self.x_true.shape))
         self.theta_true = None if theta_true is None else family.check(
             torch.as_tensor(np.asarray(theta_true, dtype=float), dtype=dtype))[0].to(device)
 
@@ -67,15 +72,25 @@ class BlindDeblur:
 
         ``rng`` seeds (or is) a ``numpy.random.Generator`` for the noise.
         """
-        x = torch.as_tensor(image2d("image", image), dtype=dtype, device=device)
+        x = torch.as_tensor(image_array("image", image), dtype=dtype, device=device)
         th = family.check(torch.as_tensor(np.asarray(theta, dtype=float), dtype=dtype))
         sigma = positive("noise", noise)
         h = family(th.to(device))[0]
-        blur = Blur(h, tuple(x.shape), boundary=choice("boundary", boundary, BOUNDARIES))
+        blur = Blur(h, tuple(x.shape[-2:]), boundary=choice("boundary", boundary, BOUNDARIES),
+                    channels=x.shape[0] if x.ndim == 3 else None)
         clean = blur(x)
         n = np.random.default_rng(rng).standard_normal(tuple(clean.shape))
         y = clean + sigma * torch.as_tensor(n, dtype=dtype, device=device)
         return cls(y, family, sigma, boundary=boundary, x_true=x, theta_true=th[0], dtype=dtype, device=device)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one unknown image: ``image_shape``, or ``(C, *image_shape)`` for colour."""
+        return self.image_shape if self.channels is None else (self.channels, *self.image_shape)
+
+    @property
+    def event_ndim(self) -> int:
+        return len(self.event_shape)
 
     @property
     def kernel_true(self) -> torch.Tensor | None:
@@ -84,11 +99,12 @@ class BlindDeblur:
     def blur(self, theta: Any) -> Blur:
         """The batched operator for kernels :math:`h(\\theta)`, ``theta`` ``(B, p)``."""
         th = self.family.as_theta(theta, dtype=self.dtype, device=self.device)
-        return Blur(self.family(th), self.image_shape, boundary=self.boundary)
+        return Blur(self.family(th), self.image_shape, boundary=self.boundary, channels=self.channels)
 
     def describe(self) -> dict[str, Any]:
-        return {"noise_sigma": self.noise, "boundary": self.boundary, "image_shape": list(self.image_shape),
-                "kernel_family": self.family.describe()}
+        out = {"noise_sigma": self.noise, "boundary": self.boundary, "image_shape": list(self.image_shape),
+               "kernel_family": self.family.describe()}
+        return out if self.channels is None else {**out, "channels": self.channels}
 
 
 class Posterior:
@@ -108,8 +124,8 @@ class Posterior:
                  prior_weight: float = 1.0):
         if not isinstance(prior, Prior):
             raise InputError("prior", "a landscape.priors.Prior", type(prior).__name__)
-        if prior.shape is not None and tuple(prior.shape) != tuple(problem.image_shape):
-            raise InputError("prior", f"a prior on images of shape {tuple(problem.image_shape)}",
+        if prior.shape is not None and tuple(prior.shape) != tuple(problem.event_shape):
+            raise InputError("prior", f"a prior on images of shape {tuple(problem.event_shape)}",
                              f"shape {tuple(prior.shape)}")
         self.problem, self.prior = problem, prior
         self.kernel_energy = kernel_energy
@@ -123,7 +139,7 @@ class Posterior:
         r""":math:`\|h(\theta)\star x - y\|^2 / (2\sigma^2)`, shape ``(B,)``."""
         blur = blur or self.problem.blur(theta)
         res = blur(x) - self.problem.y
-        return (res ** 2).sum(dim=(-2, -1)) / (2 * self.problem.noise ** 2)
+        return (res ** 2).flatten(res.ndim - self.problem.event_ndim).sum(-1) / (2 * self.problem.noise ** 2)
 
     def prior_term(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\lambda q(x)`."""
@@ -154,7 +170,8 @@ class Posterior:
         h = torch.as_tensor(np.asarray(kernel, dtype=float), dtype=dt, device=self.problem.device)
         x = torch.as_tensor(np.asarray(x, dtype=float), dtype=dt, device=self.problem.device)
         with torch.no_grad():
-            res = Blur(h, self.problem.image_shape, boundary=self.problem.boundary)(x) - self.problem.y
+            res = Blur(h, self.problem.image_shape, boundary=self.problem.boundary,
+                       channels=self.problem.channels)(x) - self.problem.y
             return float((res ** 2).sum() / (2 * self.problem.noise ** 2) + self.prior_term(x[None])[0])
 
     # -- the inner problem min_x E(theta, x) --------------------------------------------
@@ -207,4 +224,5 @@ class Posterior:
         if self.problem.boundary == "circular":
             return y.clone()
         r = self.problem.family.size // 2
-        return torch.nn.functional.pad(y[None, None], (r, r, r, r), mode="replicate")[0, 0]
+        return torch.nn.functional.pad(y[None], (r, r, r, r), mode="replicate")[0] if y.ndim == 3 else \
+            torch.nn.functional.pad(y[None, None], (r, r, r, r), mode="replicate")[0, 0]

@@ -109,7 +109,7 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         out = {k: torch.zeros(2, T, dtype=post.problem.dtype) for k in ("data_term", "prior_term", "kernel_term", "energy")}
         n_iter = torch.zeros(2, T, dtype=torch.long)
         conv = torch.zeros(2, T, dtype=torch.bool)
-        xs = torch.zeros(2, T, *post.problem.image_shape, dtype=post.problem.dtype) if keep_x else None
+        xs = torch.zeros(2, T, *post.problem.event_shape, dtype=post.problem.dtype) if keep_x else None
         evals, prev = 0, cur
         for k in tqdm(range(T), desc="profile (warm start, 2 branches)", disable=not progress, leave=False):
             idx = [k, T - 1 - k]
@@ -118,7 +118,7 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
                 step = (th[idx] - th[[k - 1, T - k]]).norm(dim=1)
                 back = (th[[k - 1, T - k]] - th[[k - 2, T + 1 - k]]).norm(dim=1)
                 ratio = torch.where(back > 0, step / back.clamp_min(1e-300), torch.zeros_like(step))
-                start = cur + ratio.view(-1, 1, 1).to(cur.dtype) * (cur - prev)
+                start = cur + ratio.view(-1, *[1] * post.problem.event_ndim).to(cur.dtype) * (cur - prev)
             sol, t, info = post.argmin_x(th[idx], start, solver)
             prev, cur = cur, sol
             for b in range(2):
@@ -245,12 +245,13 @@ def grid2d(post: Posterior, t: Any, u: Any) -> xr.Dataset:
     t = torch.as_tensor(np.asarray(t, dtype=float), dtype=prob.dtype)
     u = torch.as_tensor(np.asarray(u, dtype=float), dtype=prob.dtype)
     d0 = dirac(prob.family.size, dtype=prob.dtype)
+    img = (-1,) + (1,) * prob.event_ndim                                        # a per-item scalar over an image
     hs = (1 - t)[:, None, None] * d0 + t[:, None, None] * prob.kernel_true
-    xs = (1 - u)[:, None, None] * prob.y + u[:, None, None] * prob.x_true
+    xs = (1 - u).view(img) * prob.y + u.view(img) * prob.x_true
     with torch.no_grad():
         prior = post.prior_weight * post.prior.energy(xs)                       # (U,)
-        res = Blur(hs[:, None], prob.image_shape)(xs[None]) - prob.y          # (T, U, H, W)
-        data = (res ** 2).sum(dim=(-2, -1)) / (2 * prob.noise ** 2)
+        res = Blur(hs[:, None], prob.image_shape, channels=prob.channels)(xs[None]) - prob.y   # (T, U, [C,] H, W)
+        data = res.flatten(2).pow(2).sum(-1) / (2 * prob.noise ** 2)
     e = data + prior[None]
     return xr.Dataset({"energy": (("t", "u"), e.numpy(), energy_attrs("E(h_t, x_u)")),
                        "data_term": (("t", "u"), data.numpy(), energy_attrs("data term")),
@@ -293,7 +294,8 @@ def segment(post: Posterior, theta_a: Any, x_a: torch.Tensor, theta_b: Any, x_b:
     tb = fam.as_theta(theta_b, dtype=prob.dtype)[0]
     th = fam.check((1 - tt)[:, None] * ta + tt[:, None] * tb, dtype=prob.dtype)
     xa, xb = x_a.to(prob.dtype), x_b.to(prob.dtype)
-    xs = (1 - tt)[:, None, None] * xa + tt[:, None, None] * xb
+    img = (-1,) + (1,) * prob.event_ndim
+    xs = (1 - tt).view(img) * xa + tt.view(img) * xb
     with torch.no_grad():
         terms = post.terms(th, xs)
     v: dict[str, Any] = {k: ("t", terms[k].numpy(), energy_attrs(f"{k} on the straight path"))

@@ -130,8 +130,9 @@ def prior_curvature(post: "Posterior", x: torch.Tensor, rng: int = 0) -> float:
     r"""Rayleigh quotient :math:`v^\top \nabla^2 (\lambda q)(x) v / \|v\|^2` along a random
     white direction, by a central difference of gradients (a scale for preconditioning)."""
     g = torch.Generator(device="cpu").manual_seed(rng)
-    v = torch.randn(x.shape[-2:], generator=g, dtype=x.dtype).to(x.device)
-    x1 = x.reshape(-1, *x.shape[-2:])[:1]
+    ev = post.problem.event_shape
+    v = torch.randn(ev, generator=g, dtype=x.dtype).to(x.device)
+    x1 = x.reshape(-1, *ev)[:1]
     eps = 1e-4 * max(float(x1.abs().max()), 1.0) / float(v.abs().max())
     gp = post.prior.grad(x1 + eps * v) - post.prior.grad(x1 - eps * v)
     c = float((gp * v).sum() / (2 * eps * (v * v).sum())) * post.prior_weight
@@ -194,11 +195,11 @@ def argmin_x(post: "Posterior", theta: Any, x0: torch.Tensor | None = None, solv
     blur = post.problem.blur(th)
     x0 = post.default_start() if x0 is None else x0
     x0 = x0.to(dtype=post.problem.dtype, device=post.problem.device)
-    if x0.ndim == 2:
+    ev = tuple(post.problem.event_shape)
+    if x0.ndim == len(ev):
         x0 = x0.expand(B, *x0.shape)
-    if tuple(x0.shape[-2:]) != tuple(post.problem.image_shape) or x0.shape[0] != B:
-        raise InputError("x0", f"a start of shape ({B}, {post.problem.image_shape[0]}, {post.problem.image_shape[1]})",
-                         tuple(x0.shape))
+    if tuple(x0.shape[1:]) != ev or x0.shape[0] != B:
+        raise InputError("x0", "a start of shape (" + ", ".join(map(str, (B, *ev))) + ")", tuple(x0.shape))
     x0 = x0.contiguous()
     curvature = opts.curvature if opts.curvature is not None else default_curvature(post, method, x0)
     data_curv = (blur.otf.real ** 2 + blur.otf.imag ** 2) / post.problem.noise ** 2
@@ -247,13 +248,14 @@ def _hqs(post, x0, blur, data_curv, curvature, max_iter, xtol, etol, accelerate,
     grow = torch.zeros(B, dtype=torch.long, device=x.device)
     plain = torch.ones(B, dtype=torch.bool, device=x.device)
     dc = data_curv if data_curv.ndim > 2 else data_curv.expand(B, *data_curv.shape)
+    per_item = (-1,) + (1,) * post.problem.event_ndim               # a per-item scalar over one image
     for _ in tqdm(range(max_iter), desc="argmin_x (hqs)", disable=not progress, leave=False):
         op = sub(act)
         g = post.x_gradient(op, za)
         info.n_calls += 1
         info.n_item_evals += act.numel()
         dca = dc[act] if act.numel() < B else dc
-        xn = za - _fourier(g, dca + c[:, None, None])
+        xn = za - _fourier(g, dca + c.view(per_item))
         info.n_iter[act] += 1
         step = xn - xa
         nrm = step.flatten(1).norm(dim=1)
@@ -267,7 +269,7 @@ def _hqs(post, x0, blur, data_curv, curvature, max_iter, xtol, etol, accelerate,
         beta = torch.where(restart, torch.zeros_like(tk), (tk - 1) / tn)
         plain = beta == 0
         tk = torch.where(restart, torch.ones_like(tk), tn)
-        za = xn + beta.view(-1, 1, 1) * step
+        za = xn + beta.view(per_item) * step
         # relative change, rescaled by c / c0 so that a shortened step is not taken for convergence
         change = nrm * (c / float(curvature)) / xa.flatten(1).norm(dim=1).clamp_min(1e-30)
         prev = nrm

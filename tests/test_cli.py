@@ -318,3 +318,29 @@ def test_every_natural_image_study_runs_on_the_users_image_file(tmp_path, study,
     found = [k for k in ds.data_vars for a in [np.asarray(ds[k].values)] if a.shape[-2:] == want.shape
              and any(np.allclose(s, want) for s in a.reshape(-1, *want.shape))]
     assert found, "the file's image is not among the results' arrays"
+
+
+def test_trivial_minimizer_on_a_colour_photograph(tmp_path, capsys):
+    """--color keeps chelsea's three channels end to end: the results hold (channel, row, col) inputs and
+    images, the colour Gaussian prior's description (its colour basis), and the profile's energies equal
+    the closed form of that prior; a prior without a colour version is refused in one line (exit 2)."""
+    from landscape import marginal, scan
+    from landscape.studies import trivial_minimizer as TM
+    out = tmp_path / "c.nc"
+    assert main(["run", "trivial-minimizer", "--quick", "--color", "--image", "chelsea", "--priors", "gaussian",
+                 "--crop", "16", "--out", str(out)]) == 0
+    ds = io.load(out)
+    assert ds.y.dims == ("channel", "row", "col") and ds.x_true.shape == (3, 16, 16)
+    assert len(ds.attrs["verdicts"]) > 0 and '"basis"' in ds.attrs["verdicts"]
+    cfg = TM.Config(quick=True, color=True, image="chelsea", priors="gaussian", crop=16).resolved()
+    fam, theta_true, image, grid, _ = TM.setup(cfg.problems()[0], cfg)
+    import landscape as ls
+    from landscape.priors import make_prior
+    prob = ls.BlindDeblur.synthetic(image, fam, theta_true, cfg.problems()[0].noise, rng=cfg.seed)
+    post = ls.Posterior(prob, make_prior("gaussian", prob.event_shape))
+    prof = scan.profile(post, grid, solver=ls.solvers.SolverOptions(xtol=1e-10, max_iter=3000), progress=False)
+    np.testing.assert_allclose(prof.profile_energy, marginal.profile_closed_form(post, grid), rtol=1e-7)
+    capsys.readouterr()
+    assert main(["run", "trivial-minimizer", "--quick", "--color", "--priors", "gs", "--image", "chelsea",
+                 "--out", str(tmp_path / "d.nc")]) == 2
+    assert "colour version" in capsys.readouterr().err and not (tmp_path / "d.nc").exists()

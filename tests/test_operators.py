@@ -79,3 +79,28 @@ def test_bad_shapes():
         Blur(h, (8, 8))(torch.zeros(9, 9, dtype=torch.float64))
     with pytest.raises(InputError, match="kernel"):
         Blur(torch.ones(4, 4), (8, 8))
+
+
+@pytest.mark.parametrize("boundary", ["circular", "valid"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_colour_blur_is_the_gray_operator_on_every_channel(boundary, per_channel, rng):
+    """A colour operator on (B, 3, H, W) equals the gray operator applied channel by channel (one shared
+    kernel, or each channel's own), forward and adjoint; and it passes the adjoint identity."""
+    fam = K.Gaussian(7)
+    th = torch.tensor([[0.8], [1.6], [2.4]], dtype=torch.float64)
+    h = fam(th)                                                       # (3, 7, 7): kernels of the batch
+    kern = torch.stack([h, h.flip(0), h.roll(1, 0)], 1) if per_channel else h    # (3, 3, 7, 7) or (3, 7, 7)
+    col = Blur(kern, (24, 20), boundary=boundary, channels=3, per_channel=per_channel)
+    x = torch.as_tensor(rng.standard_normal((3, 3, 24, 20)))
+    y = torch.as_tensor(rng.standard_normal((3, 3, *col.output_shape)))
+    for c in range(3):
+        gray = Blur(kern[:, c] if per_channel else h, (24, 20), boundary=boundary)
+        torch.testing.assert_close(col(x)[:, c], gray(x[:, c]), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(col.adjoint(y)[:, c], gray.adjoint(y[:, c]), rtol=1e-12, atol=1e-12)
+    assert abs(float((col(x) * y).sum() - (x * col.adjoint(y)).sum())) < 1e-9
+    one = Blur(h[1], (24, 20), boundary=boundary, channels=3)         # one kernel, one colour image
+    torch.testing.assert_close(one(x[0]), Blur(h[1], (24, 20), boundary=boundary)(x[0]), rtol=1e-12, atol=1e-12)
+    with pytest.raises(InputError, match="x"):
+        col(x[:, :2])
+    with pytest.raises(InputError, match="kernel"):
+        Blur(h[:2], (24, 20), channels=3, per_channel=True)

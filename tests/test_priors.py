@@ -222,3 +222,67 @@ def test_every_registered_prior_and_adapter_keeps_the_protocols_promises(name):
     assert prior.calls == before + (1 if name in COUNTED else 0)     # a network call is counted; closed forms cost none
     with pytest.raises(AttributeError):
         prior.calls = 0
+
+
+def _random_basis(rng, C=3):
+    q, r = np.linalg.qr(rng.normal(size=(C, C)))
+    return q * np.sign(np.diag(r))
+
+
+def test_colour_gaussian_is_the_dense_normal_with_its_inter_channel_covariance(rng):
+    """q, grad q and the denoiser of a colour GaussianPrior (6x5x3, a random colour basis A, one spectrum
+    per component) against the dense 90-dimensional Gaussian N(mu, (A x I) blockdiag(C_k) (A x I)^T),
+    C_k = F* diag(P_k) F."""
+    shape, C = (6, 5), 3
+    spectra = np.stack([P.power_law(shape, a, g, 0.05).numpy() + 1e-3 for a, g in ((2e-2, 2.0), (5e-3, 2.5), (1e-3, 1.5))])
+    A, mu = _random_basis(rng), np.array([0.45, 0.4, 0.35])
+    prior = P.GaussianPrior(spectra, mean=mu, basis=A)
+    n = shape[0] * shape[1]
+    F2 = np.kron(np.fft.fft(np.eye(shape[0]), norm="ortho"), np.fft.fft(np.eye(shape[1]), norm="ortho"))
+    Ck = [(F2.conj().T @ np.diag(p.reshape(-1)) @ F2).real for p in spectra]
+    T = np.kron(A, np.eye(n))                                   # channel-major vec: x = mu + T u
+    Sigma = T @ np.block([[Ck[i] if i == j else np.zeros((n, n)) for j in range(C)] for i in range(C)]) @ T.T
+    x = rng.normal(0.4, 0.1, size=(4, C, *shape))
+    m = np.repeat(mu, n)
+    ref = -st.multivariate_normal(m, Sigma).logpdf(x.reshape(4, -1))
+    xt = torch.as_tensor(x)
+    np.testing.assert_allclose(prior.energy(xt).numpy(), ref, rtol=1e-10)
+    Si = np.linalg.inv(Sigma)
+    np.testing.assert_allclose(prior.grad(xt).numpy().reshape(4, -1), (x.reshape(4, -1) - m) @ Si, rtol=1e-8, atol=1e-8)
+    s = 0.1
+    wiener = m + (x.reshape(4, -1) - m) @ np.linalg.solve(Sigma + s ** 2 * np.eye(C * n), Sigma)
+    np.testing.assert_allclose(prior.denoise(xt, s).numpy().reshape(4, -1), wiener, rtol=1e-9, atol=1e-10)
+    assert prior.lipschitz() == pytest.approx(np.linalg.eigvalsh(Si).max(), rel=1e-8)
+    draws = prior.sample(4000, rng=1).numpy().reshape(4000, -1)
+    np.testing.assert_allclose(np.cov(draws.T)[:n, n:2 * n].sum(), Sigma[:n, n:2 * n].sum(), rtol=0.1)
+    with pytest.raises(InputError, match="basis"):
+        P.GaussianPrior(spectra, mean=mu, basis=np.ones((3, 3)))
+
+
+def test_fit_color_on_colour_photographs_gives_an_orthonormal_luminance_first_basis():
+    """fit_color on the colour photographs: an orthonormal basis whose first component mixes all three
+    channels (luminance-like) and carries most of the variance; each empirical component spectrum's mean
+    is that component's pixel variance (Parseval, to the ring smoothing's error)."""
+    prior = P.GaussianPrior.fit_color(data.COLOR_TRAIN, (32, 32), model="empirical", n_crops=60, rng=0)
+    A = prior.basis.numpy()
+    np.testing.assert_allclose(A.T @ A, np.eye(3), atol=1e-12)
+    assert (A[:, 0] > 0.4).all()
+    var = np.array(prior.info["component_variance"])
+    assert var[0] > 5 * var[1] > 0 and prior.shape == (3, 32, 32)
+    np.testing.assert_allclose(prior.spectrum.mean(dim=(-2, -1)).numpy(), var, rtol=0.1)
+
+
+def test_colour_tweedie_prior_of_the_exact_colour_wiener_denoiser_is_the_smoothed_colour_gaussian(rng):
+    """A Tweedie prior (color=True) on the exact MMSE denoiser of a colour Gaussian: its score and its energy
+    differences (line integrals over (C, H, W) images) are those of the smoothed prior, spectra P_k + s^2."""
+    shape, s = (8, 8), 0.05
+    spectra = np.stack([P.power_law(shape, a, 2.0, 0.05).numpy() + 1e-3 for a in (2e-2, 5e-3, 1e-3)])
+    A, mu = _random_basis(rng), np.array([0.5, 0.4, 0.3])
+    exact = P.GaussianPrior(spectra, mean=mu, basis=A)
+    smoothed = P.GaussianPrior(spectra + s ** 2, mean=mu, basis=A)
+    tw = P.TweediePrior(exact.denoise, s, color=True)
+    x0, x1 = (torch.as_tensor(rng.normal(0.4, 0.1, size=(2, 3, *shape))) for _ in range(2))
+    torch.testing.assert_close(tw.grad(x1), smoothed.grad(x1), rtol=1e-9, atol=1e-9)
+    d, err = tw.energy_difference(x0, x1)
+    torch.testing.assert_close(d, smoothed.energy(x1) - smoothed.energy(x0), rtol=1e-9, atol=1e-7)
+    assert d.shape == (2,) and float(err.max()) < 1e-6

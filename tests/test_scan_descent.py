@@ -256,3 +256,43 @@ def test_local_minimiser_is_the_refined_argmin_of_the_closed_form_profile(small)
     assert scan.local_minimiser(plain, [0.2], solver, width=1.0, n=7) == 0.0
     with pytest.raises(InputError, match="width, n"):
         scan.local_minimiser(plain, [1.5], solver, n=2)
+
+
+def test_a_colour_problem_with_identical_channels_has_three_times_the_gray_energies(small, rng):
+    """Three identical channels under a colour Gaussian prior with the gray spectrum on every component (any
+    orthonormal colour basis: the covariance is then P I): data, prior and kernel terms, the L-BFGS profile
+    and its closed form are three times the gray problem's; the solved images are the gray ones per channel."""
+    gray = P.GaussianPrior.fit(data.TRAIN, (32, 32), n_crops=100)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    col = P.GaussianPrior(np.stack([gray.spectrum.numpy()] * 3), mean=[gray.mean] * 3, basis=q)
+    prob3 = ls.BlindDeblur(torch.stack([small.y] * 3), small.family, small.noise,
+                           x_true=torch.stack([small.x_true] * 3), theta_true=small.theta_true)
+    p1, p3 = ls.Posterior(small, gray), ls.Posterior(prob3, col)
+    th = np.linspace(0, 3, 5)
+    x = torch.stack([small.x_true] * 5)
+    for k, v in p1.terms(th, x).items():
+        torch.testing.assert_close(p3.terms(th, torch.stack([x] * 3, 1))[k], 3 * v, rtol=1e-12, atol=1e-9)
+    solver = ls.solvers.SolverOptions(xtol=1e-10, max_iter=2000)
+    a, b = (scan.profile(p, th, warm_start=True, store_images=True, solver=solver, progress=False) for p in (p1, p3))
+    np.testing.assert_allclose(b.profile_energy, 3 * a.profile_energy.values, rtol=1e-7)
+    np.testing.assert_allclose(marginal.profile_closed_form(p3, th), 3 * marginal.profile_closed_form(p1, th), rtol=1e-10)
+    assert b.x_hat.dims[2] == "channel"
+    for c in range(3):
+        np.testing.assert_allclose(b.x_hat.values[:, :, c], a.x_hat.values, atol=1e-5)
+
+
+def test_colour_profile_of_a_fitted_colour_prior_matches_the_closed_form():
+    """A colour photograph (chelsea, held out of the colour fit) blurred in every channel: the warm-started
+    L-BFGS profile and its minimisers equal the closed forms of the colour Gaussian prior with its fitted
+    inter-channel covariance."""
+    img = data.center_crop(data.load("chelsea", color=True), 32)
+    prob = ls.BlindDeblur.synthetic(img, K.Gaussian(9), 1.5, 0.01, rng=0)
+    assert prob.y.shape == (3, 32, 32)
+    post = ls.Posterior(prob, P.GaussianPrior.fit_color(data.COLOR_TRAIN, (32, 32), n_crops=100))
+    th = np.linspace(0, 3, 7)
+    ds = scan.profile(post, th, warm_start=True, store_images=True, progress=False,
+                      solver=ls.solvers.SolverOptions(xtol=1e-10, max_iter=2000))
+    np.testing.assert_allclose(ds.profile_energy, marginal.profile_closed_form(post, th), rtol=1e-7)
+    best = ds.x_hat.values[ds.best_branch.values, np.arange(7)]
+    np.testing.assert_allclose(best, marginal.argmin_closed_form(post, th).numpy(), atol=1e-5)
+    assert ds.y.dims == ("channel", "row", "col")

@@ -60,6 +60,9 @@ class Prior:
         """``capabilities[key]``, :data:`UNAVAILABLE` where the prior does not say."""
         return Capability(self.capabilities.get(key, UNAVAILABLE))
 
+    #: trailing dimensions of one image: 2 for gray ``(H, W)``, 3 for colour ``(C, H, W)``
+    event_ndim: int = 2
+
     @property
     def calls(self) -> int:
         """Evaluations of the prior's network or model so far (read-only)."""
@@ -74,7 +77,7 @@ class Prior:
         self._calls = self._calls + n
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`q(x) = -\log p_X(x)` in nats, shape ``x.shape[:-2]``."""
+        r""":math:`q(x) = -\log p_X(x)` in nats, one value per image (``x.shape[:-event_ndim]``)."""
         raise NotImplementedError(f"{self.name}: energy is {self.capability('energy')}")
 
     def grad(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,9 +140,10 @@ class Prior:
 
     def check_shape(self, x: torch.Tensor) -> None:
         from .._checks import InputError
-        if self.shape is not None and tuple(x.shape[-2:]) != tuple(self.shape):
+        n = len(self.shape) if self.shape is not None else 0
+        if self.shape is not None and tuple(x.shape[-n:]) != tuple(self.shape):
             raise InputError("x", f"images of shape {tuple(self.shape)} for prior {self.name!r}",
-                             tuple(x.shape[-2:]))
+                             tuple(x.shape))
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable description, stored in results' attrs."""

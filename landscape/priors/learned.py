@@ -47,9 +47,10 @@ class TweediePrior(Prior):
     capabilities = {"energy": APPROXIMATE, "grad": APPROXIMATE, "denoise": APPROXIMATE}
 
     def __init__(self, denoiser: Denoiser, s: float = 1e-2, *, nodes: int = 8, reference: float = 0.5,
-                 name: str = "tweedie"):
+                 name: str = "tweedie", color: bool = False):
         self.denoiser, self.s = denoiser, positive("s", s)
         self.nodes, self.reference, self.name = int(nodes), float(reference), name
+        self.event_ndim = 3 if color else 2                 # colour: images (..., C, H, W)
 
 
     def grad(self, x):
@@ -78,8 +79,9 @@ class TweediePrior(Prior):
         for m in (n, 2 * n):
             t, w = _gauss_legendre(m, x0.dtype, x0.device)
             pts = x0[None] + t.view(-1, *[1] * x0.ndim) * d[None]          # (m, ..., H, W)
-            g = self.grad(pts.reshape(-1, *x0.shape[-2:])).reshape(pts.shape)
-            vals.append(torch.einsum("m,m...->...", w, (g * d[None]).sum(dim=(-2, -1))))
+            ev = self.event_ndim
+            g = self.grad(pts.reshape(-1, *x0.shape[-ev:])).reshape(pts.shape)
+            vals.append(torch.einsum("m,m...->...", w, (g * d[None]).sum(dim=tuple(range(-ev, 0)))))
         return vals[1], (vals[1] - vals[0]).abs()
 
     def energy(self, x):
@@ -140,10 +142,9 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, p
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         y = fn(xg)
-        B = x.shape[0]
         if probes is None:
-            N = x.shape[-2] * x.shape[-1]
-            basis = torch.eye(N, dtype=x.dtype, device=x.device).reshape(N, 1, *x.shape[-2:]).expand(N, B, *x.shape[-2:])
+            N = x[0].numel()
+            basis = torch.eye(N, dtype=x.dtype, device=x.device).reshape(N, 1, *x.shape[1:]).expand(N, *x.shape)
             cols = [torch.autograd.grad(y, xg, basis[i], retain_graph=i < N - 1)[0] for i in range(N)]
             tr = sum((c.flatten(1)[:, i]) for i, c in enumerate(cols))
             return y.detach(), tr, None
@@ -180,7 +181,8 @@ class DiffusionPrior(Prior):
 
     def __init__(self, denoiser: Denoiser, *, s_min: float = 0.002, s_max: float = 10.0, steps: int = 16,
                  divergence: str = "hutchinson", probes: int = 4, mean: float = 0.45, data_var: float = 0.06,
-                 name: str = "diffusion"):
+                 name: str = "diffusion", color: bool = False):
+        self.event_ndim = 3 if color else 2
         if divergence not in ("exact", "hutchinson"):
             raise InputError("divergence", "'exact' or 'hutchinson'", repr(divergence))
         self.denoiser = denoiser
@@ -207,8 +209,9 @@ class DiffusionPrior(Prior):
         With ``common_probes`` every image uses the same Hutchinson probes at each evaluation
         (common random numbers), which makes differences between similar images far less noisy.
         """
-        x = x.reshape(-1, *x.shape[-2:])
-        B, N = x.shape[0], x.shape[-2] * x.shape[-1]
+        ev = self.event_ndim
+        x = x.reshape(-1, *x.shape[-ev:])
+        B, N = x.shape[0], x[0].numel()
         g = np.random.default_rng(rng)
         s_min = self.s_min if s_min is None else positive("s_min", s_min)
         if s_min >= self.s_max:
@@ -220,9 +223,9 @@ class DiffusionPrior(Prior):
             s = math.exp(u)
             probes = None
             if self.div == "hutchinson":
-                shape = (self.probes, 1 if common_probes else B, *x.shape[-2:])
+                shape = (self.probes, 1 if common_probes else B, *x.shape[-ev:])
                 r = torch.as_tensor(g.integers(0, 2, size=shape) * 2.0 - 1.0, dtype=x.dtype, device=x.device)
-                probes = r.expand(self.probes, B, *x.shape[-2:])
+                probes = r.expand(self.probes, B, *x.shape[-ev:])
             self._count()
             d, tr, se = divergence(lambda z: self.denoiser(z, s), xc, probes=probes)
             var = torch.zeros(B, dtype=x.dtype, device=x.device) if se is None else se ** 2
@@ -249,12 +252,12 @@ class DiffusionPrior(Prior):
         r""":math:`-\log_2 p_{s_{\min}}(x) / N` (bits per pixel, continuous density on [0, 1] images)
         and its standard error."""
         lp, se = self.log_density(x, **kw)
-        n = x.shape[-2] * x.shape[-1] * math.log(2)
+        n = math.prod(x.shape[-self.event_ndim:]) * math.log(2)
         return -lp / n, se / n
 
     def energy(self, x):
         """:math:`q(x) = -\\log p_{s_{\\min}}(x)` (the Hutchinson noise is not reported here)."""
-        return -self.log_density(x)[0].reshape(x.shape[:-2])
+        return -self.log_density(x)[0].reshape(x.shape[:-self.event_ndim])
 
     def describe(self):
         return {**super().describe(), "s_min": self.s_min, "s_max": self.s_max, "steps": self.steps,

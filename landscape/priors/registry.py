@@ -17,6 +17,10 @@ name           prior
 ``patch-gmm``  EPLL: sum of an 8x8-patch GMM over all patches (exact energy)
 ``sparse``     Levin's sparse-gradient prior :math:`\sum |\nabla x|^{0.8}` (exact up to a constant)
 =============  ====================================================================================
+
+Colour images (``shape`` ``(3, H, W)``): ``tweedie`` and ``pf-ode`` use the shipped ``denoiser-color``,
+``gaussian`` is fitted to ``data.COLOR_TRAIN`` with its inter-channel covariance
+(``GaussianPrior.fit_color``); the other entries are gray only (:data:`COLOR` lists those with colour).
 """
 
 from __future__ import annotations
@@ -71,9 +75,13 @@ class PriorSettings:
                 raise InputError(name, "an integer >= 1", getattr(self, name))
 
 
+def _shipped_name(shape) -> str:
+    return "denoiser-color" if len(shape) == 3 else "denoiser-gray"
+
+
 def _tweedie(shape, st):
     from .shipped import load
-    return load("denoiser-gray", "tweedie", s=st.s, dtype=st.dtype)
+    return load(_shipped_name(shape), "tweedie", s=st.s, dtype=st.dtype)
 
 
 def _gs(shape, st):
@@ -83,7 +91,7 @@ def _gs(shape, st):
 
 def _pf_ode(shape, st):
     from .shipped import load
-    return load("denoiser-gray", "diffusion", steps=st.ode_steps, probes=st.probes)
+    return load(_shipped_name(shape), "diffusion", steps=st.ode_steps, probes=st.probes)
 
 
 def _gaussian(shape, st):
@@ -96,6 +104,8 @@ def _fitted_gaussian(shape, spectrum, seed):
     study's several uses of one shape share it; the prior holds no state that a caller changes)."""
     from .. import data
     from .gaussian import GaussianPrior
+    if len(shape) == 3:
+        return GaussianPrior.fit_color(data.COLOR_TRAIN, shape[-2:], model=spectrum, rng=seed)
     return GaussianPrior.fit(data.TRAIN, shape, model=spectrum, rng=seed)
 
 
@@ -121,6 +131,8 @@ PRIORS: dict[str, Callable[[tuple[int, int], PriorSettings], Prior]] = {
 }
 #: priors on images of any shape (the others are fitted to one shape)
 ANY_SHAPE = ("tweedie", "gs", "pf-ode", "patch-gmm", "sparse")
+#: priors with a colour version (``shape`` ``(3, H, W)``)
+COLOR = ("tweedie", "pf-ode", "gaussian")
 
 
 def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None = None) -> Prior:
@@ -131,8 +143,9 @@ def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None
     name : str
         One of ``PRIORS``, or a user prior: ``file.py:factory``, ``package.module:factory`` or a name
         registered in the entry-point group ``landscape.priors`` (:mod:`landscape.priors.user`).
-    shape : (int, int)
-        Image shape (the Gaussian and GMM priors are fitted to it).
+    shape : (int, int) or (3, int, int)
+        Image shape (the Gaussian and GMM priors are fitted to it); ``(3, H, W)`` for colour images
+        (:data:`COLOR`).
     settings : PriorSettings, optional
 
     Returns
@@ -150,4 +163,6 @@ def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None
     if is_spec(name):
         return load_user_prior(name, st.s, tuple(shape))
     choice("prior", name, PRIORS)
+    if len(shape) == 3 and name not in COLOR:
+        raise InputError("prior", "a prior with a colour version for colour images: " + ", ".join(COLOR), repr(name))
     return PRIORS[name](tuple(shape), st)

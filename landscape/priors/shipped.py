@@ -59,11 +59,12 @@ def load(name: str, evaluator: str | None = None, *, s: float = 0.01, dtype: tor
             raise InputError("evaluator", f"'tweedie' or 'diffusion' for {name!r} (not a gradient-step model)", ev)
         return GradientStepPrior(model, s, name=name)
     mdt = next(model.parameters()).dtype
+    color = getattr(model, "image_channels", 1) > 1
 
     def den(x, lvl):                      # any input dtype: computed in the weights' dtype
         out = model(x.to(mdt), lvl, create_graph=torch.is_grad_enabled()) if kind == "gs" else model(x.to(mdt), lvl)
         return out.to(x.dtype)
 
     if ev == "tweedie":
-        return TweediePrior(den, s, name=name, **kw)
-    return DiffusionPrior(den, name=name, **kw)
+        return TweediePrior(den, s, name=name, color=color, **kw)
+    return DiffusionPrior(den, name=name, color=color, **kw)

@@ -216,5 +216,5 @@ def transition(post: Posterior, blur, x: torch.Tensor, step: Any, method: str, g
 
 
 def energy_grad(post: Posterior, blur, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:math:`E` and :math:`\nabla_x E` per chain (``blur`` batched like ``x``)."""
+    r""":math:`E` and :math:`\nabla_x E` per chain (``blur`` batched like ``x``)."""
     return post.x_energy_and_gradient(blur, x)

@@ -15,6 +15,7 @@ from .._checks import (
     Check,
     InputError,
     file_or_empty,
+    flag,
     grid_points,
     integer,
     kernel_or_empty,
@@ -32,8 +33,10 @@ class ProblemConfig:
     """Image, kernel family, true parameter, grid and noise (base of study configurations)."""
 
     image: str = option("camera", "image name (data.names())", one_of(data.names()))
-    image_file: str = option("", "your own grayscale image (.png/.npy); overrides --image",
+    image_file: str = option("", "your own image (.png/.npy; luminance unless --color); overrides --image",
                              file_or_empty("an image file"))
+    color: bool = option(False, "keep the image's colour: (3, H, W) images, colour priors (data.names(color=True) "
+                         "for --image)", flag())
     kernel_file: str = option("", "a measured kernel (.npy/text file, or a shipped name: levin2, ...) as h*: "
                               "scan t in h=(1-t)δ+t h*", kernel_or_empty())
     crop: int = option(64, "central crop size", integer(8))
@@ -106,13 +109,17 @@ def image_sources(names: str, files: str, crop: int) -> list[tuple[str, np.ndarr
 
 
 def load_image(cfg: ProblemConfig, special: dict[str, Callable[[], np.ndarray]] | None = None) -> np.ndarray:
-    """The central ``crop`` of the image file or named image (or of a ``special`` generator)."""
+    """The central ``crop`` of the image file or named image (or of a ``special`` generator); with
+    ``cfg.color`` (where the configuration has it) the colour image ``(3, H, W)``."""
+    color = bool(getattr(cfg, "color", False))
     if cfg.image_file:
-        img = data.load_file(cfg.image_file)
-        return data.center_crop(img, min(cfg.crop, *img.shape))
+        img = data.load_file(cfg.image_file, color=color)
+        return data.center_crop(img, min(cfg.crop, *img.shape[-2:]))
     if special and cfg.image in special:
+        if color:
+            raise InputError("color", f"a named photograph for --color (not the generated {cfg.image!r})", cfg.image)
         return special[cfg.image]()
-    return data.center_crop(data.load(cfg.image), cfg.crop)
+    return data.center_crop(data.load(cfg.image, color=color), cfg.crop)
 
 
 # -- --quick, declared ------------------------------------------------------------------------

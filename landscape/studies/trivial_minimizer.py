@@ -154,7 +154,7 @@ class Config(ProblemConfig):
                 raise InputError("theta_true", "a first parameter > 0 (the grid runs to 2 theta*; or give "
                                  "--theta-max)", th)
             out.append(ProblemConfig(image=im, image_file=self.image_file, kernel_file=self.kernel_file,
-                                     crop=self.crop, family=fa, kernel_size=self.kernel_size, theta_true=th,
+                                     color=self.color, crop=self.crop, family=fa, kernel_size=self.kernel_size, theta_true=th,
                                      theta_max=self.theta_max or 2 * first, n_theta=self.n_theta, noise=no))
         if not out:
             raise InputError("image", "at least one image name", self.image)
@@ -296,8 +296,8 @@ def certify_candidates(cfg: Config, problem: BlindDeblur, prior_name: str, weigh
                                             "cert_eig_min", "cert_eig_residual", "cert_products", "cert_seconds",
                                             "cert_newton_steps")}
     verdicts = np.array(["none"] * n, dtype=object)
-    xs = np.full((n, *problem.image_shape), np.nan)
-    prior = make_prior(prior_name, problem.image_shape, PriorSettings(s=cfg.s, dtype=torch.float64))
+    xs = np.full((n, *problem.event_shape), np.nan)
+    prior = make_prior(prior_name, problem.event_shape, PriorSettings(s=cfg.s, dtype=torch.float64))
     pb = BlindDeblur(problem.y.double(), problem.family, problem.noise, x_true=problem.x_true.double(),
                      theta_true=problem.theta_true, dtype=torch.float64)
     post = Posterior(pb, prior, prior_weight=weight)
@@ -396,7 +396,7 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     from the Dirac to the true kernel). Verdict (iv) does not depend on the case's own noise
     level; cases that differ only in it compute it each (they are independent tasks).
     """
-    prior = make_prior(prior_name, problem.image_shape, PriorSettings(s=cfg.s, dtype=problem.dtype))
+    prior = make_prior(prior_name, problem.event_shape, PriorSettings(s=cfg.s, dtype=problem.dtype))
     post = Posterior(problem, prior, prior_weight=weight)
     solver = SolverOptions(xtol=cfg.xtol, etol=cfg.etol, max_iter=cfg.max_iter)
     score_only = method_for(post) == "hqs"
@@ -516,7 +516,7 @@ def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
         verdicts.append(v)
         labels.append(f"{v['prior']}@{v['weight']:g}" + ("" if len(cases) == 1 else f" {v['image']}/{v['family']}/σ={case.noise:g}"))
         if len(cases) > 1:      # per-case inputs (the file's top-level inputs are the first case's)
-            part["case_y"] = (("row", "col"), part.y.values)
+            part["case_y"] = (part.y.dims, part.y.values)
             part["case_kernel_true"] = (("krow", "kcol"), part.kernel_true.values)
         out.append(part.drop_vars([k for k in inputs if k in part.variables]))
     n = max(pt.sizes["theta"] for pt in out)
