@@ -37,7 +37,7 @@ class SolveInfo:
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).flatten(1).sum(1)
+    return torch.linalg.vecdot(a.flatten(1), b.flatten(1))          # fused: no product temporary
 
 
 def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ def lbfgs(fg: FG, x0: torch.Tensor, *, max_iter: int = 500, ftol: float = 1e-13,
         alphas = []
         for s, y, rho in zip(reversed(S), reversed(Y), reversed(R)):
             a = rho * _dot(s, q)
-            q = q - _col(a, q) * y
+            q.addcmul_(y, _col(-a, q))                       # in place: q is this iteration's own
             alphas.append(a)
         r = M(q, act)
         if S:
@@ -119,7 +119,7 @@ def lbfgs(fg: FG, x0: torch.Tensor, *, max_iter: int = 500, ftol: float = 1e-13,
             r = _col(gamma, r) * r
         for s, y, rho, a in zip(S, Y, R, reversed(alphas)):
             b = rho * _dot(y, r)
-            r = r + _col(a - b, r) * s
+            r.addcmul_(s, _col(a - b, r))
         d = r
         slope = _dot(gw, d)
         bad = slope >= 0                                     # not a descent direction: reset

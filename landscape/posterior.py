@@ -201,11 +201,11 @@ class Posterior:
 
     def x_energy_and_gradient(self, blur: Blur, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`\|Hx - y\|^2/(2\sigma^2) + \lambda q(x)` per item ``(B,)`` (no kernel term) and
-        :math:`\nabla_x E` (``x_gradient``), from one prior call."""
+        :math:`\nabla_x E` (``x_gradient``), from one prior call and ``Blur.misfit`` (two FFTs)."""
         s2, lam = self.problem.noise ** 2, self.prior_weight
-        res = blur(x) - self.problem.y
+        sq, adj = blur.misfit(x, self.problem.y)
         q, gq = self.prior.energy_and_grad(x)
-        return (res ** 2).flatten(1).sum(1) / (2 * s2) + lam * q, blur.adjoint(res) / s2 + lam * gq
+        return sq / (2 * s2) + lam * q, adj / s2 + lam * gq
 
     def argmin_x(self, theta: Any, x0: torch.Tensor | None = None, solver: Any = None, *, energies: bool = True,
                  progress: bool = False, **overrides: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], SolveInfo]:

@@ -104,3 +104,19 @@ def test_colour_blur_is_the_gray_operator_on_every_channel(boundary, per_channel
         col(x[:, :2])
     with pytest.raises(InputError, match="kernel"):
         Blur(h[:2], (24, 20), channels=3, per_channel=True)
+
+
+@pytest.mark.parametrize("boundary", ["circular", "valid"])
+@pytest.mark.parametrize("shape,channels", [((24, 20), None), ((23, 19), None), ((16, 18), 3)])
+def test_misfit_is_the_squared_residual_and_its_adjoint(boundary, shape, channels, rng):
+    """Blur.misfit (two FFTs in Fourier, Parseval on the half-plane) equals ||Hx - y||^2 and H^T(Hx - y)
+    computed by the operator and its adjoint, for even and odd widths, gray and colour."""
+    h = K.Gaussian(7)(torch.tensor([[0.8], [1.6]], dtype=torch.float64))
+    op = Blur(h, shape, boundary=boundary, channels=channels)
+    ev = (channels,) if channels else ()
+    x = torch.as_tensor(rng.standard_normal((2, *ev, *shape)))
+    y = torch.as_tensor(rng.standard_normal((*ev, *op.output_shape)))
+    sq, adj = op.misfit(x, y)
+    res = op(x) - y
+    torch.testing.assert_close(sq, res.flatten(1).pow(2).sum(1), rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(adj, op.adjoint(res), rtol=1e-12, atol=1e-12)
