@@ -197,7 +197,7 @@ class Posterior:
         use); ``noise_var`` replaces :math:`\sigma^2` (a widened likelihood)."""
         s2 = self.problem.noise ** 2 if noise_var is None else noise_var
         gq = self.prior.grad(x) if prior_grad is None else prior_grad
-        return blur.adjoint(blur(x) - self.problem.y) / s2 + self.prior_weight * gq
+        return blur.misfit(x, self.problem.y)[1] / s2 + self.prior_weight * gq
 
     def x_energy_and_gradient(self, blur: Blur, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`\|Hx - y\|^2/(2\sigma^2) + \lambda q(x)` per item ``(B,)`` (no kernel term) and
