@@ -26,14 +26,13 @@ boundary, the Newton decrement against the exact gap).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
-from ._checks import InputError, choice
+from ._checks import Check, InputError, choice, integer, number, one_of, option, validate
 from .operators import BlurSubset
 from .optim import SolveInfo, lbfgs
 
@@ -72,28 +71,21 @@ class SolverOptions:
         energy; learned scores get the plain, safeguarded iteration).
     """
 
-    method: str = "auto"
-    max_iter: int = 1000
-    ftol: float = 1e-14
-    gtol: float = 1e-9
-    etol: float = 0.0
-    xtol: float = 1e-6
-    memory: int = 4
-    curvature: float | None = None
-    accelerate: bool | None = None
+    method: str = option("auto", "auto, lbfgs or hqs", one_of(METHODS))
+    max_iter: int = option(1000, "iteration cap per item", integer(1))
+    ftol: float = option(1e-14, "L-BFGS relative energy-change tolerance", number(0.0))
+    gtol: float = option(1e-9, "L-BFGS gradient-norm tolerance", number(0.0))
+    etol: float = option(0.0, "Newton-decrement tolerance in nats (0: not used)", number(0.0))
+    xtol: float = option(1e-6, "HQS relative step tolerance", number(0.0))
+    memory: int = option(4, "L-BFGS curvature pairs", integer(1))
+    curvature: float | None = option(None, "the preconditioner's scalar prior curvature c (None: default_curvature)",
+                                     Check("a positive finite prior curvature, or None",
+                                           lambda v: v is None or (number(0.0, lo_open=True).accepts(v)), (0.0, -1.0)))
+    accelerate: bool | None = option(None, "HQS momentum (None: only for priors with an exact energy)",
+                                     Check("True, False or None", lambda v: v is None or isinstance(v, bool), (1, "yes")))
 
     def __post_init__(self):
-        choice("method", self.method, METHODS)
-        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
-            raise InputError("max_iter", "an iteration cap >= 1", self.max_iter)
-        if not (isinstance(self.memory, (int, np.integer)) and self.memory >= 1):
-            raise InputError("memory", "at least 1 L-BFGS pair", self.memory)
-        for name in ("ftol", "gtol", "etol", "xtol"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise InputError(name, "a finite tolerance >= 0", v)
-        if self.curvature is not None and not (math.isfinite(self.curvature) and self.curvature > 0):
-            raise InputError("curvature", "a positive finite prior curvature, or None", self.curvature)
+        validate(self)                  # validated on construction, like every options object
 
     def replace(self, **changes: Any) -> "SolverOptions":
         """A copy with ``changes`` (unknown names raise :class:`InputError`)."""

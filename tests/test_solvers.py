@@ -128,3 +128,26 @@ def test_etol_bounds_the_energy_gap(gauss_setup, method):
     assert (gap >= -1e-9).all() and (gap <= K * etol).all(), (gap, K)
     _, _, full = post.argmin_x(th, method=method, etol=0, xtol=1e-12, max_iter=3000, curvature=c)
     assert (info.n_iter < full.n_iter).all()
+
+
+def test_every_options_object_declares_a_check_on_every_field_and_refuses_its_bad_values():
+    """One options mechanism: each options dataclass validates on construction, every field has its Check,
+    and every listed bad value raises an InputError that names that field."""
+    import dataclasses
+
+    from landscape._checks import InputError
+    from landscape.denoisers.train import TrainConfig
+    from landscape.estimators.pnp import PnPOptions
+    from landscape.estimators.train_unrolled import UnrolledTrainConfig
+    from landscape.priors.registry import PriorSettings
+    from landscape.sampling.diffusion import DiffusionOptions
+    from landscape.sampling.langevin import LangevinOptions
+    from landscape.solvers import SolverOptions
+    for cls in (SolverOptions, LangevinOptions, DiffusionOptions, PnPOptions, PriorSettings, TrainConfig,
+                UnrolledTrainConfig):
+        cls()
+        for f in dataclasses.fields(cls):
+            assert "check" in f.metadata, f"{cls.__name__}.{f.name} has no Check"
+            for bad in f.metadata["check"].bad:
+                with pytest.raises(InputError, match=f.name):
+                    cls(**{f.name: bad})

@@ -31,7 +31,7 @@ from typing import Callable
 
 import torch
 
-from .._checks import InputError, choice, positive
+from .._checks import InputError, choice, flag, integer, one_of, option, positive_number, validate
 from .base import Prior
 
 
@@ -57,22 +57,18 @@ class PriorSettings:
         Progress bars during fits.
     """
 
-    s: float = 0.01
-    dtype: torch.dtype = torch.float64
-    ode_steps: int = 16
-    probes: int = 4
-    gmm_components: int = 10
-    gmm_samples: int = 10000
-    spectrum: str = "power-law"
-    seed: int = 0
-    progress: bool = False
+    s: float = option(0.01, "noise level of the Tweedie score and the gradient-step potential", positive_number())
+    dtype: torch.dtype = option(torch.float64, "dtype of the learned priors", one_of((torch.float32, torch.float64)))
+    ode_steps: int = option(16, "PF-ODE RK4 steps", integer(1))
+    probes: int = option(4, "Hutchinson probes", integer(1))
+    gmm_components: int = option(10, "components of the whole-image GMM", integer(1))
+    gmm_samples: int = option(10000, "training crops of the whole-image GMM", integer(1))
+    spectrum: str = option("power-law", "spectrum model of the stationary Gaussian", one_of(("power-law", "empirical")))
+    seed: int = option(0, "seed of fits that draw random crops", integer(0))
+    progress: bool = option(False, "progress bars during fits", flag())
 
     def __post_init__(self):
-        positive("s", self.s)
-        choice("spectrum", self.spectrum, ("power-law", "empirical"))
-        for name in ("ode_steps", "probes", "gmm_components", "gmm_samples"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(name, "an integer >= 1", getattr(self, name))
+        validate(self)
 
 
 def _shipped_name(shape) -> str:

@@ -23,13 +23,13 @@ state turns non-finite stops with an error naming the chain and the step, the dr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._checks import InputError, integer, number, one_of, option, validate
+from .._checks import Check, InputError, integer, number, one_of, option, validate
 from ..posterior import Posterior
 
 METHODS = ("ula", "mala", "annealed")
@@ -41,6 +41,11 @@ class ChainDiverged(RuntimeError):
     def __init__(self, chain: int, step: int, draws: torch.Tensor):
         self.chain, self.step, self.draws = chain, step, draws
         super().__init__(f"chain {chain} diverged (non-finite state) at step {step}; {draws.shape[1]} draws kept")
+
+
+def _decreasing_levels(v: Any) -> bool:
+    lv = np.asarray(v, dtype=float)
+    return lv.ndim == 1 and lv.size >= 1 and bool(np.all(np.isfinite(lv)) and (lv > 0).all() and (np.diff(lv) <= 0).all())
 
 
 @dataclass(frozen=True)
@@ -71,23 +76,20 @@ class LangevinOptions:
     burn_in: int = option(500, "steps discarded", integer(0))
     thin: int = option(1, "keep every thin-th draw", integer(1))
     step_factor: float = option(1 / 3, "gamma in delta = gamma / L", number(0.0, 1.0, lo_open=True))
-    step: float | None = field(default=None, metadata={"help": "explicit step delta"})
+    step: float | None = option(None, "explicit step delta", Check(
+        "a positive finite step size, or None",
+        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0),
+        (0.0, -1.0, float("inf"), "0.1")))
     chains: int = option(4, "chains, run as one batch", integer(1))
-    levels: tuple = field(default=(0.2, 0.1, 0.05, 0.02, 0.01), metadata={"help": "annealed levels, decreasing"})
+    levels: tuple = option((0.2, 0.1, 0.05, 0.02, 0.01), "annealed levels, decreasing", Check(
+        "positive, finite, decreasing noise levels", _decreasing_levels, ((), (0.1, 0.2), (0.1, -0.1), (float("nan"),))))
     steps_per_level: int = option(100, "annealed: steps per level", integer(1))
 
     def __post_init__(self):
         validate(self)
-        if self.step is not None and not (isinstance(self.step, (int, float)) and math.isfinite(self.step)
-                                          and self.step > 0):
-            raise InputError("step", "a positive finite step size, or None", self.step)
         total = self.total_steps()
         if self.burn_in >= total:
             raise InputError("burn_in", f"fewer steps than the run ({total})", self.burn_in)
-        lv = np.asarray(self.levels, dtype=float)
-        if self.method == "annealed" and (lv.ndim != 1 or lv.size < 1 or not np.all(np.isfinite(lv))
-                                          or (lv <= 0).any() or (np.diff(lv) > 0).any()):
-            raise InputError("levels", "positive, finite, decreasing noise levels", self.levels)
 
     def total_steps(self) -> int:
         return len(self.levels) * self.steps_per_level if self.method == "annealed" else self.n_steps
