@@ -177,3 +177,28 @@ def test_user_priors_reach_pnp_vs_unrolled_and_posterior_statistics(tmp_path, ca
                  "--out", str(tmp_path / "q.nc")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("landscape: error: prior") and not (tmp_path / "q.nc").exists()
+
+
+def test_a_colour_user_denoiser_in_minus_one_one_units_gives_the_smoothed_colour_gaussian():
+    """A user module: the exact MMSE denoiser of a colour Gaussian (random colour basis), written in [-1, 1]
+    units on (B, 3, H, W); through from_denoiser(color=True) its score is the smoothed prior's (spectra
+    P_k + s^2, toolkit units) and its energy differences over (3, H, W) images are that prior's."""
+    g = np.random.default_rng(3)
+    q, _ = np.linalg.qr(g.normal(size=(3, 3)))
+    spectra = np.stack([power_law((8, 8), a, 2.0, 0.05).numpy() + 1e-3 for a in (2e-2, 5e-3, 1e-3)])
+    exact = GaussianPrior(spectra, mean=[0.5, 0.4, 0.3], basis=q)
+    s = 0.05
+
+    class ColourWiener(torch.nn.Module):
+        def forward(self, u, sigma):            # [-1, 1] units in and out, sigma in those units
+            return 2 * exact.denoise((u + 1) / 2, sigma / 2) - 1
+
+    prior = from_denoiser(ColourWiener(), s, data_range=(-1, 1), channels=3, color=True)
+    smoothed = GaussianPrior(spectra + s ** 2, mean=[0.5, 0.4, 0.3], basis=q)
+    x0, x1 = (torch.as_tensor(g.normal(0.4, 0.1, size=(2, 3, 8, 8))) for _ in range(2))
+    torch.testing.assert_close(prior.grad(x1), smoothed.grad(x1), rtol=1e-8, atol=1e-8)
+    d, _ = prior.energy_difference(x0, x1)
+    torch.testing.assert_close(d, smoothed.energy(x1) - smoothed.energy(x0), rtol=1e-8, atol=1e-6)
+    assert prior.describe()["color"] is True
+    with pytest.raises(InputError, match="x"):
+        prior.grad(x1[:, :2])

@@ -40,18 +40,29 @@ from .learned import DiffusionPrior, TweediePrior
 
 
 class Units:
-    """The network's conventions: data range ``(a, b)`` and channels ``C`` (a gray image is repeated
-    over the channels and the answer averaged back)."""
+    """The network's conventions: data range ``(a, b)`` and channels ``C``. A gray image is repeated over
+    the channels and the answer averaged back; with ``color`` the toolkit's images are ``(..., C, H, W)``
+    colour images and pass through channel for channel."""
 
-    def __init__(self, data_range: tuple[float, float] = (0.0, 1.0), channels: int = 1):
+    def __init__(self, data_range: tuple[float, float] = (0.0, 1.0), channels: int = 1, color: bool = False):
         a, b = (float(v) for v in data_range)
         if not b > a:
             raise InputError("data_range", "(low, high) with high > low", data_range)
         if int(channels) < 1:
             raise InputError("channels", "an integer >= 1", channels)
-        self.a, self.scale, self.channels = a, b - a, int(channels)
+        if color and int(channels) < 2:
+            raise InputError("channels", "the colour network's channels (>= 2) with color=True", channels)
+        self.a, self.scale, self.channels, self.color = a, b - a, int(channels), bool(color)
+
+    @property
+    def event_ndim(self) -> int:
+        return 3 if self.color else 2
 
     def to_net(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        if self.color:
+            if x.ndim < 3 or x.shape[-3] != self.channels:
+                raise InputError("x", f"colour images (..., {self.channels}, H, W)", tuple(x.shape))
+            return (self.a + self.scale * x).reshape(-1, *x.shape[-3:]), tuple(x.shape[:-3])
         lead = tuple(x.shape[:-2])
         u = (self.a + self.scale * x).reshape(-1, 1, *x.shape[-2:])
         return u.expand(-1, self.channels, -1, -1), lead
@@ -60,13 +71,16 @@ class Units:
         if u.ndim != 4 or u.shape[1] != self.channels or tuple(u.shape[-2:]) != tuple(like.shape[-2:]):
             raise InputError("prior", f"a network answering (B, {self.channels}, H, W) for (B, {self.channels}, H, W)",
                              f"output of shape {tuple(u.shape)}")
-        return ((u.mean(dim=1) - self.a) / self.scale).reshape(*lead, *like.shape[-2:]).to(like.dtype)
+        back = (u - self.a) / self.scale
+        if self.color:
+            return back.reshape(*lead, *like.shape[-3:]).to(like.dtype)
+        return back.mean(dim=1).reshape(*lead, *like.shape[-2:]).to(like.dtype)
 
     def sigma(self, s: float) -> float:
         return self.scale * float(s)
 
     def describe(self) -> dict[str, Any]:
-        return {"data_range": [self.a, self.a + self.scale], "channels": self.channels}
+        return {"data_range": [self.a, self.a + self.scale], "channels": self.channels, "color": self.color}
 
 
 def _denoiser(net: Callable, units: Units) -> Callable[[torch.Tensor, float], torch.Tensor]:
@@ -81,7 +95,8 @@ def _denoiser(net: Callable, units: Units) -> Callable[[torch.Tensor, float], to
 
 
 def from_denoiser(net: Callable, s: float = 0.01, *, data_range: tuple[float, float] = (0.0, 1.0),
-                  channels: int = 1, diffusion: bool = False, name: str = "user-denoiser", **kw: Any) -> Prior:
+                  channels: int = 1, color: bool = False, diffusion: bool = False, name: str = "user-denoiser",
+                  **kw: Any) -> Prior:
     r"""A denoiser ``net(x, sigma)`` (deepinv's convention) as a prior.
 
     Parameters
@@ -95,6 +110,8 @@ def from_denoiser(net: Callable, s: float = 0.01, *, data_range: tuple[float, fl
         The intensities the network was trained on: ``(0, 1)`` or ``(-1, 1)``.
     channels : int
         Input channels the network expects (a gray image is repeated over them).
+    color : bool
+        The prior is on colour images ``(..., channels, H, W)``: they reach the network as they are.
     diffusion : bool
         Return the PF-ODE log-density of a noise-conditional denoiser (:class:`DiffusionPrior`;
         ``**kw`` go to it) instead of the Tweedie score.
@@ -111,19 +128,21 @@ def from_denoiser(net: Callable, s: float = 0.01, *, data_range: tuple[float, fl
     >>> round(float(p.grad(torch.ones(1, 4, 4, dtype=torch.float64))[0, 0, 0]), 6)  # (x - D(x))/s^2, [0, 1] units
     5.0
     """
-    units = Units(data_range, channels)
+    units = Units(data_range, channels, color)
     den = _denoiser(net, units)
-    prior = DiffusionPrior(den, name=name, **kw) if diffusion else TweediePrior(den, positive("s", s), name=name, **kw)
+    prior = DiffusionPrior(den, name=name, color=color, **kw) if diffusion else \
+        TweediePrior(den, positive("s", s), name=name, color=color, **kw)
     prior.provenance = units.describe()          # the network's conventions, in the results' description
     return prior
 
 
 def from_score(score: Callable, s: float = 0.01, *, data_range: tuple[float, float] = (0.0, 1.0),
-               channels: int = 1, diffusion: bool = False, name: str = "user-score", **kw: Any) -> Prior:
+               channels: int = 1, color: bool = False, diffusion: bool = False, name: str = "user-score",
+               **kw: Any) -> Prior:
     r"""A score network ``score(u, sigma)`` :math:`= \nabla_u \log p_\sigma(u)` (network units) as a
     prior, through :math:`D(u, \sigma) = u + \sigma^2\,\mathrm{score}(u, \sigma)`; as :func:`from_denoiser`."""
     return from_denoiser(lambda u, sigma: u + sigma ** 2 * score(u, sigma), s, data_range=data_range,
-                         channels=channels, diffusion=diffusion, name=name, **kw)
+                         channels=channels, color=color, diffusion=diffusion, name=name, **kw)
 
 
 class PotentialPrior(Prior):
@@ -135,6 +154,7 @@ class PotentialPrior(Prior):
 
     def __init__(self, potential: Callable, s: float, units: Units, name: str = "user-potential"):
         self.potential, self.s, self.units, self.name = potential, positive("s", s), units, name
+        self.event_ndim = units.event_ndim
 
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,14 +185,15 @@ class PotentialPrior(Prior):
 
 
 def from_potential(potential: Callable, s: float = 0.01, *, data_range: tuple[float, float] = (0.0, 1.0),
-                   channels: int = 1, name: str = "user-potential") -> PotentialPrior:
+                   channels: int = 1, color: bool = False, name: str = "user-potential") -> PotentialPrior:
     r"""An explicit potential ``potential(u, sigma) -> (B,)`` (a gradient-step denoiser's :math:`g`) as
-    a :class:`PotentialPrior` at level ``s`` (toolkit units)."""
-    return PotentialPrior(potential, s, Units(data_range, channels), name=name)
+    a :class:`PotentialPrior` at level ``s`` (toolkit units; ``color`` as :func:`from_denoiser`)."""
+    return PotentialPrior(potential, s, Units(data_range, channels, color), name=name)
 
 
 def from_epsilon(eps: Callable, alphas_cumprod: Any, s: float = 0.01, *, data_range: tuple[float, float] = (-1.0, 1.0),
-                 channels: int = 1, diffusion: bool = False, name: str = "user-epsilon", **kw: Any) -> Prior:
+                 channels: int = 1, color: bool = False, diffusion: bool = False, name: str = "user-epsilon",
+                 **kw: Any) -> Prior:
     r"""An epsilon-prediction diffusion network (the diffusers convention) as a prior.
 
     The network predicts the noise of :math:`x_t = \sqrt{\bar\alpha_t}\,u + \sqrt{1 - \bar\alpha_t}\,\varepsilon`
@@ -191,7 +212,7 @@ def from_epsilon(eps: Callable, alphas_cumprod: Any, s: float = 0.01, *, data_ra
         ``eps(x_t, t) -> (B, C, H, W)``, ``t`` a ``(B,)`` float tensor of timesteps.
     alphas_cumprod : array ``(T,)``
         The schedule :math:`\bar\alpha_t`, decreasing in ``t`` (diffusers' ``scheduler.alphas_cumprod``).
-    s, data_range, channels, diffusion, name, **kw
+    s, data_range, channels, color, diffusion, name, **kw
         As :func:`from_denoiser` (``data_range`` defaults to diffusers' :math:`[-1, 1]`).
     """
     ab = torch.as_tensor(alphas_cumprod, dtype=torch.float64).reshape(-1)
@@ -213,6 +234,7 @@ def from_epsilon(eps: Callable, alphas_cumprod: Any, s: float = 0.01, *, data_ra
         xt = math.sqrt(a) * u
         t = torch.full((u.shape[0],), timestep(float(sigma)), dtype=u.dtype, device=u.device)
         return (xt - math.sqrt(1 - a) * eps(xt, t)) / math.sqrt(a)
-    prior = from_denoiser(den, s, data_range=data_range, channels=channels, diffusion=diffusion, name=name, **kw)
+    prior = from_denoiser(den, s, data_range=data_range, channels=channels, color=color, diffusion=diffusion,
+                          name=name, **kw)
     prior.provenance = {**prior.provenance, "convention": "epsilon-prediction", "schedule_steps": int(ab.numel())}
     return prior

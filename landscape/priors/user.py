@@ -57,7 +57,7 @@ def _factory(spec: str) -> Any:
     return getattr(module, attr)
 
 
-def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, int] = (16, 16)) -> Prior:
+def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, ...] = (16, 16)) -> Prior:
     """Build and check the user prior ``spec`` (module docstring).
 
     Parameters
@@ -66,7 +66,7 @@ def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, int] = (16, 16
         ``file.py:factory``, ``package.module:factory`` or an entry-point name.
     s : float
         The Tweedie level for a factory that returns a denoiser.
-    shape : (int, int)
+    shape : (int, int) or (C, int, int)
         Image shape of the one evaluation that checks the prior.
 
     Returns
@@ -85,8 +85,9 @@ def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, int] = (16, 16
                          f"{type(exc).__name__}: {exc}") from None
     if isinstance(obj, Prior):
         prior = obj
-    elif callable(obj):
-        prior = from_denoiser(obj, s, name=str(spec))
+    elif callable(obj):                      # a denoiser D(x, sigma): gray, or colour for a (C, H, W) shape
+        color = len(shape) == 3
+        prior = from_denoiser(obj, s, name=str(spec), channels=shape[0] if color else 1, color=color)
     else:
         raise InputError("priors", f"a Prior or a denoiser D(x, sigma) from {spec}", type(obj).__name__)
     _probe(prior, spec, shape)
@@ -97,11 +98,12 @@ def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, int] = (16, 16
 
 
 def _probe(prior: Prior, spec: str, shape: tuple[int, int]) -> None:
-    """One evaluation of what the prior offers, on a smooth image: shapes and finite values."""
-    h, w = shape
+    """One evaluation of what the prior offers, on a smooth image (``shape`` ``(H, W)``, or ``(C, H, W)``
+    for colour): shapes and finite values."""
+    h, w = shape[-2:]
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h, dtype=torch.float64), torch.linspace(0, 1, w, dtype=torch.float64),
                             indexing="ij")
-    x = (0.3 + 0.4 * yy * xx)[None]
+    x = (0.3 + 0.4 * yy * xx).expand(*shape[:-2], h, w)[None].clone()
     try:
         g = prior.grad(x)
     except InputError as exc:              # the adapter's own checks (output shape, ...), named as --priors
