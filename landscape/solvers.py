@@ -338,10 +338,10 @@ def fixed_point_rate(post: "Posterior", theta: Any, x: torch.Tensor, *, eps: flo
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
     th = post.theta(theta)
     x = x.to(dtype=post.problem.dtype, device=post.problem.device)
-    x = x.expand(th.shape[0], *x.shape[-2:]) if x.ndim == 2 else x
+    shape = tuple(post.problem.event_shape)
+    x = x.expand(th.shape[0], *shape) if x.ndim == len(shape) else x
     g = np.random.default_rng(rng)
-    shape = tuple(x.shape[-2:])
-    n = shape[0] * shape[1]
+    n = int(np.prod(shape))
     out = torch.zeros(th.shape[0], dtype=torch.float64)
     for b in range(th.shape[0]):
         T = hqs_map(post, th[b:b + 1], curvature)

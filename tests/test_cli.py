@@ -323,7 +323,8 @@ def test_every_natural_image_study_runs_on_the_users_image_file(tmp_path, study,
 def test_trivial_minimizer_on_a_colour_photograph(tmp_path, capsys):
     """--color keeps chelsea's three channels end to end: the results hold (channel, row, col) inputs and
     images, the colour Gaussian prior's description (its colour basis), and the profile's energies equal
-    the closed form of that prior; a prior without a colour version is refused in one line (exit 2)."""
+    the closed form of that prior; the shipped colour denoiser runs the same study (score prior: HQS and
+    the fixed-point rates); a prior without a colour version is refused in one line (exit 2)."""
     from landscape import marginal, scan
     from landscape.studies import trivial_minimizer as TM
     out = tmp_path / "c.nc"
@@ -340,6 +341,10 @@ def test_trivial_minimizer_on_a_colour_photograph(tmp_path, capsys):
     post = ls.Posterior(prob, make_prior("gaussian", prob.event_shape))
     prof = scan.profile(post, grid, solver=ls.solvers.SolverOptions(xtol=1e-10, max_iter=3000), progress=False)
     np.testing.assert_allclose(prof.profile_energy, marginal.profile_closed_form(post, grid), rtol=1e-7)
+    assert main(["run", "trivial-minimizer", "--quick", "--color", "--image", "chelsea", "--priors", "tweedie",
+                 "--crop", "16", "--out", str(tmp_path / "t.nc")]) == 0            # the shipped colour denoiser
+    tw = io.load(tmp_path / "t.nc")
+    assert tw.x_true.dims == ("channel", "row", "col") and np.isfinite(tw.fixed_point_rate.values).any()
     capsys.readouterr()
     assert main(["run", "trivial-minimizer", "--quick", "--color", "--priors", "gs", "--image", "chelsea",
                  "--out", str(tmp_path / "d.nc")]) == 2
