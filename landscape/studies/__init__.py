@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import xarray as xr
 
 from .._checks import InputError
+
 #: study name -> its module under ``landscape.studies`` (imported when first asked for: ``landscape run X``
 #: loads X alone, and ``import landscape`` none)
 MODULES = {
