@@ -260,3 +260,16 @@ def test_import_landscape_loads_no_study_and_a_study_on_first_use():
             "assert loaded == ['landscape.studies.common', 'landscape.studies.map_vs_marginal'], loaded\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_map_vs_marginal_on_a_colour_photograph_keeps_its_closed_forms():
+    """--color on map-vs-marginal (chelsea, the colour Gaussian with its fitted inter-channel covariance):
+    the generic profile equals the closed form, the joint MAP picks the Dirac while the marginal does not,
+    and the file holds the per-component spectra and the colour basis."""
+    ds = S.run(S.Config(quick=True, color=True, image="chelsea", crop=48), progress=False)
+    assert ds.attrs["closed_form_max_rel_diff"] < 1e-9
+    assert ds.y.dims == ("channel", "row", "col") and ds.prior_spectrum.dims == ("component", "row", "col")
+    A = ds.prior_color_basis.values
+    np.testing.assert_allclose(A.T @ A, np.eye(3), atol=1e-12)
+    g = ds.theta.values
+    assert g[int(np.argmin(ds.profile_energy.values))] == 0.0 and g[int(np.argmin(ds.marginal_nll.values))] > 1.0

@@ -72,7 +72,7 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     cfg = (config or Config()).resolved()
     torch_dtype = torch.float64
     fam, theta_true, grid_max = family_and_truth(cfg)
-    shape = (cfg.crop, cfg.crop)
+    shape = (3, cfg.crop, cfg.crop) if cfg.color else (cfg.crop, cfg.crop)
     prior: Any = make_prior(cfg.prior, shape, PriorSettings(spectrum=cfg.spectrum, seed=cfg.seed, progress=progress,
                                                            gmm_components=cfg.gmm_components,
                                                            gmm_samples=cfg.gmm_samples))
@@ -91,10 +91,13 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     if isinstance(prior, GaussianPrior):
         cf = marginal.profile_closed_form(post, grid).numpy()
         ds["profile_energy_closed_form"] = ("theta", cf, io.energy_attrs("closed-form profile energy"))
-        ds["prior_spectrum"] = (("row", "col"), prior.spectrum.numpy(), {
-            "long_name": "prior power spectrum P on the full FFT grid",
+        ds["prior_spectrum"] = (("component", "row", "col")[-prior.spectrum.ndim:], prior.spectrum.numpy(), {
+            "long_name": "prior power spectrum P on the full FFT grid (per colour component for colour)",
             "convention": "P = E|fft2(x - mean, norm='ortho')|^2 (unitary DFT); x ~ N(mean, F* diag(P) F)",
             "prior_mean": prior.mean})
+        if prior.basis is not None:
+            ds["prior_color_basis"] = (("channel", "component"), prior.basis.numpy(),
+                                       {"long_name": "orthonormal colour basis A (columns: the components)"})
         rel = np.abs(ds.profile_energy.values - cf) / np.abs(cf)
         attrs["closed_form_max_rel_diff"] = float(rel.max())
     else:
