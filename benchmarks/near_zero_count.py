@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator
 
 from landscape import critical, data, eigen, hessian
 from landscape.priors import PriorSettings, make_prior
@@ -27,17 +26,7 @@ from landscape.priors import PriorSettings, make_prior
 
 def counted(prior, x):
     """The study's Hessian operator of q at ``x`` (``hessian.prior_operator``), counting its products."""
-    op = hessian.prior_operator(prior, x)
-    n = {"products": 0}
-
-    def mv(v):
-        n["products"] += 1
-        return op.matvec(v)
-
-    def mm(V):
-        n["products"] += V.shape[1]
-        return op.matmat(V)
-    return LinearOperator(op.shape, matvec=mv, matmat=mm, dtype=np.float64), n
+    return eigen.counting(hessian.prior_operator(prior, x))
 
 
 def main() -> None:

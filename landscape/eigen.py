@@ -36,6 +36,22 @@ def largest_eigenvalue(op) -> float:
 BATCH = 8
 
 
+def counting(op) -> tuple[Any, dict[str, int]]:
+    """``op`` as a ``LinearOperator`` that counts its products: ``(operator, counter)``, the count in
+    ``counter["products"]`` (a ``matmat`` of ``m`` columns counts ``m``)."""
+    from scipy.sparse.linalg import LinearOperator
+    counter = {"products": 0}
+
+    def mv(v):
+        counter["products"] += 1
+        return op.matvec(v)
+
+    def mm(V):
+        counter["products"] += V.shape[1]
+        return op.matmat(V)
+    return LinearOperator(op.shape, matvec=mv, matmat=mm, dtype=np.float64), counter
+
+
 def columns(op, batch: int = BATCH) -> np.ndarray:
     """The matrix of a ``LinearOperator``: its own when it carries one (``aslinearoperator(M)``), else
     from ``d`` products, ``batch`` columns per ``matmat`` (one batched call where the operator batches)."""
@@ -89,20 +105,11 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
         ``eigenvalues`` ``(k,)`` ascending, ``residuals`` ``(k,)`` (:math:`\|Av - \lambda v\|`),
         ``products`` (operator applications), ``method``.
     """
-    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+    from scipy.sparse.linalg import ArpackNoConvergence, eigsh
     d = op.shape[0]
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= d):
         raise InputError("k", f"a number of eigenvalues between 1 and the dimension {d}", k)
-    count = {"n": 0}
-
-    def mv(v):
-        count["n"] += 1
-        return op.matvec(v)
-
-    def mm(V):
-        count["n"] += V.shape[1]
-        return op.matmat(V)
-    counted = LinearOperator(op.shape, matvec=mv, matmat=mm, dtype=np.float64)
+    counted, count = counting(op)
     if method not in ("auto", "dense", "lanczos", "lobpcg"):
         raise InputError("method", "auto, dense, lanczos or lobpcg", method)
     has_matrix = isinstance(getattr(op, "A", None), np.ndarray)          # aslinearoperator(M): no products
@@ -112,8 +119,8 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
         lam, V = lam[:k], V[:, :k]
         # residuals against the operator itself (its matrix: no further products)
         res = np.linalg.norm(raw @ V - V * lam, axis=0)
-        return {"eigenvalues": lam, "residuals": res, "products": count["n"],
-                "method": "dense" if count["n"] else "assembled"}
+        return {"eigenvalues": lam, "residuals": res, "products": count["products"],
+                "method": "dense" if count["products"] else "assembled"}
     elif method in ("auto", "lobpcg"):
         from scipy.sparse.linalg import lobpcg
         X = np.random.default_rng(0).standard_normal((d, min(d, k + 4)))
@@ -122,20 +129,20 @@ def spectrum(op, k: int = 6, *, method: str = "auto", dense_max: int = 1200, tol
         lam, V = lam[order], V[:, order]
         res = _residuals(op, lam, V)
         if not np.all(res <= max(1e3 * tol, 1e-6) * max(1.0, np.abs(lam).max())):
-            raise NotConverged("LOBPCG", lam, res, count["n"], f"residual {res.max():.3g} after {count['n']} products")
-        return {"eigenvalues": lam, "residuals": res, "products": count["n"], "method": "lobpcg"}
+            raise NotConverged("LOBPCG", lam, res, count["products"], f"residual {res.max():.3g} after {count['products']} products")
+        return {"eigenvalues": lam, "residuals": res, "products": count["products"], "method": "lobpcg"}
     else:
         try:
             lam, V = eigsh(counted, k=k, which="SA", tol=tol, maxiter=maxiter or 20 * d,
                            v0=np.random.default_rng(0).standard_normal(d))
         except ArpackNoConvergence as exc:
             res = _residuals(op, exc.eigenvalues, exc.eigenvectors)
-            raise NotConverged("Lanczos, eigsh 'SA'", np.asarray(exc.eigenvalues), res, count["n"],
+            raise NotConverged("Lanczos, eigsh 'SA'", np.asarray(exc.eigenvalues), res, count["products"],
                                f"{len(exc.eigenvalues)} of {k} eigenvalues, last residual "
                                f"{res[-1] if len(res) else float('nan'):.3g}") from None
         order = np.argsort(lam)
         lam, V = lam[order], V[:, order]
-        return {"eigenvalues": lam, "residuals": _residuals(op, lam, V), "products": count["n"], "method": "lanczos"}
+        return {"eigenvalues": lam, "residuals": _residuals(op, lam, V), "products": count["products"], "method": "lanczos"}
 
 
 def _decide(theta: np.ndarray, rho: np.ndarray, ref: float, ref_bound: float, t: float) -> int | None:
