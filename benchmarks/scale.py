@@ -55,13 +55,19 @@ def tally(prior):
 
     wrap(Blur, "__call__", "H")
     wrap(Blur, "adjoint", "Ht")
+    depth = [0]                   # a prior method called by another (energy -> grad) is counted once, outermost
     for name in ("energy_and_grad", "grad", "energy", "denoise"):
         if hasattr(prior, name):
             orig = getattr(prior, name)
 
             def counted(x, *a, _orig=orig, _name=name, **k):
-                seen[(_name, tuple(x.shape))] += 1
-                return _orig(x, *a, **k)
+                if depth[0] == 0:
+                    seen[(_name, tuple(x.shape))] += 1
+                depth[0] += 1
+                try:
+                    return _orig(x, *a, **k)
+                finally:
+                    depth[0] -= 1
             patched.append((prior, name, None))
             setattr(prior, name, counted)
     try:
@@ -109,9 +115,10 @@ def timed(fn):
 
 
 def one_size(n: int, args) -> dict[str, tuple[float, float]]:
-    img = data.center_crop(data.load("camera"), n)
+    img = data.center_crop(data.load("chelsea", color=True), n) if args.color else \
+        data.center_crop(data.load("camera"), n)
     prob = ls.BlindDeblur.synthetic(img, kernels.Gaussian(9), 1.5, 0.01, rng=0)
-    prior = make_prior(args.prior, prob.image_shape, PriorSettings(s=0.01))
+    prior = make_prior(args.prior, prob.event_shape, PriorSettings(s=0.01))
     post = ls.Posterior(prob, prior)
     solver = SolverOptions(xtol=1e-4, max_iter=args.max_iter)
     grid = np.linspace(0, 3, args.n_theta)
@@ -125,12 +132,12 @@ def one_size(n: int, args) -> dict[str, tuple[float, float]]:
         t, _ = timed(lambda: descent.descend(post, th0, x0, labels=labels, n_outer=args.n_outer, solver=solver,
                                              progress=False))
     out["descents"] = (t, replay(seen, post), prior_items(seen))
-    if prior.capability("energy") != "approximate":
+    if prior.capability("energy") != "approximate":        # a score prior has no energy to polish
         i = int(np.argmin(np.abs(grid - 1.5)))
         b = int(np.argmin(prof.profile_energy_branch.values[:, i]))
         pb = ls.BlindDeblur(prob.y.double(), prob.family, prob.noise, x_true=prob.x_true.double(),
                             theta_true=prob.theta_true, dtype=torch.float64)
-        p64 = make_prior(args.prior, prob.image_shape, PriorSettings(s=0.01, dtype=torch.float64))
+        p64 = make_prior(args.prior, prob.event_shape, PriorSettings(s=0.01, dtype=torch.float64))
         post64 = ls.Posterior(pb, p64)
         x = torch.as_tensor(prof.x_hat.values[b, i], dtype=torch.float64)
         calls0 = p64.n_calls
@@ -165,10 +172,12 @@ def main() -> None:
     ap.add_argument("--cert-method", default="lanczos", choices=["auto", "dense", "lanczos", "lobpcg"],
                     help="the certificate's eigensolver (auto: dense, d products, up to d = 1200)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--color", action="store_true", help="colour crops of chelsea (3, n, n) and the prior's colour version")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"scale: trivial-minimizer's phases, prior {args.prior}, camera crops, Gaussian blur, {args.n_theta} theta, "
+    print(f"scale: trivial-minimizer's phases, prior {args.prior}, {'chelsea colour' if args.color else 'camera'} "
+          f"crops, Gaussian blur, {args.n_theta} theta, "
           f"{args.n_outer} descent steps, {torch.get_num_threads()} threads")
     print(f"  {'size':>6} {'phase':<12} {'time s':>9} {'floor s':>9} {'ratio':>6} {'prior items':>12}")
     rows = {}
