@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._checks import InputError, image2d
+from ._checks import InputError, image2d, image_array
 
 TRAIN = ("astronaut", "chelsea", "coffee", "coins", "moon", "rocket", "motorcycle_left",
          "brick", "grass", "gravel")
@@ -119,9 +119,7 @@ def load_file(path: str, color: bool = False) -> np.ndarray:
             arr = np.moveaxis(arr, 0, -1)
         if not (arr.ndim == 3 and arr.shape[-1] in (3, 4)):
             raise InputError("image_file", "an RGB(A) image for --color", f"{path} (shape {arr.shape})")
-        arr = np.moveaxis(arr[..., :3].astype(np.float64), -1, 0)
-        for c in arr:
-            image2d("image_file", c)
+        arr = image_array("image_file", np.moveaxis(arr[..., :3].astype(np.float64), -1, 0))
     else:
         if arr.ndim == 3 and arr.shape[-1] in (3, 4):
             arr = arr[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
@@ -144,17 +142,18 @@ def center_crop(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 def random_crops(images: Sequence[np.ndarray] | Sequence[str], size: int | tuple[int, int], n: int,
                  rng: Any = 0) -> np.ndarray:
-    """``n`` random crops ``(n, h, w)`` drawn uniformly over images then positions."""
+    """``n`` random crops ``(n, h, w)`` drawn uniformly over images then positions (of the last two axes:
+    colour images ``(C, H, W)``, all with the same ``C``, give ``(n, C, h, w)``)."""
     g = np.random.default_rng(rng)
     imgs = [load(i) if isinstance(i, str) else np.asarray(i, dtype=np.float64) for i in images]
     h, w = (size, size) if np.isscalar(size) else size
-    out = np.empty((n, h, w))
+    out = np.empty((n, *imgs[0].shape[:-2], h, w))
     which = g.integers(0, len(imgs), n)
     for i, k in enumerate(which):
         im = imgs[k]
-        r = g.integers(0, im.shape[0] - h + 1)
-        c = g.integers(0, im.shape[1] - w + 1)
-        out[i] = im[r:r + h, c:c + w]
+        r = g.integers(0, im.shape[-2] - h + 1)
+        c = g.integers(0, im.shape[-1] - w + 1)
+        out[i] = im[..., r:r + h, c:c + w]
     return out
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ._checks import InputError
 
-__all__ = ["otf", "Blur", "BOUNDARIES"]
+__all__ = ["otf", "rfft_weights", "Blur", "BOUNDARIES"]
 
 BOUNDARIES = ("circular", "valid")
 
@@ -43,6 +43,17 @@ def otf(kernel: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     padded[..., :k0, :k1] = kernel
     padded = torch.roll(padded, shifts=(-(k0 // 2), -(k1 // 2)), dims=(-2, -1))
     return torch.fft.rfft2(padded)
+
+
+def rfft_weights(width: int, dtype: torch.dtype = torch.float64, device: Any = None) -> torch.Tensor:
+    r"""How often each column of a real-FFT half-plane ``(..., W//2+1)`` stands for the full grid: 1 for the
+    zero frequency (and the Nyquist column of an even width), 2 for the others (their conjugates), so that
+    :math:`\sum_{\text{full}} |X|^2 = \sum_{\text{half}} m\,|X|^2`."""
+    m = torch.full((width // 2 + 1,), 2.0, dtype=dtype, device=device)
+    m[0] = 1.0
+    if width % 2 == 0:
+        m[-1] = 1.0
+    return m
 
 
 class Blur:
@@ -86,6 +97,7 @@ class Blur:
         o = otf(kernel, self.image_shape)
         self.otf = o.unsqueeze(-3) if channels is not None and not per_channel else o
         self.radius = (kernel.shape[-2] // 2, kernel.shape[-1] // 2)
+        self._data_fft: tuple[torch.Tensor, torch.Tensor] | None = None     # (y, rfft2(y)) of misfit
 
     @property
     def event_ndim(self) -> int:
@@ -155,11 +167,11 @@ class Blur:
             return res.flatten(res.ndim - self.event_ndim).pow(2).sum(-1), self.adjoint(res)
         self._check("x", x, self.image_shape)
         H, W = self.image_shape
-        R = self.otf * torch.fft.rfft2(x) - torch.fft.rfft2(y)
-        m = torch.full((W // 2 + 1,), 2.0, dtype=x.dtype, device=x.device)
-        m[0] = 1.0
-        if W % 2 == 0:
-            m[-1] = 1.0
+        cached = self._data_fft                            # the data's FFT, once per operator and data tensor
+        if cached is None or cached[0] is not y:
+            cached = self._data_fft = (y, torch.fft.rfft2(y))
+        R = self.otf * torch.fft.rfft2(x) - cached[1]
+        m = rfft_weights(W, x.dtype, x.device)
         sq = (m * (R.real ** 2 + R.imag ** 2)).flatten(R.ndim - self.event_ndim).sum(-1) / (H * W)
         return sq, torch.fft.irfft2(self.otf.conj() * R, s=self.image_shape)
 

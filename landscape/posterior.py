@@ -224,5 +224,4 @@ class Posterior:
         if self.problem.boundary == "circular":
             return y.clone()
         r = self.problem.family.size // 2
-        return torch.nn.functional.pad(y[None], (r, r, r, r), mode="replicate")[0] if y.ndim == 3 else \
-            torch.nn.functional.pad(y[None, None], (r, r, r, r), mode="replicate")[0, 0]
+        return torch.nn.functional.pad(y[None], (r, r, r, r), mode="replicate")[0]   # (1, [C,] H, W): gray or colour

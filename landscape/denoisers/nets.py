@@ -120,12 +120,12 @@ class EDMDenoiser(nn.Module):
         self.net = UNet(channels, emb, self.image_channels)
 
     @property
-    def event_dims(self) -> int:
+    def event_ndim(self) -> int:
         """Trailing dimensions of one image: 2 (``H, W``) for gray, 3 (``C, H, W``) for colour."""
         return 2 if self.image_channels == 1 else 3
 
     def forward(self, z: torch.Tensor, s: Any) -> torch.Tensor:
-        shape, C, n = z.shape, self.image_channels, self.event_dims
+        shape, C, n = z.shape, self.image_channels, self.event_ndim
         if C > 1 and (z.ndim < 3 or shape[-3] != C):
             raise ValueError(f"z: expected (..., {C}, H, W) images for a {C}-channel denoiser, got {tuple(shape)}")
         zz = z.reshape(-1, C, *shape[-2:])
@@ -152,12 +152,12 @@ class GSDenoiser(nn.Module):
         if image_channels != 1:
             self.config["image_channels"] = int(image_channels)
         self.N = EDMDenoiser(channels, emb, image_channels)
-        self.image_channels, self.event_dims = self.N.image_channels, self.N.event_dims
+        self.image_channels, self.event_ndim = self.N.image_channels, self.N.event_ndim
 
     def potential(self, x: torch.Tensor, s: Any) -> torch.Tensor:
         """:math:`g_s(x)`, one value per image (``x``'s leading dimensions)."""
         r = x - self.N(x, s)
-        return 0.5 * (r ** 2).flatten(x.ndim - self.event_dims).sum(-1)
+        return 0.5 * (r ** 2).flatten(x.ndim - self.event_ndim).sum(-1)
 
     def potential_and_grad(self, x: torch.Tensor, s: Any, create_graph: bool = False):
         with torch.enable_grad():

@@ -80,7 +80,7 @@ class PatchSampler:
 
     def __call__(self, batch: int, g: np.random.Generator) -> torch.Tensor:
         p = self.patch
-        out = np.empty((batch, 3, p, p) if self.color else (batch, p, p))
+        out = np.empty((batch, *self.images[0].shape[:-2], p, p))
         for i in range(batch):
             im = self.images[g.integers(len(self.images))]
             r, c = g.integers(im.shape[-2] - p + 1), g.integers(im.shape[-1] - p + 1)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .._checks import InputError
+from ..operators import rfft_weights
 from .base import EXACT, Prior
 
 
@@ -108,6 +109,12 @@ class GaussianPrior(Prior):
             return u
         return torch.einsum("ck,...khw->...chw", self.basis.to(dtype=u.dtype, device=u.device), u)
 
+    def channel_mean(self, like: torch.Tensor) -> torch.Tensor | float:
+        r""":math:`\mu`, shaped to broadcast over ``(..., C, H, W)`` (the scalar mean for a gray prior)."""
+        if self.basis is None:
+            return self.mean
+        return torch.as_tensor(self.mean, dtype=like.dtype, device=like.device)[:, None, None]
+
     def component_mean(self, like: torch.Tensor) -> torch.Tensor | float:
         r""":math:`A^\top \mu`, shaped to broadcast over ``(..., C, H, W)`` (the mean for a gray prior)."""
         if self.basis is None:
@@ -121,10 +128,7 @@ class GaussianPrior(Prior):
         key = (x.dtype, x.device)
         if getattr(self, "_half_key", None) != key:
             W = self.shape[-1]
-            m = torch.full((W // 2 + 1,), 2.0, dtype=x.dtype, device=x.device)
-            m[0] = 1.0
-            if W % 2 == 0:
-                m[-1] = 1.0
+            m = rfft_weights(W, x.dtype, x.device)
             self._half_cache = (self.spectrum[..., :W // 2 + 1].to(dtype=x.dtype, device=x.device), m)
             self._half_key = key
         return self._half_cache
@@ -158,8 +162,7 @@ class GaussianPrior(Prior):
 
     def denoise(self, z, s, differentiable: bool = False):
         P, _ = self._half(z)
-        mu = self.mean if self.basis is None else torch.as_tensor(self.mean, dtype=z.dtype, device=z.device)[:, None, None]
-        return mu + self._from_coefficients(self.coefficients(z) * P / (P + float(s) ** 2))
+        return self.channel_mean(z) + self._from_coefficients(self.coefficients(z) * P / (P + float(s) ** 2))
 
     def lipschitz(self) -> float:
         r""":math:`\max_\omega 1/P(\omega)`: the largest eigenvalue of :math:`\nabla^2 q = C^{-1}` (exact)."""
@@ -171,9 +174,7 @@ class GaussianPrior(Prior):
         w = torch.as_tensor(g.standard_normal((n, *self.shape)), dtype=dtype)
         W = torch.fft.fft2(w, norm="ortho")
         u = torch.fft.ifft2(W * torch.sqrt(self.spectrum.to(dtype)), norm="ortho").real
-        if self.basis is None:
-            return self.mean + u
-        return torch.as_tensor(self.mean, dtype=dtype)[:, None, None] + self.unrotate(u)
+        return self.channel_mean(u) + self.unrotate(u)
 
     # -- fitting ------------------------------------------------------------------------
     @classmethod
@@ -205,20 +206,15 @@ class GaussianPrior(Prior):
         of ``data.names(color=True)``): the per-channel mean, the colour basis :math:`A` (eigenvectors of
         the crops' pixel-colour covariance, largest first) and one spectrum per component
         :math:`u_k = (A^\top(x - \mu))_k`, each as :meth:`fit` fits a gray one."""
-        from ..data import load
+        from ..data import load, random_crops
 
         if model not in ("power-law", "empirical"):
             raise InputError("model", "'power-law' or 'empirical'", repr(model))
         imgs = [load(i, color=True) if isinstance(i, str) else np.asarray(i, dtype=np.float64) for i in images]
         if not imgs or any(im.ndim != 3 or im.shape[0] != imgs[0].shape[0] for im in imgs):
             raise InputError("images", "colour images (C, H, W) with the same channels", [np.shape(i) for i in imgs])
-        g = np.random.default_rng(rng)
+        crops = random_crops(imgs, shape, n_crops, rng=rng)
         h, w = shape
-        crops = np.empty((n_crops, imgs[0].shape[0], h, w))
-        for i, k in enumerate(g.integers(0, len(imgs), n_crops)):
-            im = imgs[k]
-            r, c = g.integers(0, im.shape[1] - h + 1), g.integers(0, im.shape[2] - w + 1)
-            crops[i] = im[:, r:r + h, c:c + w]
         mu = crops.mean(axis=(0, 2, 3))
         z = crops - mu[:, None, None]
         lam, A = np.linalg.eigh(np.einsum("nchw,ndhw->cd", z, z) / (n_crops * h * w))
