@@ -29,8 +29,18 @@ class InputError(ValueError):
 
 
 def split(text: Any) -> list[str]:
-    """The entries of a comma-separated list, blanks dropped (the options' list syntax)."""
+    """The entries of a comma-separated list, blanks dropped (the command line's list syntax)."""
     return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def as_items(value: Any, item: Callable[[Any], Any] = str) -> tuple:
+    """A list-valued option as a tuple of ``item(entry)``: from a comma-separated string (the command
+    line, ``--set``), a TOML list or any sequence (Python). The one place list options are parsed."""
+    if isinstance(value, str):
+        entries = split(value)
+    else:
+        entries = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    return tuple(item(e.strip() if isinstance(e, str) else e) for e in entries)
 
 
 class RunFailed(RuntimeError):
@@ -119,15 +129,27 @@ class Check:
     accepts: Callable[[Any], bool]
     bad: tuple = ()
     reads: Callable[[Any], list] | None = None
+    #: for a list-valued option: the edge value (a comma-separated string, a TOML list, a sequence) to the
+    #: typed tuple the option holds (:func:`validate` applies it once; ``accepts`` then sees the tuple)
+    parse: Callable[[Any], Any] | None = None
 
     def __call__(self, name: str, value: Any) -> Any:
+        """``value`` (parsed, for a list option) if accepted, else :class:`InputError` naming ``name``."""
+        raw = value
         try:
+            if self.parse is not None:
+                value = self.parse(value)
             ok = bool(self.accepts(value))
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise InputError(name, self.expected, repr(value))
+            raise InputError(name, self.expected, repr(shown(raw)))
         return value
+
+
+def shown(value: Any) -> Any:
+    """A list option's value as it is typed on the command line (comma-joined); any other value as it is."""
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
 
 
 def _finite(v: Any) -> bool:
@@ -174,44 +196,54 @@ def one_of(options: Any) -> Check:
 
 
 def subset_of(options: Any, *, allow_empty: bool = False) -> Check:
-    """A comma-separated list of names from ``options`` (non-empty unless ``allow_empty``)."""
+    """A list of names from ``options`` (non-empty unless ``allow_empty``), held as a tuple of str."""
     opts = tuple(options)
 
-    def ok(v: Any) -> bool:
-        names = split(v)
-        return (bool(names) or allow_empty) and all(n in opts for n in names)
+    def ok(v: tuple) -> bool:
+        return (bool(v) or allow_empty) and all(n in opts for n in v)
     what = "a comma-separated list of " + ", ".join(map(str, opts)) + (" (or nothing)" if allow_empty else "")
-    return Check(what, ok, ("no-such-choice",) if allow_empty else ("", "no-such-choice"))
+    return Check(what, ok, ("no-such-choice",) if allow_empty else ("", "no-such-choice"), parse=as_items)
 
 
 def prior_names(options: Any) -> Check:
-    """A comma-separated, non-empty list of registry priors ``options`` or user priors
-    (``file.py:factory``, ``module:factory``, an entry-point name; checked when built); a user prior's
-    source file is read, so its contents are part of the case's identity."""
+    """A non-empty list of priors, each as :func:`prior_name` takes it, held as a tuple of str."""
+    one = prior_name(options)
+    return Check("a comma-separated list of " + ", ".join(map(str, options)) + " or user priors (file.py:factory, "
+                 "module:factory)", lambda v: bool(v) and all(map(one.accepts, v)),
+                 ("", "no-such-choice", "/no/such/file.py:make"), reads=lambda v: [p for n in v for p in one.reads(n)],
+                 parse=as_items)
+
+
+def prior_name(options: Any) -> Check:
+    """One prior: a registry name from ``options`` or a user prior (``file.py:factory``, ``module:factory``,
+    an entry-point name; checked when built); a user prior's source file is read, so its contents are
+    part of the case's identity."""
     from .plugins import is_spec, spec_file
     opts = tuple(options)
 
     def ok(v: Any) -> bool:
-        return bool(split(v)) and all(n in opts or (is_spec(n) and (spec_file(n) is None or spec_file(n).is_file()))
-                                      for n in split(v))
-
-    def reads(v: Any) -> list:
-        return [spec_file(n) for n in split(v) if spec_file(n) is not None]
-    return Check("a comma-separated list of " + ", ".join(map(str, opts)) + " or user priors (file.py:factory, "
-                 "module:factory)", ok, ("", "no-such-choice", "/no/such/file.py:make"), reads=reads)
+        return isinstance(v, str) and (v in opts or (is_spec(v) and (spec_file(v) is None or spec_file(v).is_file())))
+    return Check("one of " + ", ".join(map(str, opts)) + " or a user prior (file.py:factory, module:factory)", ok,
+                 ("", "no-such-choice", "/no/such/file.py:make"),
+                 reads=lambda v: [spec_file(v)] if isinstance(v, str) and spec_file(v) is not None else [])
 
 
 def numbers(lo: float = -math.inf, *, lo_open: bool = False, allow_empty: bool = False) -> Check:
-    """A comma-separated list of finite numbers above ``lo``."""
-    def ok(v: Any) -> bool:
-        items = split(v)
-        if not items:
+    """A list of finite numbers above ``lo``, held as a tuple of float."""
+    def ok(v: tuple) -> bool:
+        if not v:
             return allow_empty
-        vals = [float(t) for t in items]
-        return all(math.isfinite(x) and (x > lo if lo_open else x >= lo) for x in vals)
+        return all(math.isfinite(x) and (x > lo if lo_open else x >= lo) for x in v)
     bad = ("abc", "nan") + ((("0" if lo_open else f"{lo - 1:g}"),) if math.isfinite(lo) else ())
     span = "" if not math.isfinite(lo) else (f" > {lo:g}" if lo_open else f" >= {lo:g}")
-    return Check(f"comma-separated finite numbers{span}", ok, bad + (() if allow_empty else ("",)))
+    return Check(f"comma-separated finite numbers{span}", ok, bad + (() if allow_empty else ("",)),
+                 parse=lambda v: as_items(v, _number))
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError(v)
+    return float(v)
 
 
 def file_or_empty(what: str) -> Check:
@@ -221,10 +253,10 @@ def file_or_empty(what: str) -> Check:
 
 
 def files_or_empty(what: str) -> Check:
-    """``""`` (not given) or a comma-separated list of existing files (contents checked by the loader)."""
+    """A list of existing files, possibly empty (contents checked by the loader), held as a tuple of str."""
     return Check(f"{what}s that exist, comma-separated (or nothing)",
-                 lambda v: all(Path(n).is_file() for n in split(v)), ("/no/such/file.npy",),
-                 reads=lambda v: [Path(n) for n in split(v)])
+                 lambda v: all(Path(n).is_file() for n in v), ("/no/such/file.npy",),
+                 reads=lambda v: [Path(n) for n in v], parse=as_items)
 
 
 def kernel_or_empty() -> Check:
@@ -326,9 +358,19 @@ def option(default: Any, help: str, check: Check) -> Any:
 
 
 def validate(config: Any) -> Any:
-    """Run the check of every field of the dataclass ``config`` that declares one; return it."""
+    """Run the check of every field of the dataclass ``config`` that declares one, list options parsed
+    into their tuples in place (:attr:`Check.parse`: the edge where a comma-separated string or a TOML
+    list becomes the typed value); return it."""
     for f in dataclasses.fields(config):
         chk = f.metadata.get("check")
         if chk is not None:
-            chk(f.name, getattr(config, f.name))
+            value = chk(f.name, getattr(config, f.name))
+            if chk.parse is not None and value != getattr(config, f.name):
+                object.__setattr__(config, f.name, value)
     return config
+
+
+def is_list_option(f: dataclasses.Field) -> bool:
+    """Does the dataclass field ``f`` hold a list (a tuple parsed by its check)?"""
+    chk = f.metadata.get("check")
+    return chk is not None and chk.parse is not None

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ._checks import InputError, RunFailed, output_file
+from ._checks import InputError, RunFailed, is_list_option, output_file, shown
 
 
 def _study_parser(name: str) -> argparse.ArgumentParser:
@@ -26,6 +26,8 @@ def _study_parser(name: str) -> argparse.ArgumentParser:
         help_ = f.metadata.get("help", "") + " (default: %(default)s)"
         if f.type in (bool, "bool"):
             p.add_argument(flag, action="store_true", help=f.metadata.get("help", ""))
+        elif is_list_option(f):              # a comma-separated string, parsed into its tuple by validate()
+            p.add_argument(flag, type=str, default=shown(f.default), help=help_)
         else:
             typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             p.add_argument(flag, type=typ, default=f.default, help=help_)
@@ -40,7 +42,7 @@ def cmd_list(_: argparse.Namespace) -> int:
     for name, mod in STUDIES.items():
         print(f"{name}: {mod.SUMMARY}")
         for f in dataclasses.fields(mod.Config):
-            print(f"    --{f.name.replace('_', '-'):<16} {f.metadata.get('help', '')} [default: {f.default!r}]")
+            print(f"    --{f.name.replace('_', '-'):<16} {f.metadata.get('help', '')} [default: {shown(f.default)!r}]")
     registered = ", ".join(entry_points()) or "none installed"
     print(f"\npriors: {', '.join(PRIORS)}; user priors: file.py:factory, package.module:factory, or a name "
           f"registered in the entry-point group {PRIOR_ENTRY_POINTS} ({registered})")

@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 import xarray as xr
 
 from . import io
-from ._checks import InputError, RunFailed, files_read, output_file, output_folder, validate
+from ._checks import InputError, RunFailed, files_read, is_list_option, output_file, output_folder, validate
 from .resources import shipped_weights
 
 #: the dimension along which the points of a definition's grid are concatenated
@@ -202,10 +202,13 @@ class Definition:
 
 def _coerce(where: str, f: dataclasses.Field, value: Any) -> Any:
     """A TOML value for a Config field: ints for int fields, numbers for float fields, booleans
-    for flags; for string fields a string, a number, or a list of them (joined by commas, the
-    studies' list syntax)."""
+    for flags, a string or a number for string fields; for a list option a TOML list (or one value, or
+    a comma-separated string), passed on as it is: :func:`validate` parses every list option once."""
     typ = f.type if isinstance(f.type, str) else f.type.__name__
-    if typ == "bool":
+    scalar = lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    if is_list_option(f):
+        ok = scalar(value) or (isinstance(value, list) and all(map(scalar, value)))
+    elif typ == "bool":
         ok = isinstance(value, bool)
     elif typ == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -213,10 +216,8 @@ def _coerce(where: str, f: dataclasses.Field, value: Any) -> Any:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     else:
-        scalar = lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool)
-        ok = scalar(value) or (isinstance(value, list) and bool(value) and all(map(scalar, value)))
-        if ok:
-            value = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        ok = scalar(value)
+        value = str(value) if ok else value
     if not ok:
         raise InputError(where, f"a value of type {typ}", repr(value))
     return value

@@ -202,3 +202,22 @@ def test_a_colour_user_denoiser_in_minus_one_one_units_gives_the_smoothed_colour
     assert prior.describe()["color"] is True
     with pytest.raises(InputError, match="x"):
         prior.grad(x1[:, :2])
+
+
+def test_real_shakes_pnp_takes_a_user_denoiser_and_gives_the_registrys_numbers(tmp_path):
+    """real-shake --pnp-prior user.py:make (the shipped network as a plain D(x, sigma), taken as a Tweedie
+    prior at --s) equals --pnp-prior tweedie: the same estimated kernel, error ratio and PSNR; its
+    description is stored."""
+    import json
+    f = tmp_path / "user.py"
+    f.write_text(textwrap.dedent(USER_FILE))
+    small = ["--quick", "--skip", "map_xk,map_k,unrolled", "--pnp-iter", "8", "--no-progress"]
+    out = {}
+    for name in ("tweedie", f"{f}:make"):
+        out[name] = tmp_path / f"{len(out)}.nc"
+        assert main(["run", "real-shake", *small, "--pnp-prior", name, "--out", str(out[name])]) == 0
+    a, b = (io.load(p) for p in out.values())
+    for k in ("kernel_error", "error_ratio", "psnr"):
+        assert np.isfinite(a[k].sel(estimator="pnp").values).all()
+        np.testing.assert_allclose(a[k].values, b[k].values, rtol=1e-5, err_msg=k)
+    assert json.loads(b.attrs["pnp_description"])["spec"] == f"{f}:make"

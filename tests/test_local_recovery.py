@@ -53,7 +53,7 @@ def test_the_level_zero_certificate_is_the_gauss_newton_matrix_of_the_closed_for
     H = pb.blur(th.expand(len(basis), 1))(basis).reshape(len(basis), -1).T
     J = torch.cat([dtheta, H], 1).numpy()
     M = J.T @ J / cfg.sigma_zero ** 2
-    sigma_inv = np.linalg.inv(lr._prior_and_image(cfg, np.random.default_rng(cfg.seed))[0].covariances[0].numpy())
+    sigma_inv = np.linalg.inv(lr._prior_and_image(cfg.resolved(), np.random.default_rng(cfg.seed))[0].covariances[0].numpy())
     M[1:, 1:] += cfg.weight * sigma_inv
     lam0 = np.linalg.eigvalsh(M)[0]
     assert float(c.cert_eig_min.sel(noise_level=0.0)) == pytest.approx(lam0, rel=1e-6)
@@ -63,7 +63,7 @@ def test_the_level_zero_certificate_is_the_gauss_newton_matrix_of_the_closed_for
 
 def test_cases_pair_every_prior_image_and_role_but_the_sandbox_natural_one():
     cfg = lr.Config(priors="gs,sandbox", images="camera,ascent", x_star="critical,natural")
-    got = [(c.priors, c.images, c.x_star) for c in lr.cases(cfg)]
+    got = [(*c.priors, *c.images, *c.x_star) for c in lr.cases(cfg)]       # one entry of each list per case
     assert got == [("gs", "camera", "critical"), ("gs", "camera", "natural"), ("gs", "ascent", "critical"),
                    ("gs", "ascent", "natural"), ("sandbox", "camera", "critical"), ("sandbox", "ascent", "critical")]
 

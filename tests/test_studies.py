@@ -76,6 +76,43 @@ def test_blurry_is_more_likely_quick_all_evaluators(tmp_path):
     assert io.load(tmp_path / "b.nc").landscape.plot() is not None
 
 
+def test_blurry_is_more_likely_in_colour_against_the_dense_colour_gaussian(tmp_path, capsys):
+    """--color: colour crops of the held-out photographs, the same blur on every channel, and the colour
+    Gaussian's q differences equal a dense 768-dimensional quadratic form built from its fitted parts,
+    the precision (B x I) blockdiag(F* diag(1/P_k) F) (B x I)^T; a gray-only evaluator is refused in one line."""
+    from landscape import data, io, kernels
+    from landscape.cli import main
+    from landscape.operators import Blur
+    from landscape.priors import make_prior
+    from landscape.studies import blurry_is_more_likely as B
+    ds = B.run(B.Config(quick=True, crop=16, color=True, evaluators="gaussian"), progress=False)
+    assert ds.images.dims == ("image", "width", "channel", "row", "col") and ds.sizes["channel"] == 3
+    name, fr, fc = B.COLOR_CROPS[0]
+    im, pad = data.load(name, color=True), kernels.Gaussian(25).size
+    r, c = int(fr * (im.shape[-2] - 16 - 2 * pad)), int(fc * (im.shape[-1] - 16 - 2 * pad))
+    np.testing.assert_allclose(ds.images.values[0, 0], im[:, r + pad:r + pad + 16, c + pad:c + pad + 16], atol=1e-12)
+    h = torch.as_tensor(ds.kernels.values[-1])              # each channel blurred by the gray operator alike
+    gray = Blur(h, (16 + 2 * pad,) * 2)(torch.as_tensor(im[1, r:r + 16 + 2 * pad, c:c + 16 + 2 * pad])).numpy()
+    np.testing.assert_allclose(ds.images.values[0, -1, 1], gray[pad:pad + 16, pad:pad + 16], atol=1e-12)
+    gp = make_prior("gaussian", (3, 16, 16))
+    Fm = np.kron(np.fft.fft(np.eye(16), norm="ortho"), np.fft.fft(np.eye(16), norm="ortho"))
+    # the precision (one component's DC variance is effectively infinite: an improper direction, so the
+    # covariance is not invertible in floating point, its inverse is)
+    blocks = [(Fm.conj().T @ np.diag(1 / P.reshape(-1)) @ Fm).real for P in gp.spectrum.numpy()]
+    Bm = np.kron(np.asarray(gp.basis, dtype=float), np.eye(256))
+    Z = np.zeros((256, 256))
+    prec = Bm @ np.block([[blocks[i] if i == j else Z for j in range(3)] for i in range(3)]) @ Bm.T
+    r = ds.images.values.reshape(*ds.images.shape[:2], 768) - np.repeat(np.asarray(gp.mean, dtype=float), 256)
+    q = 0.5 * np.einsum("iwa,ab,iwb->iw", r, prec, r)
+    np.testing.assert_allclose(ds.delta_q.sel(evaluator="gaussian").values, q - q[:, :1], rtol=1e-8, atol=1e-6)
+    assert main(["run", "blurry-is-more-likely", "--color", "--evaluators", "gaussian,gs", "--no-progress",
+                 "--out", str(tmp_path / "c.nc")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("landscape: error: evaluators:") and "gs" in err[0]
+    io.save(ds, tmp_path / "b.nc")
+    assert io.load(tmp_path / "b.nc").landscape.plot() is not None
+
+
 def test_map_vs_mmse_sandbox_quick_the_map_falls_into_the_trivial_pair_the_mmse_does_not():
     """Sandbox (16x16 GMM draw, exact prior): the joint MAP is the trivial pair (theta = 0, kernel error
     equal to the Dirac's); the exact MMSE and the unrolled MMSE have lower errors than the joint MAP

@@ -168,12 +168,12 @@ def test_a_rerun_computes_only_the_missing_cases_and_equals_an_uninterrupted_run
     calls.clear()
     monkeypatch.setattr(sweep, "run_case", lambda *a, **k: calls.append(a[1]["weights"]) or real(*a, **k))
     assert main(["run", str(p), "--no-progress", "--out", str(out)]) == 0
-    assert calls == ["2.0", "4.0", "8.0", "16.0"]
+    assert calls == [(2.0,), (4.0,), (8.0,), (16.0,)]          # the list option, one weight per case
     xr.testing.assert_identical(comparable(out), comparable(ref))
     # a changed option recomputes only the cases it changes
     calls.clear()
     assert main(["run", str(p), "--set", "weights=[0.5, 1, 3]", "--no-progress", "--out", str(out)]) == 0
-    assert calls == ["3.0"]
+    assert calls == [(3.0,)]
 
 
 def _worker_killed_mid_sweep(tmp_path, p, out):
@@ -386,3 +386,44 @@ def _numbers_close(a, b) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return bool(np.isclose(a, b, rtol=1e-6, atol=1e-6, equal_nan=True))
     return a == b
+
+
+def _list_options():
+    import dataclasses
+    from landscape._checks import is_list_option
+    from landscape.studies import STUDIES
+    return [(name, f) for name, mod in STUDIES.items() for f in dataclasses.fields(mod.Config) if is_list_option(f)]
+
+
+def test_every_list_option_is_a_typed_tuple_that_the_command_line_toml_and_python_spell_alike():
+    """A list option holds a tuple (its default, and after validation whatever the edge gave): a
+    comma-separated string (command line, ``--set``), a TOML list and a Python sequence parse to the
+    same tuple, once, in ``validate``."""
+    import dataclasses
+    from landscape._checks import validate
+    from landscape.studies import STUDIES
+    opts = _list_options()
+    assert len(opts) >= 30                          # images, priors, noise levels, ... of the nine studies
+    for name, f in opts:
+        assert isinstance(f.default, tuple), (name, f.name, f.default)
+        cfg = validate(STUDIES[name].Config())
+        assert getattr(cfg, f.name) == f.default
+        if not f.default:
+            continue
+        text = ",".join(map(str, f.default))
+        typed = [validate(STUDIES[name].Config(**{f.name: v})) for v in (text, list(f.default), f.default)]
+        assert all(getattr(c, f.name) == f.default and isinstance(getattr(c, f.name), tuple) for c in typed)
+        d = sweep.Definition(study=name, options={f.name: list(f.default)})
+        (_, from_toml), = d.configs()
+        d.set(f"{f.name}={text}")
+        (_, from_set), = d.configs()
+        assert dataclasses.asdict(from_toml) == dataclasses.asdict(from_set) == dataclasses.asdict(cfg)
+
+
+def test_a_list_option_cut_into_cases_holds_one_entry_each():
+    from landscape.studies import map_vs_mmse
+    cfg = map_vs_mmse.Config(images="camera", theta_true="1,2", noise=[0.01, 0.03])
+    cases = map_vs_mmse.cases(cfg)
+    assert [(c.images, c.theta_true, c.noise) for c in cases] == [
+        (("camera",), (1.0,), (0.01,)), (("camera",), (1.0,), (0.03,)),
+        (("camera",), (2.0,), (0.01,)), (("camera",), (2.0,), (0.03,))]

@@ -11,7 +11,11 @@ compute :math:`\Delta q(w) = q(h_w \star x) - q(x)` (nats) with every evaluator:
 * ``pf-ode``: the learned denoiser's probability-flow ODE log-density (Hutchinson, the probes
   shared between the sharp and blurred images; standard error stored).
 
-Blurred crops are cut from the whole blurred image, so no wrap-around edge enters a crop.
+Blurred crops are cut from the whole blurred image, so no wrap-around edge enters a crop. With
+``--color`` the crops are colour crops ``(3, H, W)`` of the held-out colour photographs
+(``data.COLOR_TEST``), the same kernel blurs every channel, and the evaluators are the priors with a
+colour version (``gaussian``: the colour Gaussian with its fitted inter-channel covariance; ``tweedie``
+and ``pf-ode``: the shipped colour network) or user priors.
 Nguyen, Pauwels & Weiss report that a blur of width 3 gets lower q than the sharp image.
 """
 
@@ -30,7 +34,8 @@ from .. import data, io, kernels
 from .._checks import Check, InputError, flag, integer, option, positive_number, prior_names, validate
 from ..operators import Blur
 from ..priors import EXPLICIT, PriorSettings, make_prior
-from .common import apply_quick, at_least, at_most, concat_cases, product_cases, single_case, split
+from ..priors.registry import COLOR
+from .common import apply_quick, at_least, at_most, concat_cases, product_cases, single_case
 
 NAME = "blurry-is-more-likely"
 SUMMARY = "q(blurred) - q(sharp) on held-out images for exact and learned priors"
@@ -38,6 +43,9 @@ EVALUATORS = ("gaussian", "patch-gmm", "tweedie", "gs", "pf-ode")
 #: (image, row, col) of the top-left corner of each crop, as fractions of the free range
 CROPS = (("camera", 0.5, 0.5), ("ascent", 0.5, 0.5), ("aero", 0.5, 0.5),
          ("camera", 0.2, 0.7), ("ascent", 0.8, 0.3), ("aero", 0.25, 0.25))
+#: the colour crops (``--color``): the held-out colour photographs, at 3 places each
+COLOR_CROPS = (("chelsea", 0.5, 0.5), ("coffee", 0.5, 0.5), ("chelsea", 0.2, 0.7), ("coffee", 0.8, 0.3),
+               ("chelsea", 0.25, 0.25), ("coffee", 0.25, 0.25))
 
 
 #: ``--quick``: 3 images, widths step 0.5, fewer ODE steps and probes
@@ -51,37 +59,51 @@ class Config:
     n_images: int = option(6, "held-out crops (camera, ascent, aero at 2 places each)", integer(1, len(CROPS)))
     width_max: float = option(3.0, "largest blur width", positive_number())
     width_step: float = option(0.25, "blur width step", positive_number())
-    evaluators: str = option(",".join(EVALUATORS), "comma-separated: " + ", ".join(EVALUATORS) + " or user priors "
-                             "(file.py:factory, module:factory)", prior_names(EVALUATORS))
+    evaluators: tuple[str, ...] = option(EVALUATORS, "comma-separated: " + ", ".join(EVALUATORS) + " or user priors "
+                                         "(file.py:factory, module:factory)", prior_names(EVALUATORS))
     s: float = option(0.01, "noise level of the Tweedie score and GS potential", positive_number())
     ode_steps: int = option(16, "RK4 steps of the PF-ODE", integer(1))
     probes: int = option(4, "Hutchinson probes per PF-ODE evaluation", integer(1))
     seed: int = option(0, "seed of the Hutchinson probes", integer(0))
+    color: bool = option(False, "colour crops of chelsea and coffee (data.COLOR_TEST), the evaluators' colour "
+                         "versions (default: " + ", ".join(e for e in EVALUATORS if e in COLOR) + ")", flag())
     quick: bool = option(False, "3 images, widths step 0.5, fewer ODE steps", flag())
 
     def resolved(self) -> "Config":
         c = validate(Config(**asdict(self)))
         if c.width_step > c.width_max:
             raise InputError("width_step", f"a step no larger than width_max ({c.width_max})", c.width_step)
+        if c.color and c.evaluators == EVALUATORS:
+            c.evaluators = tuple(e for e in EVALUATORS if e in COLOR)
+        gray_only = [e for e in c.evaluators if c.color and e in EVALUATORS and e not in COLOR]
+        if gray_only:
+            raise InputError("evaluators", "with --color, priors with a colour version (" + ", ".join(COLOR)
+                             + ") or user priors", ",".join(gray_only))
         if c.quick:
             c = apply_quick(c, QUICK)[0]
         return c
 
 
 def blurred_crops(cfg: Config, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sharp and blurred crops ``(image, width, row, col)`` and the kernels ``(width, k, k)``."""
+    """Sharp and blurred crops ``(image, width, [channel,] row, col)`` and the kernels ``(width, k, k)``."""
     fam = kernels.Gaussian(25)
     hs = fam(torch.as_tensor(widths, dtype=torch.float64))
-    out = np.zeros((cfg.n_images, len(widths), cfg.crop, cfg.crop))
+    channels = (3,) if cfg.color else ()
+    out = np.zeros((cfg.n_images, len(widths), *channels, cfg.crop, cfg.crop))
     pad = fam.size
-    for i, (name, fr, fc) in enumerate(CROPS[:cfg.n_images]):
-        im = data.load(name)
+    for i, (name, fr, fc) in enumerate(crops(cfg)):
+        im = data.load(name, color=cfg.color)
         big = cfg.crop + 2 * pad
-        r, c = int(fr * (im.shape[0] - big)), int(fc * (im.shape[1] - big))
-        patch = torch.as_tensor(im[r:r + big, c:c + big])
-        blurred = Blur(hs, patch.shape)(patch).numpy()
-        out[i] = blurred[:, pad:pad + cfg.crop, pad:pad + cfg.crop]
+        r, c = int(fr * (im.shape[-2] - big)), int(fc * (im.shape[-1] - big))
+        patch = torch.as_tensor(im[..., r:r + big, c:c + big])
+        blurred = Blur(hs, patch.shape[-2:], channels=channels[0] if channels else None)(patch).numpy()
+        out[i] = blurred[..., pad:pad + cfg.crop, pad:pad + cfg.crop]
     return out, hs.numpy()
+
+
+def crops(cfg: Config) -> tuple[tuple[str, float, float], ...]:
+    """``(image, row fraction, column fraction)`` of the run's crops."""
+    return (COLOR_CROPS if cfg.color else CROPS)[:cfg.n_images]
 
 
 def cases(config: Config) -> list[Config]:
@@ -95,12 +117,12 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     single_case(cfg, ("evaluators",))
     widths = np.round(np.arange(0, cfg.width_max + 1e-9, cfg.width_step), 6)
     imgs, hs = blurred_crops(cfg, widths)
-    ev = cfg.evaluators
+    (ev,) = cfg.evaluators
     I, W = imgs.shape[:2]
     x64 = torch.as_tensor(imgs)
     dq = np.full((I, W), np.nan)
     err = np.zeros_like(dq)
-    shape = (cfg.crop, cfg.crop)
+    shape = (3, cfg.crop, cfg.crop) if cfg.color else (cfg.crop, cfg.crop)
     settings = PriorSettings(s=cfg.s, dtype=torch.float32, ode_steps=cfg.ode_steps, probes=cfg.probes,
                              progress=progress)
     prior = make_prior(ev, shape, settings)
@@ -127,9 +149,10 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
          "delta_q_error": (("image", "width", "evaluator"), err[..., None],
                            {"long_name": "quadrature error estimate (tweedie) or standard error of q (pf-ode)",
                             "units": "nats"}),
-         "images": (("image", "width", "row", "col"), imgs, {"long_name": "sharp (width 0) and blurred crops"}),
+         "images": (("image", "width", *(("channel",) if cfg.color else ()), "row", "col"), imgs,
+                    {"long_name": "sharp (width 0) and blurred crops"}),
          "kernels": (("width", "krow", "kcol"), hs, {"long_name": "Gaussian blur kernels"})},
-        coords={"image": [f"{n}@{r:.2f},{c:.2f}" for n, r, c in CROPS[:I]], "width": widths, "evaluator": [ev]})
+        coords={"image": [f"{n}@{r:.2f},{c:.2f}" for n, r, c in crops(cfg)], "width": widths, "evaluator": [ev]})
     ds.attrs["evaluator_description"] = json.dumps(prior.describe(), default=str)
     return ds
 
@@ -142,7 +165,7 @@ def _key(evaluator: str) -> str:
 def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     """The evaluators side by side, the verdicts over crops, and the run's provenance."""
     cfg = config.resolved()
-    evs = split(cfg.evaluators)
+    evs = cfg.evaluators
     descr = {ev: json.loads(p.attrs["evaluator_description"]) for ev, p in zip(evs, parts)}
     ds = concat_cases(parts, io.provenance(NAME, asdict(cfg), evaluators_description=descr), dim="evaluator")
     widths = ds.width.values
@@ -180,7 +203,7 @@ def plot(ds: xr.Dataset, ax: Any = None):
     """One curve per (evaluator, image): Δq against width; per-pixel scale, evaluator colours."""
     from ..plot import get_ax
     ax = get_ax(ax, figsize=(7, 4.5))
-    npx = ds.sizes["row"] * ds.sizes["col"]
+    npx = ds.images.isel(image=0, width=0).size          # pixels (times channels, in colour)
     for k, ev in enumerate(ds.evaluator.values):
         d = ds.delta_q.sel(evaluator=ev) / npx
         for i in range(ds.sizes["image"]):

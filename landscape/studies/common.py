@@ -23,7 +23,7 @@ from .._checks import (
     one_of,
     option,
     positive_number,
-    split,
+    shown,
     validate,
 )
 
@@ -43,7 +43,7 @@ class ProblemConfig:
     family: str = option("gaussian", "kernel family: " + ", ".join(kernels.FAMILIES), one_of(kernels.FAMILIES))
     kernel_size: int = option(15, "odd kernel size", Check("an odd integer >= 3", lambda v: isinstance(v, int)
                                                            and v >= 3 and v % 2 == 1, (0, 4, -3)))
-    theta_true: str = option("1.5", "true parameter(s), comma-separated", numbers(allow_empty=True))
+    theta_true: tuple[float, ...] = option((1.5,), "true parameter(s), comma-separated", numbers(allow_empty=True))
     theta_max: float = option(3.0, "grid upper end for the first parameter", positive_number())
     n_theta: int = option(25, "grid points from 0 to theta_max", grid_points(3))
     noise: float = option(0.01, "noise standard deviation sigma", positive_number())
@@ -55,14 +55,6 @@ class ProblemConfig:
             raise InputError("n_theta", f"at least {min_points} grid points", self.n_theta)
 
 
-def floats(name: str, text: str) -> np.ndarray:
-    """Comma-separated numbers."""
-    try:
-        return np.array([float(t) for t in split(text)])
-    except ValueError:
-        raise InputError(name, "comma-separated numbers", repr(text)) from None
-
-
 def family_and_truth(cfg: ProblemConfig) -> tuple[kernels.KernelFamily, np.ndarray, float]:
     """The family, the checked true parameter and the grid's upper end (``Path`` family for a kernel file)."""
     if cfg.kernel_file:
@@ -71,16 +63,16 @@ def family_and_truth(cfg: ProblemConfig) -> tuple[kernels.KernelFamily, np.ndarr
     return fam, true_parameter(fam, cfg.theta_true), cfg.theta_max
 
 
-def true_parameter(fam: kernels.KernelFamily, text: str) -> np.ndarray:
+def true_parameter(fam: kernels.KernelFamily, values: tuple[float, ...]) -> np.ndarray:
     """The option ``theta_true`` read for family ``fam``: its number of values and its domain checked,
     errors naming ``theta_true`` (the option typed, not a parameter derived from it)."""
-    theta = floats("theta_true", text)
+    theta = np.array(values, dtype=float)
     if theta.size != fam.n_params:
         raise InputError("theta_true", f"{fam.n_params} value(s) for family {fam.name!r}", theta.size)
     try:
         fam.check(theta)
     except InputError as exc:
-        raise InputError("theta_true", exc.expected, text) from None
+        raise InputError("theta_true", exc.expected, ",".join(f"{t:g}" for t in values)) from None
     return theta
 
 
@@ -94,18 +86,18 @@ def theta_grid(theta_true: np.ndarray, grid_max: float, n: int, include_truth: b
     return grid
 
 
-def image_sources(names: str, files: str, crop: int) -> list[tuple[str, np.ndarray]]:
+def image_sources(names: tuple[str, ...], files: tuple[str, ...], crop: int) -> list[tuple[str, np.ndarray]]:
     """``(label, image)`` of each image a study runs on: the central ``crop`` (at most the image) of every
-    file in ``files`` (comma-separated; the user's images) when given, else of every named image."""
-    if split(files):
+    file in ``files`` (the user's images) when given, else of every named image."""
+    if files:
         out = []
-        for f in split(files):
+        for f in files:
             img = data.load_file(f)
             if min(img.shape) < crop:
                 raise InputError("image_file", f"an image at least {crop}x{crop} (--crop)", f"{f}: {img.shape}")
             out.append((f, data.center_crop(img, crop)))
         return out
-    return [(n, data.center_crop(data.load(n), crop)) for n in split(names)]
+    return [(n, data.center_crop(data.load(n), crop)) for n in names]
 
 
 def load_image(cfg: ProblemConfig, special: dict[str, Callable[[], np.ndarray]] | None = None) -> np.ndarray:
@@ -140,8 +132,8 @@ def at_least(n: float) -> Callable[[Any, Any], Any]:
 
 
 def first(k: int = 1) -> Callable[[Any, Any], Any]:
-    """Quick rule: the first ``k`` entries of a comma-separated list."""
-    return lambda v, cfg: ",".join(split(v)[:k]) if split(v) else v
+    """Quick rule: the first ``k`` entries of a list option."""
+    return lambda v, cfg: tuple(v)[:k]
 
 
 FIRST = first(1)
@@ -171,34 +163,35 @@ def apply_quick(cfg: Any, rules: dict[str, Any], force: tuple[str, ...] | set[st
         if value == fields[name].default or name in force:
             setattr(out, name, new)
         elif new != value:
-            notes.append(f"{name}={value!r} (the quick run uses {new!r})")
+            notes.append(f"{name}={shown(value)!r} (the quick run uses {shown(new)!r})")
     return out, notes
 
 
 # -- cases: one mechanism for every study whose run is a product of list options -------------------
-# A study that runs the same computation for every combination of some comma-separated options declares
-# them (``CASE_FIELDS``); ``product_cases`` cuts a configuration into one configuration per combination
-# (single values), the study's ``run_part`` computes one, ``concat_cases`` joins them along ``case``.
+# A study that runs the same computation for every combination of some list options declares them
+# (``CASE_FIELDS``); ``product_cases`` cuts a configuration into one configuration per combination
+# (one-entry tuples), the study's ``run_part`` computes one, ``concat_cases`` joins them along ``case``.
 # ``sweep`` farms those cases out (``--workers``) and resumes them one by one.
 
 def image_field(cfg: Any) -> str:
     """``"image_file"`` when the configuration names the user's files, else ``"images"``: the list a
     study's cases run over."""
-    return "image_file" if split(getattr(cfg, "image_file", "")) else "images"
+    return "image_file" if getattr(cfg, "image_file", ()) else "images"
 
 
 def product_cases(cfg: Any, fields: tuple[str, ...]) -> list[Any]:
-    """One configuration per combination of the comma-separated options ``fields`` (the first varies
-    slowest), each holding a single value of every one of them."""
-    values = [split(getattr(cfg, f)) for f in fields]
-    return [dataclasses.replace(cfg, **dict(zip(fields, combo))) for combo in itertools.product(*values)]
+    """One configuration per combination of the list options ``fields`` (the first varies slowest), each
+    holding a one-entry tuple of every one of them."""
+    values = [getattr(cfg, f) for f in fields]
+    return [dataclasses.replace(cfg, **{f: (v,) for f, v in zip(fields, combo)})
+            for combo in itertools.product(*values)]
 
 
 def single_case(cfg: Any, fields: tuple[str, ...]) -> None:
     """Refuse a configuration that is not one case of :func:`product_cases`."""
     for f in fields:
-        if len(split(getattr(cfg, f))) != 1:
-            raise InputError(f, "a single value for one case (cases() makes them)", getattr(cfg, f))
+        if len(getattr(cfg, f)) != 1:
+            raise InputError(f, "a single value for one case (cases() makes them)", ",".join(map(str, getattr(cfg, f))))
 
 
 def concat_cases(parts: list[xr.Dataset], attrs: dict[str, Any], dim: str = "case") -> xr.Dataset:

@@ -66,12 +66,10 @@ from .common import (
     FIRST,
     at_most,
     first,
-    floats,
     image_field,
     image_sources,
     quick_resolved,
     single_case,
-    split,
 )
 
 NAME = "local-recovery"
@@ -100,26 +98,30 @@ QUICK = {"crop": at_most(16), "priors": FIRST, "images": FIRST, "x_star": FIRST,
 class Config:
     """Options of ``local-recovery`` (``landscape run local-recovery --help``)."""
 
-    priors: str = option("gs,sandbox", "comma-separated: " + ", ".join(PRIORS) + " (or your prior's spec)",
-                         prior_names(PRIORS))
-    images: str = option("camera", "held-out image names, comma-separated", subset_of(data.TEST))
-    image_file: str = option("", "your own grayscale image file(s), comma-separated; replace --images",
-                             files_or_empty("an image file"))
+    priors: tuple[str, ...] = option(("gs", "sandbox"),
+                                     "comma-separated: " + ", ".join(PRIORS) + " (or your prior's spec)",
+                                     prior_names(PRIORS))
+    images: tuple[str, ...] = option(("camera",), "held-out image names, comma-separated", subset_of(data.TEST))
+    image_file: tuple[str, ...] = option((), "your own grayscale image file(s), comma-separated; replace --images",
+                                         files_or_empty("an image file"))
     crop: int = option(32, "central crop size (the sandbox uses 12x12)", integer(8, 128))
-    x_star: str = option("critical,natural", "role of x*: critical (a critical point of q reached from the "
-                         "image), natural (the image itself)", subset_of(ROLES))
+    x_star: tuple[str, ...] = option(("critical", "natural"),
+                                     "role of x*: critical (a critical point of q reached from the "
+                                     "image), natural (the image itself)", subset_of(ROLES))
     theta_true: float = option(1.5, "true Gaussian blur width theta*", positive_number())
     kernel_size: int = option(9, "odd kernel size", integer(3, 31))
     s: float = option(0.01, "noise level of the learned priors", positive_number())
     weight: float = option(1.0, "prior weight lambda", positive_number())
     q_gtol: float = option(1e-4, "H: stop the descent on q at ||grad q|| <= q_gtol", positive_number())
     q_max_iter: int = option(3000, "H: iterations of the descent on q at most", integer(1))
-    noise_levels: str = option("0,0.003,0.01,0.03", "C3 ladder of sigma (0: noise-free data)", numbers(0.0))
+    noise_levels: tuple[float, ...] = option((0.0, 0.003, 0.01, 0.03),
+                                             "C3 ladder of sigma (0: noise-free data)", numbers(0.0))
     sigma_zero: float = option(1e-3, "the energy's sigma at level 0 (noise-free data)", positive_number())
     n_draws: int = option(2, "noise draws per level (certificates on draw 0)", integer(1))
     reference_noise: float = option(0.01, "the level of C4 and of the stored segment (nearest on the ladder)",
                                     number(0.0))
-    radii: str = option("0.1,0.3,0.6,1", "C4 relative perturbation radii", numbers(0.0, lo_open=True))
+    radii: tuple[float, ...] = option((0.1, 0.3, 0.6, 1.0),
+                                      "C4 relative perturbation radii", numbers(0.0, lo_open=True))
     n_directions: int = option(2, "C4 random directions per radius", integer(1))
     n_outer: int = option(40, "C4 outer iterations of each alternating descent", integer(1))
     certify_k: int = option(3, "smallest eigenvalues computed by each certificate", integer(1))
@@ -128,7 +130,7 @@ class Config:
 
     def resolved(self) -> "Config":
         c = quick_resolved(self, QUICK)
-        if c.kernel_size % 2 == 0 or c.kernel_size > min(c.crop, SANDBOX_SIZE if "sandbox" in split(c.priors)
+        if c.kernel_size % 2 == 0 or c.kernel_size > min(c.crop, SANDBOX_SIZE if "sandbox" in c.priors
                                                            else c.crop):
             raise InputError("kernel_size", "an odd size no larger than the image (12 with the sandbox)", c.kernel_size)
         return c
@@ -139,8 +141,8 @@ def cases(config: Config) -> list[Config]:
     mean, the image itself)."""
     cfg = config.resolved()
     names = [n for n, _ in image_sources(cfg.images, cfg.image_file, SANDBOX_SIZE)]
-    return [replace(cfg, priors=p, x_star=r, **{image_field(cfg): n})
-            for p, n, r in itertools.product(split(cfg.priors), names, split(cfg.x_star))
+    return [replace(cfg, priors=(p,), x_star=(r,), **{image_field(cfg): (n,)})
+            for p, n, r in itertools.product(cfg.priors, names, cfg.x_star)
             if not (p == "sandbox" and r == "natural")]
 
 
@@ -148,9 +150,9 @@ def cases(config: Config) -> list[Config]:
 
 def _prior_and_image(cfg: Config, rng: np.random.Generator) -> tuple[Any, np.ndarray, dict[str, Any]]:
     """The prior (float64), the start image, and the sandbox's closed forms."""
-    if cfg.priors != "sandbox":
+    if cfg.priors != ("sandbox",):
         (_, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
-        return make_prior(cfg.priors, img.shape, PriorSettings(s=cfg.s, dtype=torch.float64)), img, {}
+        return make_prior(cfg.priors[0], img.shape, PriorSettings(s=cfg.s, dtype=torch.float64)), img, {}
     (name, img), = image_sources(cfg.images, cfg.image_file, SANDBOX_SIZE)
     others = [data.center_crop(data.load(n), SANDBOX_SIZE) for n in data.TEST if n != name]
     prior = GMMPrior.separated([img, *others], img.shape, rng=cfg.seed)
@@ -164,13 +166,13 @@ def _prior_and_image(cfg: Config, rng: np.random.Generator) -> tuple[Any, np.nda
 def hypothesis(cfg: Config, prior: Any, x0: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
     """H: x* and the evidence that it is (or is not) a local minimiser of q."""
     x0t = torch.as_tensor(x0, dtype=torch.float64)
-    if cfg.x_star == "critical":
+    if cfg.x_star == ("critical",):
         cp = critical.critical_point(prior, x0t, gtol=cfg.q_gtol, max_iter=cfg.q_max_iter)
     else:
         g = float(prior.grad(x0t[None])[0].norm())
         cp = {"x": x0t, "grad_norm": g, "grad_norm_start": g, "iterations": 0, "converged": g <= cfg.q_gtol,
               "method": "none (the image itself)"}
-    scale = cfg.s ** 2 if cfg.priors != "sandbox" else None
+    scale = cfg.s ** 2 if cfg.priors != ("sandbox",) else None
     rep = critical.hessian_report(prior, cp["x"], k=6, scale=scale)
     x = cp["x"]
     h = critical.verdict_hypothesis(cp["grad_norm"], cfg.q_gtol, rep)
@@ -271,7 +273,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     fam = kernels.get("gaussian", cfg.kernel_size)
     th_star = torch.tensor([[cfg.theta_true]], dtype=torch.float64)
     clean = BlindDeblur(x_star, fam, 1.0).blur(th_star)(x_star[None])[0]
-    levels = np.array(sorted(floats("noise_levels", cfg.noise_levels)))
+    levels = np.array(sorted(cfg.noise_levels))
     ref = int(np.argmin(np.abs(levels - cfg.reference_noise)))
     noises = torch.as_tensor(rng.standard_normal((cfg.n_draws, *x_star.shape)))
     energy = critical.has_energy(prior)
@@ -351,7 +353,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         ds["closed_gap_level0"] = ((), sandbox_gap(closed["covariance"], clean.numpy(), closed["mode"], cfg.sigma_zero),
                                    io.energy_attrs("closed form of E(delta, x_delta) - E(theta*, x*) at level 0"))
     ds.attrs["evidence"] = ev
-    ds.attrs["case"] = {"prior": cfg.priors, "image": split(cfg.image_file or cfg.images)[0], "x_star": cfg.x_star}
+    ds.attrs["case"] = {"prior": cfg.priors[0], "image": (cfg.image_file or cfg.images)[0], "x_star": cfg.x_star[0]}
     return ds
 
 
@@ -365,7 +367,7 @@ def sandbox_gap(cov: np.ndarray, y: np.ndarray, mu: np.ndarray, sigma: float) ->
 def basin_descents(cfg: Config, keep: dict[str, Any], rng: np.random.Generator, progress: bool) -> xr.Dataset:
     """C4: alternating descents from perturbations of the certified point, from (δ, y) and from random kernels."""
     post, th, x, xd = keep["post"], keep["theta"], keep["x"], keep["x_dirac"]
-    radii = floats("radii", cfg.radii)
+    radii = np.array(cfg.radii)
     dist = float((x - xd).norm())
     thetas, xs, labels = [], [], []
     for r, j in itertools.product(radii, range(cfg.n_directions)):

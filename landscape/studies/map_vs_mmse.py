@@ -38,17 +38,17 @@ import xarray as xr
 from .. import data, io, kernels
 from .._checks import (
     Check,
-    InputError,
     files_or_empty,
     flag,
     grid_points,
+    InputError,
     integer,
     kernel_or_empty,
     numbers,
     one_of,
     option,
     positive_number,
-    prior_names,
+    prior_name,
     subset_of,
 )
 from ..estimators.compare import point_estimates
@@ -60,7 +60,6 @@ from .common import (
     FIRST,
     at_most,
     concat_cases,
-    floats,
     image_field,
     image_sources,
     product_cases,
@@ -87,19 +86,21 @@ QUICK = {"images": FIRST, "noise": FIRST, "n_theta": at_most(7), "n_draws": 1, "
 class Config:
     """Options of ``map-vs-mmse`` (``landscape run map-vs-mmse --help``)."""
 
-    images: str = option("ascent,camera", "held-out images, comma-separated", subset_of(data.TEST))
-    image_file: str = option("", "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
-                             "--images", files_or_empty("an image file"))
+    images: tuple[str, ...] = option(("ascent", "camera"), "held-out images, comma-separated", subset_of(data.TEST))
+    image_file: tuple[str, ...] = option((),
+                                         "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
+                                         "--images", files_or_empty("an image file"))
     prior: str = option("gs", "prior of the joint MAP and PnP on natural images: gs, tweedie, or a user prior "
-                        "(file.py:factory, module:factory)", prior_names(("gs", "tweedie")))
+                        "(file.py:factory, module:factory)", prior_name(("gs", "tweedie")))
     crop: int = option(64, "crop size of natural images (the sandbox is 16)", integer(32))
     family: str = option("gaussian", "kernel family: gaussian or motion (ignored with --kernel-file)",
                          one_of(("gaussian", "motion")))
     kernel_file: str = option("", "a measured kernel (.npy/text file, or a shipped name: levin2, ...): the "
                               "camera-shake model, free kernels", kernel_or_empty())
-    theta_true: str = option("1.0,2.0", "true first parameter(s) (width; motion length at 30 degrees), comma-separated",
-                             numbers(0.0, lo_open=True))
-    noise: str = option("0.01,0.03", "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
+    theta_true: tuple[float, ...] = option((1.0, 2.0),
+                                           "true first parameter(s) (width; motion length at 30 degrees), comma-separated",
+                                           numbers(0.0, lo_open=True))
+    noise: tuple[float, ...] = option((0.01, 0.03), "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
     sandbox: bool = option(False, "16x16 GMM samples, the GMM prior and the exact MMSE", flag())
     n_draws: int = option(2, "sandbox: images drawn from the GMM per noise level", integer(1))
     first_draw: int = option(0, "sandbox: index of the first GMM draw (draws first_draw .. first_draw + n_draws - 1)",
@@ -136,7 +137,7 @@ def _setup(cfg: Config):
         return None, np.array([[1.0]]), MODELS["free"]
     name = "gaussian" if cfg.sandbox else cfg.family
     fam = kernels.get(name, 15)
-    truths = np.array([[t, *OTHER_PARAMS[name]] for t in floats("theta_true", cfg.theta_true)])
+    truths = np.array([[t, *OTHER_PARAMS[name]] for t in cfg.theta_true])
     fam.check(truths)
     return fam, truths, MODELS["sandbox" if cfg.sandbox else name]
 
@@ -174,7 +175,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     else:
         (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
         prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s, dtype=dtype))
-    (theta_true,), sig = truths, float(cfg.noise)
+    (theta_true,), (sig,) = truths, cfg.noise
     problem = BlindDeblur.synthetic(img, fam, theta_true, sig, rng=cfg.seed, dtype=dtype)
     first = np.linspace(0, 2 * theta_true[0] if not isinstance(fam, kernels.Path) else 1.0, cfg.n_theta)
     est, extras = point_estimates(problem, prior, model, theta_true, first, etol=cfg.etol, s=cfg.s,
@@ -247,7 +248,7 @@ def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     from the first case."""
     cfg = config.resolved()
     attrs = {**parts[0].attrs, **io.provenance(NAME, asdict(cfg))}
-    attrs["noise_sigma"] = float(floats("noise", cfg.noise)[0])
+    attrs["noise_sigma"] = cfg.noise[0]
     return concat_cases(parts, attrs)
 
 

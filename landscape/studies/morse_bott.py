@@ -51,13 +51,11 @@ from ..priors.base import EXPLICIT, UNAVAILABLE
 from .common import (
     FIRST,
     at_most,
-    floats,
     image_field,
     image_sources,
     product_cases,
     quick_resolved,
     single_case,
-    split,
 )
 
 NAME = "morse-bott"
@@ -73,19 +71,22 @@ QUICK = {"images": FIRST, "crop": at_most(16), "max_iter": at_most(300)}
 class Config:
     """Options of ``morse-bott`` (``landscape run morse-bott --help``)."""
 
-    images: str = option("camera,ascent,aero", "held-out image names, comma-separated", subset_of(data.TEST))
-    image_file: str = option("", "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
-                             "--images", files_or_empty("an image file"))
+    images: tuple[str, ...] = option(("camera", "ascent", "aero"),
+                                     "held-out image names, comma-separated", subset_of(data.TEST))
+    image_file: tuple[str, ...] = option((),
+                                         "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
+                                         "--images", files_or_empty("an image file"))
     crop: int = option(16, "central crop size (d = crop^2; dense spectra up to 40x40)",
                        Check("an integer from 8 to 128", lambda v: isinstance(v, int) and 8 <= v <= 128, (4, 256)))
-    priors: str = option("gs,tweedie,gmm", "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16)",
-                         prior_names(PRIORS))
+    priors: tuple[str, ...] = option(("gs", "tweedie", "gmm"),
+                                     "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16)",
+                                     prior_names(PRIORS))
     s: float = option(0.01, "noise level of the learned priors (the paper descends at 1e-3)", positive_number())
     gtol: float = option(1e-4, "stop the descent when ||grad q|| <= gtol (absolute)", positive_number())
     max_iter: int = option(3000, "descent iterations at most (L-BFGS, or denoiser calls of the root finder)",
                            integer(1))
-    thresholds: str = option("1e-4,1e-3,1e-2", "count |lambda| <= t lambda_max for each t",
-                             numbers(0.0, lo_open=True))
+    thresholds: tuple[float, ...] = option((0.0001, 0.001, 0.01), "count |lambda| <= t lambda_max for each t",
+                                           numbers(0.0, lo_open=True))
     n_eig: int = option(0, "counts by Lanczos stopped when they are decided (eigen.near_zero_count), keeping its "
                         "n_eig smallest Ritz values with their residual bounds (0: the full dense spectrum)", integer(0))
     seed: int = option(0, "seed (probes of the asymmetry estimate; the Lanczos start vector)", integer(0))
@@ -98,8 +99,8 @@ class Config:
                              "(a dense spectrum needs crop^2 products)", 0)
         if c.n_eig > c.crop ** 2:
             raise InputError("n_eig", f"at most the dimension {c.crop ** 2}", c.n_eig)
-        if "gmm" in split(c.priors) and c.crop > 16:
-            raise InputError("priors", "gmm (a whole-image GMM) only with crop <= 16", c.priors)
+        if "gmm" in c.priors and c.crop > 16:
+            raise InputError("priors", "gmm (a whole-image GMM) only with crop <= 16", ",".join(c.priors))
         return c
 
 
@@ -115,9 +116,9 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     from tqdm.auto import tqdm
     cfg = config.resolved()
     single_case(cfg, (image_field(cfg), "priors"))
-    sources, priors = image_sources(cfg.images, cfg.image_file, cfg.crop), split(cfg.priors)
+    sources, priors = image_sources(cfg.images, cfg.image_file, cfg.crop), cfg.priors
     images = [name for name, _ in sources]
-    thr = floats("thresholds", cfg.thresholds)
+    thr = np.array(cfg.thresholds)
     d = cfg.crop ** 2
     k = cfg.n_eig or d
     shape = (len(images), len(priors))
@@ -176,14 +177,14 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         "seconds": (("image", "prior"), secs, {"kind": "timing", "units": "s"}),
         "x_start": (("image", "row", "col"), x_start),
         "x_end": (("image", "prior", "row", "col"), x_end),
-    }, coords={"image": images, "prior": priors, "threshold": thr, "k": np.arange(k)})
+    }, coords={"image": images, "prior": list(priors), "threshold": thr, "k": np.arange(k)})
     return ds
 
 
 def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     """The (image, prior) parts of :func:`cases` on the ``image`` x ``prior`` grid, with the run's provenance."""
     cfg = config.resolved()
-    n = len(split(cfg.priors))
+    n = len(cfg.priors)
     ds = xr.combine_nested([parts[i:i + n] for i in range(0, len(parts), n)], concat_dim=["image", "prior"],
                            data_vars="minimal", coords="minimal", compat="override", combine_attrs="override")
     ds.attrs = {**io.provenance(NAME, asdict(cfg)), "dimension": cfg.crop ** 2, "s": cfg.s}

@@ -22,7 +22,7 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels, metrics
-from .._checks import files_or_empty, flag, integer, numbers, option, positive_number, prior_names, subset_of
+from .._checks import files_or_empty, flag, integer, numbers, option, positive_number, prior_name, subset_of
 from ..estimators import pnp
 from ..estimators.unrolled import load_unrolled
 from ..posterior import BlindDeblur
@@ -31,7 +31,6 @@ from .common import (
     FIRST,
     at_most,
     concat_cases,
-    floats,
     image_field,
     image_sources,
     product_cases,
@@ -53,20 +52,22 @@ QUICK = {"images": FIRST, "theta_true": FIRST, "noise": FIRST, "n_iter": at_most
 class Config:
     """Options of ``pnp-vs-unrolled``."""
 
-    images: str = option("ascent,camera", "held-out images, comma-separated", subset_of(data.TEST))
-    image_file: str = option("", "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
-                             "--images", files_or_empty("an image file"))
+    images: tuple[str, ...] = option(("ascent", "camera"), "held-out images, comma-separated", subset_of(data.TEST))
+    image_file: tuple[str, ...] = option((),
+                                         "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
+                                         "--images", files_or_empty("an image file"))
     crop: int = option(64, "crop size", integer(32))
-    theta_true: str = option("1.0,2.0", "true Gaussian widths, comma-separated", numbers(0.0, lo_open=True))
-    noise: str = option("0.01,0.03", "noise levels, comma-separated", numbers(0.0, lo_open=True))
+    theta_true: tuple[float, ...] = option((1.0, 2.0),
+                                           "true Gaussian widths, comma-separated", numbers(0.0, lo_open=True))
+    noise: tuple[float, ...] = option((0.01, 0.03), "noise levels, comma-separated", numbers(0.0, lo_open=True))
     n_iter: int = option(60, "PnP iterations", integer(1))
     s: float = option(0.02, "level of fixed-level and gradient-step PnP", positive_number())
     s_max: float = option(0.2, "first level of continuation", positive_number())
     s_min: float = option(0.01, "last level of continuation", positive_number())
     denoiser: str = option("tweedie", "the denoiser of fixed-level and continuation PnP (tweedie, or a user prior: "
-                           "file.py:factory, module:factory)", prior_names(("tweedie", "gs")))
+                           "file.py:factory, module:factory)", prior_name(("tweedie", "gs")))
     gs_prior: str = option("gs", "the prior with an energy of gradient-step PnP (gs, or a user prior)",
-                           prior_names(("gs",)))
+                           prior_name(("gs",)))
     seed: int = option(0, "seed of the noise", integer(0))
     quick: bool = option(False, "one image, width and noise level; 20 iterations (< 60 s)", flag())
 
@@ -97,7 +98,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     tweedie = make_prior(cfg.denoiser, shape, settings)              # one network for both denoiser variants
     priors = {"fixed": tweedie, "continuation": tweedie, "gradient-step": make_prior(cfg.gs_prior, shape, settings)}
     (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
-    th, sig = float(cfg.theta_true), float(cfg.noise)
+    (th,), (sig,) = cfg.theta_true, cfg.noise
     psnr = np.full((len(pnp.VARIANTS) + 1, len(STARTS)), np.nan)
     kerr, wall, calls = (np.full_like(psnr, np.nan) for _ in range(3))
     problem = BlindDeblur.synthetic(img, fam, [th], sig, rng=cfg.seed, dtype=torch.float32)
@@ -147,7 +148,7 @@ def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     model = load_unrolled("unrolled-gaussian")
     attrs = io.provenance(NAME, asdict(cfg), model="unrolled-gaussian", model_meta=getattr(model, "meta", {}))
     attrs.update({"prior": "denoiser-gray / gs-denoiser-gray", "kernel_family": kernels.Gaussian(15).name,
-                  "noise_sigma": float(floats("noise", cfg.noise)[0])})
+                  "noise_sigma": cfg.noise[0]})
     return concat_cases(parts, attrs)
 
 

@@ -32,16 +32,16 @@ import xarray as xr
 
 from .. import data, io, kernels
 from .._checks import (
-    InputError,
     files_or_empty,
     flag,
     folder_or_empty,
     grid_points,
+    InputError,
     integer,
     numbers,
     option,
     positive_number,
-    prior_names,
+    prior_name,
     subset_of,
 )
 from ..estimators.bayes import GMMPosterior
@@ -84,15 +84,18 @@ QUICK = {"sweeps": at_most(200), "burn_in": at_most(50), "n_draws": at_most(2), 
 class Config:
     """Options of ``posterior-statistics``."""
 
-    images: str = option("ascent,camera", "held-out images (natural mode), comma-separated", subset_of(data.TEST))
-    image_file: str = option("", "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
-                             "--images", files_or_empty("an image file"))
+    images: tuple[str, ...] = option(("ascent", "camera"),
+                                     "held-out images (natural mode), comma-separated", subset_of(data.TEST))
+    image_file: tuple[str, ...] = option((),
+                                         "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
+                                         "--images", files_or_empty("an image file"))
     sandbox: bool = option(False, "16x16 GMM draws, the GMM prior, exact references", flag())
     n_draws: int = option(4, "sandbox: images drawn from the GMM", integer(1))
     first_draw: int = option(0, "sandbox: index of the first GMM draw (draws first_draw .. first_draw + n_draws - 1)",
                              integer(0))
     crop: int = option(32, "crop size (natural mode)", integer(16))
-    theta_true: str = option("1.5", "true Gaussian width(s), comma-separated", numbers(0.0, lo_open=True))
+    theta_true: tuple[float, ...] = option((1.5,),
+                                           "true Gaussian width(s), comma-separated", numbers(0.0, lo_open=True))
     noise: float = option(0.02, "noise level sigma", positive_number())
     n_theta: int = option(13, "theta grid points on [0, 3]", grid_points(3))
     sweeps: int = option(600, "Gibbs sweeps", integer(2))
@@ -100,9 +103,9 @@ class Config:
     chains: int = option(4, "chains", integer(1))
     s: float = option(0.02, "Tweedie level of PnP-ULA (natural mode)", positive_number())
     prior: str = option("tweedie", "natural mode: the score PnP-ULA samples with (tweedie, or a user prior: "
-                        "file.py:factory, module:factory)", prior_names(("tweedie",)))
+                        "file.py:factory, module:factory)", prior_name(("tweedie",)))
     map_prior: str = option("gs", "natural mode: the prior of the point estimates beside the posterior mean (gs, or a "
-                            "user prior)", prior_names(("gs", "tweedie")))
+                            "user prior)", prior_name(("gs", "tweedie")))
     hard_theta: float = option(2.5, "width of the hard case (fixed-s PnP-ULA vs annealed)", positive_number())
     seed: int = option(0, "seed", integer(0))
     skip_hard: bool = option(False, "skip the hard case (fixed-level PnP-ULA vs annealed Langevin vs DPS at "
@@ -205,7 +208,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     map_prior = prior if cfg.sandbox else make_prior(cfg.map_prior, (cfg.crop, cfg.crop),
                                                      PriorSettings(s=cfg.s, dtype=dtype))
     model = load_unrolled(MODELS["sandbox" if cfg.sandbox else "gaussian"])
-    th = float(cfg.theta_true)
+    (th,) = cfg.theta_true
     prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype)
     post = Posterior(prob, prior)
     out = G.gibbs(post, grid, sweeps=cfg.sweeps, burn_in=cfg.burn_in, x_steps=3, method=method,

@@ -38,16 +38,15 @@ from .. import data, io, kernels, marginal, metrics
 from .. import kernel_estimation as ke
 from .._checks import (
     Check,
-    InputError,
     files_or_empty,
     flag,
+    InputError,
     integer,
     numbers,
     one_of,
     option,
     positive_number,
-    prior_names,
-    split,
+    prior_name,
     subset_of,
 )
 from ..estimators import pnp
@@ -75,7 +74,7 @@ CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 GALLERY = 31
 UNROLLED_MODEL = "unrolled-shake"
 
-QUICK = {"kernels": "levin5", "kernel_file": "", "images": FIRST, "noise": FIRST, "crop": at_most(64),
+QUICK = {"kernels": ("levin5",), "kernel_file": (), "images": FIRST, "noise": FIRST, "crop": at_most(64),
          "n_outer": at_most(5), "n_em": at_most(3), "pnp_iter": at_most(5)}
 
 
@@ -83,41 +82,45 @@ QUICK = {"kernels": "levin5", "kernel_file": "", "images": FIRST, "noise": FIRST
 class Config:
     """Options of ``real-shake`` (``landscape run real-shake --help``)."""
 
-    kernels: str = option(",".join(MEASURED_KERNELS), "measured kernels by name, comma-separated",
-                          subset_of(tuple(MEASURED_KERNELS), allow_empty=True))
-    kernel_file: str = option("", "your own kernel files (.npy/text), comma-separated; added to --kernels",
-                              files_or_empty("a kernel file"))
-    images: str = option("camera,ascent,aero", "held-out images, comma-separated", subset_of(data.TEST))
-    image_file: str = option("", "your own grayscale image file(s), comma-separated; replace --images",
-                             files_or_empty("an image file"))
+    kernels: tuple[str, ...] = option(tuple(MEASURED_KERNELS), "measured kernels by name, comma-separated",
+                                      subset_of(tuple(MEASURED_KERNELS), allow_empty=True))
+    kernel_file: tuple[str, ...] = option((), "your own kernel files (.npy/text), comma-separated; added to --kernels",
+                                          files_or_empty("a kernel file"))
+    images: tuple[str, ...] = option(("camera", "ascent", "aero"),
+                                     "held-out images, comma-separated", subset_of(data.TEST))
+    image_file: tuple[str, ...] = option((), "your own grayscale image file(s), comma-separated; replace --images",
+                                         files_or_empty("an image file"))
     crop: int = option(128, "central crop size (at least 64: Levin's 15 px border and the largest kernel)",
                        integer(64))
-    noise: str = option("0.01", "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
+    noise: tuple[float, ...] = option((0.01,), "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
     prior: str = option("sparse", "prior of the joint MAP_xk (sparse, gs, or a user prior spec)",
-                        prior_names(("sparse", "gs", "tweedie")))
+                        prior_name(("sparse", "gs", "tweedie")))
     nonblind: str = option("gaussian", "prior of the shared non-blind step: gaussian (the Wiener filter of the fitted "
                            "spectrum, exact), sparse, gs, or a user prior",
-                           prior_names(("sparse", "gaussian", "gs")))
+                           prior_name(("sparse", "gaussian", "gs")))
     n_outer: int = option(60, "MAP_xk: alternations per pyramid level", integer(1))
     x_iters: int = option(5, "MAP_xk: inner solver iterations per alternation", integer(1))
     n_em: int = option(15, "MAP_k: EM iterations per pyramid level", integer(1))
     pnp_iter: int = option(40, "PnP: iterations", integer(1))
     pnp_variant: str = option("fixed", "PnP: fixed (one denoiser call per iteration) or gradient-step (monotone "
                               "energy, backtracked: several calls)", one_of(("fixed", "gradient-step")))
-    s: float = option(0.02, "level of the gradient-step denoiser (PnP)", positive_number())
+    pnp_prior: str = option("gs", "PnP's prior: gs (the shipped gradient-step network), tweedie, or a user prior "
+                            "(file.py:factory, module:factory; a denoiser D(x, sigma) is taken as a Tweedie prior at "
+                            "--s); gradient-step PnP needs one with an energy", prior_name(("gs", "tweedie")))
+    s: float = option(0.02, "level of the PnP prior (the gradient-step or Tweedie denoiser)", positive_number())
     model: str = option(UNROLLED_MODEL, "the unrolled network: a shipped name or a weights file of "
                         "landscape train-unrolled (free kernels)",
                         Check("a shipped free-kernel unrolled model or an existing weights file",
                               lambda v: v == UNROLLED_MODEL or Path(str(v)).is_file(), ("/no/such/model.pt",),
                               reads=lambda v: [Path(v)] if Path(str(v)).is_file() else []))
-    skip: str = option("", "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
-                       subset_of(ESTIMATORS[1:], allow_empty=True))
+    skip: tuple[str, ...] = option((), "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
+                                   subset_of(ESTIMATORS[1:], allow_empty=True))
     seed: int = option(0, "seed of the noise", integer(0))
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
 
     def resolved(self) -> "Config":
         c = quick_resolved(self, QUICK)
-        if not split(c.kernels) and not split(c.kernel_file):
+        if not c.kernels and not c.kernel_file:
             raise InputError("kernels", "at least one measured kernel name or --kernel-file", "none")
         return c
 
@@ -125,8 +128,8 @@ class Config:
 def cases(config: Config) -> list[Config]:
     """One configuration per (kernel, image, noise level); a kernel file becomes the case's ``kernels``."""
     cfg = config.resolved()
-    return [c for k in split(cfg.kernels) + split(cfg.kernel_file)
-            for c in product_cases(replace(cfg, kernels=k, kernel_file=""), (image_field(cfg), "noise"))]
+    return [c for k in cfg.kernels + cfg.kernel_file
+            for c in product_cases(replace(cfg, kernels=(k,), kernel_file=()), (image_field(cfg), "noise"))]
 
 
 def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any) -> np.ndarray:
@@ -149,18 +152,18 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     """One case of :func:`cases`: every estimator's kernel, deconvolution, errors, ratio and energies."""
     cfg = config.resolved()
     single_case(cfg, ("kernels", image_field(cfg), "noise"))
-    kname = cfg.kernels
+    (kname,) = cfg.kernels
     h_true = kernels.load(kname)
     K = h_true.shape[0]
     (iname, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
-    sig = float(cfg.noise)
+    (sig,) = cfg.noise
     fam = kernels.Free(K)
     problem = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), sig, rng=cfg.seed)
     y = problem.y.numpy()
     joint_prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s))
     nb_prior = make_prior(cfg.nonblind, img.shape, PriorSettings(s=cfg.s))
-    pnp_prior = (make_prior("gs", img.shape, PriorSettings(s=cfg.s, dtype=torch.float32))
-                 if "pnp" not in split(cfg.skip) else None)
+    pnp_prior = (make_prior(cfg.pnp_prior, img.shape, PriorSettings(s=cfg.s, dtype=torch.float32))
+                 if "pnp" not in cfg.skip else None)
     gauss = ke.gaussian_prior(img.shape)                  # the same fit as the non-blind step's and MAP_k's
     post = Posterior(problem, joint_prior)
     ref = np.nan                               # the true kernel's SSD: the ratio's denominator (first estimator)
@@ -168,7 +171,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                                             "marginal_nll", "seconds", "shift_row", "shift_col")}
     xs, ks = [], []
     for e in ESTIMATORS:
-        if e in split(cfg.skip):
+        if e in cfg.skip:
             for k in rows:
                 rows[k].append(np.nan)
             xs.append(np.full(img.shape, np.nan))
@@ -216,7 +219,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     ds["case_image"] = ("case", [iname])
     ds["case_noise"] = ("case", [sig])
     ds.attrs.update(io.provenance(NAME, asdict(cfg), prior_description=joint_prior.describe(),
-                                  nonblind_description=nb_prior.describe()))
+                                  nonblind_description=nb_prior.describe(),
+                                  pnp_description=pnp_prior.describe() if pnp_prior is not None else "skipped"))
     return ds
 
 
