@@ -31,7 +31,7 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels
-from .._checks import Check, InputError, flag, integer, option, positive_number, prior_names, validate
+from .._checks import Check, InputError, flag, integer, option, positive_number, prior_names, shown, validate
 from ..operators import Blur
 from ..priors import EXPLICIT, PriorSettings, make_prior
 from ..priors.registry import COLOR
@@ -75,10 +75,10 @@ class Config:
             raise InputError("width_step", f"a step no larger than width_max ({c.width_max})", c.width_step)
         if c.color and c.evaluators == EVALUATORS:
             c.evaluators = tuple(e for e in EVALUATORS if e in COLOR)
-        gray_only = [e for e in c.evaluators if c.color and e in EVALUATORS and e not in COLOR]
+        gray_only = [e for e in c.evaluators if e in EVALUATORS and e not in COLOR] if c.color else []
         if gray_only:
             raise InputError("evaluators", "with --color, priors with a colour version (" + ", ".join(COLOR)
-                             + ") or user priors", ",".join(gray_only))
+                             + ") or user priors", shown(gray_only))
         if c.quick:
             c = apply_quick(c, QUICK)[0]
         return c

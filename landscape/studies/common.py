@@ -191,7 +191,7 @@ def single_case(cfg: Any, fields: tuple[str, ...]) -> None:
     """Refuse a configuration that is not one case of :func:`product_cases`."""
     for f in fields:
         if len(getattr(cfg, f)) != 1:
-            raise InputError(f, "a single value for one case (cases() makes them)", ",".join(map(str, getattr(cfg, f))))
+            raise InputError(f, "a single value for one case (cases() makes them)", shown(getattr(cfg, f)))
 
 
 def concat_cases(parts: list[xr.Dataset], attrs: dict[str, Any], dim: str = "case") -> xr.Dataset:

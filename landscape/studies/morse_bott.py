@@ -36,14 +36,15 @@ import xarray as xr
 from .. import critical, data, descent, io
 from .._checks import (
     Check,
-    InputError,
     files_or_empty,
     flag,
+    InputError,
     integer,
     numbers,
     option,
     positive_number,
     prior_names,
+    shown,
     subset_of,
 )
 from ..priors import PriorSettings, jacobian_asymmetry, make_prior
@@ -100,7 +101,7 @@ class Config:
         if c.n_eig > c.crop ** 2:
             raise InputError("n_eig", f"at most the dimension {c.crop ** 2}", c.n_eig)
         if "gmm" in c.priors and c.crop > 16:
-            raise InputError("priors", "gmm (a whole-image GMM) only with crop <= 16", ",".join(c.priors))
+            raise InputError("priors", "gmm (a whole-image GMM) only with crop <= 16", shown(c.priors))
         return c
 
 

@@ -48,8 +48,8 @@ import xarray as xr
 
 from ... import data, descent, io, kernels, scan
 from ..._checks import (
-    InputError,
     flag,
+    InputError,
     integer,
     number,
     numbers,
@@ -57,6 +57,7 @@ from ..._checks import (
     option,
     positive_number,
     prior_names,
+    shown,
     subset_of,
 )
 from ...posterior import BlindDeblur, Posterior
@@ -157,7 +158,7 @@ class Config(ProblemConfig):
         """One problem configuration per (image, family, noise), in that order."""
         fams = self.family or ("gaussian",)
         if self.theta_true and len(fams) > 1:
-            raise InputError("theta_true", "one family when a true parameter is given", ",".join(fams))
+            raise InputError("theta_true", "one family when a true parameter is given", shown(fams))
         out = []
         for im, fa, no in itertools.product(self.image, fams, self.noise):
             th = self.theta_true or FAMILY_TRUTH.get(fa, ())
@@ -312,8 +313,8 @@ def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
         if k in parts[0]:
             ds[k] = parts[0][k]
     ds.attrs.update(io.provenance(NAME, asdict(cfg), verdicts=verdicts))
-    ds.attrs.update({"noise_sigma": float(verdicts[0]["noise"]), "kernel_family": ",".join(cfg.family),
-                     "prior": ",".join(cfg.priors),
+    ds.attrs.update({"noise_sigma": float(verdicts[0]["noise"]), "kernel_family": shown(cfg.family),
+                     "prior": shown(cfg.priors),
                      "theta_true_value": float(verdicts[0]["theta_true"]),
                      "scanned_param": parts[0].attrs["scanned_param"]})
     return ds
