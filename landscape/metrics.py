@@ -1,5 +1,6 @@
-r"""Image-quality measures, in one place: PSNR and SSIM (scikit-image's), and Levin et al.'s
-shift-tolerant error ratio for blind deblurring.
+r"""Image-quality measures, in one place: PSNR and SSIM (scikit-image's), Levin et al.'s
+shift-tolerant error ratio for blind deblurring, the local loss of sharpness of an estimate, and the
+pixelwise coverage of credible intervals drawn from a posterior.
 
 Levin, Weiss, Durand & Freeman (CVPR 2009) score a blind deconvolution by the error ratio
 
@@ -26,6 +27,8 @@ from ._checks import InputError
 BORDER, MAX_SHIFT, SHIFT_STEP = 15, 5.0, 0.25
 #: the thresholds at which success rates are read (r <= 3 is the usual cut)
 SUCCESS_THRESHOLDS = (1.5, 2.0, 2.5, 3.0)
+#: width (px) of the Gaussian window of :func:`local_mean`
+LOCAL_WINDOW = 2.0
 
 
 def psnr(x: Any, ref: Any, data_range: float = 1.0) -> float:
@@ -104,3 +107,31 @@ def success_rate(ratios: Any, thresholds: Any = SUCCESS_THRESHOLDS) -> np.ndarra
     if r.size == 0:
         raise InputError("ratios", "at least one error ratio", "none")
     return np.array([(r <= t).mean() for t in np.atleast_1d(thresholds)])
+
+
+def local_mean(a: np.ndarray, window: float = LOCAL_WINDOW) -> np.ndarray:
+    """Gaussian-windowed local mean of an image (standard deviation ``window`` px; wrap-around, like the
+    circular problems)."""
+    from scipy.ndimage import gaussian_filter
+    return gaussian_filter(a, window, mode="wrap")
+
+
+def local_blur(x_hat: np.ndarray, x_true: np.ndarray, window: float = LOCAL_WINDOW) -> np.ndarray:
+    r"""Local loss of gradient energy,
+
+    .. math:: 1 - \overline{|\nabla\hat x|^2} / \overline{|\nabla x^\star|^2}
+
+    (forward differences, bars the :func:`local_mean`): 0 where the estimate is as sharp as the truth, 1
+    where it is flat."""
+    def g2(a):
+        return (np.roll(a, -1, 0) - a) ** 2 + (np.roll(a, -1, 1) - a) ** 2
+    return 1 - local_mean(g2(x_hat), window) / np.maximum(local_mean(g2(x_true), window), 1e-12)
+
+
+def coverage(draws: np.ndarray, x_true: np.ndarray, level: float) -> float:
+    """Fraction of pixels whose central ``level`` credible interval (the quantiles of ``draws`` along axis 0)
+    holds ``x_true``."""
+    if not 0 < level < 1:
+        raise InputError("level", "a credible level in (0, 1)", level)
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return float(((x_true >= lo) & (x_true <= hi)).mean())

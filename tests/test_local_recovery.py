@@ -53,7 +53,7 @@ def test_the_level_zero_certificate_is_the_gauss_newton_matrix_of_the_closed_for
     H = pb.blur(th.expand(len(basis), 1))(basis).reshape(len(basis), -1).T
     J = torch.cat([dtheta, H], 1).numpy()
     M = J.T @ J / cfg.sigma_zero ** 2
-    sigma_inv = np.linalg.inv(lr._prior_and_image(cfg.resolved(), np.random.default_rng(cfg.seed))[0].covariances[0].numpy())
+    sigma_inv = np.linalg.inv(lr.prior_and_image(cfg.resolved(), np.random.default_rng(cfg.seed))[0].covariances[0].numpy())
     M[1:, 1:] += cfg.weight * sigma_inv
     lam0 = np.linalg.eigvalsh(M)[0]
     assert float(c.cert_eig_min.sel(noise_level=0.0)) == pytest.approx(lam0, rel=1e-6)

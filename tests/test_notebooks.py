@@ -8,6 +8,9 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
+#: ``slow``: the documentation build (``.ci/run``: ``sphinx -W``, ``nb_execution_raise_on_error``) executes every
+#: notebook the same way, so the default test run does not do it twice (about 4 min on 2 cores)
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_a_jupyter_kernel(path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")

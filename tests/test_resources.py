@@ -36,6 +36,10 @@ def test_the_wheel_holds_every_shipped_weights_file_and_measured_kernel(wheel):
         path = resources.measured_kernel_path(n)
         assert f"landscape/measured_kernels/levin09/{path.name}" in names, n
     assert "landscape/measured_kernels/levin09/README.md" in names          # the attribution
+    # every module of the checkout, the study packages' pages, reports and verdicts included
+    root = Path(__file__).parent.parent
+    for py in (root / "landscape").rglob("*.py"):
+        assert py.relative_to(root).as_posix() in names, py
 
 
 def test_a_quick_study_runs_from_the_installed_wheel_outside_the_repository(wheel, tmp_path):

@@ -86,6 +86,16 @@ def test_arviz_layout_round_trip(sandbox, tmp_path):
     np.testing.assert_allclose(back.observed_data.y.values, prob.y.numpy())
     d = diagnostics(back, ["theta"])
     assert np.isfinite(d["rhat"]["theta"].values).all() and (d["ess_bulk"]["theta"].values > 0).all()
+    # save_draws: thinned evenly to max_draws per chain, each draw's data energy that of its own (theta, x)
+    post = ls.Posterior(prob, gmm)
+    path = G.save_draws(tmp_path / "deep" / "d.nc", post, GRID, out, max_draws=7)
+    saved = az.from_netcdf(path)
+    assert saved.posterior.sizes["draw"] == 7
+    th, x = float(saved.posterior.theta[2, 3, 0]), torch.as_tensor(saved.posterior.x[2, 3].values)
+    expect = float(post.data_term(torch.tensor([[th]], dtype=x.dtype), x[None]))
+    np.testing.assert_allclose(float(saved.sample_stats.data_energy[2, 3]), expect, rtol=1e-6)
+    with pytest.raises(InputError, match="max_draws"):
+        G.save_draws(tmp_path / "e.nc", post, GRID, out, max_draws=0)
 
 
 def test_bad_input_and_diverging_chains(sandbox):

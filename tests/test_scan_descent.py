@@ -147,8 +147,8 @@ def test_secant_predictor_same_profile_fewer_evaluations(small):
 
 
 def test_trivial_minimizer_product_of_cases_with_free_kernels(tmp_path):
-    cfg = TM.Config(priors="sparse", crop=24, kernel_size=9, n_theta=13, n_draws=1, noise_levels="0.005,0.01",
-                    n_outer=10, xtol=1e-4, max_iter=60, image="camera,ascent", family="gaussian,free",
+    cfg = TM.Config(priors="sparse", crop=16, kernel_size=9, n_theta=9, n_draws=1, noise_levels="0.005,0.01",
+                    n_outer=6, xtol=1e-4, max_iter=40, image="camera,ascent", family="gaussian,free",
                     noise="0.01,0.02")
     ds = TM.run(cfg, progress=False)
     assert ds.sizes["case"] == 8

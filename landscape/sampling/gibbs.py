@@ -170,3 +170,29 @@ def em_theta(post: Posterior, grid: Any, theta0: int | float = 0.0, *, n_iter: i
         j = int(torch.argmax(q))
         path.append(g[j].numpy().copy())
     return {"theta_path": np.stack(path), "q_values": np.stack(qs), "theta": g[j]}
+
+
+def save_draws(path: Any, post: Posterior, grid: Any, out: dict[str, Any], *, max_draws: int = 100,
+               study: str = "", config: dict[str, Any] | None = None) -> Any:
+    r"""Write a :func:`gibbs` run as an ``arviz.InferenceData`` netCDF at ``path`` (atomic; folders made).
+
+    Posterior ``theta`` and ``x`` (each chain thinned evenly to ``max_draws``), sample_stats ``data_energy``
+    (:math:`\|h(\theta)\star x - y\|^2/2\sigma^2` of each kept draw), observed ``y``, constant ``x_true``,
+    ``kernel_true``, ``theta_true``, ``noise_sigma`` (``sampling.layout.inference_data``). Returns the path.
+    """
+    from pathlib import Path
+
+    from .layout import inference_data, save_inference
+    if not (isinstance(max_draws, (int, np.integer)) and max_draws >= 1):
+        raise InputError("max_draws", "an integer >= 1", max_draws)
+    n = out["x"].shape[1]
+    keep = np.unique(np.linspace(0, n - 1, min(n, max_draws)).round().astype(int))
+    x, idx = out["x"][:, keep], out["theta_index"][:, keep]
+    e = data_energies(post, torch.as_tensor(np.asarray(grid), dtype=x.dtype).reshape(-1, 1),
+                      x.reshape(-1, *x.shape[2:]))
+    energy = e.gather(1, idx.reshape(-1, 1)).reshape(idx.shape)
+    idata = inference_data(post.problem, theta=out["theta"][:, keep].double().numpy(), x=x.double().numpy(),
+                           sample_stats={"data_energy": energy.double().numpy()}, study=study, config=config)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_inference(idata, path)

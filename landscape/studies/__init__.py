@@ -8,7 +8,8 @@ dask workers (``--workers``), streams each to disk as it ends and resumes a reru
 product of list options, ``common.product_cases`` / ``single_case`` / ``concat_cases`` are the one
 mechanism (``map-vs-mmse``, ``posterior-statistics``, ``pnp-vs-unrolled``, ``morse-bott``,
 ``blurry-is-more-likely``, ``real-shake``); ``trivial-minimizer`` and ``local-recovery`` cut their own; ``map-vs-marginal``
-(one profile) is one case.
+(one profile) is one case. A study longer than a page is a package: the page in ``__init__``, its
+``report`` (summary and plot) and, for the largest, its measurements and verdicts beside it.
 ``tests/test_sweep.py`` checks, for every parted study, that a 2-worker run equals the in-process one."""
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ means, verdict stored (``annealed_beats_fixed``).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -30,8 +31,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, io, kernels
-from .._checks import (
+from ... import data, io, kernels, metrics
+from ..._checks import (
     files_or_empty,
     flag,
     folder_or_empty,
@@ -44,16 +45,16 @@ from .._checks import (
     prior_name,
     subset_of,
 )
-from ..estimators.bayes import GMMPosterior
-from ..estimators.compare import point_estimates
-from ..estimators.unrolled import MODELS, load_unrolled
-from ..metrics import psnr
-from ..posterior import BlindDeblur, Posterior
-from ..priors import PriorSettings, make_prior
-from ..sampling import gibbs as G
-from ..sampling.diffusion import DiffusionOptions, dps
-from ..sampling.langevin import LangevinOptions, sample_x
-from .common import (
+from ...estimators.bayes import GMMPosterior
+from ...estimators.compare import point_estimates
+from ...estimators.unrolled import MODELS, load_unrolled
+from ...metrics import psnr
+from ...posterior import BlindDeblur, Posterior
+from ...priors import PriorSettings, make_prior
+from ...sampling import gibbs as G
+from ...sampling.diffusion import DiffusionOptions, dps
+from ...sampling.langevin import LangevinOptions, sample_x
+from ..common import (
     FIRST,
     at_most,
     concat_cases,
@@ -63,6 +64,7 @@ from .common import (
     quick_resolved,
     single_case,
 )
+from .report import plot, summary  # noqa: F401  (the Study protocol's members)
 
 NAME = "posterior-statistics"
 SUMMARY = "Gibbs over (theta, x): theta posterior mass vs delta and theta*, posterior mean/std, calibration"
@@ -119,32 +121,6 @@ class Config:
         c = quick_resolved(self, QUICK)
         LangevinOptions(n_steps=c.sweeps, burn_in=c.burn_in)          # burn-in below the run
         return c
-
-
-def coverage(draws: np.ndarray, x_true: np.ndarray, level: float) -> float:
-    """Fraction of pixels whose central ``level`` credible interval (draw quantiles) holds :math:`x^\\star`."""
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return float(((x_true >= lo) & (x_true <= hi)).mean())
-
-
-def write_samples(cfg: Config, post: Posterior, grid: np.ndarray, out: dict[str, Any], label: str) -> None:
-    r"""One case's Gibbs draws as an ``arviz.InferenceData`` netCDF in ``cfg.samples`` (atomic):
-    posterior ``theta`` and ``x`` (thinned evenly to :data:`SAMPLE_DRAWS` per chain), sample_stats
-    ``data_energy`` (:math:`\|h(\theta)\star x - y\|^2/2\sigma^2` of each draw), observed ``y``,
-    constant ``x_true``, ``kernel_true``, ``theta_true``, ``noise_sigma``."""
-    from pathlib import Path
-
-    from ..sampling.layout import inference_data, save_inference
-    n = out["x"].shape[1]
-    keep = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_DRAWS)).round().astype(int))
-    x, idx = out["x"][:, keep], out["theta_index"][:, keep]
-    e = G.data_energies(post, torch.as_tensor(grid, dtype=x.dtype).reshape(-1, 1), x.reshape(-1, *x.shape[-2:]))
-    energy = e.gather(1, idx.reshape(-1, 1)).reshape(idx.shape)
-    idata = inference_data(post.problem, theta=out["theta"][:, keep].double().numpy(), x=x.double().numpy(),
-                           sample_stats={"data_energy": energy.double().numpy()}, study=NAME, config=asdict(cfg))
-    folder = Path(cfg.samples)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_inference(idata, folder / f"{label}.nc")
 
 
 def hard_case(cfg: Config, prior: Any, image: np.ndarray) -> dict[str, float]:
@@ -225,16 +201,17 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         "rhat_theta": float(az.rhat(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
         "ess_theta": float(az.ess(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
         "acceptance": float(np.nanmean(out["acceptance"])) if method == "mala" else np.nan,
-        **{f"coverage_{int(100 * lv)}": coverage(flat, img, lv) for lv in LEVELS}}
+        **{f"coverage_{int(100 * lv)}": metrics.coverage(flat, img, lv) for lv in LEVELS}}
     if cfg.sandbox:
         exact = GMMPosterior(prob, prior, grid)
         m = exact.mmse()
         row["tv_theta_exact"] = 0.5 * float(np.abs(tpost - m["theta_posterior"].numpy()).sum())
         _, xs = exact.sample(400, rng=cfg.seed)
         for lv in LEVELS:
-            row[f"coverage_exact_{int(100 * lv)}"] = coverage(xs.numpy(), img, lv)
+            row[f"coverage_exact_{int(100 * lv)}"] = metrics.coverage(xs.numpy(), img, lv)
     if cfg.samples:
-        write_samples(cfg, post, grid, out, f"{name}-theta{th:g}")
+        G.save_draws(Path(cfg.samples) / f"{name}-theta{th:g}.nc", post, grid, out, max_draws=SAMPLE_DRAWS,
+                     study=NAME, config=asdict(cfg))
     # on the study's own theta grid (the sandbox's exact MMSE then has the same uniform prior on theta)
     est, extras = point_estimates(prob, map_prior, model, np.array([th]), grid, s=cfg.s, exact=cfg.sandbox,
                                   progress=progress)
@@ -280,59 +257,3 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     """Every case in this process: ``combine(cfg, [run_part(c) for c in cases(cfg)])``."""
     cfg = (config or Config()).resolved()
     return combine(cfg, [run_part(c, progress) for c in cases(cfg)])
-
-
-def summary(ds: xr.Dataset) -> str:
-    a = ds.attrs
-    lines = [f"{NAME}: {ds.sizes['case']} case(s), sampler {a['sampler']}, prior {a['prior']}"]
-    for i, c in enumerate(ds.case.values):
-        extra = ""
-        if "tv_theta_exact" in ds:
-            extra = (f"; TV to exact p(θ|y) {float(ds.tv_theta_exact[i]):.3f}, exact MMSE {float(ds.psnr_mmse_exact[i]):.2f} dB,"
-                     f" exact coverage {float(ds.coverage_exact_50[i]):.2f}/{float(ds.coverage_exact_90[i]):.2f}")
-        lines.append(f"  {c}: E[θ|y] {float(ds.theta_mean[i]):.2f}, mass at δ {float(ds.mass_at_dirac[i]):.2f}, "
-                     f"near θ* {float(ds.mass_near_truth[i]):.2f}; posterior mean {float(ds.psnr_mean[i]):.2f} dB "
-                     f"(y {float(ds.psnr_y[i]):.2f}); coverage 50/90 % {float(ds.coverage_50[i]):.2f}/"
-                     f"{float(ds.coverage_90[i]):.2f}; R-hat θ {float(ds.rhat_theta[i]):.3f}{extra}")
-        pts = ", ".join(f"{e} {float(ds[f'psnr_{e}'][i]):.2f}" for e in POINT_ESTIMATES[1:]
-                        if np.isfinite(float(ds[f"psnr_{e}"][i])))
-        lines.append(f"    point estimates (dB): {pts}; joint MAP θ {float(ds.theta_map[i]):.2f}, "
-                     f"near truth {float(ds.theta_map_near_truth[i]):.2f}, MAP_θ {float(ds.theta_map_theta[i]):.2f}")
-    if "hard_psnr_fixed" not in a:
-        return "\n".join(lines + ["  hard case: skipped (--skip-hard)"])
-    lines.append(f"  hard case (width {io.config_of(ds)['hard_theta']:g}, known kernel): fixed-s PnP-ULA "
-                 f"{a['hard_psnr_fixed']:.2f} dB, annealed {a['hard_psnr_annealed']:.2f} dB, DPS "
-                 f"{a['hard_psnr_dps']:.2f} dB, y {a['hard_psnr_y']:.2f} dB; annealed beats fixed: "
-                 f"{bool(a['annealed_beats_fixed'])}")
-    return "\n".join(lines)
-
-
-def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
-    """Top: the θ posterior of every case and ``case``'s posterior std; bottom: ``case``'s x*, the
-    posterior mean and the point estimates (PSNR in the titles). Returns the θ-posterior axes."""
-    import matplotlib.pyplot as plt
-    shown = [e for e in POINT_ESTIMATES if np.isfinite(ds.estimate_image.sel(estimate=e)[case]).all()]
-    n = len(shown) + 1
-    fig = plt.figure(figsize=(2.1 * n, 5.2))
-    grid = fig.add_gridspec(2, n)
-    top = fig.add_subplot(grid[0, : n - 2])
-    for i, c in enumerate(ds.case.values):
-        top.plot(ds.theta, ds.theta_posterior[i], "o-", label=str(c))
-        top.axvline(float(ds.theta_true[i]), color=f"C{i}", ls=":")
-    top.set_xlabel("θ (width)")
-    top.set_ylabel("p(θ | y) (Gibbs)")
-    top.legend(fontsize=7)
-    sd = fig.add_subplot(grid[0, n - 2:])
-    sd.figure.colorbar(sd.imshow(ds.posterior_std[case], cmap="magma"), ax=sd, fraction=0.046, label="std")
-    sd.set_title("posterior std", fontsize=9)
-    sd.axis("off")
-    panels = [("x*", ds.x_true[case], None)] + [
-        (e.replace("_", " "), ds.estimate_image.sel(estimate=e)[case],
-         float(ds.psnr_mean[case]) if e == "posterior_mean" else float(ds[f"psnr_{e}"][case])) for e in shown]
-    for k, (title, im, db) in enumerate(panels):
-        a = fig.add_subplot(grid[1, k])
-        a.imshow(im, cmap="gray", vmin=0, vmax=1)
-        a.set_title(title if db is None else f"{title}\n{db:.1f} dB", fontsize=8)
-        a.axis("off")
-    fig.suptitle(f"{ds.case.values[case]}", fontsize=9)
-    return top

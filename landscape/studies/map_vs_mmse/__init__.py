@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import data, io, kernels
-from .._checks import (
+from ... import data, io, kernels, metrics
+from ..._checks import (
     Check,
     files_or_empty,
     flag,
@@ -51,12 +51,12 @@ from .._checks import (
     prior_name,
     subset_of,
 )
-from ..estimators.compare import point_estimates
-from ..estimators.unrolled import MODELS, check_kernel_for, load_unrolled
-from ..metrics import psnr, ssim
-from ..posterior import BlindDeblur, Posterior
-from ..priors import PriorSettings, make_prior
-from .common import (
+from ...estimators.compare import point_estimates
+from ...estimators.unrolled import MODELS, check_kernel_for, load_unrolled
+from ...metrics import psnr, ssim
+from ...posterior import BlindDeblur, Posterior
+from ...priors import PriorSettings, make_prior
+from ..common import (
     FIRST,
     at_most,
     concat_cases,
@@ -66,15 +66,13 @@ from .common import (
     quick_resolved,
     single_case,
 )
+from .report import plot, summary  # noqa: F401  (the Study protocol's members)
 
 NAME = "map-vs-mmse"
 SUMMARY = "joint MAP vs MAP_theta vs unrolled MMSE (vs exact MMSE in the GMM sandbox): error, energy, kernel"
 ESTIMATORS = ("map_trivial", "map_near_truth", "map_theta", "unrolled", "mmse_exact")
-#: shipped unrolled model per family (and for the sandbox)
 #: the other parameters of a family's truth (motion: the angle)
 OTHER_PARAMS = {"gaussian": [], "motion": [30.0]}
-#: window (pixels, Gaussian standard deviation) of the local error and local blur maps
-LOCAL_WINDOW = 2.0
 #: the unrolled kernel "avoids the trivial pair" when closer to h* than this fraction of ||delta - h*||
 TRIVIAL_FRACTION = 0.5
 
@@ -115,20 +113,6 @@ class Config:
     def resolved(self) -> "Config":
         c = quick_resolved(self, QUICK)
         return c
-
-
-def local_map(a: np.ndarray, window: float = LOCAL_WINDOW) -> np.ndarray:
-    """Gaussian-windowed local mean (wrap-around, like the circular problems)."""
-    from scipy.ndimage import gaussian_filter
-    return gaussian_filter(a, window, mode="wrap")
-
-
-def local_blur(x_hat: np.ndarray, x_true: np.ndarray) -> np.ndarray:
-    """Loss of local gradient energy, :math:`1 - \\overline{|\\nabla\\hat x|^2} / \\overline{|\\nabla x^\\star|^2}`:
-    0 where the estimate is as sharp as the truth, 1 where it is flat."""
-    def g2(a):
-        return (np.roll(a, -1, 0) - a) ** 2 + (np.roll(a, -1, 1) - a) ** 2
-    return 1 - local_map(g2(x_hat)) / np.maximum(local_map(g2(x_true)), 1e-12)
 
 
 def _setup(cfg: Config):
@@ -203,8 +187,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         row[f"energy_{e_name}"] = post.energy_at_kernel(hn, xn)
     row["psnr_y"] = psnr(problem.y.double().numpy(), x_true)
     row["kernel_error_dirac"] = float(np.linalg.norm(d0.numpy() - h_true.numpy()))
-    err = local_map(np.abs(xs[ESTIMATORS.index("unrolled")] - x_true))
-    row["corr_error_blur_unrolled"] = float(spearmanr(err.ravel(), local_blur(xs[ESTIMATORS.index("unrolled")],
+    err = metrics.local_mean(np.abs(xs[ESTIMATORS.index("unrolled")] - x_true))
+    row["corr_error_blur_unrolled"] = float(spearmanr(err.ravel(), metrics.local_blur(xs[ESTIMATORS.index("unrolled")],
                                                                               x_true).ravel())[0])
     std = None
     if cfg.sandbox:
@@ -256,54 +240,3 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     """Every case in this process: ``combine(cfg, [run_part(c) for c in cases(cfg)])``."""
     cfg = (config or Config()).resolved()
     return combine(cfg, [run_part(c, progress) for c in cases(cfg)])
-
-
-def summary(ds: xr.Dataset) -> str:
-    lines = [f"{NAME}: {ds.sizes['case']} case(s), model {ds.attrs['model']}, prior {ds.attrs['prior']}; "
-             "PSNR (dB) / kernel error / joint energy (nats) per estimator"]
-    for i, c in enumerate(ds.case.values):
-        lines.append(f"  {c}: y {float(ds.psnr_y[i]):.2f} dB; E(δ,y) {float(ds.energy_trivial_pair[i]):.1f}, "
-                     f"E(h*,x*) {float(ds.energy_truth[i]):.1f}")
-        for e in ds.estimator.values:
-            p = float(ds.psnr.sel(estimator=e)[i])
-            if np.isfinite(p):
-                lines.append(f"    {e:<15}{p:8.2f} dB  ssim {float(ds.ssim.sel(estimator=e)[i]):.3f}  "
-                             f"|h-h*| {float(ds.kernel_error.sel(estimator=e)[i]):.3f}  "
-                             f"E {float(ds.energy.sel(estimator=e)[i]):12.1f}")
-        extra = f"corr(error, local blur) {float(ds.corr_error_blur_unrolled[i]):+.2f}"
-        if "corr_error_std_exact" in ds:
-            extra += f"; corr(exact error, posterior std) {float(ds.corr_error_std_exact[i]):+.2f}"
-        lines.append(f"    verdicts: MMSE avoids (δ, y): {bool(ds.mmse_avoids_trivial[i])}; MMSE higher energy, "
-                     f"lower error than the joint MAP: {bool(ds.mmse_higher_energy_lower_error[i])}; {extra}")
-    return "\n".join(lines)
-
-
-#: the error maps' colour range: 0.25 of the [0, 1] intensity range (larger errors saturate)
-ERROR_SCALE = 0.25
-
-
-def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
-    """Estimates side by side (top) and their error maps (bottom) for one case; returns the first axes."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import Normalize
-    panels = [p for p in ds.panel.values if np.isfinite(ds.images.sel(panel=p).isel(case=case)).all()]
-    fig, axes = plt.subplots(2, len(panels), figsize=(2.2 * len(panels), 4.6), squeeze=False)
-    xt = ds.images.isel(case=case).sel(panel="x_true").values
-    norm = Normalize(0.0, ERROR_SCALE)          # one scale for every error map, drawn once as a colour bar
-    for j, p in enumerate(panels):
-        im = ds.images.isel(case=case).sel(panel=p).values
-        axes[0, j].imshow(im, cmap="gray", vmin=0, vmax=1)
-        title = str(p)
-        if p in ds.estimator.values:
-            title += f"\n{float(ds.psnr.isel(case=case).sel(estimator=p)):.1f} dB"
-        axes[0, j].set_title(title, fontsize=8)
-        for a in axes[:, j]:
-            a.axis("off")
-        if p == "x_true":                    # its own error is zero: this slot shows the truth only
-            continue
-        err = axes[1, j].imshow(np.abs(im - xt), cmap="magma", norm=norm)
-        axes[1, j].set_title("|error|", fontsize=8)
-    if len(panels) > 1:
-        fig.colorbar(err, ax=axes[1, :].tolist(), shrink=0.8, label="|x̂ − x*| (intensity)")
-    fig.suptitle(f"{NAME}: {ds.case.values[case]}", fontsize=9)
-    return axes[0, 0]
