@@ -77,7 +77,9 @@ def _anderson_root(prior: Prior, x0: torch.Tensor, gtol: float, max_iter: int, m
         if len(X) > 1:
             dX = torch.stack([b - a for a, b in zip(X[:-1], X[1:])], 1)
             dR = torch.stack([b - a for a, b in zip(R[:-1], R[1:])], 1)
-            gamma = torch.linalg.lstsq(dR, R[-1][:, None]).solution[:, 0]
+            # numpy's SVD least squares: torch's (MKL gelsy) rounds differently with the memory's alignment,
+            # so the same run would end elsewhere when it does not converge (a chaotic iteration)
+            gamma = torch.as_tensor(np.linalg.lstsq(dR.numpy(), R[-1].numpy(), rcond=None)[0], dtype=dR.dtype)
             step = step - (dX - dR) @ gamma
         xn = step.reshape(x.shape)
         fn = F(xn)

@@ -133,7 +133,7 @@ SMALL_RUNS = {
     "map-vs-mmse": ["--sandbox", "--quick", "--n-theta", "5"],
     "pnp-vs-unrolled": ["--quick", "--n-iter", "3"],
     "posterior-statistics": ["--quick", "--sandbox", "--sweeps", "20", "--burn-in", "5", "--n-draws", "1"],
-    "morse-bott": ["--quick", "--priors", "gmm,gs", "--crop", "8", "--max-iter", "20"],
+    "morse-bott": ["--quick", "--priors", "gmm,gs,tweedie", "--crop", "8", "--max-iter", "20"],
     "local-recovery": ["--quick", "--priors", "sandbox", "--n-outer", "5"],
     "real-shake": ["--quick", "--skip", "pnp", "--n-outer", "2", "--n-em", "2"],
 }
