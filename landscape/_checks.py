@@ -352,6 +352,31 @@ def flag() -> Check:
     return Check("a flag", lambda v: isinstance(v, bool), ())
 
 
+def device_available(value: Any) -> bool:
+    """Is ``value`` (a ``torch.device`` or its name: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) a device
+    this machine has?"""
+    import torch
+    try:
+        d = value if isinstance(value, torch.device) else torch.device(value)
+    except (TypeError, RuntimeError, ValueError):
+        return False
+    if d.type == "cpu":
+        return True
+    if d.type == "cuda":
+        return torch.cuda.is_available() and (d.index is None or d.index < torch.cuda.device_count())
+    if d.type == "mps":
+        return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return False
+
+
+def device_check() -> Check:
+    """``None`` (the default device) or a device this machine has (:func:`device_available`)."""
+    def ok(v: Any) -> bool:
+        return v is None or (not isinstance(v, bool) and isinstance(v, (str, object)) and device_available(v))
+    return Check("a device this machine has: cpu, or cuda / cuda:N / mps where available", ok,
+                 ("cuda:99", "no-such-device", 3))
+
+
 def option(default: Any, help: str, check: Check) -> Any:
     """A dataclass field with its help text and its :class:`Check`."""
     return dataclasses.field(default=default, metadata={"help": help, "check": check})

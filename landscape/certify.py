@@ -28,6 +28,7 @@ import torch
 from ._checks import InputError
 from .eigen import NotConverged, spectrum
 from .hessian import _finite, assembles, joint_gradient, joint_hessian_matrix, joint_hvp
+from .io import host
 from .posterior import Posterior
 from .priors.base import APPROXIMATE
 
@@ -54,7 +55,7 @@ def polish(post: Posterior, theta: Any, x: torch.Tensor, *, box: float = 0.25, g
     if post.prior.capabilities.get("energy") == APPROXIMATE:
         raise InputError("prior", "a prior with an energy (polish descends E itself)", post.prior.name)
     fam = post.problem.family
-    th0 = post.theta(theta)[0].detach().double().numpy()
+    th0 = host(post.theta(theta)[0].double())
     x0 = x.detach().double()
     _finite("x", x0)
     p, shape = th0.size, tuple(x0.shape)
@@ -62,20 +63,20 @@ def polish(post: Posterior, theta: Any, x: torch.Tensor, *, box: float = 0.25, g
     width = np.where(np.isfinite(width), width, 1.0)
     lo = np.maximum(fam.lower, th0 - box * width)
     hi = np.minimum(fam.upper, th0 + box * width)
-    dt = post.problem.dtype
+    dt, dev = post.problem.dtype, post.problem.device
 
     def fg(z: np.ndarray):
-        t = torch.tensor(z[:p], dtype=dt, requires_grad=True)
-        xx = torch.tensor(z[p:].reshape(shape), dtype=dt, requires_grad=True)
+        t = torch.tensor(z[:p], dtype=dt, device=dev, requires_grad=True)
+        xx = torch.tensor(z[p:].reshape(shape), dtype=dt, device=dev, requires_grad=True)
         with torch.enable_grad():
             e = post.energy(t[None], xx[None])[0]
             gt, gx = torch.autograd.grad(e, (t, xx))
-        g = np.concatenate([gt.double().numpy(), gx.double().numpy().ravel()])
+        g = np.concatenate([host(gt.double()), host(gx.double()).ravel()])
         if not (np.isfinite(e.item()) and np.isfinite(g).all()):
             raise InputError("x", "a point where the energy and its gradient are finite", "NaN or inf during polish")
         return e.item(), g
 
-    r = so.minimize(fg, np.concatenate([th0, x0.numpy().ravel()]), jac=True, method="L-BFGS-B",
+    r = so.minimize(fg, np.concatenate([th0, host(x0).ravel()]), jac=True, method="L-BFGS-B",
                     bounds=list(zip(lo, hi)) + [(None, None)] * x0.numel(),
                     options={"maxiter": max_iter, "gtol": gtol, "ftol": 0.0, "maxcor": 20})
     th = r.x[:p]
@@ -83,7 +84,7 @@ def polish(post: Posterior, theta: Any, x: torch.Tensor, *, box: float = 0.25, g
     proj = g.copy()                     # the projected gradient: components pushing out of the box vanish
     proj[:p] = np.where((th <= lo + 1e-12) & (g[:p] > 0) | (th >= hi - 1e-12) & (g[:p] < 0), 0.0, g[:p])
     inner_edge = ((th <= lo + 1e-9) & (lo > np.asarray(fam.lower))) | ((th >= hi - 1e-9) & (hi < np.asarray(fam.upper)))
-    return {"theta": th, "x": torch.as_tensor(r.x[p:].reshape(shape), dtype=dt), "energy": e,
+    return {"theta": th, "x": torch.as_tensor(r.x[p:].reshape(shape), dtype=dt, device=dev), "energy": e,
             "grad_norm": float(np.abs(proj).max()), "iterations": int(r.nit),
             "converged": bool(np.abs(proj).max() <= gtol), "left_box": bool(inner_edge.any()),
             "message": str(r.message)}
@@ -98,8 +99,8 @@ def kernel_flat_at(family: Any, theta: torch.Tensor) -> bool:
     ``FLAT_STEP`` of the domain's width? Pixel-integrated families are exactly the Dirac below a
     width of a fraction of a pixel, so :math:`E(\theta, x) = E(0, x)` there: a strict local minimiser
     in :math:`x` at :math:`\theta = 0` is then a (non-strict, flat in :math:`\theta`) local minimiser."""
-    lo, hi = torch.tensor(family.lower, dtype=torch.float64), torch.tensor(family.upper, dtype=torch.float64)
     th = theta.detach().double().reshape(-1)
+    lo, hi = (torch.tensor(b, dtype=torch.float64, device=th.device) for b in (family.lower, family.upper))
     width = torch.where(torch.isfinite(hi - lo), hi - lo, torch.ones_like(lo))
     at = th <= lo + 1e-12
     if not bool(at.any()):
@@ -114,7 +115,7 @@ def _constrained(post: Posterior, th: torch.Tensor, gt: torch.Tensor, gtol: floa
     constrained one in :math:`x` alone (the :math:`\theta`-derivative points into the domain, or the kernel
     does not change for small :math:`\theta`, ``kernel_flat_at``)?"""
     fam = post.problem.family
-    lo = torch.tensor(fam.lower, dtype=th.dtype)
+    lo = torch.tensor(fam.lower, dtype=th.dtype, device=th.device)
     at = th <= lo + 1e-12
     at_lower = bool(at.any())
     inward_strict = at_lower and bool((gt[at] > gtol).all())
@@ -163,7 +164,7 @@ def newton_refine(post: Posterior, theta: Any, x: torch.Tensor, *, gtol: float =
         gt, gx = joint_gradient(post, t[None], z)
         _, constrained, _ = _constrained(post, t, gt, gtol)
         g = gx.reshape(-1) if constrained else torch.cat([gt.reshape(-1), gx.reshape(-1)])
-        return float(post.energy(t[None], z[None])[0]), g.double().numpy(), constrained
+        return float(post.energy(t[None], z[None])[0]), host(g.double()), constrained
 
     e, g, constrained = state(th, x)
     done = 0
@@ -177,11 +178,11 @@ def newton_refine(post: Posterior, theta: Any, x: torch.Tensor, *, gtol: float =
         t_len, accepted = 1.0, False
         while t_len > 1e-6:
             dt = np.zeros(p) if constrained else t_len * step[:p]
-            tn = th - torch.as_tensor(dt)
-            if np.any(tn.numpy() < lower):
+            tn = th - torch.as_tensor(dt, device=th.device)
+            if np.any(host(tn) < lower):
                 t_len *= 0.5
                 continue
-            xn = x - t_len * torch.as_tensor(step[-x.numel():].reshape(x.shape))
+            xn = x - t_len * torch.as_tensor(step[-x.numel():].reshape(x.shape), device=x.device)
             en, gn, cn = state(tn, xn)
             if en <= e:
                 th, x, e, g, constrained, accepted = tn, xn, en, gn, cn, True
@@ -190,7 +191,7 @@ def newton_refine(post: Posterior, theta: Any, x: torch.Tensor, *, gtol: float =
         if not accepted:
             break
         done += 1
-    return {"theta": th.numpy(), "x": x, "energy": e, "grad_norm": float(np.linalg.norm(g)), "steps": done}
+    return {"theta": host(th), "x": x, "energy": e, "grad_norm": float(np.linalg.norm(g)), "steps": done}
 
 
 def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gtol: float = 1e-3,
@@ -240,7 +241,7 @@ def certificate(post: Posterior, theta: Any, x: torch.Tensor, *, k: int = 3, gto
     else:
         verdict = "undecided"
     return {"verdict": verdict, "grad_norm": gnorm, "boundary": at_lower, "flat_in_theta": flat,
-            "dtheta": gt.detach().numpy(), "method": sp.get("method", method),
+            "dtheta": host(gt), "method": sp.get("method", method),
             "eigenvalues": sp["eigenvalues"], "residuals": sp["residuals"], "products": sp["products"]}
 
 

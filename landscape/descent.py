@@ -28,7 +28,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from ._checks import InputError, choice, positive
-from .io import energy_attrs, image_dims, input_variables
+from .io import energy_attrs, host, image_dims, input_variables
 from .kernels import Free, dirac
 from .posterior import Posterior
 from .priors.base import APPROXIMATE
@@ -46,28 +46,32 @@ def initialisations(post: Posterior, *, radii: tuple[float, ...] = (0.1, 0.3), n
     ``random-i``: :math:`\theta` uniform in the domain (capped at twice :math:`\theta^\star`) with :math:`x = y`.
     """
     prob, fam = post.problem, post.problem.family
-    dt = prob.dtype
+    dt, dev = prob.dtype, prob.device
     g = np.random.default_rng(rng)
     y0 = post.default_start()
-    thetas, xs, labels = [fam.zero(dtype=dt)], [y0], ["dirac"]
+
+    def tensor(v: Any) -> torch.Tensor:
+        return torch.as_tensor(v, dtype=dt, device=dev)
+
+    thetas, xs, labels = [fam.zero(dtype=dt, device=dev)], [y0], ["dirac"]
     if prob.theta_true is not None and prob.x_true is not None:
         ts = prob.theta_true.to(dt)
         scale = ts.abs().clamp_min(1e-3)
         for r in radii:
-            u = torch.as_tensor(g.standard_normal(fam.n_params), dtype=dt)
+            u = tensor(g.standard_normal(fam.n_params))
             u = u / u.norm().clamp_min(1e-12)
             thetas.append(fam.project((ts + r * scale * u)[None])[0])
             xs.append(prob.x_true)
             labels.append(f"truth+{r:g}")
-        hi = torch.minimum(torch.tensor(fam.upper, dtype=dt), 2 * scale + torch.tensor(fam.lower, dtype=dt))
+        hi = torch.minimum(tensor(fam.upper), 2 * scale + tensor(fam.lower))
     else:
-        hi = torch.tensor(fam.upper, dtype=dt)
-    lo = torch.tensor(fam.lower, dtype=dt)
+        hi = tensor(fam.upper)
+    lo = tensor(fam.lower)
     for i in range(n_random):
         if isinstance(fam, Free):
-            th = fam.project(torch.as_tensor(g.random(fam.n_params), dtype=dt)[None] / fam.n_params)[0]
+            th = fam.project(tensor(g.random(fam.n_params))[None] / fam.n_params)[0]
         else:
-            th = lo + (hi - lo) * torch.as_tensor(g.random(fam.n_params), dtype=dt)
+            th = lo + (hi - lo) * tensor(g.random(fam.n_params))
         thetas.append(th)
         xs.append(y0)
         labels.append(f"random-{i}")
@@ -89,14 +93,13 @@ def theta_step(post: Posterior, theta: torch.Tensor, x: torch.Tensor, step: torc
     th = th.detach()
     # no trial move longer than the domain's diameter: near a stationary kernel (tiny gradient)
     # every step is accepted, and an uncapped step would grow without bound
-    diam = float(torch.tensor(fam.upper, dtype=torch.float64).sub(torch.tensor(fam.lower, dtype=torch.float64))
-                 .clamp(max=1e6).norm())
+    diam = float(np.linalg.norm(np.minimum(np.subtract(fam.upper, fam.lower), 1e6)))
     step = torch.minimum(step, diam / g.norm(dim=1).clamp_min(1e-30))
-    new, ok = th.clone(), torch.zeros(len(th), dtype=torch.bool)
+    new, ok = th.clone(), torch.zeros(len(th), dtype=torch.bool, device=th.device)
     for _ in range(30):
         cand = th - step[:, None] * g
         if scheme == "pam" and isinstance(fam, Free):
-            d = dirac(fam.size, dtype=th.dtype).flatten()
+            d = dirac(fam.size, dtype=th.dtype, device=th.device).flatten()
             h = torch.clamp(cand + d, min=0)
             cand = h / h.sum(1, keepdim=True).clamp_min(1e-30) - d
         else:
@@ -153,13 +156,13 @@ def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str]
             raise InputError(name, "an integer >= 1", v)
     positive("eps_rel", eps_rel)
     prob, fam = post.problem, post.problem.family
-    th = fam.check(theta0, dtype=prob.dtype)
-    x = x0.to(prob.dtype).clone()
+    th = fam.check(theta0, dtype=prob.dtype, device=prob.device)
+    x = x0.to(dtype=prob.dtype, device=prob.device).clone()
     n = th.shape[0]
     labels = labels or [f"init-{i}" for i in range(n)]
     h_star = prob.kernel_true
-    d0 = dirac(fam.size, dtype=prob.dtype)
-    step = torch.ones(n, dtype=prob.dtype)
+    d0 = dirac(fam.size, dtype=prob.dtype, device=prob.device)
+    step = torch.ones(n, dtype=prob.dtype, device=prob.device)
     rec: dict[str, list] = {k: [] for k in ("theta", "kernel_error", "dirac_distance", "psnr", "t", "u")}
     y_img = post.default_start()
     kdir = (h_star - d0).flatten() if h_star is not None else None
@@ -170,21 +173,21 @@ def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str]
 
     def record(k: int, x: torch.Tensor, th: torch.Tensor):
         h = fam(th)
-        rec["theta"].append(th.numpy().copy())
-        rec["dirac_distance"].append((h - d0).flatten(1).norm(dim=1).numpy())
-        rec["kernel_error"].append((h - h_star).flatten(1).norm(dim=1).numpy() if h_star is not None
+        rec["theta"].append(host(th).copy())
+        rec["dirac_distance"].append(host((h - d0).flatten(1).norm(dim=1)))
+        rec["kernel_error"].append(host((h - h_star).flatten(1).norm(dim=1)) if h_star is not None
                                    else np.full(n, np.nan))
         if prob.x_true is not None and prob.x_true.shape == x.shape[1:]:
             mse = ((x - prob.x_true) ** 2).flatten(1).mean(1)
-            rec["psnr"].append((10 * torch.log10(1 / mse)).numpy())
+            rec["psnr"].append(host(10 * torch.log10(1 / mse)))
         else:
             rec["psnr"].append(np.full(n, np.nan))
         # coordinates on the plane (delta, y) -> (h*, x*) used by scan.grid2d's map
-        rec["t"].append(((h - d0).flatten(1) @ kdir / (kdir @ kdir)).numpy() if kdir is not None else np.full(n, np.nan))
-        rec["u"].append(((x - y_img).flatten(1) @ xdir / (xdir @ xdir)).numpy() if xdir is not None else np.full(n, np.nan))
+        rec["t"].append(host((h - d0).flatten(1) @ kdir / (kdir @ kdir)) if kdir is not None else np.full(n, np.nan))
+        rec["u"].append(host((x - y_img).flatten(1) @ xdir / (xdir @ xdir)) if xdir is not None else np.full(n, np.nan))
         if k % record_every == 0 or k == n_outer:
             with torch.no_grad():
-                e_rec.append({kk: v.numpy() for kk, v in post.terms(th, x).items()})
+                e_rec.append({kk: host(v) for kk, v in post.terms(th, x).items()})
             e_steps.append(k)
 
     record(0, x, th)
@@ -208,7 +211,7 @@ def descend(post: Posterior, theta0: Any, x0: torch.Tensor, *, labels: list[str]
          **{f"{k}_path": (("init", "estep"), np.stack([r[k] for r in e_rec], 1), energy_attrs(f"{k} along the descent"))
             for k in ("energy", "data_term", "prior_term", "kernel_term")},
          "x_final": (("init", *image_dims(prob)),
-                     x.numpy(), {"long_name": "final image"})},
+                     host(x), {"long_name": "final image"})},
         coords={"init": labels, "step": steps, "estep": e_steps, "param": list(fam.param_names)})
     eps = eps_rel * (float((h_star - d0).norm()) if h_star is not None else 1.0)
     dd, ke = ds.dirac_distance.isel(step=-1).values, ds.kernel_error.isel(step=-1).values

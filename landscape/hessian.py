@@ -28,6 +28,7 @@ import torch
 
 from ._checks import InputError
 from .eigen import columns
+from .io import host
 from .posterior import Posterior
 from .priors.base import APPROXIMATE, EXACT, Prior
 
@@ -69,8 +70,9 @@ def prior_operator(prior: Prior, x: torch.Tensor):
     hv = prior_hvp(prior, x)
 
     def matmat(V: np.ndarray) -> np.ndarray:
-        V = torch.as_tensor(np.asarray(V).reshape(x.numel(), -1).T.reshape(-1, *x.shape), dtype=torch.float64)
-        return hv(V).reshape(V.shape[0], -1).numpy().T
+        V = torch.as_tensor(np.asarray(V).reshape(x.numel(), -1).T.reshape(-1, *x.shape), dtype=torch.float64,
+                            device=x.device)
+        return host(hv(V).reshape(V.shape[0], -1)).T
 
     return LinearOperator((x.numel(),) * 2, dtype=np.float64, matmat=matmat,
                           matvec=lambda v: matmat(np.asarray(v).reshape(-1, 1))[:, 0])
@@ -96,7 +98,7 @@ def joint_hvp(post: Posterior, theta: Any, x: torch.Tensor, *, prior: bool = Tru
     f = energy if prior and not score_prior else data_and_kernel
 
     def matmat(W: np.ndarray) -> np.ndarray:
-        W = torch.as_tensor(np.asarray(W).reshape(p + n, -1).T, dtype=x.dtype)     # (B, p + n)
+        W = torch.as_tensor(np.asarray(W).reshape(p + n, -1).T, dtype=x.dtype, device=x.device)     # (B, p + n)
         B = W.shape[0]
         wt, wx = W[:, :p].reshape(B, *th.shape), W[:, p:].reshape(B, *x.shape)
         t_ = th.expand(B, *th.shape).clone().requires_grad_(True)
@@ -108,7 +110,7 @@ def joint_hvp(post: Posterior, theta: Any, x: torch.Tensor, *, prior: bool = Tru
         hx = torch.zeros_like(z_) if hx is None else hx
         if qh is not None:
             hx = hx + post.prior_weight * qh(wx)
-        return torch.cat([ht.reshape(B, -1), hx.reshape(B, -1)], 1).double().numpy().T
+        return host(torch.cat([ht.reshape(B, -1), hx.reshape(B, -1)], 1).double()).T
 
     def matvec(w: np.ndarray) -> np.ndarray:
         return matmat(np.asarray(w).reshape(-1, 1))[:, 0]
@@ -155,8 +157,8 @@ def joint_hessian_matrix(post: Posterior, theta: Any, x: torch.Tensor) -> np.nda
     _finite("x", x)
     p = post.theta(theta)[0].numel()
     H = columns(joint_hvp(post, theta, x, prior=False), batch=DATA_BATCH)
-    H[p:, p:] += post.prior_weight * post.prior.hessian_matrix(x[None])[0].double().numpy()
-    _finite("Hessian", torch.as_tensor(H))
+    H[p:, p:] += post.prior_weight * host(post.prior.hessian_matrix(x[None])[0].double())
+    _finite("Hessian", torch.as_tensor(H, device="cpu"))
     return 0.5 * (H + H.T)
 
 

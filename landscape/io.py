@@ -84,21 +84,22 @@ def observation_dims(problem: Any) -> tuple[str, ...]:
 def input_variables(problem: Any) -> dict[str, xr.DataArray]:
     """``y``, ``x_true``, ``kernel_true``, ``theta_true`` of a ``BlindDeblur`` problem."""
     v: dict[str, xr.DataArray] = {
-        "y": xr.DataArray(_np(problem.y), dims=observation_dims(problem),
+        "y": xr.DataArray(host(problem.y), dims=observation_dims(problem),
                           attrs={"long_name": "blurred noisy observation"}),
     }
     if problem.x_true is not None:
-        v["x_true"] = xr.DataArray(_np(problem.x_true), dims=image_dims(problem), attrs={"long_name": "sharp image"})
+        v["x_true"] = xr.DataArray(host(problem.x_true), dims=image_dims(problem), attrs={"long_name": "sharp image"})
     if problem.theta_true is not None:
-        v["theta_true"] = xr.DataArray(_np(problem.theta_true).reshape(-1), dims=("param",),
+        v["theta_true"] = xr.DataArray(host(problem.theta_true).reshape(-1), dims=("param",),
                                        coords={"param": list(problem.family.param_names)},
                                        attrs={"long_name": "true kernel parameter"})
-        v["kernel_true"] = xr.DataArray(_np(problem.kernel_true), dims=("krow", "kcol"),
+        v["kernel_true"] = xr.DataArray(host(problem.kernel_true), dims=("krow", "kcol"),
                                         attrs={"long_name": "true blur kernel"})
     return v
 
 
-def _np(t: Any) -> np.ndarray:
+def host(t: Any) -> np.ndarray:
+    """``t`` as a NumPy array on the host: a tensor on any device is detached and copied to the CPU."""
     return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
@@ -107,8 +108,16 @@ def energy_attrs(long_name: str) -> dict[str, str]:
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` to netCDF (h5netcdf) atomically: temporary file, then rename."""
+    """Write ``ds`` to netCDF (h5netcdf) atomically: temporary file, then rename.
+
+    Strings are written at their own width: a string variable read from a file remembers that file's
+    fixed width in its encoding, and a dataset combined from such parts (a sweep's cases) would otherwise
+    be cut to the first part's width (``"tweedie"`` written as ``"tw"`` after ``"gs"``)."""
     path = Path(path)
+    ds = ds.copy(deep=False)
+    for var in ds.variables.values():
+        if var.dtype.kind in "USO" and "dtype" in var.encoding:
+            var.encoding = {k: v for k, v in var.encoding.items() if k != "dtype"}
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine=ENGINE)
     return path

@@ -104,7 +104,8 @@ class KernelFamily:
         Scalars and 1-D arrays are read as a batch of scalars when ``p == 1`` and as one
         parameter vector when ``p > 1``.
         """
-        t = theta if isinstance(theta, torch.Tensor) else torch.as_tensor(np.asarray(theta, dtype=np.float64))
+        t = theta if isinstance(theta, torch.Tensor) else torch.as_tensor(np.asarray(theta, dtype=np.float64),
+                                                                          device=device or "cpu")
         if dtype is not None or device is not None:
             t = t.to(dtype=dtype or t.dtype, device=device)
         if not t.is_floating_point():

@@ -84,7 +84,8 @@ def lbfgs(fg: FG, x0: torch.Tensor, *, max_iter: int = 500, ftol: float = 1e-13,
     xw = x0.detach().clone()
     fw, gw = (t.detach() for t in fg(xw, act))
     x_out, f_out, g_norm = xw.clone(), fw.clone(), gw.flatten(1).norm(dim=1)
-    info = SolveInfo(torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.bool), f_out, g_norm, 1, B)
+    info = SolveInfo(torch.zeros(B, dtype=torch.long, device=dev), torch.zeros(B, dtype=torch.bool, device=dev), f_out,
+                     g_norm, 1, B)
     S: list[torch.Tensor] = []
     Y: list[torch.Tensor] = []
     R: list[torch.Tensor] = []

@@ -41,13 +41,20 @@ class BlindDeblur:
         With ``"valid"`` the unknown image is larger than ``y`` by the kernel's radius on
         every side.
     x_true, theta_true : optional ground truth (kept in results).
+    dtype : torch.dtype
+    device : torch.device or str, optional
+        Where every tensor of the problem lives (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); default: the
+        device of ``y`` when it is a tensor, else torch's default device. Solvers, scans and descents allocate
+        on it; their records come back to the host (``io.host``).
     """
 
     def __init__(self, y: Any, family: _kernels.KernelFamily, noise: float, *, boundary: str = "circular",
                  x_true: Any = None, theta_true: Any = None, dtype: torch.dtype = torch.float64,
                  device: Any = None):
-        self.dtype, self.device = dtype, device
+        if device is None and isinstance(y, torch.Tensor):
+            device = y.device                                    # a tensor's problem stays where it is
         self.y = torch.as_tensor(image_array("y", y), dtype=dtype, device=device)
+        self.dtype, self.device = dtype, self.y.device         # every tensor of the problem lives there
         self.channels = self.y.shape[0] if self.y.ndim == 3 else None
         self.family = family
         self.noise = positive("noise", noise)
@@ -58,11 +65,11 @@ class BlindDeblur:
         if boundary == "circular" and family.size > min(M, N):
             raise InputError("kernel_size", f"a kernel no larger than the image {tuple(self.y.shape)}", family.size)
         self.x_true = None if x_true is None else torch.as_tensor(image_array("x_true", x_true), dtype=dtype,
-                                                                  device=device)
+                                                                  device=self.device)
         if self.x_true is not None and (self.x_true.ndim == 3) != (self.channels is not None):
             raise InputError("x_true", "an image with the observation's channels", tuple(self.x_true.shape))
         self.theta_true = None if theta_true is None else family.check(
-            torch.as_tensor(np.asarray(theta_true, dtype=float), dtype=dtype))[0].to(device)
+            theta_true, dtype=dtype, device=self.device)[0]
 
     @classmethod
     def synthetic(cls, image: Any, family: _kernels.KernelFamily, theta: Any, noise: float, *,
@@ -72,16 +79,18 @@ class BlindDeblur:
 
         ``rng`` seeds (or is) a ``numpy.random.Generator`` for the noise.
         """
+        if device is None and isinstance(image, torch.Tensor):
+            device = image.device
         x = torch.as_tensor(image_array("image", image), dtype=dtype, device=device)
-        th = family.check(torch.as_tensor(np.asarray(theta, dtype=float), dtype=dtype))
+        th = family.check(theta, dtype=dtype, device=x.device)
         sigma = positive("noise", noise)
-        h = family(th.to(device))[0]
+        h = family(th)[0]
         blur = Blur(h, tuple(x.shape[-2:]), boundary=choice("boundary", boundary, BOUNDARIES),
                     channels=x.shape[0] if x.ndim == 3 else None)
         clean = blur(x)
         n = np.random.default_rng(rng).standard_normal(tuple(clean.shape))
-        y = clean + sigma * torch.as_tensor(n, dtype=dtype, device=device)
-        return cls(y, family, sigma, boundary=boundary, x_true=x, theta_true=th[0], dtype=dtype, device=device)
+        y = clean + sigma * torch.as_tensor(n, dtype=dtype, device=x.device)
+        return cls(y, family, sigma, boundary=boundary, x_true=x, theta_true=th[0], dtype=dtype, device=x.device)
 
     @property
     def event_shape(self) -> tuple[int, ...]:

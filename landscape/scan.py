@@ -16,7 +16,7 @@ import torch
 import xarray as xr
 
 from ._checks import InputError, choice
-from .io import energy_attrs, image_dims, input_variables
+from .io import energy_attrs, host, image_dims, input_variables
 from .posterior import Posterior
 from .solvers import SolverOptions, fixed_point_rate, method_for, options
 
@@ -106,10 +106,12 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
         far = x_end if x_end is not None else (post.problem.x_true if post.problem.x_true is not None
                                                 and post.problem.x_true.shape == start.shape else start)
         cur = torch.stack([start, far]).to(dtype=post.problem.dtype, device=post.problem.device)
-        out = {k: torch.zeros(2, T, dtype=post.problem.dtype) for k in ("data_term", "prior_term", "kernel_term", "energy")}
-        n_iter = torch.zeros(2, T, dtype=torch.long)
-        conv = torch.zeros(2, T, dtype=torch.bool)
-        xs = torch.zeros(2, T, *post.problem.event_shape, dtype=post.problem.dtype) if keep_x else None
+        # the profile's record is kept on the host (it becomes the results' arrays), each solve on the problem's device
+        out = {k: torch.zeros(2, T, dtype=post.problem.dtype, device="cpu")
+               for k in ("data_term", "prior_term", "kernel_term", "energy")}
+        n_iter = torch.zeros(2, T, dtype=torch.long, device="cpu")
+        conv = torch.zeros(2, T, dtype=torch.bool, device="cpu")
+        xs = torch.zeros(2, T, *post.problem.event_shape, dtype=post.problem.dtype, device="cpu") if keep_x else None
         evals, prev = 0, cur
         for k in tqdm(range(T), desc="profile (warm start, 2 branches)", disable=not progress, leave=False):
             idx = [k, T - 1 - k]
@@ -242,9 +244,9 @@ def grid2d(post: Posterior, t: Any, u: Any) -> xr.Dataset:
     prob = post.problem
     if prob.x_true is None or prob.theta_true is None or prob.boundary != "circular":
         raise InputError("problem", "a synthetic problem with known truth and circular boundary", "no truth")
-    t = torch.as_tensor(np.asarray(t, dtype=float), dtype=prob.dtype)
-    u = torch.as_tensor(np.asarray(u, dtype=float), dtype=prob.dtype)
-    d0 = dirac(prob.family.size, dtype=prob.dtype)
+    t = torch.as_tensor(np.asarray(t, dtype=float), dtype=prob.dtype, device=prob.device)
+    u = torch.as_tensor(np.asarray(u, dtype=float), dtype=prob.dtype, device=prob.device)
+    d0 = dirac(prob.family.size, dtype=prob.dtype, device=prob.device)
     img = (-1,) + (1,) * prob.event_ndim                                        # a per-item scalar over an image
     hs = (1 - t)[:, None, None] * d0 + t[:, None, None] * prob.kernel_true
     xs = (1 - u).view(img) * prob.y + u.view(img) * prob.x_true
@@ -253,10 +255,10 @@ def grid2d(post: Posterior, t: Any, u: Any) -> xr.Dataset:
         res = Blur(hs[:, None], prob.image_shape, channels=prob.channels)(xs[None]) - prob.y   # (T, U, [C,] H, W)
         data = res.flatten(2).pow(2).sum(-1) / (2 * prob.noise ** 2)
     e = data + prior[None]
-    return xr.Dataset({"energy": (("t", "u"), e.numpy(), energy_attrs("E(h_t, x_u)")),
-                       "data_term": (("t", "u"), data.numpy(), energy_attrs("data term")),
-                       "prior_term": ("u", prior.numpy(), energy_attrs("lambda q(x_u)"))},
-                      coords={"t": t.numpy(), "u": u.numpy()},
+    return xr.Dataset({"energy": (("t", "u"), host(e), energy_attrs("E(h_t, x_u)")),
+                       "data_term": (("t", "u"), host(data), energy_attrs("data term")),
+                       "prior_term": ("u", host(prior), energy_attrs("lambda q(x_u)"))},
+                      coords={"t": host(t), "u": host(u)},
                       attrs={"kernel_term": "0 along the path (flat kernel prior)"})
 
 

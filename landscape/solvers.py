@@ -123,7 +123,7 @@ def prior_curvature(post: "Posterior", x: torch.Tensor, rng: int = 0) -> float:
     white direction, by a central difference of gradients (a scale for preconditioning)."""
     g = torch.Generator(device="cpu").manual_seed(rng)
     ev = post.problem.event_shape
-    v = torch.randn(ev, generator=g, dtype=x.dtype).to(x.device)
+    v = torch.randn(ev, generator=g, dtype=x.dtype, device="cpu").to(x.device)
     x1 = x.reshape(-1, *ev)[:1]
     eps = 1e-4 * max(float(x1.abs().max()), 1.0) / float(v.abs().max())
     gp = post.prior.grad(x1 + eps * v) - post.prior.grad(x1 - eps * v)
@@ -230,8 +230,7 @@ def _hqs(post, x0, blur, data_curv, curvature, max_iter, xtol, etol, accelerate,
     B = x0.shape[0]
     x = x0.clone()
     act = torch.arange(B, device=x.device)
-    info = SolveInfo(torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.bool),
-                     torch.zeros(B, dtype=x.dtype), torch.zeros(B, dtype=x.dtype))
+    info = SolveInfo(*(torch.zeros(B, dtype=t, device=x.device) for t in (torch.long, torch.bool, x.dtype, x.dtype)))
     sub = BlurSubset(blur)
     xa, za = x0.clone(), x0.clone()
     tk = torch.ones(B, dtype=x.dtype, device=x.device)

@@ -37,3 +37,17 @@ def test_failed_overwrite_keeps_previous_file(tmp_path):
             tmp.write_text("partial")
             raise RuntimeError
     xr.testing.assert_identical(io.load(target), ds)
+
+
+def test_strings_combined_from_saved_parts_keep_their_full_width(tmp_path):
+    """A part read back from disk remembers its strings' fixed width; the combined file must not cut the
+    longer strings of later parts to it (morse-bott's prior coordinate was written as 'gs', 'tw', 'gm')."""
+    import xarray as xr
+    for name, p in (("a", "gs"), ("b", "tweedie")):
+        io.save(xr.Dataset({"v": ("prior", [1.0]), "verdict": ("prior", [p + " holds"])}, coords={"prior": [p]}),
+                tmp_path / f"{name}.nc")
+    parts = [io.load(tmp_path / f"{n}.nc") for n in "ab"]
+    io.save(xr.concat(parts, dim="prior"), tmp_path / "c.nc")
+    back = io.load(tmp_path / "c.nc")
+    assert list(back.prior.values) == ["gs", "tweedie"]
+    assert list(back.verdict.values) == ["gs holds", "tweedie holds"]

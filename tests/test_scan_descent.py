@@ -296,3 +296,25 @@ def test_colour_profile_of_a_fitted_colour_prior_matches_the_closed_form():
     best = ds.x_hat.values[ds.best_branch.values, np.arange(7)]
     np.testing.assert_allclose(best, marginal.argmin_closed_form(post, th).numpy(), atol=1e-5)
     assert ds.y.dims == ("channel", "row", "col")
+
+
+@pytest.mark.parametrize("prior", ["sparse", "gaussian"])
+def test_a_trivial_minimizer_case_allocates_nothing_off_the_problems_device(prior):
+    """The case's pipeline (profile, descents, plane, near-truth draws, certificates) with torch's default device
+    set to ``meta`` and the problem on the CPU: any tensor made without the problem's device (the bug that breaks
+    a run on a GPU) lands on ``meta`` and fails the first operation that mixes it with the problem's tensors.
+    The case's numbers equal those of the same case run normally."""
+    cfg = TM.Config(quick=True, priors=prior, crop=16, n_theta=5, n_draws=1, noise_levels="0.01", n_outer=2,
+                    max_iter=5, certify_k=1).resolved()
+    (case,) = cfg.problems()
+    fam, theta_true, image, grid, free = TM.setup(case, cfg)
+    problem = ls.BlindDeblur.synthetic(image, fam, theta_true, case.noise, rng=cfg.seed, dtype=torch.float32,
+                                       device="cpu")
+    ref = TM.run_case(cfg, problem, prior, 1.0, theta_true, grid, False, free)
+    torch.set_default_device("meta")
+    try:
+        got = TM.run_case(cfg, problem, prior, 1.0, theta_true, grid, False, free)
+    finally:
+        torch.set_default_device(None)
+    for k in ("profile_energy", "descent_theta", "plane_energy", "theta_hat_near_truth", "cert_energy"):
+        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)

@@ -278,7 +278,7 @@ def jacobian_asymmetry(denoiser: Denoiser, x: torch.Tensor, s: float, *, probes:
     num, den = [], []
     f = lambda z: denoiser(z, s)
     for _ in range(probes):
-        v = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
+        v = torch.randn(x.shape, generator=g, dtype=x.dtype, device="cpu").to(x.device)
         _, jv = torch.func.jvp(f, (x,), (v,))
         _, vjp_fn = torch.func.vjp(f, x)
         (jtv,) = vjp_fn(v)

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from .._checks import InputError, choice, flag, integer, one_of, option, positive_number, validate
+from .._checks import InputError, choice, device_check, flag, integer, one_of, option, positive_number, validate
 from .base import Prior
 
 
@@ -55,6 +55,9 @@ class PriorSettings:
         Seed of fits that draw random crops.
     progress : bool
         Progress bars during fits.
+    device : torch.device or str, optional
+        Where the learned priors' networks live (the problem's device; default: the CPU). The other priors
+        follow their input's device.
     """
 
     s: float = option(0.01, "noise level of the Tweedie score and the gradient-step potential", positive_number())
@@ -66,6 +69,7 @@ class PriorSettings:
     spectrum: str = option("power-law", "spectrum model of the stationary Gaussian", one_of(("power-law", "empirical")))
     seed: int = option(0, "seed of fits that draw random crops", integer(0))
     progress: bool = option(False, "progress bars during fits", flag())
+    device: Any = option(None, "device of the learned priors' networks (None: the CPU)", device_check())
 
     def __post_init__(self):
         validate(self)
@@ -77,17 +81,17 @@ def _shipped_name(shape) -> str:
 
 def _tweedie(shape, st):
     from .shipped import load
-    return load(_shipped_name(shape), "tweedie", s=st.s, dtype=st.dtype)
+    return load(_shipped_name(shape), "tweedie", s=st.s, dtype=st.dtype, device=st.device)
 
 
 def _gs(shape, st):
     from .shipped import load
-    return load("gs-denoiser-gray", "gs", s=st.s, dtype=st.dtype)
+    return load("gs-denoiser-gray", "gs", s=st.s, dtype=st.dtype, device=st.device)
 
 
 def _pf_ode(shape, st):
     from .shipped import load
-    return load(_shipped_name(shape), "diffusion", steps=st.ode_steps, probes=st.probes)
+    return load(_shipped_name(shape), "diffusion", steps=st.ode_steps, probes=st.probes, device=st.device)
 
 
 def _gaussian(shape, st):

@@ -57,7 +57,8 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
     from the Dirac to the true kernel). Verdict (iv) does not depend on the case's own noise
     level; cases that differ only in it compute it each (they are independent tasks).
     """
-    prior = make_prior(prior_name, problem.event_shape, PriorSettings(s=cfg.s, dtype=problem.dtype))
+    prior = make_prior(prior_name, problem.event_shape, PriorSettings(s=cfg.s, dtype=problem.dtype,
+                                                                      device=problem.device))
     post = Posterior(problem, prior, prior_weight=weight)
     solver = SolverOptions(xtol=cfg.xtol, etol=cfg.etol, max_iter=cfg.max_iter)
     score_only = method_for(post) == "hqs"
@@ -65,7 +66,7 @@ def run_case(cfg: Config, problem: BlindDeblur, prior_name: str, weight: float, 
                         progress=progress)
     g = grid[:, 0]
     i0, istar = 0, int(np.argmin(np.abs(g - theta_true[0])))
-    tol = energy_tolerance(prof, prior, weight, cfg.etol, problem.dtype, (i0, istar))
+    tol = energy_tolerance(prof, prior, weight, cfg.etol, problem.dtype, (i0, istar), problem.device)
     dpost = post
     if free is not None:                     # descents on the simplex, same data and prior
         h_star = problem.family(torch.as_tensor(theta_true[None], dtype=problem.dtype))[0]

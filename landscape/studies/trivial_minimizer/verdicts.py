@@ -35,7 +35,7 @@ DRAW_SEED_OFFSET, DRAW_SEED_STRIDE = 1000, 97
 
 
 def energy_tolerance(prof: xr.Dataset, prior: Any, weight: float, etol: float, dtype: torch.dtype,
-                     pair: tuple[int, int]) -> float:
+                     pair: tuple[int, int], device: Any = None) -> float:
     """Energies closer than this are a tie: round-off of the dtype, the solves' own tolerance (widened by
     ``optim.ETOL_MARGIN``) and, for score-only priors, the quadrature error of the prior-energy
     difference between the two minimisers of ``pair`` (a line integral of the score)."""
@@ -43,7 +43,7 @@ def energy_tolerance(prof: xr.Dataset, prior: Any, weight: float, etol: float, d
     tol = (1e-6 if dtype == torch.float64 else 1e-5) * float(np.abs(e).max()) + ETOL_MARGIN * etol
     if hasattr(prior, "energy_difference"):
         i, j = pair
-        xb = torch.as_tensor(prof.x_hat.values[prof.best_branch.values[[i, j]], [i, j]])
+        xb = torch.as_tensor(prof.x_hat.values[prof.best_branch.values[[i, j]], [i, j]], device=device or "cpu")
         _, err = prior.energy_difference(xb[:1], xb[1:])
         tol += weight * float(err.max())
     return tol
@@ -165,8 +165,8 @@ def certify_candidates(problem: BlindDeblur, prior_name: str, s: float, weight: 
                                             "cert_newton_steps")}
     verdicts = np.array(["none"] * n, dtype=object)
     xs = np.full((n, *problem.event_shape), np.nan)
-    prior = make_prior(prior_name, problem.event_shape, PriorSettings(s=s, dtype=torch.float64))
-    pb = BlindDeblur(problem.y.double(), problem.family, problem.noise, x_true=problem.x_true.double(),
+    prior = make_prior(prior_name, problem.event_shape, PriorSettings(s=s, dtype=torch.float64, device=problem.device))
+    pb = BlindDeblur(problem.y.double(), problem.family, problem.noise, x_true=problem.x_true.double(),  # same device
                      theta_true=problem.theta_true, dtype=torch.float64)
     post = Posterior(pb, prior, prior_weight=weight)
     has_energy = method_for(post) != "hqs"
@@ -177,10 +177,10 @@ def certify_candidates(problem: BlindDeblur, prior_name: str, s: float, weight: 
             verdicts[c] = "n/a (score-only prior)"
             continue
         t0 = time.perf_counter()
-        ce = certify.certify(post, np.atleast_1d(th)[None], torch.as_tensor(x, dtype=torch.float64),
+        ce = certify.certify(post, np.atleast_1d(th)[None], torch.as_tensor(x, dtype=torch.float64, device=pb.device),
                              k=k, box=POLISH_BOX, polish_gtol=POLISH_GTOL, newton_gtol=NEWTON_GTOL,
                              gtol=CERT_GTOL, maxiter=maxiter)
-        verdicts[c], xs[c] = ce["verdict"], ce["x"].numpy()
+        verdicts[c], xs[c] = ce["verdict"], io.host(ce["x"])
         rec["cert_theta"][c], rec["cert_energy"][c] = ce["theta"][0], ce["energy"]
         for key in ("grad_norm", "eig_min", "eig_residual", "products", "newton_steps"):
             rec[f"cert_{key}"][c] = ce[key]
@@ -249,8 +249,8 @@ def near_truth_over_draws(problem: BlindDeblur, prior: Any, weight: float, theta
     th_hat = np.full((len(levels), n_draws), np.nan)
     for a, sig in enumerate(levels):
         for d in range(n_draws):
-            pb = BlindDeblur.synthetic(problem.x_true.numpy(), problem.family, theta_true, sig,
-                                       rng=seed + DRAW_SEED_OFFSET + DRAW_SEED_STRIDE * d + a, dtype=problem.dtype)
+            pb = BlindDeblur.synthetic(problem.x_true, problem.family, theta_true, sig, dtype=problem.dtype,
+                                       rng=seed + DRAW_SEED_OFFSET + DRAW_SEED_STRIDE * d + a, device=problem.device)
             th_hat[a, d] = scan.local_minimiser(Posterior(pb, prior, prior_weight=weight), theta_true, solver,
                                                 width=NEAR_TRUTH_WINDOW, n=NEAR_TRUTH_POINTS)
     return th_hat
