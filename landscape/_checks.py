@@ -374,7 +374,7 @@ def device_check() -> Check:
     def ok(v: Any) -> bool:
         return v is None or (not isinstance(v, bool) and isinstance(v, (str, object)) and device_available(v))
     return Check("a device this machine has: cpu, or cuda / cuda:N / mps where available", ok,
-                 ("cuda:99", "no-such-device", 3))
+                 ("cuda:99", "no-such-device", "gpu"))
 
 
 def option(default: Any, help: str, check: Check) -> Any:

@@ -147,8 +147,8 @@ def profile(post: Posterior, theta: Any, *, x0: torch.Tensor | None = None, warm
     if store_images:
         v["x_hat"] = (("branch", "theta", *image_dims(post.problem)), xs.cpu().numpy(), {"long_name": "argmin_x E(theta, x)"})
     if rates:
-        kept = xs[torch.as_tensor(best), torch.arange(len(best))]
-        rho = fixed_point_rate(post, th, kept).numpy()
+        kept = xs[torch.as_tensor(best, device=xs.device), torch.arange(len(best), device=xs.device)]
+        rho = host(fixed_point_rate(post, th, kept))
         v["fixed_point_rate"] = ("theta", rho, {"long_name": "spectral radius of the HQS map at the kept solution",
                                                 "comment": ">= 1: the fixed point repels; the solve cannot converge"})
     ds = xr.Dataset(v, coords={**theta_coords(post, th), "param": list(fam.param_names), "branch": branches})

@@ -341,7 +341,7 @@ def fixed_point_rate(post: "Posterior", theta: Any, x: torch.Tensor, *, eps: flo
     x = x.expand(th.shape[0], *shape) if x.ndim == len(shape) else x
     g = np.random.default_rng(rng)
     n = int(np.prod(shape))
-    out = torch.zeros(th.shape[0], dtype=torch.float64)
+    out = torch.zeros(th.shape[0], dtype=torch.float64, device="cpu")          # a record: on the host
     for b in range(th.shape[0]):
         T = hqs_map(post, th[b:b + 1], curvature)
         xb = x[b:b + 1]

@@ -303,7 +303,8 @@ def test_every_coloured_map_has_a_colour_bar_and_no_map_is_blank(study, small_ru
     ("pnp-vs-unrolled", ["--quick", "--n-iter", "3", "--crop", "32"]),
     ("posterior-statistics", ["--quick", "--sweeps", "20", "--burn-in", "5", "--crop", "16"]),
     ("morse-bott", ["--quick", "--priors", "gs", "--crop", "8", "--max-iter", "5"]),
-    ("local-recovery", ["--quick", "--priors", "gs", "--x-star", "natural", "--crop", "12", "--n-outer", "3"]),
+    ("local-recovery", ["--quick", "--priors", "gs", "--x-star", "natural", "--crop", "12", "--n-outer", "3",
+                        "--noise-levels", "0.01", "--radii", "0.1", "--certify-k", "1"]),
 ])
 def test_every_natural_image_study_runs_on_the_users_image_file(tmp_path, study, args):
     """--image-file: the study runs on the file's central crop (found among the stored arrays)."""

@@ -298,7 +298,7 @@ def test_colour_profile_of_a_fitted_colour_prior_matches_the_closed_form():
     assert ds.y.dims == ("channel", "row", "col")
 
 
-@pytest.mark.parametrize("prior", ["sparse", "gaussian"])
+@pytest.mark.parametrize("prior", ["sparse", "gaussian", "gs", "tweedie"])
 def test_a_trivial_minimizer_case_allocates_nothing_off_the_problems_device(prior):
     """The case's pipeline (profile, descents, plane, near-truth draws, certificates) with torch's default device
     set to ``meta`` and the problem on the CPU: any tensor made without the problem's device (the bug that breaks

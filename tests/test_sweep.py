@@ -56,10 +56,11 @@ def test_the_readme_runs_are_definitions():
 
 #: size variants of another definition of the same study: their --quick runs clamp to nearly the same small run,
 #: so they run with `slow` only (the default run stays under 15 min); they still parse in the default run below.
-#: The second group are the definitions whose --quick run takes 20-75 s and whose study's --quick the default
+#: The second group are the definitions whose --quick run takes 13-75 s and whose study's --quick the default
 #: run already runs from the command line (``test_cli``); they too parse in the default run.
 VARIANTS = ("local-recovery-64", "morse-bott-32", "morse-bott-64",
-            "main-tweedie", "local-recovery", "posterior-statistics", "morse-bott", "epll")
+            "main-tweedie", "main", "local-recovery", "posterior-statistics", "posterior-statistics-sandbox",
+            "morse-bott", "epll", "blurry-is-more-likely")
 
 
 def test_every_definition_parses_into_valid_cases():

@@ -47,6 +47,7 @@ import xarray as xr
 
 from ... import data, io, kernels
 from ..._checks import (
+    device_check,
     flag,
     InputError,
     integer,
@@ -125,6 +126,8 @@ class Config(ProblemConfig):
                          "ETOL_MARGIN (10) etol joins the tie tolerance", number(0.0))
     max_iter: int = option(300, "inner solver iteration cap (unconverged solves are counted)", integer(1))
     dtype: str = option("float32", "float32 or float64 (energy comparisons)", one_of(("float32", "float64")))
+    device: str = option("cpu", "where the problem, the solves and the learned priors' networks run: cpu, cuda, "
+                         "cuda:N or mps (the results' records come back to the host)", device_check())
     seed: int = option(0, "seed", integer(0))
     quick: bool = option(False, "one case (the first of every list), small crop, coarse grid, 2 levels x 2 "
                          "draws (< 60 s)", flag())
@@ -177,7 +180,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     single_case(cfg, ("priors", "weights", "image", "family", "noise"))
     (case,), (prior,), (weight,) = cfg.problems(), cfg.priors, cfg.weights
     fam, theta_true, image, grid, free = setup(case, cfg)
-    problem = BlindDeblur.synthetic(image, fam, theta_true, case.noise, rng=cfg.seed, dtype=getattr(torch, cfg.dtype))
+    problem = BlindDeblur.synthetic(image, fam, theta_true, case.noise, rng=cfg.seed, dtype=getattr(torch, cfg.dtype),
+                                    device=cfg.device)
     part = run_case(cfg, problem, prior, float(weight), theta_true, grid, progress, free)
     for k, da in io.input_variables(problem).items():
         part[k] = da
