@@ -142,14 +142,16 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
     """
     from tqdm.auto import tqdm
     opts = options or DiffusionOptions()
-    th = post.problem.family.check(np.asarray(theta, dtype=float).reshape(1, -1), dtype=post.problem.dtype)
+    th = post.problem.family.check(np.asarray(theta, dtype=float).reshape(1, -1), dtype=post.problem.dtype,
+                                   device=post.problem.device)
     gen = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(
         int(np.random.default_rng(rng).integers(2 ** 62)))
     C, shape, dtype = opts.chains, post.problem.image_shape, post.problem.dtype
     blur = post.problem.blur(th)
     D = differentiable_denoiser(post.prior)
     s = opts.schedule()
-    x = opts.mean + math.sqrt(s[0] ** 2 + opts.data_var) * torch.randn((C, *shape), generator=gen, dtype=dtype)
+    x = opts.mean + math.sqrt(s[0] ** 2 + opts.data_var) * torch.randn((C, *shape), generator=gen, dtype=dtype,
+                                                                       device=gen.device).to(post.problem.device)
     calls0 = post.prior.calls
     limited = torch.zeros(C, dtype=torch.long)
     for i in tqdm(range(len(s)), desc=f"dps ({C} chains)", disable=not progress, leave=False):
@@ -163,7 +165,8 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
         over = rms > opts.max_move * noise_sd                      # the trust region (module docstring)
         limited += over.to(limited.dtype)
         move = move * torch.where(over, opts.max_move * noise_sd / rms, torch.ones_like(rms))[:, None, None]
-        x = x + delta * (x0 - x) / s[i] ** 2 + move + noise_sd * torch.randn(x.shape, generator=gen, dtype=dtype)
+        x = x + delta * (x0 - x) / s[i] ** 2 + move + noise_sd * torch.randn(x.shape, generator=gen, dtype=dtype,
+                                                                             device=gen.device).to(x.device)
         bad = ~torch.isfinite(x).flatten(1).all(1)
         if bad.any():
             raise ChainDiverged(int(bad.nonzero()[0]), i, x.new_zeros(C, 0, *shape))

@@ -33,7 +33,7 @@ from .langevin import ChainDiverged, LangevinOptions, MalaState, lipschitz, samp
 
 
 def _grid(post: Posterior, grid: Any) -> torch.Tensor:
-    g = post.problem.family.check(grid, dtype=post.problem.dtype)
+    g = post.problem.family.check(grid, dtype=post.problem.dtype, device=post.problem.device)
     if g.shape[0] < 2:
         raise InputError("grid", "at least 2 kernel parameters", g.shape[0])
     return g
@@ -131,7 +131,7 @@ def _exact_x(sandbox, roots: dict, idx: torch.Tensor, gen: torch.Generator, shap
             roots[j] = (torch.softmax(sl.log_evidence, 0), sl.means, V * lam.clamp_min(0).sqrt()[:, None, :])
         w, means, root = roots[j]
         k = int(torch.multinomial(w, 1, generator=gen))
-        e = torch.randn(means.shape[1], generator=gen, dtype=means.dtype)
+        e = torch.randn(means.shape[1], generator=gen, dtype=means.dtype, device=gen.device).to(means.device)
         out.append((means[k] + root[k] @ e).reshape(shape))
     return torch.stack(out)
 

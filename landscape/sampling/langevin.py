@@ -140,7 +140,8 @@ def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None
     """
     from tqdm.auto import tqdm
     opts = options or LangevinOptions()
-    th = post.problem.family.check(np.asarray(theta, dtype=float).reshape(1, -1), dtype=post.problem.dtype)
+    th = post.problem.family.check(np.asarray(theta, dtype=float).reshape(1, -1), dtype=post.problem.dtype,
+                                   device=post.problem.device)
     if opts.method == "mala" and post.prior.capabilities.get("energy") not in ("exact", "exact up to a constant"):
         raise InputError("method", "ula or annealed for a prior without an energy (mala needs one)", opts.method)
     gen = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(
@@ -197,9 +198,10 @@ def transition(post: Posterior, blur, x: torch.Tensor, step: Any, method: str, g
     for all); ``step`` a float or ``(C,)``; ``level``: the denoiser level of an annealed step (the
     likelihood's variance widened by its square), None for the prior's own gradient."""
     C = x.shape[0]
-    d = torch.as_tensor(step, dtype=x.dtype).reshape(-1).expand(C)
+    d = torch.as_tensor(step, dtype=x.dtype, device=x.device).reshape(-1).expand(C)
     dv = d[:, None, None]
-    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    # drawn where the generator lives, then moved: the same draws on every device
+    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)
     if method != "mala":
         widen = 0.0 if level is None else level ** 2
         return x - dv * _grad(post, blur, x, level, widen) + torch.sqrt(2 * dv) * noise
@@ -210,7 +212,7 @@ def transition(post: Posterior, blur, x: torch.Tensor, step: Any, method: str, g
     fwd = ((prop - x + dv * state.grad) ** 2).flatten(1).sum(1) / (4 * d)
     bwd = ((x - prop + dv * g_p) ** 2).flatten(1).sum(1) / (4 * d)
     log_a = -e_p + state.energy - bwd + fwd
-    acc = torch.log(torch.rand(C, generator=gen, dtype=x.dtype)) < log_a
+    acc = torch.log(torch.rand(C, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)) < log_a
     state.energy = torch.where(acc, e_p, state.energy)
     state.grad = torch.where(acc[:, None, None], g_p, state.grad)
     state.accepted += acc.to(x.dtype)
