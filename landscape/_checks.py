@@ -372,7 +372,7 @@ def device_available(value: Any) -> bool:
 def device_check() -> Check:
     """``None`` (the default device) or a device this machine has (:func:`device_available`)."""
     def ok(v: Any) -> bool:
-        return v is None or (not isinstance(v, bool) and isinstance(v, (str, object)) and device_available(v))
+        return v is None or (not isinstance(v, bool) and device_available(v))
     return Check("a device this machine has: cpu, or cuda / cuda:N / mps where available", ok,
                  ("cuda:99", "no-such-device", "gpu"))
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .._checks import InputError
+from ..io import host
 from ..operators import Blur
 from ..posterior import Posterior
 from .langevin import ChainDiverged, LangevinOptions, MalaState, lipschitz, sample_x, transition
@@ -188,11 +189,11 @@ def save_draws(path: Any, post: Posterior, grid: Any, out: dict[str, Any], *, ma
     n = out["x"].shape[1]
     keep = np.unique(np.linspace(0, n - 1, min(n, max_draws)).round().astype(int))
     x, idx = out["x"][:, keep], out["theta_index"][:, keep]
-    e = data_energies(post, torch.as_tensor(np.asarray(grid), dtype=x.dtype).reshape(-1, 1),
+    e = data_energies(post, torch.as_tensor(np.asarray(grid), dtype=x.dtype, device=x.device).reshape(-1, 1),
                       x.reshape(-1, *x.shape[2:]))
-    energy = e.gather(1, idx.reshape(-1, 1)).reshape(idx.shape)
-    idata = inference_data(post.problem, theta=out["theta"][:, keep].double().numpy(), x=x.double().numpy(),
-                           sample_stats={"data_energy": energy.double().numpy()}, study=study, config=config)
+    energy = e.gather(1, idx.reshape(-1, 1).to(e.device)).reshape(idx.shape)
+    idata = inference_data(post.problem, theta=host(out["theta"][:, keep].double()), x=host(x.double()),
+                           sample_stats={"data_energy": host(energy.double())}, study=study, config=config)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_inference(idata, path)
