@@ -221,3 +221,36 @@ def test_real_shakes_pnp_takes_a_user_denoiser_and_gives_the_registrys_numbers(t
         assert np.isfinite(a[k].sel(estimator="pnp").values).all()
         np.testing.assert_allclose(a[k].values, b[k].values, rtol=1e-5, err_msg=k)
     assert json.loads(b.attrs["pnp_description"])["spec"] == f"{f}:make"
+
+
+class TrainableQuadratic(torch.nn.Module):
+    """A float32 gradient-step potential with weights that require grad, as a user's network has:
+    g(u) = |w * u|^2 / 2 (w a circular 3x3 filter), so q = g / sigma^2 and its gradient are known."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular", bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([[0.0, -1, 0], [-1, 4, -1], [0, -1, 0]]))
+
+    def forward(self, u, sigma):
+        return 0.5 * (self.conv(u) ** 2).sum((1, 2, 3))
+
+
+def test_a_float32_trainable_module_answers_in_the_callers_dtype_without_a_graph():
+    img = torch.as_tensor(data.center_crop(data.load("camera"), 16))[None]
+    net = TrainableQuadratic()
+    pot = from_potential(net, S, device="cpu")
+    e = pot.energy(img)
+    assert e.dtype == torch.float64 and e.grad_fn is None and not e.requires_grad
+    lap = torch.tensor([[0.0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=torch.float64)
+    conv = torch.nn.functional.conv2d(torch.nn.functional.pad(img[:, None], (1, 1, 1, 1), mode="circular"),
+                                      lap[None, None])
+    np.testing.assert_allclose(e.numpy(), 0.5 * (conv ** 2).sum((1, 2, 3)).numpy() / S ** 2, rtol=1e-5)
+    g = pot.grad(img)                                    # the Laplacian applied twice, / s^2, in float32
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(conv, (1, 1, 1, 1), mode="circular"),
+                                     lap[None, None])[:, 0] / S ** 2
+    assert g.dtype == torch.float64
+    np.testing.assert_allclose(g.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    den = from_denoiser(lambda u, sigma: u - 0.01 * net.conv(u.float()), S).denoise(img, S)
+    assert den.dtype == torch.float64 and den.grad_fn is None

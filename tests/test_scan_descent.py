@@ -298,12 +298,64 @@ def test_colour_profile_of_a_fitted_colour_prior_matches_the_closed_form():
     assert ds.y.dims == ("channel", "row", "col")
 
 
-@pytest.mark.parametrize("prior", ["sparse", "gaussian", "gs", "tweedie"])
-def test_a_trivial_minimizer_case_allocates_nothing_off_the_problems_device(prior):
+USER_NETS = '''
+import numpy as np
+import torch
+from landscape.priors import from_epsilon, from_potential
+
+
+class Smoother(torch.nn.Module):
+    """A small linear denoiser in deepinv's convention: (B, 1, H, W) in [0, 1], sigma a float."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular", bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16)
+
+    def forward(self, u, sigma):
+        return u + sigma ** 2 / (sigma ** 2 + 0.01) * (self.conv(u) - u)
+
+
+def denoiser():
+    return Smoother()
+
+
+class Potential(Smoother):
+    """A gradient-step potential g(u, sigma) = |u - conv(u)|^2 / 2, one value per image."""
+
+    def forward(self, u, sigma):
+        return 0.5 * ((u - self.conv(u)) ** 2).sum((1, 2, 3))
+
+
+class Epsilon(Smoother):
+    """An epsilon-prediction network eps(x_t, t) (the diffusers convention)."""
+
+    def forward(self, xt, t):
+        return 0.1 * (xt - self.conv(xt))
+
+
+def potential():
+    return from_potential(Potential(), 0.01, data_range=(-1, 1))
+
+
+def epsilon():
+    return from_epsilon(Epsilon(), np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)), 0.01)
+'''
+
+
+@pytest.mark.parametrize("prior", ["sparse", "gaussian", "gs", "tweedie", "user:denoiser", "user:potential",
+                                   "user:epsilon"])
+def test_a_trivial_minimizer_case_allocates_nothing_off_the_problems_device(prior, tmp_path):
     """The case's pipeline (profile, descents, plane, near-truth draws, certificates) with torch's default device
     set to ``meta`` and the problem on the CPU: any tensor made without the problem's device (the bug that breaks
     a run on a GPU) lands on ``meta`` and fails the first operation that mixes it with the problem's tensors.
-    The case's numbers equal those of the same case run normally."""
+    The user priors (a denoiser module, a potential and an epsilon network through the adapters, built by a
+    factory in a file) are built inside the case too. The case's numbers equal those of the same case run
+    normally."""
+    if prior.startswith("user:"):
+        (tmp_path / "nets.py").write_text(USER_NETS)
+        prior = f"{tmp_path / 'nets.py'}:{prior[5:]}"
     cfg = TM.Config(quick=True, priors=prior, crop=16, n_theta=5, n_draws=1, noise_levels="0.01", n_outer=2,
                     max_iter=5, certify_k=1).resolved()
     (case,) = cfg.problems()

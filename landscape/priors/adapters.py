@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from .._checks import InputError, positive
@@ -68,13 +69,14 @@ class Units:
         return u.expand(-1, self.channels, -1, -1), lead
 
     def from_net(self, u: torch.Tensor, lead: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """The network's answer ``u`` back in the toolkit's units, on ``like``'s device and dtype."""
         if u.ndim != 4 or u.shape[1] != self.channels or tuple(u.shape[-2:]) != tuple(like.shape[-2:]):
             raise InputError("prior", f"a network answering (B, {self.channels}, H, W) for (B, {self.channels}, H, W)",
                              f"output of shape {tuple(u.shape)}")
-        back = (u - self.a) / self.scale
+        back = (u.to(device=like.device, dtype=like.dtype) - self.a) / self.scale
         if self.color:
-            return back.reshape(*lead, *like.shape[-3:]).to(like.dtype)
-        return back.mean(dim=1).reshape(*lead, *like.shape[-2:]).to(like.dtype)
+            return back.reshape(*lead, *like.shape[-3:])
+        return back.mean(dim=1).reshape(*lead, *like.shape[-2:])
 
     def sigma(self, s: float) -> float:
         return self.scale * float(s)
@@ -83,20 +85,35 @@ class Units:
         return {"data_range": [self.a, self.a + self.scale], "channels": self.channels, "color": self.color}
 
 
-def _denoiser(net: Callable, units: Units) -> Callable[[torch.Tensor, float], torch.Tensor]:
-    """``D(x, s)`` in the toolkit's units from ``net(u, sigma)`` in the network's (a module computes in
-    its weights' dtype, whatever the caller's)."""
-    params = list(net.parameters()) if isinstance(net, torch.nn.Module) else []
+def _placed(net: Callable, device: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Move a module with weights to ``device`` (if given) and return the map that brings its inputs to its
+    weights' device and dtype; a plain callable receives the caller's tensors as they are (on the problem's
+    device) and its answer is brought back by :meth:`Units.from_net`."""
+    if not isinstance(net, torch.nn.Module):
+        return lambda u: u
+    if device is not None:
+        net.to(torch.device(device))
+    w = next(iter(net.parameters()), None)
+    if w is None:
+        return lambda u: u
+    return lambda u: u.to(device=w.device, dtype=w.dtype)
+
+
+def _denoiser(net: Callable, units: Units, device: Any = None) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """``D(x, s)`` in the toolkit's units from ``net(u, sigma)`` in the network's: a module computes on its
+    weights' device and in their dtype (moved to ``device`` first, if given), the answer comes back to the
+    caller's device and dtype."""
+    place = _placed(net, device)
 
     def den(x: torch.Tensor, s: float) -> torch.Tensor:
         u, lead = units.to_net(x)
-        return units.from_net(net(u.to(params[0].dtype) if params else u, units.sigma(s)), lead, x)
+        return units.from_net(net(place(u), units.sigma(s)), lead, x)
     return den
 
 
 def from_denoiser(net: Callable, s: float = 0.01, *, data_range: tuple[float, float] = (0.0, 1.0),
                   channels: int = 1, color: bool = False, diffusion: bool = False, name: str = "user-denoiser",
-                  **kw: Any) -> Prior:
+                  device: Any = None, **kw: Any) -> Prior:
     r"""A denoiser ``net(x, sigma)`` (deepinv's convention) as a prior.
 
     Parameters
@@ -115,6 +132,10 @@ def from_denoiser(net: Callable, s: float = 0.01, *, data_range: tuple[float, fl
     diffusion : bool
         Return the PF-ODE log-density of a noise-conditional denoiser (:class:`DiffusionPrior`;
         ``**kw`` go to it) instead of the Tweedie score.
+    device : torch.device or str, optional
+        Move a ``torch.nn.Module`` there (the problem's device). A module always receives its inputs on its
+        weights' device and dtype, and its answers come back to the caller's; a plain callable receives the
+        caller's tensors as they are.
 
     Returns
     -------
@@ -129,7 +150,7 @@ def from_denoiser(net: Callable, s: float = 0.01, *, data_range: tuple[float, fl
     5.0
     """
     units = Units(data_range, channels, color)
-    den = _denoiser(net, units)
+    den = _denoiser(net, units, device)
     prior = DiffusionPrior(den, name=name, color=color, **kw) if diffusion else \
         TweediePrior(den, positive("s", s), name=name, color=color, **kw)
     prior.provenance = units.describe()          # the network's conventions, in the results' description
@@ -138,11 +159,16 @@ def from_denoiser(net: Callable, s: float = 0.01, *, data_range: tuple[float, fl
 
 def from_score(score: Callable, s: float = 0.01, *, data_range: tuple[float, float] = (0.0, 1.0),
                channels: int = 1, color: bool = False, diffusion: bool = False, name: str = "user-score",
-               **kw: Any) -> Prior:
+               device: Any = None, **kw: Any) -> Prior:
     r"""A score network ``score(u, sigma)`` :math:`= \nabla_u \log p_\sigma(u)` (network units) as a
     prior, through :math:`D(u, \sigma) = u + \sigma^2\,\mathrm{score}(u, \sigma)`; as :func:`from_denoiser`."""
-    return from_denoiser(lambda u, sigma: u + sigma ** 2 * score(u, sigma), s, data_range=data_range,
-                         channels=channels, color=color, diffusion=diffusion, name=name, **kw)
+    place = _placed(score, device)
+
+    def den(u: torch.Tensor, sigma: float) -> torch.Tensor:
+        v = place(u)
+        return v + sigma ** 2 * score(v, sigma)
+    return from_denoiser(den, s, data_range=data_range, channels=channels, color=color, diffusion=diffusion,
+                         name=name, **kw)
 
 
 class PotentialPrior(Prior):
@@ -152,20 +178,23 @@ class PotentialPrior(Prior):
 
     capabilities = {"energy": UP_TO_CONSTANT, "grad": EXACT, "denoise": UNAVAILABLE}
 
-    def __init__(self, potential: Callable, s: float, units: Units, name: str = "user-potential"):
+    def __init__(self, potential: Callable, s: float, units: Units, name: str = "user-potential", device: Any = None):
         self.potential, self.s, self.units, self.name = potential, positive("s", s), units, name
         self.event_ndim = units.event_ndim
-
+        self._place = _placed(potential, device)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         u, lead = self.units.to_net(x)
         sig = self.units.sigma(self.s)
         self._count()
-        g = self.potential(u, sig)
+        # a graph only where the caller asks for one (autograd Hessians, joint gradients), as the shipped
+        # gradient-step prior: a user module's weights require grad, and no caller wants their graph
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
+            g = self.potential(self._place(u), sig)
         if g.shape != (u.shape[0],):
             raise InputError("prior", f"a potential answering one value per image ({u.shape[0]},)",
                              f"shape {tuple(g.shape)}")
-        return (g / sig ** 2).reshape(lead).to(x.dtype)
+        return (g.to(device=x.device, dtype=x.dtype) / sig ** 2).reshape(lead)
 
     def grad(self, x: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
@@ -185,15 +214,16 @@ class PotentialPrior(Prior):
 
 
 def from_potential(potential: Callable, s: float = 0.01, *, data_range: tuple[float, float] = (0.0, 1.0),
-                   channels: int = 1, color: bool = False, name: str = "user-potential") -> PotentialPrior:
+                   channels: int = 1, color: bool = False, name: str = "user-potential",
+                   device: Any = None) -> PotentialPrior:
     r"""An explicit potential ``potential(u, sigma) -> (B,)`` (a gradient-step denoiser's :math:`g`) as
-    a :class:`PotentialPrior` at level ``s`` (toolkit units; ``color`` as :func:`from_denoiser`)."""
-    return PotentialPrior(potential, s, Units(data_range, channels, color), name=name)
+    a :class:`PotentialPrior` at level ``s`` (toolkit units; ``color`` and ``device`` as :func:`from_denoiser`)."""
+    return PotentialPrior(potential, s, Units(data_range, channels, color), name=name, device=device)
 
 
 def from_epsilon(eps: Callable, alphas_cumprod: Any, s: float = 0.01, *, data_range: tuple[float, float] = (-1.0, 1.0),
                  channels: int = 1, color: bool = False, diffusion: bool = False, name: str = "user-epsilon",
-                 **kw: Any) -> Prior:
+                 device: Any = None, **kw: Any) -> Prior:
     r"""An epsilon-prediction diffusion network (the diffusers convention) as a prior.
 
     The network predicts the noise of :math:`x_t = \sqrt{\bar\alpha_t}\,u + \sqrt{1 - \bar\alpha_t}\,\varepsilon`
@@ -212,29 +242,32 @@ def from_epsilon(eps: Callable, alphas_cumprod: Any, s: float = 0.01, *, data_ra
         ``eps(x_t, t) -> (B, C, H, W)``, ``t`` a ``(B,)`` float tensor of timesteps.
     alphas_cumprod : array ``(T,)``
         The schedule :math:`\bar\alpha_t`, decreasing in ``t`` (diffusers' ``scheduler.alphas_cumprod``).
-    s, data_range, channels, color, diffusion, name, **kw
+    s, data_range, channels, color, diffusion, name, device, **kw
         As :func:`from_denoiser` (``data_range`` defaults to diffusers' :math:`[-1, 1]`).
     """
-    ab = torch.as_tensor(alphas_cumprod, dtype=torch.float64).reshape(-1)
-    if ab.numel() < 2 or not torch.isfinite(ab).all() or (ab <= 0).any() or (ab >= 1).any() or (ab.diff() >= 0).any():
-        raise InputError("alphas_cumprod", "a decreasing schedule of values in (0, 1)", f"{ab.numel()} values")
-    log_sig = 0.5 * torch.log((1 - ab) / ab)
+    ab = np.asarray(alphas_cumprod.detach().cpu() if isinstance(alphas_cumprod, torch.Tensor) else alphas_cumprod,
+                    dtype=np.float64).reshape(-1)
+    if ab.size < 2 or not np.isfinite(ab).all() or (ab <= 0).any() or (ab >= 1).any() or (np.diff(ab) >= 0).any():
+        raise InputError("alphas_cumprod", "a decreasing schedule of values in (0, 1)", f"{ab.size} values")
+    log_sig = 0.5 * np.log((1 - ab) / ab)          # the schedule on the host: the timestep is a number
 
     def timestep(sigma: float) -> float:
         ls = math.log(sigma)
-        if not float(log_sig[0]) - 1e-12 <= ls <= float(log_sig[-1]) + 1e-12:
+        if not log_sig[0] - 1e-12 <= ls <= log_sig[-1] + 1e-12:
             raise InputError("s", f"a level inside the schedule's range [{math.exp(log_sig[0]):.3g}, "
                              f"{math.exp(log_sig[-1]):.3g}] (network units)", sigma)
-        i = int(torch.searchsorted(log_sig, torch.tensor(ls, dtype=torch.float64)).clamp(1, ab.numel() - 1))
-        f = (ls - float(log_sig[i - 1])) / float(log_sig[i] - log_sig[i - 1])
-        return i - 1 + min(max(f, 0.0), 1.0)
+        i = min(max(int(np.searchsorted(log_sig, ls)), 1), ab.size - 1)
+        f = (ls - log_sig[i - 1]) / (log_sig[i] - log_sig[i - 1])
+        return i - 1 + min(max(float(f), 0.0), 1.0)
+
+    place = _placed(eps, device)
 
     def den(u: torch.Tensor, sigma: float) -> torch.Tensor:
         a = 1.0 / (1.0 + float(sigma) ** 2)
-        xt = math.sqrt(a) * u
-        t = torch.full((u.shape[0],), timestep(float(sigma)), dtype=u.dtype, device=u.device)
+        xt = math.sqrt(a) * place(u)
+        t = torch.full((u.shape[0],), timestep(float(sigma)), dtype=xt.dtype, device=xt.device)
         return (xt - math.sqrt(1 - a) * eps(xt, t)) / math.sqrt(a)
     prior = from_denoiser(den, s, data_range=data_range, channels=channels, color=color, diffusion=diffusion,
                           name=name, **kw)
-    prior.provenance = {**prior.provenance, "convention": "epsilon-prediction", "schedule_steps": int(ab.numel())}
+    prior.provenance = {**prior.provenance, "convention": "epsilon-prediction", "schedule_steps": int(ab.size)}
     return prior

@@ -161,7 +161,7 @@ def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None
     from .user import load_user_prior
     st = settings or PriorSettings()
     if is_spec(name):
-        return load_user_prior(name, st.s, tuple(shape))
+        return load_user_prior(name, st.s, tuple(shape), st.device)
     choice("prior", name, PRIORS)
     if len(shape) == 3 and name not in COLOR:
         raise InputError("prior", "a prior with a colour version for colour images: " + ", ".join(COLOR), repr(name))

@@ -57,7 +57,7 @@ def _factory(spec: str) -> Any:
     return getattr(module, attr)
 
 
-def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, ...] = (16, 16)) -> Prior:
+def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, ...] = (16, 16), device: Any = None) -> Prior:
     """Build and check the user prior ``spec`` (module docstring).
 
     Parameters
@@ -68,6 +68,10 @@ def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, ...] = (16, 16
         The Tweedie level for a factory that returns a denoiser.
     shape : (int, int) or (C, int, int)
         Image shape of the one evaluation that checks the prior.
+    device : torch.device or str, optional
+        The study's device (default: the CPU). The factory is called with it as torch's default device, so
+        a network it builds lands there; a denoiser module it returns is moved there; the checking
+        evaluation runs there.
 
     Returns
     -------
@@ -78,8 +82,10 @@ def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, ...] = (16, 16
     factory = _factory(str(spec))
     if not callable(factory):
         raise InputError("priors", f"a callable factory ({spec})", type(factory).__name__)
+    dev = torch.device(device if device is not None else "cpu")
     try:
-        obj = factory()
+        with dev:
+            obj = factory()
     except Exception as exc:  # noqa: BLE001 - the user's factory failing is a bad --priors value
         raise InputError("priors", f"a factory that returns a prior or a denoiser ({spec})",
                          f"{type(exc).__name__}: {exc}") from None
@@ -87,22 +93,22 @@ def load_user_prior(spec: str, s: float = 0.01, shape: tuple[int, ...] = (16, 16
         prior = obj
     elif callable(obj):                      # a denoiser D(x, sigma): gray, or colour for a (C, H, W) shape
         color = len(shape) == 3
-        prior = from_denoiser(obj, s, name=str(spec), channels=shape[0] if color else 1, color=color)
+        prior = from_denoiser(obj, s, name=str(spec), channels=shape[0] if color else 1, color=color, device=dev)
     else:
         raise InputError("priors", f"a Prior or a denoiser D(x, sigma) from {spec}", type(obj).__name__)
-    _probe(prior, spec, shape)
+    _probe(prior, spec, shape, dev)
     src = spec_file(spec)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16] if src is not None else ""
     prior.provenance = {**prior.provenance, "spec": str(spec), "source_sha256": digest}
     return prior
 
 
-def _probe(prior: Prior, spec: str, shape: tuple[int, int]) -> None:
+def _probe(prior: Prior, spec: str, shape: tuple[int, int], device: torch.device) -> None:
     """One evaluation of what the prior offers, on a smooth image (``shape`` ``(H, W)``, or ``(C, H, W)``
-    for colour): shapes and finite values."""
+    for colour) on ``device``: shapes and finite values."""
     h, w = shape[-2:]
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, h, dtype=torch.float64), torch.linspace(0, 1, w, dtype=torch.float64),
-                            indexing="ij")
+    lin = dict(dtype=torch.float64, device=device)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h, **lin), torch.linspace(0, 1, w, **lin), indexing="ij")
     x = (0.3 + 0.4 * yy * xx).expand(*shape[:-2], h, w)[None].clone()
     try:
         g = prior.grad(x)
