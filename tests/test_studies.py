@@ -282,6 +282,29 @@ def test_blurry_is_more_likely_takes_a_user_prior_and_gives_its_exact_energy_dif
     assert ds.delta_q_error.sel(evaluator=spec).values.max() < 1e-3 * np.abs(q - q[0]).max()
 
 
+def test_blurry_is_more_likely_on_image_files_crops_each_file_as_the_held_out_images_centre(tmp_path, capsys):
+    """--image-file: the central crop of each file. The photograph saved as a file gives the named image's
+    central crop and its q differences to the last bit; a file smaller than the crop and the blur's margin is
+    one line naming image_file, exit 2, nothing written."""
+    from landscape import data
+    from landscape.cli import main
+    from landscape.studies import blurry_is_more_likely as b
+    np.save(tmp_path / "cam.npy", data.load("camera"))
+    np.save(tmp_path / "asc.npy", data.load("ascent"))
+    kw = dict(crop=16, width_max=2.0, width_step=1.0, evaluators="gaussian")
+    named = b.run(b.Config(n_images=2, **kw), progress=False)
+    files = b.run(b.Config(image_file=f"{tmp_path / 'cam.npy'},{tmp_path / 'asc.npy'}", **kw), progress=False)
+    np.testing.assert_array_equal(files.images.values, named.images.values)
+    np.testing.assert_array_equal(files.delta_q.values, named.delta_q.values)
+    assert [str(v).split("@")[0] for v in files.image.values] == [str(tmp_path / "cam.npy"), str(tmp_path / "asc.npy")]
+    np.save(tmp_path / "small.npy", data.load("camera")[:40, :40])
+    assert main(["run", "blurry-is-more-likely", "--image-file", str(tmp_path / "small.npy"), "--crop", "16",
+                 "--evaluators", "gaussian", "--no-progress", "--out", str(tmp_path / "r.nc")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image_file" in err[0] and "66x66" in err[0]
+    assert not (tmp_path / "r.nc").exists()
+
+
 def test_import_landscape_loads_no_study_and_a_study_on_first_use():
     """``import landscape`` imports no study (nor the second-order and sweep modules); asking the registry
     for one study imports that one alone; the ``ds.landscape`` accessor is registered without them."""

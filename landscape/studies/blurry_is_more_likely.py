@@ -31,7 +31,18 @@ import torch
 import xarray as xr
 
 from .. import data, io, kernels
-from .._checks import Check, InputError, flag, integer, option, positive_number, prior_names, shown, validate
+from .._checks import (
+    Check,
+    InputError,
+    files_or_empty,
+    flag,
+    integer,
+    option,
+    positive_number,
+    prior_names,
+    shown,
+    validate,
+)
 from ..operators import Blur
 from ..priors import EXPLICIT, PriorSettings, make_prior
 from ..priors.registry import COLOR
@@ -57,6 +68,9 @@ class Config:
                                                         lambda v: isinstance(v, int) and v >= 16 and v % 4 == 0,
                                                         (0, 18, -4)))
     n_images: int = option(6, "held-out crops (camera, ascent, aero at 2 places each)", integer(1, len(CROPS)))
+    image_file: tuple[str, ...] = option((), "your own image file(s) (.png/.npy/...), comma-separated: the central "
+                                         "crop of each (luminance unless --color); replace the held-out crops",
+                                         files_or_empty("an image file"))
     width_max: float = option(3.0, "largest blur width", positive_number())
     width_step: float = option(0.25, "blur width step", positive_number())
     evaluators: tuple[str, ...] = option(EVALUATORS, "comma-separated: " + ", ".join(EVALUATORS) + " or user priors "
@@ -89,11 +103,12 @@ def blurred_crops(cfg: Config, widths: np.ndarray) -> tuple[np.ndarray, np.ndarr
     fam = kernels.Gaussian(25)
     hs = fam(torch.as_tensor(widths, dtype=torch.float64))
     channels = (3,) if cfg.color else ()
-    out = np.zeros((cfg.n_images, len(widths), *channels, cfg.crop, cfg.crop))
+    places = crops(cfg)
+    out = np.zeros((len(places), len(widths), *channels, cfg.crop, cfg.crop))
     pad = fam.size
-    for i, (name, fr, fc) in enumerate(crops(cfg)):
-        im = data.load(name, color=cfg.color)
-        big = cfg.crop + 2 * pad
+    big = cfg.crop + 2 * pad
+    for i, (name, fr, fc) in enumerate(places):
+        im = _image(cfg, name, big)
         r, c = int(fr * (im.shape[-2] - big)), int(fc * (im.shape[-1] - big))
         patch = torch.as_tensor(im[..., r:r + big, c:c + big])
         blurred = Blur(hs, patch.shape[-2:], channels=channels[0] if channels else None)(patch).numpy()
@@ -102,8 +117,23 @@ def blurred_crops(cfg: Config, widths: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def crops(cfg: Config) -> tuple[tuple[str, float, float], ...]:
-    """``(image, row fraction, column fraction)`` of the run's crops."""
+    """``(image, row fraction, column fraction)`` of the run's crops: the central crop of each
+    ``image_file`` when given, else the first ``n_images`` held-out places."""
+    if cfg.image_file:
+        return tuple((f, 0.5, 0.5) for f in cfg.image_file)
     return (COLOR_CROPS if cfg.color else CROPS)[:cfg.n_images]
+
+
+def _image(cfg: Config, name: str, big: int) -> np.ndarray:
+    """The named held-out image, or the user's file (checked: at least ``big`` pixels a side, the crop
+    and the blur's margin on both sides)."""
+    if not cfg.image_file:
+        return data.load(name, color=cfg.color)
+    im = data.load_file(name, color=cfg.color)
+    if min(im.shape[-2:]) < big:
+        raise InputError("image_file", f"an image at least {big}x{big} (--crop {cfg.crop} and the 25x25 blur's "
+                         "margin on each side)", f"{name}: {im.shape}")
+    return im
 
 
 def cases(config: Config) -> list[Config]:
