@@ -305,6 +305,24 @@ def test_blurry_is_more_likely_on_image_files_crops_each_file_as_the_held_out_im
     assert not (tmp_path / "r.nc").exists()
 
 
+@pytest.mark.parametrize("evaluator", ["gaussian", "patch-gmm", "tweedie", "gs", "pf-ode"])
+def test_blurry_is_more_likely_allocates_nothing_off_its_device(evaluator):
+    """One evaluator's part with torch's default device set to ``meta`` and ``device="cpu"``: a tensor made
+    without the study's device lands on ``meta`` and fails (the error a GPU run meets); the numbers equal a
+    normal run's."""
+    from landscape.studies import blurry_is_more_likely as b
+    cfg = b.Config(crop=16, n_images=1, width_max=2.0, width_step=1.0, evaluators=evaluator, ode_steps=2, probes=1,
+                   device="cpu")
+    ref = b.run_part(cfg, progress=False)
+    torch.set_default_device("meta")
+    try:
+        got = b.run_part(cfg, progress=False)
+    finally:
+        torch.set_default_device(None)
+    np.testing.assert_array_equal(got.delta_q.values, ref.delta_q.values)
+    np.testing.assert_array_equal(got.delta_q_error.values, ref.delta_q_error.values)
+
+
 def test_import_landscape_loads_no_study_and_a_study_on_first_use():
     """``import landscape`` imports no study (nor the second-order and sweep modules); asking the registry
     for one study imports that one alone; the ``ds.landscape`` accessor is registered without them."""

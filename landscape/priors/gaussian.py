@@ -70,7 +70,7 @@ class GaussianPrior(Prior):
     capabilities = {"energy": EXACT, "grad": EXACT, "denoise": EXACT}
 
     def __init__(self, spectrum: Any, mean: Any = 0.0, info: dict | None = None, basis: Any = None):
-        P = torch.as_tensor(spectrum, dtype=torch.float64)
+        P = torch.as_tensor(spectrum, dtype=torch.float64, device="cpu")
         if P.ndim not in (2, 3) or not torch.isfinite(P).all() or (P <= 0).any():
             raise InputError("spectrum", "a finite positive (H, W) array, or (C, H, W) for colour", tuple(P.shape))
         self.spectrum = P
@@ -90,7 +90,7 @@ class GaussianPrior(Prior):
         if A.shape != (C, C) or not np.allclose(A.T @ A, np.eye(C), atol=1e-10):
             raise InputError("basis", f"an orthonormal ({C}, {C}) colour basis", np.shape(A))
         self.mean = mu
-        self.basis = torch.as_tensor(A, dtype=torch.float64)
+        self.basis = torch.as_tensor(A, dtype=torch.float64, device="cpu")
 
     @property
     def event_ndim(self) -> int:
@@ -171,7 +171,7 @@ class GaussianPrior(Prior):
     def sample(self, n: int = 1, rng: Any = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         r"""Draws ``(n, *shape)``: :math:`\mu + A\,\mathcal F^*(\sqrt P \odot \mathcal F w)`, :math:`w` white."""
         g = np.random.default_rng(rng)
-        w = torch.as_tensor(g.standard_normal((n, *self.shape)), dtype=dtype)
+        w = torch.as_tensor(g.standard_normal((n, *self.shape)), dtype=dtype, device="cpu")
         W = torch.fft.fft2(w, norm="ortho")
         u = torch.fft.ifft2(W * torch.sqrt(self.spectrum.to(dtype)), norm="ortho").real
         return self.channel_mean(u) + self.unrotate(u)

@@ -21,6 +21,7 @@ patch-averaged MMSE (approximate).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -52,9 +53,9 @@ class GMMPrior(Prior):
 
     def __init__(self, weights: Any, means: Any, covariances: Any, shape: tuple[int, int],
                  info: dict | None = None):
-        w = torch.as_tensor(weights, dtype=torch.float64)
-        mu = torch.as_tensor(means, dtype=torch.float64)
-        cov = torch.as_tensor(covariances, dtype=torch.float64)
+        w = torch.as_tensor(weights, dtype=torch.float64, device="cpu")
+        mu = torch.as_tensor(means, dtype=torch.float64, device="cpu")
+        cov = torch.as_tensor(covariances, dtype=torch.float64, device="cpu")
         K, D = mu.shape
         if w.shape != (K,) or cov.shape != (K, D, D) or shape[0] * shape[1] != D:
             raise InputError("covariances", "weights (K,), means (K, D), covariances (K, D, D) with D = H*W",
@@ -77,8 +78,14 @@ class GMMPrior(Prior):
         return self.eigvecs @ torch.diag_embed(self.eigvals) @ self.eigvecs.transpose(-1, -2)
 
     def _cast(self, x):
-        return [t.to(dtype=x.dtype, device=x.device) for t in
-                (self.weights, self.means, self.eigvals, self.eigvecs)]
+        """The parameters (host tensors) in ``x``'s dtype on its device, copied once per (device, dtype)."""
+        key = (x.device, x.dtype)
+        cache = self.__dict__.setdefault("_on", {})
+        if key not in cache:
+            cache.clear()                      # one device at a time: no copies of a 256-dim mixture pile up
+            cache[key] = [t.to(dtype=x.dtype, device=x.device) for t in
+                          (self.weights, self.means, self.eigvals, self.eigvecs)]
+        return cache[key]
 
     def _components(self, z: torch.Tensor, s: float):
         """Per-component log-joint ``(N, K)``, projections ``U_k^T (z - mu_k)`` ``(K, N, D)``,
@@ -148,13 +155,13 @@ class GMMPrior(Prior):
         g = np.random.default_rng(rng)
         k = g.choice(self.n_components, size=n, p=self.weights.numpy())
         eps = torch.as_tensor(g.standard_normal((n, self.means.shape[1])), dtype=torch.float64)
-        kk = torch.as_tensor(k)
+        kk = torch.as_tensor(k, device="cpu")
         x = self.means[kk] + torch.einsum("ndj,nj->nd", self.eigvecs[kk], eps * self.eigvals[kk].sqrt())
         return x.reshape(n, *self.shape).to(dtype)
 
     def noisy(self, s: float) -> "GMMPrior":
         """The GMM of :math:`x + s n`: same weights and means, covariances :math:`\\Sigma_k + s^2 I`."""
-        cov = self.covariances + float(s) ** 2 * torch.eye(self.means.shape[1], dtype=torch.float64)
+        cov = self.covariances + float(s) ** 2 * torch.eye(self.means.shape[1], dtype=torch.float64, device="cpu")
         return GMMPrior(self.weights, self.means, cov, self.shape, info={**self.info, "noise": float(s)})
 
     @classmethod
@@ -172,13 +179,14 @@ class GMMPrior(Prior):
         :math:`q` with a closed-form Hessian.
         """
         from .. import data as _data
-        mu = torch.as_tensor(np.asarray(means, dtype=float), dtype=torch.float64).reshape(len(means), -1)
+        mu = torch.as_tensor(np.asarray(means, dtype=float), dtype=torch.float64, device="cpu").reshape(len(means), -1)
         D = mu.shape[1]
         if D != shape[0] * shape[1]:
             raise InputError("means", f"images of shape {shape}", tuple(np.shape(means)[1:]))
-        X = torch.as_tensor(_data.random_crops(_data.training_images(), shape, n_patches, rng=rng)).reshape(n_patches, D)
+        X = torch.as_tensor(_data.random_crops(_data.training_images(), shape, n_patches, rng=rng),
+                            device="cpu").reshape(n_patches, D)
         C = torch.cov(X.T)
-        C = (C + ridge * C.diagonal().mean() * torch.eye(D, dtype=torch.float64)) / C.diagonal().mean()
+        C = (C + ridge * C.diagonal().mean() * torch.eye(D, dtype=torch.float64, device="cpu")) / C.diagonal().mean()
         cov = (float(scale) ** 2 * C).expand(len(mu), D, D).clone()
         w = torch.full((len(mu),), 1.0 / len(mu), dtype=torch.float64)
         return cls(w, mu, cov, shape, info={"fit": "separated", "scale": float(scale), "ridge": ridge,
@@ -194,16 +202,16 @@ class GMMPrior(Prior):
         from responsibilities given by the nearest of ``n_components`` random data points.
         Stops when the mean log-likelihood improves by less than ``tol`` nats per dimension.
         """
-        X = torch.as_tensor(np.asarray(data), dtype=torch.float64).reshape(len(data), -1)
+        X = torch.as_tensor(np.asarray(data), dtype=torch.float64, device="cpu").reshape(len(data), -1)
         N, D = X.shape
         if D != shape[0] * shape[1]:
             raise InputError("data", f"samples of shape {shape}", tuple(np.shape(data)[1:]))
         if N < n_components * 2:
             raise InputError("data", f"at least {2 * n_components} samples", N)
         g = np.random.default_rng(rng)
-        centres = X[torch.as_tensor(g.choice(N, n_components, replace=False))]
+        centres = X[torch.as_tensor(g.choice(N, n_components, replace=False), device="cpu")]
         resp = torch.nn.functional.one_hot(torch.cdist(X, centres).argmin(1), n_components).to(torch.float64)
-        eye = torch.eye(D, dtype=torch.float64)
+        eye = torch.eye(D, dtype=torch.float64, device="cpu")
         prev = -math.inf
         it = tqdm(range(n_iter), desc=f"EM GMM K={n_components} D={D}", disable=not progress, leave=False)
         for _ in it:
@@ -293,8 +301,9 @@ class PatchGMMPrior(Prior):
             ph, pw = self.patch
             if ph > H or pw > W:
                 raise InputError("x", f"images at least as large as the patch {self.patch}", shape)
-            r = (torch.arange(H)[:, None, None, None] + torch.arange(ph)[None, None, :, None]) % H
-            c = (torch.arange(W)[None, :, None, None] + torch.arange(pw)[None, None, None, :]) % W
+            ar = functools.partial(torch.arange, device="cpu")
+            r = (ar(H)[:, None, None, None] + ar(ph)[None, None, :, None]) % H
+            c = (ar(W)[None, :, None, None] + ar(pw)[None, None, None, :]) % W
             self._index[key] = (r * W + c).reshape(H * W, ph * pw)
         return self._index[key].to(device)
 

@@ -46,7 +46,7 @@ from .._checks import (
 from ..operators import Blur
 from ..priors import EXPLICIT, PriorSettings, make_prior
 from ..priors.registry import COLOR
-from .common import apply_quick, at_least, at_most, concat_cases, product_cases, single_case
+from .common import apply_quick, at_least, at_most, concat_cases, device_option, product_cases, single_case
 
 NAME = "blurry-is-more-likely"
 SUMMARY = "q(blurred) - q(sharp) on held-out images for exact and learned priors"
@@ -81,6 +81,7 @@ class Config:
     seed: int = option(0, "seed of the Hutchinson probes", integer(0))
     color: bool = option(False, "colour crops of chelsea and coffee (data.COLOR_TEST), the evaluators' colour "
                          "versions (default: " + ", ".join(e for e in EVALUATORS if e in COLOR) + ")", flag())
+    device: str = device_option("the crops and the evaluators' networks")
     quick: bool = option(False, "3 images, widths step 0.5, fewer ODE steps", flag())
 
     def resolved(self) -> "Config":
@@ -101,7 +102,7 @@ class Config:
 def blurred_crops(cfg: Config, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sharp and blurred crops ``(image, width, [channel,] row, col)`` and the kernels ``(width, k, k)``."""
     fam = kernels.Gaussian(25)
-    hs = fam(torch.as_tensor(widths, dtype=torch.float64))
+    hs = fam(torch.as_tensor(widths, dtype=torch.float64, device=cfg.device))
     channels = (3,) if cfg.color else ()
     places = crops(cfg)
     out = np.zeros((len(places), len(widths), *channels, cfg.crop, cfg.crop))
@@ -110,10 +111,10 @@ def blurred_crops(cfg: Config, widths: np.ndarray) -> tuple[np.ndarray, np.ndarr
     for i, (name, fr, fc) in enumerate(places):
         im = _image(cfg, name, big)
         r, c = int(fr * (im.shape[-2] - big)), int(fc * (im.shape[-1] - big))
-        patch = torch.as_tensor(im[..., r:r + big, c:c + big])
-        blurred = Blur(hs, patch.shape[-2:], channels=channels[0] if channels else None)(patch).numpy()
+        patch = torch.as_tensor(im[..., r:r + big, c:c + big], device=cfg.device)
+        blurred = io.host(Blur(hs, patch.shape[-2:], channels=channels[0] if channels else None)(patch))
         out[i] = blurred[..., pad:pad + cfg.crop, pad:pad + cfg.crop]
-    return out, hs.numpy()
+    return out, io.host(hs)
 
 
 def crops(cfg: Config) -> tuple[tuple[str, float, float], ...]:
@@ -149,31 +150,31 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     imgs, hs = blurred_crops(cfg, widths)
     (ev,) = cfg.evaluators
     I, W = imgs.shape[:2]
-    x64 = torch.as_tensor(imgs)
+    x64 = torch.as_tensor(imgs, device=cfg.device)
     dq = np.full((I, W), np.nan)
     err = np.zeros_like(dq)
     shape = (3, cfg.crop, cfg.crop) if cfg.color else (cfg.crop, cfg.crop)
     settings = PriorSettings(s=cfg.s, dtype=torch.float32, ode_steps=cfg.ode_steps, probes=cfg.probes,
-                             progress=progress)
+                             progress=progress, device=cfg.device)
     prior = make_prior(ev, shape, settings)
     if hasattr(prior, "log_density"):
         lp, se = [], []
         for i in range(I):       # one image's widths share their probes (common random numbers)
             l, s_ = prior.log_density(x64[i].float(), rng=cfg.seed + i, common_probes=True)
-            lp.append(l.double().numpy())
-            se.append(s_.double().numpy())
+            lp.append(io.host(l.double()))
+            se.append(io.host(s_.double()))
         q = -np.stack(lp)
         dq = q - q[:, :1]
         # SE of a difference under shared probes is not the sum of SEs; store the per-image SE
         err = np.stack(se)
     elif prior.capability("energy") in EXPLICIT:        # an energy (exact, or the GS potential)
         xin = x64.float() if ev == "gs" else x64
-        q = prior.energy(xin.reshape(-1, *shape)).reshape(I, W).double().numpy()
+        q = io.host(prior.energy(xin.reshape(-1, *shape)).reshape(I, W).double())
         dq = q - q[:, :1]
     else:                        # a score only: q differences by line integrals from the sharp crop
         x32 = x64.float() if ev in EVALUATORS else x64      # a user prior casts to its network's dtype itself
         d, er = prior.energy_difference(x32[:, :1].expand_as(x32).reshape(-1, *shape), x32.reshape(-1, *shape))
-        dq, err = d.reshape(I, W).double().numpy(), er.reshape(I, W).double().numpy()
+        dq, err = io.host(d.reshape(I, W).double()), io.host(er.reshape(I, W).double())
     ds = xr.Dataset(
         {"delta_q": (("image", "width", "evaluator"), dq[..., None], io.energy_attrs("q(h_w * x) - q(x)")),
          "delta_q_error": (("image", "width", "evaluator"), err[..., None],

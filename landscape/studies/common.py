@@ -14,6 +14,7 @@ from .. import data, kernels
 from .._checks import (
     Check,
     InputError,
+    device_check,
     file_or_empty,
     flag,
     grid_points,
@@ -26,6 +27,13 @@ from .._checks import (
     shown,
     validate,
 )
+
+
+def device_option(what: str = "the problem, the solves and the learned priors' networks") -> Any:
+    """The ``device`` option every device-aware study declares: ``cpu`` (default), ``cuda``, ``cuda:N`` or
+    ``mps``, checked against what this machine has (``--device`` on the command line)."""
+    return option("cpu", f"where {what} run: cpu, cuda, cuda:N or mps (the results' records come back to the "
+                  "host)", device_check())
 
 
 @dataclass

@@ -47,7 +47,6 @@ import xarray as xr
 
 from ... import data, io, kernels
 from ..._checks import (
-    device_check,
     flag,
     InputError,
     integer,
@@ -66,6 +65,7 @@ from ..common import (
     ProblemConfig,
     at_least,
     at_most,
+    device_option,
     first,
     quick_resolved,
     single_case,
@@ -126,8 +126,7 @@ class Config(ProblemConfig):
                          "ETOL_MARGIN (10) etol joins the tie tolerance", number(0.0))
     max_iter: int = option(300, "inner solver iteration cap (unconverged solves are counted)", integer(1))
     dtype: str = option("float32", "float32 or float64 (energy comparisons)", one_of(("float32", "float64")))
-    device: str = option("cpu", "where the problem, the solves and the learned priors' networks run: cpu, cuda, "
-                         "cuda:N or mps (the results' records come back to the host)", device_check())
+    device: str = device_option()
     seed: int = option(0, "seed", integer(0))
     quick: bool = option(False, "one case (the first of every list), small crop, coarse grid, 2 levels x 2 "
                          "draws (< 60 s)", flag())
