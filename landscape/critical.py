@@ -36,6 +36,7 @@ import torch
 
 from . import eigen, hessian
 from ._checks import InputError
+from .io import host
 from .optim import lbfgs
 from .priors.base import APPROXIMATE, UNAVAILABLE, Prior
 
@@ -44,6 +45,12 @@ PAPER_THRESHOLD = 1e-5
 #: an eigenvalue in :math:`[-t\lambda_{\max}, t\lambda_{\max}]` with this ``t`` is a flat direction, not a
 #: descent direction: the hypothesis verdict's tolerance (the paper's relative threshold, order 1e-5..1e-4)
 FLAT_REL = 1e-4
+
+
+def _float64(x: Any) -> torch.Tensor:
+    """``x`` in float64: a tensor stays on its device, an array lands on the host."""
+    return x.to(torch.float64) if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64,
+                                                                                     device="cpu")
 
 
 def has_energy(prior: Prior) -> bool:
@@ -79,7 +86,8 @@ def _anderson_root(prior: Prior, x0: torch.Tensor, gtol: float, max_iter: int, m
             dR = torch.stack([b - a for a, b in zip(R[:-1], R[1:])], 1)
             # numpy's SVD least squares: torch's (MKL gelsy) rounds differently with the memory's alignment,
             # so the same run would end elsewhere when it does not converge (a chaotic iteration)
-            gamma = torch.as_tensor(np.linalg.lstsq(dR.numpy(), R[-1].numpy(), rcond=None)[0], dtype=dR.dtype)
+            gamma = torch.as_tensor(np.linalg.lstsq(host(dR), host(R[-1]), rcond=None)[0], dtype=dR.dtype,
+                                    device=dR.device)
             step = step - (dX - dR) @ gamma
         xn = step.reshape(x.shape)
         fn = F(xn)
@@ -129,7 +137,7 @@ def critical_point(prior: Prior, x0: Any, *, gtol: float = 1e-4, max_iter: int =
         raise InputError("gtol", "a positive number", gtol)
     if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
         raise InputError("max_iter", "an integer >= 1", max_iter)
-    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    x0 = _float64(x0)
     if not torch.isfinite(x0).all():
         raise InputError("x0", "a finite image", "NaN or inf")
     g0 = float(prior.grad(x0[None])[0].norm())
@@ -192,11 +200,11 @@ def hessian_report(prior: Prior, x: torch.Tensor, *, k: int = 6, thresholds: Any
         ``products``, ``method``.
     """
     t = [float(v) for v in np.atleast_1d(np.asarray(thresholds, dtype=float))]
-    x = torch.as_tensor(x, dtype=torch.float64)
+    x = _float64(x)
     d = x.numel()
     if hessian.assembles(prior, d):
         from scipy.sparse.linalg import aslinearoperator
-        op = aslinearoperator(np.ascontiguousarray(prior.hessian_matrix(x).double().numpy()))
+        op = aslinearoperator(np.ascontiguousarray(host(prior.hessian_matrix(x).double())))
     else:
         op = hessian.prior_operator(prior, x)
     if d <= dense_max or isinstance(getattr(op, "A", None), np.ndarray):

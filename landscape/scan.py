@@ -291,16 +291,17 @@ def segment(post: Posterior, theta_a: Any, x_a: torch.Tensor, theta_b: Any, x_b:
     xarray.Dataset
     """
     fam, prob = post.problem.family, post.problem
-    tt = torch.as_tensor(np.asarray(t, dtype=float), dtype=prob.dtype)
-    ta = fam.as_theta(theta_a, dtype=prob.dtype)[0]
-    tb = fam.as_theta(theta_b, dtype=prob.dtype)[0]
-    th = fam.check((1 - tt)[:, None] * ta + tt[:, None] * tb, dtype=prob.dtype)
-    xa, xb = x_a.to(prob.dtype), x_b.to(prob.dtype)
+    on = dict(dtype=prob.dtype, device=prob.device)
+    tt = torch.as_tensor(np.asarray(t, dtype=float), **on)
+    ta = fam.as_theta(theta_a, **on)[0]
+    tb = fam.as_theta(theta_b, **on)[0]
+    th = fam.check((1 - tt)[:, None] * ta + tt[:, None] * tb, **on)
+    xa, xb = x_a.to(**on), x_b.to(**on)
     img = (-1,) + (1,) * prob.event_ndim
     xs = (1 - tt).view(img) * xa + tt.view(img) * xb
     with torch.no_grad():
         terms = post.terms(th, xs)
-    v: dict[str, Any] = {k: ("t", terms[k].numpy(), energy_attrs(f"{k} on the straight path"))
+    v: dict[str, Any] = {k: ("t", host(terms[k]), energy_attrs(f"{k} on the straight path"))
                          for k in ("energy", "data_term", "prior_term", "kernel_term")}
     if profile_path:
         x, rows = xa, []
@@ -310,9 +311,9 @@ def segment(post: Posterior, theta_a: Any, x_a: torch.Tensor, theta_b: Any, x_b:
             rows.append(ti)
         for k in ("energy", "data_term", "prior_term", "kernel_term"):
             name = "profile_energy" if k == "energy" else f"profile_{k}"
-            v[name] = ("t", torch.cat([r[k] for r in rows]).numpy(), energy_attrs(f"{k} on the profile path"))
-    ds = xr.Dataset(v, coords={"t": tt.numpy(), "param": list(fam.param_names)})
-    ds["theta_values"] = (("t", "param"), th.numpy()) if fam.n_params <= 64 else ("t", tt.numpy())
+            v[name] = ("t", host(torch.cat([r[k] for r in rows])), energy_attrs(f"{k} on the profile path"))
+    ds = xr.Dataset(v, coords={"t": host(tt), "param": list(fam.param_names)})
+    ds["theta_values"] = (("t", "param"), host(th)) if fam.n_params <= 64 else ("t", host(tt))
     ds.attrs.update({"prior": post.prior.name, "kernel_family": fam.name, "noise_sigma": prob.noise})
     return ds
 

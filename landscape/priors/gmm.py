@@ -154,7 +154,7 @@ class GMMPrior(Prior):
         """Draws ``(n, H, W)``."""
         g = np.random.default_rng(rng)
         k = g.choice(self.n_components, size=n, p=self.weights.numpy())
-        eps = torch.as_tensor(g.standard_normal((n, self.means.shape[1])), dtype=torch.float64)
+        eps = torch.as_tensor(g.standard_normal((n, self.means.shape[1])), dtype=torch.float64, device="cpu")
         kk = torch.as_tensor(k, device="cpu")
         x = self.means[kk] + torch.einsum("ndj,nj->nd", self.eigvecs[kk], eps * self.eigvals[kk].sqrt())
         return x.reshape(n, *self.shape).to(dtype)
@@ -188,7 +188,7 @@ class GMMPrior(Prior):
         C = torch.cov(X.T)
         C = (C + ridge * C.diagonal().mean() * torch.eye(D, dtype=torch.float64, device="cpu")) / C.diagonal().mean()
         cov = (float(scale) ** 2 * C).expand(len(mu), D, D).clone()
-        w = torch.full((len(mu),), 1.0 / len(mu), dtype=torch.float64)
+        w = torch.full((len(mu),), 1.0 / len(mu), dtype=torch.float64, device="cpu")
         return cls(w, mu, cov, shape, info={"fit": "separated", "scale": float(scale), "ridge": ridge,
                                             "n_patches": n_patches})
 

@@ -62,7 +62,7 @@ from ..._checks import (
 )
 from ...posterior import BlindDeblur
 from ...solvers import SolverOptions
-from ..common import FIRST, at_most, first, image_field, image_sources, quick_resolved, single_case
+from ..common import FIRST, at_most, device_option, first, image_field, image_sources, quick_resolved, single_case
 from .evidence import SANDBOX_SIZE, basin_descents, hypothesis, ladder, prior_and_image, sandbox_gap
 from .report import plot, summary  # noqa: F401  (the Study protocol's members)
 from .verdicts import conclusions
@@ -110,6 +110,7 @@ class Config:
     n_outer: int = option(40, "C4 outer iterations of each alternating descent", integer(1))
     certify_k: int = option(3, "smallest eigenvalues computed by each certificate", integer(1))
     seed: int = option(0, "seed of the noise draws and directions", integer(0))
+    device: str = device_option()
     quick: bool = option(False, "one prior, one image, 16x16, 2 levels, 1 draw (< 60 s)", flag())
 
     def resolved(self) -> "Config":
@@ -139,11 +140,11 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     prior, x0, closed = prior_and_image(cfg, rng)
     x_star, ev = hypothesis(cfg, prior, x0)
     fam = kernels.get("gaussian", cfg.kernel_size)
-    th_star = torch.tensor([[cfg.theta_true]], dtype=torch.float64)
+    th_star = torch.tensor([[cfg.theta_true]], dtype=torch.float64, device=x_star.device)
     clean = BlindDeblur(x_star, fam, 1.0).blur(th_star)(x_star[None])[0]
     levels = np.array(sorted(cfg.noise_levels))
     ref = int(np.argmin(np.abs(levels - cfg.reference_noise)))
-    noises = torch.as_tensor(rng.standard_normal((cfg.n_draws, *x_star.shape)))
+    noises = torch.as_tensor(rng.standard_normal((cfg.n_draws, *x_star.shape)), device=x_star.device)
     lad = ladder(cfg, prior, fam, clean, x_star, levels, noises, ref)
     keep = lad["keep"]
     seg_t = np.linspace(0, 1, 21)
@@ -158,7 +159,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     q_eig, q_res = ev.pop("q_eigenvalues"), ev.pop("q_eig_residuals")
     by_level = ("noise_level", "draw")
     ds = xr.Dataset({
-        "x_start": (("row", "col"), x0), "x_star": (("row", "col"), x_star.numpy()),
+        "x_start": (("row", "col"), x0), "x_star": (("row", "col"), io.host(x_star)),
         "q_eigenvalues": ("k", q_eig, {"long_name": "smallest eigenvalues of the Hessian of q at x*"}),
         "q_eig_residuals": ("k", q_res, {"long_name": "||H v - lambda v|| (their error bounds)"}),
         "theta_hat": (by_level, lad["theta_hat"], {"long_name": "local minimiser's theta (continuation)"}),
@@ -180,7 +181,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         ds["closed_mode"] = (("row", "col"), closed["mode"])
         ds["closed_q_eigenvalues"] = ("k", closed["q_eigenvalues"][:len(q_eig)],
                                       {"long_name": "eigenvalues of Sigma^-1 (closed form)"})
-        ds["closed_gap_level0"] = ((), sandbox_gap(closed["covariance"], clean.numpy(), closed["mode"], cfg.sigma_zero),
+        ds["closed_gap_level0"] = ((), sandbox_gap(closed["covariance"], io.host(clean), closed["mode"], cfg.sigma_zero),
                                    io.energy_attrs("closed form of E(delta, x_delta) - E(theta*, x*) at level 0"))
     ds.attrs["evidence"] = ev
     ds.attrs["case"] = {"prior": cfg.priors[0], "image": (cfg.image_file or cfg.images)[0], "x_star": cfg.x_star[0]}

@@ -35,7 +35,8 @@ def prior_and_image(cfg: Config, rng: np.random.Generator) -> tuple[Any, np.ndar
     """The prior (float64), the start image, and the sandbox's closed forms."""
     if cfg.priors != ("sandbox",):
         (_, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
-        return make_prior(cfg.priors[0], img.shape, PriorSettings(s=cfg.s, dtype=torch.float64)), img, {}
+        settings = PriorSettings(s=cfg.s, dtype=torch.float64, device=cfg.device)
+        return make_prior(cfg.priors[0], img.shape, settings), img, {}
     (name, img), = image_sources(cfg.images, cfg.image_file, SANDBOX_SIZE)
     others = [data.center_crop(data.load(n), SANDBOX_SIZE) for n in data.TEST if n != name]
     prior = GMMPrior.separated([img, *others], img.shape, rng=cfg.seed)
@@ -48,7 +49,7 @@ def prior_and_image(cfg: Config, rng: np.random.Generator) -> tuple[Any, np.ndar
 
 def hypothesis(cfg: Config, prior: Any, x0: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
     """H: x* and the evidence that it is (or is not) a local minimiser of q."""
-    x0t = torch.as_tensor(x0, dtype=torch.float64)
+    x0t = torch.as_tensor(x0, dtype=torch.float64, device=cfg.device)
     if cfg.x_star == ("critical",):
         cp = critical.critical_point(prior, x0t, gtol=cfg.q_gtol, max_iter=cfg.q_max_iter)
     else:
@@ -81,8 +82,8 @@ def local_point(post: Posterior, theta: float, x: torch.Tensor, energy: bool) ->
 
 def energy_gap(post: Posterior, a: tuple[float, torch.Tensor], b: tuple[float, torch.Tensor]) -> float:
     """:math:`E(a) - E(b)` (the score's line integral for the prior term of a score-only prior)."""
-    ta, xa = torch.tensor([[a[0]]], dtype=torch.float64), a[1]
-    tb, xb = torch.tensor([[b[0]]], dtype=torch.float64), b[1]
+    ta, xa = torch.tensor([[a[0]]], dtype=torch.float64, device=a[1].device), a[1]
+    tb, xb = torch.tensor([[b[0]]], dtype=torch.float64, device=b[1].device), b[1]
     with torch.no_grad():
         data_a = post.data_term(ta, xa[None]) + post.kernel_term(ta)
         data_b = post.data_term(tb, xb[None]) + post.kernel_term(tb)
@@ -104,7 +105,7 @@ def ladder(cfg: Config, prior: Any, fam: Any, clean: torch.Tensor, x_star: torch
     certificates of both. ``keep``: the reference level's posterior and points, the start of C4."""
     energy = critical.has_energy(prior)
     solver = SolverOptions()
-    th_star = torch.tensor([[cfg.theta_true]], dtype=torch.float64)
+    th_star = torch.tensor([[cfg.theta_true]], dtype=torch.float64, device=x_star.device)
     L, n = len(levels), cfg.n_draws
     th_hat, x_rmse, gap = (np.full((L, n), np.nan) for _ in range(3))
     cert = {k: np.full(L, np.nan) for k in ("cert_grad_norm", "cert_eig_min", "cert_eig_residual")}
@@ -127,8 +128,8 @@ def ladder(cfg: Config, prior: Any, fam: Any, clean: torch.Tensor, x_star: torch
             th_hat[i, d], x_rmse[i, d] = th, float(((x - x_star) ** 2).mean().sqrt())
             if sig == 0:
                 th0_level0, x0_level0 = th, x
-            xd, _, _ = post.argmin_x(torch.zeros(1, 1, dtype=torch.float64), post.default_start()[None], solver,
-                                     energies=False)
+            xd, _, _ = post.argmin_x(torch.zeros(1, 1, dtype=torch.float64, device=x_star.device),
+                                     post.default_start()[None], solver, energies=False)
             gap[i, d] = energy_gap(post, (0.0, xd[0]), (th, x))
             if d > 0:
                 continue
@@ -156,12 +157,12 @@ def basin_descents(cfg: Config, keep: dict[str, Any], rng: np.random.Generator, 
     dist = float((x - xd).norm())
     thetas, xs, labels = [], [], []
     for r, j in itertools.product(radii, range(cfg.n_directions)):
-        v = torch.as_tensor(rng.standard_normal(x.shape))
+        v = torch.as_tensor(rng.standard_normal(x.shape), device=x.device)
         thetas.append([max(0.0, th + r * cfg.theta_true * (1 if j % 2 == 0 else -1))])
         xs.append(x + r * dist * v / v.norm())
         labels.append(f"r={r:g}/{j}")
     th0, x0, extra = descent.initialisations(post, radii=(), n_random=2, rng=cfg.seed)
-    ds = descent.descend(post, torch.cat([torch.tensor(thetas, dtype=torch.float64), th0]),
+    ds = descent.descend(post, torch.cat([torch.tensor(thetas, dtype=torch.float64, device=x.device), th0]),
                          torch.cat([torch.stack(xs), x0]), labels=labels + extra, n_outer=cfg.n_outer,
                          progress=progress)
     end = ds.theta_path.isel(step=-1, param=0).values
