@@ -221,6 +221,40 @@ def test_morse_bott_lanczos_counts_equal_the_dense_counts():
         assert np.abs(lam - th).min() <= r + 1e-9 * np.abs(lam).max()
 
 
+@pytest.mark.parametrize("n_eig", [0, 4])
+def test_morse_bott_allocates_nothing_off_its_device(n_eig):
+    """The root finders, the dense and the Lanczos Hessian reports and the Jacobian asymmetry (gmm, gs and
+    tweedie) with torch's default device set to ``meta`` and ``device="cpu"``: a tensor made without the study's
+    device lands on ``meta`` and fails; the numbers equal a normal run's."""
+    from landscape.studies import morse_bott as S
+    cfg = S.Config(images="camera", crop=8, priors="gmm,gs,tweedie", max_iter=20, n_eig=n_eig, device="cpu")
+    ref = S.run(cfg, progress=False)
+    torch.set_default_device("meta")
+    try:
+        got = S.run(cfg, progress=False)
+    finally:
+        torch.set_default_device(None)
+    for k in ("x_end", "eigenvalues", "near_zero_count", "jacobian_asymmetry", "q_change"):
+        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+
+
+@pytest.mark.parametrize("prior, image", [("gaussian", "camera"), ("gmm", "prior-sample")])
+def test_map_vs_marginal_allocates_nothing_off_its_device(prior, image):
+    """The profile, the marginal likelihood and the closed forms with torch's default device set to ``meta`` and
+    ``device="cpu"``: a tensor made without the study's device lands on ``meta`` and fails; the numbers equal a
+    normal run's."""
+    from landscape.studies import map_vs_marginal as M
+    cfg = M.Config(quick=True, prior=prior, image=image, crop=16, n_theta=5, device="cpu")
+    ref = M.run(cfg, progress=False)
+    torch.set_default_device("meta")
+    try:
+        got = M.run(cfg, progress=False)
+    finally:
+        torch.set_default_device(None)
+    for k in ("profile_energy", "marginal_nll", "y"):
+        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+
+
 def test_morse_bott_bad_input():
     from landscape.studies import morse_bott as S
     with pytest.raises(InputError, match="priors"):

@@ -26,7 +26,7 @@ from .. import data, io, marginal, scan
 from .._checks import Check, InputError, flag, grid_points, integer, one_of, option
 from ..posterior import BlindDeblur, Posterior
 from ..priors import GaussianPrior, PriorSettings, make_prior
-from .common import ProblemConfig, apply_quick, family_and_truth, load_image, theta_grid
+from .common import ProblemConfig, apply_quick, device_option, family_and_truth, load_image, theta_grid
 
 NAME = "map-vs-marginal"
 SUMMARY = "joint-MAP profile E*(theta) vs marginal -log p(y|theta): the Dirac vs the true blur"
@@ -52,6 +52,7 @@ class Config(ProblemConfig):
     gmm_components: int = option(10, "GMM components", integer(1))
     gmm_samples: int = option(10000, "training crops for the GMM fit", integer(1))
     seed: int = option(0, "seed of the noise (and of prior samples)", integer(0))
+    device: str = device_option("the problem, the profile and the marginal likelihood")
     quick: bool = option(False, "a coarse grid (< 60 s)", flag())
 
     def resolved(self) -> "Config":
@@ -75,35 +76,36 @@ def run(config: Config | None = None, *, progress: bool = True) -> xr.Dataset:
     shape = (3, cfg.crop, cfg.crop) if cfg.color else (cfg.crop, cfg.crop)
     prior: Any = make_prior(cfg.prior, shape, PriorSettings(spectrum=cfg.spectrum, seed=cfg.seed, progress=progress,
                                                            gmm_components=cfg.gmm_components,
-                                                           gmm_samples=cfg.gmm_samples))
-    image = load_image(cfg, {"prior-sample": lambda: prior.sample(1, rng=cfg.seed + 1)[0].numpy()})
+                                                           gmm_samples=cfg.gmm_samples, device=cfg.device))
+    image = load_image(cfg, {"prior-sample": lambda: io.host(prior.sample(1, rng=cfg.seed + 1)[0])})
     if image.shape != shape:
         raise InputError("image_file", f"an image at least {shape}", image.shape)
-    problem = BlindDeblur.synthetic(image, fam, theta_true, cfg.noise, rng=cfg.seed, dtype=torch_dtype)
+    problem = BlindDeblur.synthetic(image, fam, theta_true, cfg.noise, rng=cfg.seed, dtype=torch_dtype,
+                                    device=cfg.device)
     post = Posterior(problem, prior)
 
     grid = theta_grid(theta_true, grid_max, cfg.n_theta)
     g = grid[:, 0]
     ds = scan.profile(post, grid, progress=progress)
-    ds["marginal_nll"] = ("theta", marginal.marginal_nll(problem, prior, grid, progress=progress).numpy(),
+    ds["marginal_nll"] = ("theta", io.host(marginal.marginal_nll(problem, prior, grid, progress=progress)),
                           io.energy_attrs("marginal -log p(y | theta)"))
     attrs: dict[str, Any] = {}
     if isinstance(prior, GaussianPrior):
-        cf = marginal.profile_closed_form(post, grid).numpy()
+        cf = io.host(marginal.profile_closed_form(post, grid))
         ds["profile_energy_closed_form"] = ("theta", cf, io.energy_attrs("closed-form profile energy"))
-        ds["prior_spectrum"] = (("component", "row", "col")[-prior.spectrum.ndim:], prior.spectrum.numpy(), {
+        ds["prior_spectrum"] = (("component", "row", "col")[-prior.spectrum.ndim:], io.host(prior.spectrum), {
             "long_name": "prior power spectrum P on the full FFT grid (per colour component for colour)",
             "convention": "P = E|fft2(x - mean, norm='ortho')|^2 (unitary DFT); x ~ N(mean, F* diag(P) F)",
             "prior_mean": prior.mean})
         if prior.basis is not None:
-            ds["prior_color_basis"] = (("channel", "component"), prior.basis.numpy(),
+            ds["prior_color_basis"] = (("channel", "component"), io.host(prior.basis),
                                        {"long_name": "orthonormal colour basis A (columns: the components)"})
         rel = np.abs(ds.profile_energy.values - cf) / np.abs(cf)
         attrs["closed_form_max_rel_diff"] = float(rel.max())
     else:
-        ds["gmm_weights"] = ("component", prior.weights.numpy())
-        ds["gmm_means"] = (("component", "pixel"), prior.means.numpy())
-        ds["gmm_covariances"] = (("component", "pixel", "pixel2"), prior.covariances.numpy())
+        ds["gmm_weights"] = ("component", io.host(prior.weights))
+        ds["gmm_means"] = (("component", "pixel"), io.host(prior.means))
+        ds["gmm_covariances"] = (("component", "pixel", "pixel2"), io.host(prior.covariances))
     p0, p0r = scan.grid_argmin(ds.profile_energy.values, g)
     m0, m0r = scan.grid_argmin(ds.marginal_nll.values, g)
     attrs.update({

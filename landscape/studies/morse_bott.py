@@ -52,6 +52,7 @@ from ..priors.base import EXPLICIT, UNAVAILABLE
 from .common import (
     FIRST,
     at_most,
+    device_option,
     image_field,
     image_sources,
     product_cases,
@@ -91,6 +92,7 @@ class Config:
     n_eig: int = option(0, "counts by Lanczos stopped when they are decided (eigen.near_zero_count), keeping its "
                         "n_eig smallest Ritz values with their residual bounds (0: the full dense spectrum)", integer(0))
     seed: int = option(0, "seed (probes of the asymmetry estimate; the Lanczos start vector)", integer(0))
+    device: str = device_option("the descents, the Hessian products and the learned priors' networks")
     quick: bool = option(False, "one image, 16x16, 300 descent iterations (< 60 s)", flag())
 
     def resolved(self) -> "Config":
@@ -132,15 +134,15 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     bar = tqdm(total=len(images) * len(priors), desc="morse-bott", disable=not progress)
     for b, pname in enumerate(priors):
         prior = make_prior(pname, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float64,
-                                                                     progress=progress))
+                                                                     progress=progress, device=cfg.device))
         scale = float(prior.s) ** 2 if prior.s else None      # the paper's count needs s
         for a, (im, img) in enumerate(sources):
             t0 = time.perf_counter()
-            x0 = torch.as_tensor(img, dtype=torch.float64)
-            x_start[a] = x0.numpy()
+            x0 = torch.as_tensor(img, dtype=torch.float64, device=cfg.device)
+            x_start[a] = img
             cp = critical.critical_point(prior, x0, gtol=cfg.gtol, max_iter=cfg.max_iter)
             x = cp["x"]
-            x_end[a, b], iters[a, b], g0[a, b], g1[a, b] = x.numpy(), cp["iterations"], cp["grad_norm_start"], cp["grad_norm"]
+            x_end[a, b], iters[a, b], g0[a, b], g1[a, b] = io.host(x), cp["iterations"], cp["grad_norm_start"], cp["grad_norm"]
             dq[a, b] = descent.q_difference(prior, x0, x)
             rep = critical.hessian_report(prior, x, k=k, thresholds=thr, scale=scale, dense_max=0 if cfg.n_eig else d,
                                           rng=cfg.seed)
