@@ -255,6 +255,22 @@ def test_map_vs_marginal_allocates_nothing_off_its_device(prior, image):
         np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
 
 
+def test_pnp_vs_unrolled_allocates_nothing_off_its_device():
+    """Every PnP variant from every start and the unrolled network with torch's default device set to ``meta``
+    and ``device="cpu"``: a tensor made without the study's device lands on ``meta`` and fails; the numbers
+    equal a normal run's."""
+    from landscape.studies import pnp_vs_unrolled as P
+    (case,) = P.cases(P.Config(quick=True, n_iter=3, crop=32, device="cpu"))
+    ref = P.run_part(case, progress=False)
+    torch.set_default_device("meta")
+    try:
+        got = P.run_part(case, progress=False)
+    finally:
+        torch.set_default_device(None)
+    for k in ("psnr", "kernel_error", "network_calls", "y"):
+        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+
+
 def test_morse_bott_bad_input():
     from landscape.studies import morse_bott as S
     with pytest.raises(InputError, match="priors"):

@@ -34,6 +34,7 @@ import torch
 
 from .._checks import InputError, integer, number, one_of, option, positive_number, validate
 from ..descent import theta_step
+from ..io import host
 from ..operators import Blur
 from ..posterior import BlindDeblur, Posterior
 from ..priors.base import EXACT, UP_TO_CONSTANT, Prior
@@ -99,11 +100,11 @@ def _iteration(problem: BlindDeblur, prior: Prior, h: torch.Tensor, x: torch.Ten
     iterate and, for ``gradient-step``, the energy F there (else NaN)."""
     y = problem.y.expand_as(x)
     B = x.shape[0]
-    sig = torch.full((B,), problem.noise, dtype=x.dtype)
+    sig = torch.full((B,), problem.noise, dtype=x.dtype, device=x.device)
     blur = Blur(h, tuple(x.shape[-2:]))            # one operator (and OTF) for every step of this iteration
     if opts.variant != "gradient-step":
         z = prior.denoise(x, s)
-        return blur.data_prox(y, z, sig, torch.full((B,), s, dtype=x.dtype)), float("nan")
+        return blur.data_prox(y, z, sig, torch.full((B,), s, dtype=x.dtype, device=x.device)), float("nan")
     # proximal gradient on F = data + lambda q with backtracking on tau (monotone F)
     data = lambda v: ((blur(v) - y) ** 2).sum((-2, -1)) / (2 * problem.noise ** 2)
     F = lambda v: data(v) + opts.weight * prior.energy(v)
@@ -112,7 +113,7 @@ def _iteration(problem: BlindDeblur, prior: Prior, h: torch.Tensor, x: torch.Ten
     tau = s ** 2
     for _ in range(30):
         v = x - tau * opts.weight * gq
-        xn = blur.data_prox(y, v, sig, torch.full((B,), math.sqrt(tau), dtype=x.dtype))
+        xn = blur.data_prox(y, v, sig, torch.full((B,), math.sqrt(tau), dtype=x.dtype, device=x.device))
         f1 = F(xn)
         if (f1 <= f0).all():
             return xn, float(f1.sum())
@@ -142,9 +143,10 @@ def pnp_nonblind(problem: BlindDeblur, prior: Prior, theta: Any, options: PnPOpt
     """
     opts = options or PnPOptions()
     _check(problem, prior, opts)
-    th = problem.family.check(np.asarray(theta, dtype=float).reshape(1, -1), dtype=problem.dtype)
+    on = dict(dtype=problem.dtype, device=problem.device)
+    th = problem.family.check(np.asarray(theta, dtype=float).reshape(1, -1), **on)
     h = problem.family(th)
-    x = (problem.y if x0 is None else torch.as_tensor(x0, dtype=problem.dtype))[None].clone()
+    x = (problem.y if x0 is None else torch.as_tensor(x0, **on))[None].clone()
     c0, energy = _calls(prior), []
     for s in opts.levels():
         x, f = _iteration(problem, prior, h, x, float(s), opts)
@@ -176,17 +178,18 @@ def pnp_blind(problem: BlindDeblur, prior: Prior, theta0: Any, x0: torch.Tensor 
     opts = options or PnPOptions()
     _check(problem, prior, opts)
     fam = problem.family
-    th = fam.check(np.asarray(theta0, dtype=float).reshape(1, -1), dtype=problem.dtype)
-    x = (problem.y if x0 is None else torch.as_tensor(x0, dtype=problem.dtype))[None].clone()
+    on = dict(dtype=problem.dtype, device=problem.device)
+    th = fam.check(np.asarray(theta0, dtype=float).reshape(1, -1), **on)
+    x = (problem.y if x0 is None else torch.as_tensor(x0, **on))[None].clone()
     post = Posterior(problem, prior)
-    step = torch.ones(1, dtype=problem.dtype)
-    c0, energy, path = _calls(prior), [], [th[0].numpy().copy()]
+    step = torch.ones(1, **on)
+    c0, energy, path = _calls(prior), [], [host(th[0]).copy()]
     for s in opts.levels():
         x, f = _iteration(problem, prior, fam(th), x, float(s), opts)
         energy.append(f)
         for _ in range(opts.theta_steps):
             th, step = theta_step(post, th, x, step)
-        path.append(th[0].detach().numpy().copy())
+        path.append(host(th[0]).copy())
     return {"x": x[0], "theta": th[0].detach(), "theta_path": np.stack(path), "calls": _calls(prior) - c0,
             "energy": np.array(energy)}
 

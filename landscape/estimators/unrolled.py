@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from .. import kernels as _kernels
 from .._checks import InputError
 from ..denoisers import nets
+from ..io import host
 from ..operators import Blur, otf
 from ..resources import weights_path
 
@@ -190,8 +191,9 @@ MODELS = {"gaussian": "unrolled-gaussian", "motion": "unrolled-motion", "free": 
           "sandbox": "unrolled-gmm16"}
 
 
-def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> UnrolledBlind:
-    """A shipped unrolled model by name (``SHIPPED``), or a weights file written by training.
+def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: Any = None) -> UnrolledBlind:
+    """A shipped unrolled model by name (``SHIPPED``), or a weights file written by training, built on the
+    host and moved to ``device`` (default: the CPU).
 
     Raises :class:`InputError` naming ``model`` for an unknown name, a missing file (with the command
     that trains it) or a file that is not an unrolled model's weights.
@@ -209,13 +211,14 @@ def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32) 
         cfg = dict(ck["config"])
         if cfg.pop("arch") != "unrolled-blind":
             raise ValueError("not an unrolled model")
-        model = UnrolledBlind(**cfg)
+        with torch.device("cpu"):                 # the weights are read on the host, whatever the default
+            model = UnrolledBlind(**cfg)
         model.load_state_dict(ck["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any unreadable or foreign file is bad input
         raise InputError("model", "unrolled-network weights (landscape train-unrolled)",
                          f"{p} ({type(exc).__name__}: {exc})") from None
     model.meta = ck.get("meta", {})
-    return model.to(dtype).eval()
+    return model.to(dtype=dtype, device=torch.device(device) if device is not None else "cpu").eval()
 
 
 def check_kernel_for(model: UnrolledBlind, kernel: np.ndarray) -> np.ndarray:
@@ -239,12 +242,14 @@ def reconstruct(model: UnrolledBlind, y: Any, sigma: float) -> dict[str, np.ndar
     than the kernel support, or whose sides are not multiples of 4 (the UNet's two poolings pad them),
     is accepted only when at least the support: :class:`InputError` naming ``y`` otherwise.
     """
-    yy = torch.as_tensor(np.asarray(y), dtype=next(model.parameters()).dtype)
+    w = next(model.parameters())
+    yy = y.to(dtype=w.dtype, device=w.device) if isinstance(y, torch.Tensor) else \
+        torch.as_tensor(np.asarray(y), dtype=w.dtype, device=w.device)
     if yy.ndim != 2 or min(yy.shape) < max(model.size, 16):
         raise InputError("y", f"a 2-D image at least {max(model.size, 16)} pixels on a side (the model's receptive "
                          "field and kernel support)", tuple(yy.shape))
     with torch.no_grad():
         out = model(yy[None], sigma)
     th = out["theta"]
-    return {"x": out["x"][0].double().numpy(), "kernel": out["kernel"][0].double().numpy(),
-            "theta": th[0].double().numpy() if th is not None else np.zeros(0)}
+    return {"x": host(out["x"][0].double()), "kernel": host(out["kernel"][0].double()),
+            "theta": host(th[0].double()) if th is not None else np.zeros(0)}

@@ -31,6 +31,7 @@ from .common import (
     FIRST,
     at_most,
     concat_cases,
+    device_option,
     image_field,
     image_sources,
     product_cases,
@@ -69,6 +70,7 @@ class Config:
     gs_prior: str = option("gs", "the prior with an energy of gradient-step PnP (gs, or a user prior)",
                            prior_name(("gs",)))
     seed: int = option(0, "seed of the noise", integer(0))
+    device: str = device_option("the problem, the PnP iterations and the networks")
     quick: bool = option(False, "one image, width and noise level; 20 iterations (< 60 s)", flag())
 
     def resolved(self) -> "Config":
@@ -92,8 +94,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     cfg = config.resolved()
     single_case(cfg, (image_field(cfg), *CASE_FIELDS))
     fam = kernels.Gaussian(15)
-    model = load_unrolled("unrolled-gaussian")
-    settings = PriorSettings(s=cfg.s, dtype=torch.float32)
+    model = load_unrolled("unrolled-gaussian", device=cfg.device)
+    settings = PriorSettings(s=cfg.s, dtype=torch.float32, device=cfg.device)
     shape = (cfg.crop, cfg.crop)
     tweedie = make_prior(cfg.denoiser, shape, settings)              # one network for both denoiser variants
     priors = {"fixed": tweedie, "continuation": tweedie, "gradient-step": make_prior(cfg.gs_prior, shape, settings)}
@@ -101,8 +103,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     (th,), (sig,) = cfg.theta_true, cfg.noise
     psnr = np.full((len(pnp.VARIANTS) + 1, len(STARTS)), np.nan)
     kerr, wall, calls = (np.full_like(psnr, np.nan) for _ in range(3))
-    problem = BlindDeblur.synthetic(img, fam, [th], sig, rng=cfg.seed, dtype=torch.float32)
-    h_true = problem.kernel_true.double().numpy()
+    problem = BlindDeblur.synthetic(img, fam, [th], sig, rng=cfg.seed, dtype=torch.float32, device=cfg.device)
+    h_true = io.host(problem.kernel_true.double())
     label = f"{name}/θ*={th:g}/σ={sig:g}"
     for v, variant in enumerate(pnp.VARIANTS):
         opts = pnp.PnPOptions(variant=variant, s=cfg.s, s_max=cfg.s_max, s_min=cfg.s_min, n_iter=cfg.n_iter)
@@ -115,16 +117,16 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             out = runs[start]()
             wall[v, b] = time.perf_counter() - t0
             calls[v, b] = out["calls"]
-            psnr[v, b] = metrics.psnr(out["x"].double().numpy(), img)
-            theta = out.get("theta", torch.tensor([th]))
-            kerr[v, b] = float(np.linalg.norm(fam(theta.double()[None])[0].numpy() - h_true))
+            psnr[v, b] = metrics.psnr(io.host(out["x"].double()), img)
+            theta = out.get("theta", torch.tensor([th], device=problem.device))
+            kerr[v, b] = float(np.linalg.norm(io.host(fam(theta.double()[None])[0]) - h_true))
     t0 = time.perf_counter()
     with torch.no_grad():
         o = model(problem.y[None], sig)
     wall[-1, :] = time.perf_counter() - t0
     calls[-1, :] = model.iterations
-    psnr[-1, :] = metrics.psnr(o["x"][0].double().numpy(), img)
-    kerr[-1, :] = float(np.linalg.norm(o["kernel"][0].double().numpy() - h_true))
+    psnr[-1, :] = metrics.psnr(io.host(o["x"][0].double()), img)
+    kerr[-1, :] = float(np.linalg.norm(io.host(o["kernel"][0].double()) - h_true))
     if progress:
         print(f"{NAME}: case {label} done")
     dims = ("case", "estimator", "start")
@@ -133,9 +135,9 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     return xr.Dataset({
         "psnr": (dims, psnr[None], {"units": "dB"}), "kernel_error": (dims, kerr[None], {"long_name": "||h - h*||"}),
         "wall_time": (dims, wall[None], {"units": "s", "kind": "timing"}), "network_calls": (dims, calls[None]),
-        "psnr_y": ("case", [metrics.psnr(problem.y.double().numpy(), img)], {"units": "dB"}),
-        "x_true": (("case", "row", "col"), problem.x_true.double().numpy()[None], {"long_name": "the sharp image x*"}),
-        "y": (("case", "row", "col"), problem.y.double().numpy()[None], {"long_name": "the observation"}),
+        "psnr_y": ("case", [metrics.psnr(io.host(problem.y.double()), img)], {"units": "dB"}),
+        "x_true": (("case", "row", "col"), io.host(problem.x_true.double())[None], {"long_name": "the sharp image x*"}),
+        "y": (("case", "row", "col"), io.host(problem.y.double())[None], {"long_name": "the observation"}),
         "gap_unrolled_minus_best_blind_pnp": ("case", [psnr[-1, b0] - psnr[best, b0]], {"units": "dB"}),
         "speedup_vs_best_blind_pnp": ("case", [wall[best, b0] / wall[-1, b0]], {
             "long_name": "wall time of the best blind PnP / the unrolled network's", "kind": "timing"})},
