@@ -175,9 +175,9 @@ class Posterior:
     def energy_at_kernel(self, kernel: Any, x: Any) -> float:
         r""":math:`\|h \star x - y\|^2/(2\sigma^2) + \lambda q(x)` at an explicit centred odd kernel ``h``, which
         need not lie in the family (an estimate on another support, :math:`E[h \mid y]`); no kernel term."""
-        dt = self.problem.dtype
-        h = torch.as_tensor(np.asarray(kernel, dtype=float), dtype=dt, device=self.problem.device)
-        x = torch.as_tensor(np.asarray(x, dtype=float), dtype=dt, device=self.problem.device)
+        on = dict(dtype=self.problem.dtype, device=self.problem.device)
+        h, x = (v.to(**on) if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, dtype=float), **on)
+                for v in (kernel, x))
         with torch.no_grad():
             res = Blur(h, self.problem.image_shape, boundary=self.problem.boundary,
                        channels=self.problem.channels)(x) - self.problem.y

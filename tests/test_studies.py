@@ -271,6 +271,24 @@ def test_pnp_vs_unrolled_allocates_nothing_off_its_device():
         np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
 
 
+@pytest.mark.parametrize("sandbox", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_map_vs_mmse_allocates_nothing_off_its_device(sandbox):
+    """Every point estimate (profile, MAP_θ through the exact GMM posterior or the Gaussian marginal and PnP,
+    the unrolled network) with torch's default device set to ``meta`` and ``device="cpu"``: a tensor made
+    without the study's device lands on ``meta`` and fails; the numbers equal a normal run's."""
+    from landscape.studies import map_vs_mmse as M
+    kw = dict(sandbox=True) if sandbox else dict(crop=32)
+    (case, *_) = M.cases(M.Config(quick=True, n_theta=5, device="cpu", **kw))
+    ref = M.run_part(case, progress=False)
+    torch.set_default_device("meta")
+    try:
+        got = M.run_part(case, progress=False)
+    finally:
+        torch.set_default_device(None)
+    for k in ("psnr", "kernel_error", "energy", "images"):
+        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+
+
 def test_morse_bott_bad_input():
     from landscape.studies import morse_bott as S
     with pytest.raises(InputError, match="priors"):

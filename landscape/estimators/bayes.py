@@ -79,9 +79,9 @@ class GMMPosterior:
         self.theta = problem.family.check(theta, dtype=problem.dtype, device=problem.device)
         T = self.theta.shape[0]
         if theta_prior is None:
-            lp = torch.full((T,), -math.log(T), dtype=problem.dtype)
+            lp = torch.full((T,), -math.log(T), dtype=problem.dtype, device=problem.device)
         else:
-            tp = torch.as_tensor(np.asarray(theta_prior, dtype=float), dtype=problem.dtype)
+            tp = torch.as_tensor(np.asarray(theta_prior, dtype=float), dtype=problem.dtype, device=problem.device)
             if tp.shape != (T,) or not torch.isfinite(tp).all() or (tp < 0).any() or tp.sum() <= 0:
                 raise InputError("theta_prior", f"{T} non-negative prior probabilities, not all zero", tuple(tp.shape))
             lp = torch.log(tp / tp.sum())
@@ -163,15 +163,15 @@ class GMMPosterior:
         w = torch.softmax(lj.reshape(-1), 0).double().cpu().numpy()
         pick = g.choice(w.size, size=n, p=w / w.sum())
         K = lj.shape[1]
-        out = torch.empty(n, *self.problem.image_shape, dtype=self.problem.dtype)
+        out = torch.empty(n, *self.problem.image_shape, dtype=self.problem.dtype, device=self.problem.device)
         D = self._mu.shape[1]
-        e = torch.as_tensor(g.standard_normal((n, D)), dtype=out.dtype)
+        e = torch.as_tensor(g.standard_normal((n, D)), dtype=out.dtype, device=out.device)
         for j in np.unique(pick // K):
             sl = self.at(int(j), full=True)
             # C = V diag(l) V^T (PSD up to round-off): x = m + V sqrt(l) e
             lam, V = torch.linalg.eigh(sl.covariances)
             root = V * lam.clamp_min(0).sqrt()[:, None, :]
             for k in np.unique(pick[pick // K == j] % K):
-                i = torch.as_tensor(np.flatnonzero(pick == j * K + k))
+                i = torch.as_tensor(np.flatnonzero(pick == j * K + k), device=out.device)
                 out[i] = (sl.means[k] + e[i] @ root[k].T).reshape(-1, *self.problem.image_shape)
-        return torch.as_tensor(pick // K), out
+        return torch.as_tensor(pick // K, device="cpu"), out

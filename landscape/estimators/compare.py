@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .. import marginal, scan
+from ..io import host
 from ..posterior import BlindDeblur, Posterior
 from ..priors import EXACT, UP_TO_CONSTANT, make_prior
 from ..solvers import SolverOptions
@@ -55,27 +56,28 @@ def point_estimates(problem: BlindDeblur, prior: Any, model: Any, theta_true: np
     mins = scan.local_minima(branch)
     i_near = int(mins[np.argmin(np.abs(g[mins] - theta_true[0]))]) if len(mins) else int(np.argmin(np.abs(g - theta_true[0])))
     xh = prof.x_hat.values
-    kern = lambda i: fam(torch.as_tensor(grid[i:i + 1]))[0]
-    est = {"map_trivial": (torch.as_tensor(xh[prof.best_branch.values[i_map], i_map]), kern(i_map)),
-           "map_near_truth": (torch.as_tensor(xh[1, i_near]), kern(i_near))}
+    on = dict(device=problem.device)
+    kern = lambda i: fam(torch.as_tensor(grid[i:i + 1], **on))[0]
+    est = {"map_trivial": (torch.as_tensor(xh[prof.best_branch.values[i_map], i_map], **on), kern(i_map)),
+           "map_near_truth": (torch.as_tensor(xh[1, i_near], **on), kern(i_near))}
     extras: dict[str, Any] = {"theta_map": float(g[i_map]), "theta_near_truth": float(g[i_near])}
     if exact:
         exact = GMMPosterior(problem, prior, grid)
         m = exact.mmse()
-        j = int(np.argmin(m["marginal_nll"].numpy()))
+        j = int(np.argmin(host(m["marginal_nll"])))
         est["map_theta"] = (m["x_given_theta"][j], kern(j))
         est["mmse_exact"] = (m["x_mmse"], m["kernel_mmse"])
-        extras.update(theta_map_theta=float(g[j]), x_std=m["x_std"].numpy(), theta_posterior_mean=float(m["theta_mean"][0]))
+        extras.update(theta_map_theta=float(g[j]), x_std=host(m["x_std"]), theta_posterior_mean=float(m["theta_mean"][0]))
     else:
         gp = make_prior("gaussian", problem.image_shape)
-        j = int(np.argmin(marginal.marginal_nll(problem, gp, grid).numpy()))
+        j = int(np.argmin(host(marginal.marginal_nll(problem, gp, grid))))
         # MAP_θ's non-blind step: gradient-step PnP where the prior has an energy, fixed-level PnP for a score
         variant = "gradient-step" if prior.capabilities.get("energy") in (EXACT, UP_TO_CONSTANT) else "fixed"
         nb = pnp.pnp_nonblind(problem, prior, grid[j], pnp.PnPOptions(variant=variant, s=s, n_iter=40))
         est["map_theta"] = (nb["x"], kern(j))
         extras["theta_map_theta"] = float(g[j])
-    r = reconstruct(model, problem.y.numpy(), problem.noise)
-    est["unrolled"] = (torch.as_tensor(r["x"]), torch.as_tensor(r["kernel"]))
+    r = reconstruct(model, problem.y, problem.noise)
+    est["unrolled"] = (torch.as_tensor(r["x"], **on), torch.as_tensor(r["kernel"], **on))
     if r["theta"].size:
         extras["theta_unrolled"] = float(r["theta"][0])
     return est, extras

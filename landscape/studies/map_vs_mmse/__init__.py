@@ -60,6 +60,7 @@ from ..common import (
     FIRST,
     at_most,
     concat_cases,
+    device_option,
     image_field,
     image_sources,
     product_cases,
@@ -108,6 +109,7 @@ class Config:
     etol: float = option(0.01, "inner solver energy tolerance (nats)", Check("a positive tolerance",
                                                                              lambda v: v > 0, (0.0, -1.0)))
     seed: int = option(0, "seed (noise, sandbox draws)", integer(0))
+    device: str = device_option("the problem, the profile, PnP, the exact posterior and the networks")
     quick: bool = option(False, "one image, one noise level, coarse grid (< 60 s)", flag())
 
     def resolved(self) -> "Config":
@@ -148,25 +150,25 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     if cfg.sandbox and cfg.n_draws != 1:
         raise InputError("n_draws", "1 for one case (cases() makes them)", cfg.n_draws)
     fam, truths, model_name = _setup(cfg)
-    model = load_unrolled(model_name)
+    model = load_unrolled(model_name, device=cfg.device)
     if cfg.kernel_file:
         fam = kernels.Path(check_kernel_for(model, kernels.load(cfg.kernel_file)), name="kernel_file")
     dtype = torch.float64 if cfg.sandbox else torch.float32
     if cfg.sandbox:
         gmm = make_prior("gmm", (16, 16), PriorSettings(progress=progress))
-        name, img = f"gmm-draw-{cfg.first_draw}", gmm.sample(1, rng=10_000 + cfg.seed + cfg.first_draw)[0].numpy()
+        name, img = f"gmm-draw-{cfg.first_draw}", io.host(gmm.sample(1, rng=10_000 + cfg.seed + cfg.first_draw)[0])
         prior = gmm
     else:
         (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
-        prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s, dtype=dtype))
+        prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s, dtype=dtype, device=cfg.device))
     (theta_true,), (sig,) = truths, cfg.noise
-    problem = BlindDeblur.synthetic(img, fam, theta_true, sig, rng=cfg.seed, dtype=dtype)
+    problem = BlindDeblur.synthetic(img, fam, theta_true, sig, rng=cfg.seed, dtype=dtype, device=cfg.device)
     first = np.linspace(0, 2 * theta_true[0] if not isinstance(fam, kernels.Path) else 1.0, cfg.n_theta)
     est, extras = point_estimates(problem, prior, model, theta_true, first, etol=cfg.etol, s=cfg.s,
                                   exact=cfg.sandbox, progress=progress)
     post = Posterior(problem, prior)
-    x_true, h_true = problem.x_true.double().numpy(), problem.kernel_true.double()
-    d0 = kernels.dirac(fam.size, dtype=torch.float64)
+    x_true, h_true = io.host(problem.x_true.double()), io.host(problem.kernel_true.double())
+    d0 = kernels.dirac(fam.size, dtype=torch.float64, device=problem.device)
     row: dict[str, Any] = {"e_trivial": post.energy_at_kernel(d0, problem.y),
                            "e_truth": post.energy_at_kernel(h_true, problem.x_true), **extras}
     xs, ks = [], []
@@ -178,15 +180,15 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                 row[f"{m}_{e_name}"] = np.nan
             continue
         x, h = est[e_name]
-        xn, hn = x.double().numpy(), h.double().numpy()
+        xn, hn = io.host(x.double()), io.host(h.double())
         xs.append(xn)
         ks.append(hn)
         row[f"psnr_{e_name}"] = psnr(xn, x_true)
         row[f"ssim_{e_name}"] = ssim(xn, x_true)
-        row[f"kernel_error_{e_name}"] = float(np.linalg.norm(hn - h_true.numpy()))
+        row[f"kernel_error_{e_name}"] = float(np.linalg.norm(hn - h_true))
         row[f"energy_{e_name}"] = post.energy_at_kernel(hn, xn)
-    row["psnr_y"] = psnr(problem.y.double().numpy(), x_true)
-    row["kernel_error_dirac"] = float(np.linalg.norm(d0.numpy() - h_true.numpy()))
+    row["psnr_y"] = psnr(io.host(problem.y.double()), x_true)
+    row["kernel_error_dirac"] = float(np.linalg.norm(io.host(d0) - h_true))
     err = metrics.local_mean(np.abs(xs[ESTIMATORS.index("unrolled")] - x_true))
     row["corr_error_blur_unrolled"] = float(spearmanr(err.ravel(), metrics.local_blur(xs[ESTIMATORS.index("unrolled")],
                                                                               x_true).ravel())[0])
@@ -203,9 +205,9 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     label = f"{name}/θ*={theta_true[0]:g}/σ={sig:g}"
     ds = xr.Dataset(coords={"case": [label], "estimator": list(ESTIMATORS),
                             "panel": ["y", "x_true", *ESTIMATORS], "kpanel": ["kernel_true", *ESTIMATORS]})
-    ds["images"] = (("case", "panel", "row", "col"), np.array([[problem.y.double().numpy(), x_true, *xs]]),
+    ds["images"] = (("case", "panel", "row", "col"), np.array([[io.host(problem.y.double()), x_true, *xs]]),
                     {"long_name": "observation, truth and estimates"})
-    ds["kernels"] = (("case", "kpanel", "krow", "kcol"), np.array([[h_true.numpy(), *ks]]),
+    ds["kernels"] = (("case", "kpanel", "krow", "kcol"), np.array([[h_true, *ks]]),
                      {"long_name": "true and estimated kernels"})
     for m, unit in (("psnr", "dB"), ("ssim", "1"), ("kernel_error", "1"), ("energy", "nats")):
         ds[m] = (("case", "estimator"), np.array([[row[f"{m}_{e}"] for e in ESTIMATORS]]),
