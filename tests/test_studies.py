@@ -289,6 +289,26 @@ def test_map_vs_mmse_allocates_nothing_off_its_device(sandbox):
         np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
 
 
+@pytest.mark.parametrize("sandbox", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_posterior_statistics_allocates_nothing_off_its_device(sandbox):
+    """The Gibbs sampler and the point estimates (the sandbox: exact x-steps; natural images: ULA with the
+    Tweedie score, and the hard case's fixed, annealed and DPS samplers), with torch's default device set to
+    ``meta`` and ``device="cpu"``: a tensor made without the study's device lands on ``meta`` and fails; the
+    numbers equal a normal run's."""
+    from landscape.studies import posterior_statistics as P
+    kw = dict(sandbox=True, skip_hard=True) if sandbox else dict(crop=16, hard_theta=1.0)
+    (case, *_) = P.cases(P.Config(quick=True, sweeps=10, burn_in=2, n_theta=4, device="cpu", **kw))
+    ref = P.run_part(case, progress=False)
+    torch.set_default_device("meta")
+    try:
+        got = P.run_part(case, progress=False)
+    finally:
+        torch.set_default_device(None)
+    for k in ("theta_posterior", "posterior_mean", "estimate_image"):
+        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+    assert got.attrs == ref.attrs
+
+
 def test_morse_bott_bad_input():
     from landscape.studies import morse_bott as S
     with pytest.raises(InputError, match="priors"):

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from .._checks import integer, number, option, positive_number, validate, InputError
+from ..io import host
 from ..posterior import Posterior
 from .langevin import ChainDiverged
 
@@ -153,7 +154,7 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
     x = opts.mean + math.sqrt(s[0] ** 2 + opts.data_var) * torch.randn((C, *shape), generator=gen, dtype=dtype,
                                                                        device=gen.device).to(post.problem.device)
     calls0 = post.prior.calls
-    limited = torch.zeros(C, dtype=torch.long)
+    limited = torch.zeros(C, dtype=torch.long, device=post.problem.device)
     for i in tqdm(range(len(s)), desc=f"dps ({C} chains)", disable=not progress, leave=False):
         x0, g = guided_denoise(post, blur, x, float(s[i]), opts.guidance, opts.data_var, D)
         if i == len(s) - 1:
@@ -170,5 +171,5 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
         bad = ~torch.isfinite(x).flatten(1).all(1)
         if bad.any():
             raise ChainDiverged(int(bad.nonzero()[0]), i, x.new_zeros(C, 0, *shape))
-    return {"draws": x[:, None].detach(), "denoised": x0, "levels": s, "limited": limited.numpy(),
+    return {"draws": x[:, None].detach(), "denoised": x0, "levels": s, "limited": host(limited),
             "calls": post.prior.calls - calls0}

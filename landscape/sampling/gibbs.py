@@ -89,21 +89,22 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
         roots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     if not isinstance(x_steps, int) or x_steps < 1:
         raise InputError("x_steps", "an integer >= 1", x_steps)
-    lp = torch.zeros(T, dtype=g.dtype) if theta_prior is None else torch.log(
-        torch.as_tensor(np.asarray(theta_prior, dtype=float), dtype=g.dtype))
+    on = dict(dtype=g.dtype, device=g.device)
+    lp = torch.zeros(T, **on) if theta_prior is None else torch.log(
+        torch.as_tensor(np.asarray(theta_prior, dtype=float), **on))
     gen = torch.Generator().manual_seed(int(np.random.default_rng(rng).integers(2 ** 62)))
-    L = torch.tensor([lipschitz(post, g[j:j + 1]) for j in range(T)], dtype=g.dtype)
+    L = torch.tensor([lipschitz(post, g[j:j + 1]) for j in range(T)], **on)
     x = post.default_start().expand(chains, *post.problem.image_shape).clone()
     # dispersed starts (what R-hat needs): chain c at grid point c T / C, x = y
-    idx = torch.as_tensor((np.arange(chains) * T) // chains, dtype=torch.long)
+    idx = torch.as_tensor((np.arange(chains) * T) // chains, dtype=torch.long, device=g.device)
     keep_i, keep_x = [], []
-    acc = torch.zeros(chains, dtype=g.dtype)
+    acc = torch.zeros(chains, **on)
     for k in tqdm(range(sweeps), desc=f"gibbs ({chains} chains)", disable=not progress, leave=False):
         if exact:
             x = _exact_x(sandbox, roots, idx, gen, post.problem.image_shape)
         else:
             blur = post.problem.blur(g[idx])
-            state = MalaState(None, None, torch.zeros(chains, dtype=g.dtype))
+            state = MalaState(None, None, torch.zeros(chains, **on))
             for _ in range(x_steps):
                 x = transition(post, blur, x, step_factor / L[idx], method, gen, state)
             acc += state.accepted / x_steps
@@ -111,14 +112,15 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
         if bad.any():
             raise ChainDiverged(int(bad.nonzero()[0]), k, torch.stack(keep_x, 1) if keep_x else x[:, :0])
         logits = lp[None] - data_energies(post, g, x)
-        idx = torch.multinomial(torch.softmax(logits, 1), 1, generator=gen)[:, 0]
+        # drawn where the generator lives (the host): the same draws on every device
+        idx = torch.multinomial(torch.softmax(logits, 1).cpu(), 1, generator=gen)[:, 0].to(g.device)
         if k >= burn_in and (k - burn_in) % thin == 0:
             keep_i.append(idx.clone())
             keep_x.append(x.clone())
     ti = torch.stack(keep_i, 1)
     hist = torch.bincount(ti.reshape(-1), minlength=T).to(g.dtype)
     return {"theta_index": ti, "theta": g[ti], "x": torch.stack(keep_x, 1),
-            "acceptance": (acc / sweeps).numpy() if method == "mala" else np.full(chains, np.nan),
+            "acceptance": host(acc / sweeps) if method == "mala" else np.full(chains, np.nan),
             "theta_posterior": hist / hist.sum(), "grid": g}
 
 
@@ -131,7 +133,7 @@ def _exact_x(sandbox, roots: dict, idx: torch.Tensor, gen: torch.Generator, shap
             lam, V = torch.linalg.eigh(sl.covariances)
             roots[j] = (torch.softmax(sl.log_evidence, 0), sl.means, V * lam.clamp_min(0).sqrt()[:, None, :])
         w, means, root = roots[j]
-        k = int(torch.multinomial(w, 1, generator=gen))
+        k = int(torch.multinomial(w.cpu(), 1, generator=gen))
         e = torch.randn(means.shape[1], generator=gen, dtype=means.dtype, device=gen.device).to(means.device)
         out.append((means[k] + root[k] @ e).reshape(shape))
     return torch.stack(out)
@@ -157,19 +159,19 @@ def em_theta(post: Posterior, grid: Any, theta0: int | float = 0.0, *, n_iter: i
     if not isinstance(opts, (LangevinOptions, DiffusionOptions)):
         raise InputError("options", "LangevinOptions or DiffusionOptions (the E-step's sampler)", type(opts).__name__)
     j = int(torch.argmin((g[:, 0] - float(theta0)).abs()))
-    path, qs = [g[j].numpy().copy()], []
+    path, qs = [host(g[j]).copy()], []
     seeds = np.random.default_rng(rng).integers(2 ** 31, size=n_iter)
     x0 = None
     for t in range(n_iter):
         if isinstance(opts, DiffusionOptions):          # diffusion EM: independent DPS draws at theta_t
-            draws = dps(post, g[j].numpy(), opts, rng=int(seeds[t]))["draws"]
+            draws = dps(post, host(g[j]), opts, rng=int(seeds[t]))["draws"]
         else:                                           # Langevin draws, warm-started from the last ones
-            draws = sample_x(post, g[j].numpy(), opts, x0=x0, rng=int(seeds[t]))["draws"]
+            draws = sample_x(post, host(g[j]), opts, x0=x0, rng=int(seeds[t]))["draws"]
             x0 = draws[:, -1]
         q = -data_energies(post, g, draws.reshape(-1, *draws.shape[-2:])).mean(0)
-        qs.append(q.numpy())
+        qs.append(host(q))
         j = int(torch.argmax(q))
-        path.append(g[j].numpy().copy())
+        path.append(host(g[j]).copy())
     return {"theta_path": np.stack(path), "q_values": np.stack(qs), "theta": g[j]}
 
 

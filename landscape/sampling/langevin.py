@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .._checks import Check, InputError, integer, number, one_of, option, validate
+from ..io import host
 from ..posterior import Posterior
 
 METHODS = ("ula", "mala", "annealed")
@@ -148,7 +149,8 @@ def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None
         int(np.random.default_rng(rng).integers(2 ** 62)))
     C = opts.chains
     shape = post.problem.image_shape
-    x = (post.default_start() if x0 is None else torch.as_tensor(x0, dtype=post.problem.dtype))
+    x = (post.default_start() if x0 is None else torch.as_tensor(x0, dtype=post.problem.dtype,
+                                                                  device=post.problem.device))
     x = x.expand(C, *shape).clone() if x.ndim == 2 else x.clone()
     blur = post.problem.blur(th)
     calls0 = post.prior.calls
@@ -163,7 +165,7 @@ def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None
         schedule = [(None, d)] * opts.n_steps
         steps = [d]
     draws, energies = [], []
-    state = MalaState(None, None, torch.zeros(C, dtype=post.problem.dtype))
+    state = MalaState(None, None, torch.zeros(C, dtype=post.problem.dtype, device=post.problem.device))
     for k, (s, d) in enumerate(tqdm(schedule, desc=f"langevin ({opts.method}, {C} chains)", disable=not progress,
                                     leave=False)):
         x = transition(post, blur, x, d, opts.method, gen, state, level=s)
@@ -177,7 +179,7 @@ def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None
             if e_cur is not None:
                 energies.append(e_cur.clone())
     out = {"draws": torch.stack(draws, 1), "step": np.array(steps), "calls": post.prior.calls - calls0,
-           "acceptance": (state.accepted / len(schedule)).numpy() if opts.method == "mala" else np.full(C, np.nan)}
+           "acceptance": host(state.accepted / len(schedule)) if opts.method == "mala" else np.full(C, np.nan)}
     if energies:
         out["energy"] = torch.stack(energies, 1)
     return out

@@ -58,6 +58,7 @@ from ..common import (
     FIRST,
     at_most,
     concat_cases,
+    device_option,
     image_field,
     image_sources,
     product_cases,
@@ -115,6 +116,7 @@ class Config:
     samples: str = option("", "folder for each case's Gibbs draws in ArviZ's layout (one InferenceData "
                           "netCDF per case, x thinned to SAMPLE_DRAWS per chain); empty: not written",
                           folder_or_empty())
+    device: str = device_option("the problem, the samplers, the point estimates and the networks")
     quick: bool = option(False, "sandbox-sized run (< 60 s)", flag())
 
     def resolved(self) -> "Config":
@@ -126,7 +128,7 @@ class Config:
 def hard_case(cfg: Config, prior: Any, image: np.ndarray) -> dict[str, float]:
     """Fixed-level PnP-ULA against annealed Langevin at a known large blur: PSNR of their means."""
     prob = BlindDeblur.synthetic(image, kernels.Gaussian(15), [cfg.hard_theta], cfg.noise, rng=cfg.seed + 7,
-                                 dtype=torch.float64 if cfg.sandbox else torch.float32)
+                                 dtype=torch.float64 if cfg.sandbox else torch.float32, device=cfg.device)
     post = Posterior(prob, prior)
     n = cfg.sweeps
     out = {}
@@ -135,9 +137,9 @@ def hard_case(cfg: Config, prior: Any, image: np.ndarray) -> dict[str, float]:
                                                     chains=cfg.chains)),
                        ("dps", DiffusionOptions(chains=4 * cfg.chains))):
         draw = dps if name == "dps" else sample_x
-        d = draw(post, [cfg.hard_theta], opts, rng=cfg.seed)["draws"].double().numpy()
+        d = io.host(draw(post, [cfg.hard_theta], opts, rng=cfg.seed)["draws"].double())
         out[f"hard_psnr_{name}"] = psnr(d.mean((0, 1)), image)
-    out["hard_psnr_y"] = psnr(prob.y.double().numpy(), image)
+    out["hard_psnr_y"] = psnr(io.host(prob.y.double()), image)
     return out
 
 
@@ -161,7 +163,7 @@ def cases(config: Config) -> list[Config]:
 def _prior(cfg: Config, progress: bool) -> tuple[Any, str, torch.dtype]:
     if cfg.sandbox:
         return make_prior("gmm", (16, 16), PriorSettings(progress=progress)), "exact", torch.float64
-    prior = make_prior(cfg.prior, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float32))
+    prior = make_prior(cfg.prior, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float32, device=cfg.device))
     return prior, "ula", torch.float32
 
 
@@ -177,38 +179,38 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     grid = np.linspace(0, 3, cfg.n_theta)
     prior, method, dtype = _prior(cfg, progress)
     if cfg.sandbox:
-        name, img = f"gmm-draw-{cfg.first_draw}", prior.sample(1, rng=40_000 + cfg.seed + cfg.first_draw)[0].numpy()
+        name, img = f"gmm-draw-{cfg.first_draw}", io.host(prior.sample(1, rng=40_000 + cfg.seed + cfg.first_draw)[0])
     else:
         (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
     # the point estimates beside the posterior mean: map-vs-mmse's, with the prior's energy
     map_prior = prior if cfg.sandbox else make_prior(cfg.map_prior, (cfg.crop, cfg.crop),
-                                                     PriorSettings(s=cfg.s, dtype=dtype))
-    model = load_unrolled(MODELS["sandbox" if cfg.sandbox else "gaussian"])
+                                                     PriorSettings(s=cfg.s, dtype=dtype, device=cfg.device))
+    model = load_unrolled(MODELS["sandbox" if cfg.sandbox else "gaussian"], device=cfg.device)
     (th,) = cfg.theta_true
-    prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype)
+    prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype, device=cfg.device)
     post = Posterior(prob, prior)
     out = G.gibbs(post, grid, sweeps=cfg.sweeps, burn_in=cfg.burn_in, x_steps=3, method=method,
                   chains=cfg.chains, rng=cfg.seed, progress=progress)
-    x = out["x"].double().numpy()
+    x = io.host(out["x"].double())
     flat = x.reshape(-1, *x.shape[-2:])
-    tpost = out["theta_posterior"].numpy()
+    tpost = io.host(out["theta_posterior"])
     row: dict[str, Any] = {
         "theta_true": th, "theta_mean": float((tpost * grid).sum()),
         "mass_at_dirac": float(tpost[grid < DIRAC_FRACTION * th].sum()),
         "mass_near_truth": float(tpost[np.abs(grid - th) <= 0.2 * th].sum()),
         "psnr_mean": psnr(flat.mean(0), img),
-        "psnr_y": psnr(prob.y.double().numpy(), img),
-        "rhat_theta": float(az.rhat(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
-        "ess_theta": float(az.ess(az.convert_to_dataset(out["theta"][..., 0].double().numpy()))["x"]),
+        "psnr_y": psnr(io.host(prob.y.double()), img),
+        "rhat_theta": float(az.rhat(az.convert_to_dataset(io.host(out["theta"][..., 0].double())))["x"]),
+        "ess_theta": float(az.ess(az.convert_to_dataset(io.host(out["theta"][..., 0].double())))["x"]),
         "acceptance": float(np.nanmean(out["acceptance"])) if method == "mala" else np.nan,
         **{f"coverage_{int(100 * lv)}": metrics.coverage(flat, img, lv) for lv in LEVELS}}
     if cfg.sandbox:
         exact = GMMPosterior(prob, prior, grid)
         m = exact.mmse()
-        row["tv_theta_exact"] = 0.5 * float(np.abs(tpost - m["theta_posterior"].numpy()).sum())
+        row["tv_theta_exact"] = 0.5 * float(np.abs(tpost - io.host(m["theta_posterior"])).sum())
         _, xs = exact.sample(400, rng=cfg.seed)
         for lv in LEVELS:
-            row[f"coverage_exact_{int(100 * lv)}"] = metrics.coverage(xs.numpy(), img, lv)
+            row[f"coverage_exact_{int(100 * lv)}"] = metrics.coverage(io.host(xs), img, lv)
     if cfg.samples:
         G.save_draws(Path(cfg.samples) / f"{name}-theta{th:g}.nc", post, grid, out, max_draws=SAMPLE_DRAWS,
                      study=NAME, config=asdict(cfg))
@@ -217,7 +219,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                                   progress=progress)
     row.update(theta_map=extras["theta_map"], theta_map_near_truth=extras["theta_near_truth"],
                theta_map_theta=extras["theta_map_theta"], theta_unrolled=extras.get("theta_unrolled", np.nan))
-    pts = [flat.mean(0)] + [est[e][0].double().numpy() if e in est else np.full(img.shape, np.nan)
+    pts = [flat.mean(0)] + [io.host(est[e][0].double()) if e in est else np.full(img.shape, np.nan)
                             for e in POINT_ESTIMATES[1:]]
     for e, xe in zip(POINT_ESTIMATES[1:], pts[1:]):
         row[f"psnr_{e}"] = psnr(xe, img)
