@@ -39,6 +39,7 @@ import torch
 from . import marginal
 from ._checks import InputError, positive
 from .kernels import Free, centre, dirac, project_simplex
+from .io import host
 from .posterior import BlindDeblur, Posterior
 from .priors import GaussianPrior, Prior, make_prior
 from .solvers import SolverOptions
@@ -80,12 +81,15 @@ def _resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def upsample_kernel(h: np.ndarray, size: int) -> np.ndarray:
     """``h`` resized to ``size x size``, clipped at zero, summing to one."""
     k = np.clip(_resize(h, (size, size)), 0, None)
-    return k / k.sum() if k.sum() > 0 else dirac(size).numpy()
+    return k / k.sum() if k.sum() > 0 else dirac(size, device="cpu").numpy()
 
 
-def kernel_problem(y: Any, noise: float, size: int, dtype: torch.dtype = torch.float64) -> BlindDeblur:
-    """The free-kernel problem (``size x size`` kernels on the simplex) for data ``y``."""
-    return BlindDeblur(np.asarray(y, dtype=float), Free(size), noise, dtype=dtype)
+def kernel_problem(y: Any, noise: float, size: int, dtype: torch.dtype = torch.float64,
+                   device: Any = None) -> BlindDeblur:
+    """The free-kernel problem (``size x size`` kernels on the simplex) for data ``y`` (an array, or a tensor
+    whose device the problem keeps; ``device`` moves it)."""
+    y = y if isinstance(y, torch.Tensor) else np.asarray(y, dtype=float)
+    return BlindDeblur(y, Free(size), noise, dtype=dtype, device=device)
 
 
 def _offsets(size: int) -> np.ndarray:
@@ -98,7 +102,7 @@ def e_step(y: torch.Tensor, h: torch.Tensor, prior: GaussianPrior, noise: float)
     """Posterior mean (unitary coefficients :math:`\\hat\\mu`, full grid) and variances :math:`c` of x given h
     (``marginal.gaussian_posterior``)."""
     post = Posterior(kernel_problem(y, noise, h.shape[0]), prior)
-    mean, var = marginal.gaussian_posterior(post, post.problem.family.theta_of(h))
+    mean, var = marginal.gaussian_posterior(post, post.problem.family.theta_of(h).to(y.device))
     return mean[0], var[0]
 
 
@@ -110,7 +114,7 @@ def m_step_quadratic(y: torch.Tensor, mu: torch.Tensor, c: torch.Tensor, size: i
     Y = torch.fft.fft2(y, norm="ortho")
     Wf = torch.fft.fft2(mu.abs() ** 2 + c).real
     Bf = torch.fft.fft2(mu * Y.conj()).real
-    off = torch.as_tensor(_offsets(size))
+    off = torch.as_tensor(_offsets(size), device=y.device)
     di = (off[:, None, 0] - off[None, :, 0]) % H
     dj = (off[:, None, 1] - off[None, :, 1]) % W
     A = Wf[di, dj]
@@ -124,9 +128,10 @@ def _fista_simplex(A: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, n_iter: i
     10 % margin; should the quadratic end above its start (the estimate too low), it is solved again with the exact
     :math:`L` (``eigvalsh``), so the M-step never raises :math:`Q` and EM stays monotone."""
     n = A.shape[0]
-    proj = torch.eye(n, dtype=A.dtype) - 1.0 / n
+    on = dict(dtype=A.dtype, device=A.device)
+    proj = torch.eye(n, **on) - 1.0 / n
     M = proj @ A @ proj
-    v = torch.linspace(-1.0, 1.0, n, dtype=A.dtype) + 0.1 * torch.cos(torch.arange(n, dtype=A.dtype))
+    v = torch.linspace(-1.0, 1.0, n, **on) + 0.1 * torch.cos(torch.arange(n, **on))
     for _ in range(30):
         v = M @ v
         v = v / v.norm().clamp_min(1e-300)
@@ -147,11 +152,12 @@ def _fista_simplex(A: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, n_iter: i
 
 
 def _em_level(y: np.ndarray, noise: float, prior: GaussianPrior, h0: np.ndarray, n_em: int, n_inner: int,
-              on_iter: Callable | None = None) -> tuple[np.ndarray, list[float]]:
+              on_iter: Callable | None = None, device: Any = None) -> tuple[np.ndarray, list[float]]:
     size = h0.shape[0]
-    yt = torch.as_tensor(y, dtype=torch.float64)
-    h = torch.as_tensor(h0, dtype=torch.float64).reshape(-1)
-    prob = kernel_problem(y, noise, size)
+    on = dict(dtype=torch.float64, device=device or "cpu")
+    yt = torch.as_tensor(y, **on)
+    h = torch.as_tensor(h0, **on).reshape(-1)
+    prob = kernel_problem(yt, noise, size)
     fam = prob.family
     nll = []
     for _ in range(n_em):
@@ -162,7 +168,7 @@ def _em_level(y: np.ndarray, noise: float, prior: GaussianPrior, h0: np.ndarray,
         if on_iter is not None:
             on_iter()
     nll.append(float(marginal.marginal_nll(prob, prior, fam.theta_of(h.reshape(size, size)))[0]))
-    return h.reshape(size, size).numpy(), nll
+    return host(h.reshape(size, size)), nll
 
 
 def gaussian_prior(shape: tuple[int, int]) -> GaussianPrior:
@@ -172,7 +178,8 @@ def gaussian_prior(shape: tuple[int, int]) -> GaussianPrior:
 
 
 def map_k(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, int]], GaussianPrior] = gaussian_prior,
-          n_em: int = 15, n_inner: int = 100, factor: float = FACTOR, progress: bool = False) -> dict[str, Any]:
+          n_em: int = 15, n_inner: int = 100, factor: float = FACTOR, progress: bool = False,
+          device: Any = None) -> dict[str, Any]:
     """MAP over a free ``size x size`` kernel with x marginalised under the stationary Gaussian prior (EM,
     coarse to fine; module docstring).
 
@@ -190,6 +197,8 @@ def map_k(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, int]],
         EM iterations per level; FISTA iterations per M-step.
     factor : float
         Pyramid shrink factor.
+    device : torch.device or str, optional
+        Where the E- and M-steps run (default: the CPU).
 
     Returns
     -------
@@ -201,17 +210,18 @@ def map_k(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, int]],
     y = np.asarray(y, dtype=float)
     positive("noise", noise)
     levels = pyramid(y.shape, size, factor)
-    h = dirac(levels[0][1]).numpy()
+    h = dirac(levels[0][1], device="cpu").numpy()
     bar = tqdm(total=n_em * len(levels), desc="MAP_k (EM)", disable=not progress, leave=False)
     for shape, k, r in levels:
         h = upsample_kernel(h, k)
-        h, nll = _em_level(_resize(y, shape), noise * r, prior(shape), h, n_em, n_inner, bar.update)
+        h, nll = _em_level(_resize(y, shape), noise * r, prior(shape), h, n_em, n_inner, bar.update, device)
     bar.close()
     return {"kernel": h, "nll": np.array(nll), "levels": [k for _, k, _ in levels]}
 
 
 def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, int]], Prior], *,
-           n_outer: int = 60, x_iters: int = 5, factor: float = FACTOR, progress: bool = False) -> dict[str, Any]:
+           n_outer: int = 60, x_iters: int = 5, factor: float = FACTOR, progress: bool = False,
+           device: Any = None) -> dict[str, Any]:
     """The joint MAP over a free kernel and the image from :math:`(\\delta, y)`: PAM with delayed normalisation
     (Perrone & Favaro 2014), ``n_outer`` alternations of ``x_iters`` inner solver iterations and one kernel
     step per pyramid level.
@@ -222,6 +232,8 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
         As :func:`map_k`.
     prior : Prior or callable ``shape -> Prior``
         The image prior (a callable for priors fitted to one shape).
+    device : torch.device or str, optional
+        Where the descent runs (default: the CPU).
 
     Returns
     -------
@@ -234,31 +246,32 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
     from .descent import descend
     y = np.asarray(y, dtype=float)
     levels = pyramid(y.shape, size, factor)
-    h, x = dirac(levels[0][1]).numpy(), None
+    h, x = dirac(levels[0][1], device="cpu").numpy(), None
     for shape, k, r in tqdm(levels, desc="MAP_xk (PAM)", disable=not progress, leave=False):
         h = upsample_kernel(h, k)
         yl = _resize(y, shape)
         x = yl if x is None else _resize(x, shape)
         p = prior(shape) if callable(prior) and not isinstance(prior, Prior) else prior
-        post = Posterior(kernel_problem(yl, noise * r, k), p)
-        fam = post.problem.family
-        ds = descend(post, fam.theta_of(h), torch.as_tensor(x)[None], scheme="pam", n_outer=n_outer,
-                     x_iters=x_iters, record_every=n_outer, progress=False)
-        h = fam(torch.as_tensor(ds.theta_path.values[0, -1])[None])[0].numpy()
+        post = Posterior(kernel_problem(yl, noise * r, k, device=device), p)
+        fam, dev = post.problem.family, post.problem.device
+        ds = descend(post, fam.theta_of(h).to(dev), torch.as_tensor(x, device=dev)[None], scheme="pam",
+                     n_outer=n_outer, x_iters=x_iters, record_every=n_outer, progress=False)
+        h = host(fam(torch.as_tensor(ds.theta_path.values[0, -1], device=dev)[None])[0])
         x = ds.x_final.values[0]
     return {"kernel": h, "x": x, "energy": float(ds.energy_path.values[0, -1]), "levels": [k for _, k, _ in levels]}
 
 
-def nonblind(y: Any, noise: float, kernel: Any, prior: Prior, solver: SolverOptions | None = None) -> np.ndarray:
+def nonblind(y: Any, noise: float, kernel: Any, prior: Prior, solver: SolverOptions | None = None,
+             device: Any = None) -> np.ndarray:
     """:math:`\\arg\\min_x \\|h \\star x - y\\|^2/2\\sigma^2 + q(x)` for a given kernel (the toolkit's solver),
-    from ``y``; for a ``GaussianPrior``, the closed form (Wiener filter)."""
+    from ``y``; for a ``GaussianPrior``, the closed form (Wiener filter). ``device``: where it is solved."""
     h = np.asarray(kernel, dtype=float)
-    post = Posterior(kernel_problem(y, noise, h.shape[0]), prior)
-    th = post.problem.family.theta_of(h)
+    post = Posterior(kernel_problem(y, noise, h.shape[0], device=device), prior)
+    th = post.problem.family.theta_of(h).to(post.problem.device)
     if isinstance(prior, GaussianPrior):
-        return marginal.argmin_closed_form(post, th)[0].numpy()
+        return host(marginal.argmin_closed_form(post, th)[0])
     x, _, _ = post.argmin_x(th, None, solver or SolverOptions(max_iter=300, etol=1e-3), energies=False)
-    return x[0].numpy()
+    return host(x[0])
 
 
 def kernel_error(h: Any, h_true: Any) -> float:

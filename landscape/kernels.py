@@ -382,12 +382,12 @@ class Free(KernelFamily):
 
     @property
     def lower(self):
-        d = dirac(self.size).flatten()
+        d = dirac(self.size, device="cpu").flatten()
         return tuple(float(-v) for v in d)
 
     @property
     def upper(self):
-        d = dirac(self.size).flatten()
+        d = dirac(self.size, device="cpu").flatten()
         return tuple(float(1 - v) for v in d)
 
     def check(self, theta, **kw):
@@ -399,11 +399,13 @@ class Free(KernelFamily):
         return t
 
     def theta_of(self, kernel: Any) -> torch.Tensor:
-        """Parameter ``(1, k*k)`` of a given kernel (validated: non-negative, sums to 1)."""
-        h = torch.as_tensor(kernel2d("kernel", kernel), dtype=torch.float64)
+        """Parameter ``(1, k*k)`` of a given kernel (validated: non-negative, sums to 1), float64 on the kernel's
+        device (a tensor's; the host for an array)."""
+        dev = kernel.device if isinstance(kernel, torch.Tensor) else torch.device("cpu")
+        h = torch.as_tensor(kernel2d("kernel", kernel), dtype=torch.float64, device=dev)
         if h.shape != (self.size, self.size):
             raise InputError("kernel", f"shape ({self.size}, {self.size})", tuple(h.shape))
-        return (h - dirac(self.size, dtype=h.dtype)).reshape(1, -1)
+        return (h - dirac(self.size, dtype=h.dtype, device=dev)).reshape(1, -1)
 
     def project(self, theta):
         d = dirac(self.size, dtype=theta.dtype, device=theta.device).flatten()

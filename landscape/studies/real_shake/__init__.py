@@ -58,6 +58,7 @@ from ..common import (
     FIRST,
     at_most,
     concat_cases,
+    device_option,
     image_field,
     image_sources,
     product_cases,
@@ -117,6 +118,7 @@ class Config:
     skip: tuple[str, ...] = option((), "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
                                    subset_of(ESTIMATORS[1:], allow_empty=True))
     seed: int = option(0, "seed of the noise", integer(0))
+    device: str = device_option("the problem, the kernel estimators, the deconvolutions and the networks")
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
 
     def resolved(self) -> "Config":
@@ -134,19 +136,19 @@ def cases(config: Config) -> list[Config]:
 
 
 def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any) -> np.ndarray:
-    y, sig, K = problem.y.numpy(), problem.noise, problem.family.size
+    y, sig, K, dev = io.host(problem.y), problem.noise, problem.family.size, problem.device
     if name == "true":
-        return problem.kernel_true.numpy()
+        return io.host(problem.kernel_true)
     if name == "map_xk":
-        return ke.map_xk(y, sig, K, joint_prior, n_outer=cfg.n_outer, x_iters=cfg.x_iters)["kernel"]
+        return ke.map_xk(y, sig, K, joint_prior, n_outer=cfg.n_outer, x_iters=cfg.x_iters, device=dev)["kernel"]
     if name == "map_k":
-        return ke.map_k(y, sig, K, n_em=cfg.n_em)["kernel"]
+        return ke.map_k(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
     if name == "unrolled":
-        return reconstruct(load_unrolled(cfg.model), y, sig)["kernel"]
+        return reconstruct(load_unrolled(cfg.model, device=dev), problem.y, sig)["kernel"]
     opts = pnp.PnPOptions(variant=cfg.pnp_variant, s=cfg.s, n_iter=cfg.pnp_iter)
-    single = BlindDeblur(y, problem.family, sig, dtype=torch.float32)      # the network's precision
-    th = pnp.pnp_blind(single, pnp_prior, problem.family.zero(dtype=torch.float32), options=opts)["theta"]
-    return problem.family(th.double()[None])[0].numpy()
+    single = BlindDeblur(problem.y, problem.family, sig, dtype=torch.float32)      # the network's precision
+    th = pnp.pnp_blind(single, pnp_prior, problem.family.zero(dtype=torch.float32, device=dev), options=opts)["theta"]
+    return io.host(problem.family(th.double()[None])[0])
 
 
 def run_part(config: Config, progress: bool = True) -> xr.Dataset:
@@ -159,11 +161,12 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     (iname, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
     (sig,) = cfg.noise
     fam = kernels.Free(K)
-    problem = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), sig, rng=cfg.seed)
-    y = problem.y.numpy()
-    joint_prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s))
-    nb_prior = make_prior(cfg.nonblind, img.shape, PriorSettings(s=cfg.s))
-    pnp_prior = (make_prior(cfg.pnp_prior, img.shape, PriorSettings(s=cfg.s, dtype=torch.float32))
+    problem = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), sig, rng=cfg.seed, device=cfg.device)
+    y = io.host(problem.y)
+    joint_prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s, device=cfg.device))
+    nb_prior = make_prior(cfg.nonblind, img.shape, PriorSettings(s=cfg.s, device=cfg.device))
+    pnp_prior = (make_prior(cfg.pnp_prior, img.shape, PriorSettings(s=cfg.s, dtype=torch.float32,
+                                                                     device=cfg.device))
                  if "pnp" not in cfg.skip else None)
     gauss = ke.gaussian_prior(img.shape)                  # the same fit as the non-blind step's and MAP_k's
     post = Posterior(problem, joint_prior)
@@ -181,18 +184,18 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         t0 = time.perf_counter()
         h = _estimate(e, cfg, problem, joint_prior, pnp_prior)
         seconds = time.perf_counter() - t0
-        x = ke.nonblind(y, sig, h, nb_prior)
+        x = ke.nonblind(y, sig, h, nb_prior, device=cfg.device)
         ssd, shift = metrics.shift_tolerant_ssd(x, img)
         if e == "true":
             ref = ssd
-        nll_problem = ke.kernel_problem(y, sig, h.shape[0])
+        nll_problem = ke.kernel_problem(y, sig, h.shape[0], device=cfg.device)
         rows["kernel_error"].append(ke.kernel_error(h, h_true))
         rows["psnr"].append(metrics.psnr(x, img))
         rows["ssim"].append(metrics.ssim(x, img))
         rows["error_ratio"].append(ssd / ref if ref > 0 else (1.0 if ssd <= 0 else np.inf))
         rows["energy"].append(post.energy_at_kernel(h, x))
         rows["marginal_nll"].append(float(marginal.marginal_nll(nll_problem, gauss,
-                                                                nll_problem.family.theta_of(h))[0]))
+                                                                nll_problem.family.theta_of(h).to(problem.device))[0]))
         rows["seconds"].append(seconds)
         rows["shift_row"].append(shift[0])
         rows["shift_col"].append(shift[1])
@@ -212,7 +215,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                         {"long_name": f"estimated kernel, centred on a {GALLERY}x{GALLERY} support"})
     ds["y"] = (("case", "row", "col"), y[None], {"long_name": "observation"})
     ds["x_true"] = (("case", "row", "col"), img[None], {"long_name": "sharp image"})
-    ds["energy_trivial_pair"] = ("case", [post.energy_at_kernel(kernels.dirac(1).numpy(), y)],
+    ds["energy_trivial_pair"] = ("case", [post.energy_at_kernel(kernels.dirac(1, device="cpu").numpy(), y)],
                                  {"long_name": "E(delta, y)", "units": "nats"})
     ds["energy_truth"] = ("case", [post.energy_at_kernel(h_true, img)], {"long_name": "E(h*, x*)", "units": "nats"})
     ds["kernel_size"] = ("case", [K])
