@@ -37,3 +37,22 @@ def gauss_setup(camera64):
     from landscape import data, kernels, priors
     prob = ls.BlindDeblur.synthetic(camera64, kernels.Gaussian(9), 1.5, 0.01, rng=0)
     return ls.Posterior(prob, priors.GaussianPrior.fit(data.TRAIN, (64, 64), n_crops=100))
+
+
+@pytest.fixture
+def same_on_meta():
+    """``same_on_meta(run, keys)``: ``run()`` normally, then again with torch's default device set to ``meta``
+    (the problem's device stays the CPU): any tensor made without the problem's device lands on ``meta`` and
+    fails the first operation that mixes it with the problem's tensors, the error a GPU run meets. The
+    results' ``keys`` must be equal, bit for bit. Returns both runs' results."""
+    def check(run, keys):
+        ref = run()
+        torch.set_default_device("meta")
+        try:
+            got = run()
+        finally:
+            torch.set_default_device(None)
+        for k in keys:
+            np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+        return ref, got
+    return check

@@ -82,19 +82,13 @@ def test_cases_of_different_image_sizes_combine_nan_padded():
 
 
 @pytest.mark.parametrize("prior,x_star", [("sandbox", "critical"), ("gaussian", "natural"), ("tweedie", "natural")])
-def test_a_case_allocates_nothing_off_its_device(prior, x_star):
+def test_a_case_allocates_nothing_off_its_device(prior, x_star, same_on_meta):
     """One case (H, the ladder with its certificates, the segment, C4's descents) with torch's default device
     set to ``meta`` and ``device="cpu"``: a tensor made without the case's device lands on ``meta`` and fails
     (the error a GPU run meets). The case's numbers equal a normal run's."""
     cfg = lr.Config(quick=True, priors=prior, x_star=x_star, crop=16, noise_levels="0,0.01", n_draws=1, radii="0.3",
                     n_directions=1, n_outer=3, q_max_iter=30, certify_k=1, device="cpu")
     (case,) = lr.cases(cfg)
-    ref = lr.run_part(case, progress=False)
-    torch.set_default_device("meta")
-    try:
-        got = lr.run_part(case, progress=False)
-    finally:
-        torch.set_default_device(None)
-    for k in ("x_star", "theta_hat", "energy_gap_dirac_minus_local", "cert_eig_min", "segment_energy",
-              "basin_theta_end", "start_theta_end"):
-        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+    same_on_meta(lambda: lr.run_part(case, progress=False),
+                 ("x_star", "theta_hat", "energy_gap_dirac_minus_local", "cert_eig_min", "segment_energy",
+                  "basin_theta_end", "start_theta_end"))

@@ -222,75 +222,48 @@ def test_morse_bott_lanczos_counts_equal_the_dense_counts():
 
 
 @pytest.mark.parametrize("n_eig", [0, 4])
-def test_morse_bott_allocates_nothing_off_its_device(n_eig):
+def test_morse_bott_allocates_nothing_off_its_device(n_eig, same_on_meta):
     """The root finders, the dense and the Lanczos Hessian reports and the Jacobian asymmetry (gmm, gs and
     tweedie) with torch's default device set to ``meta`` and ``device="cpu"``: a tensor made without the study's
     device lands on ``meta`` and fails; the numbers equal a normal run's."""
     from landscape.studies import morse_bott as S
     cfg = S.Config(images="camera", crop=8, priors="gmm,gs,tweedie", max_iter=20, n_eig=n_eig, device="cpu")
-    ref = S.run(cfg, progress=False)
-    torch.set_default_device("meta")
-    try:
-        got = S.run(cfg, progress=False)
-    finally:
-        torch.set_default_device(None)
-    for k in ("x_end", "eigenvalues", "near_zero_count", "jacobian_asymmetry", "q_change"):
-        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+    same_on_meta(lambda: S.run(cfg, progress=False),
+                 ("x_end", "eigenvalues", "near_zero_count", "jacobian_asymmetry", "q_change"))
 
 
 @pytest.mark.parametrize("prior, image", [("gaussian", "camera"), ("gmm", "prior-sample")])
-def test_map_vs_marginal_allocates_nothing_off_its_device(prior, image):
+def test_map_vs_marginal_allocates_nothing_off_its_device(prior, image, same_on_meta):
     """The profile, the marginal likelihood and the closed forms with torch's default device set to ``meta`` and
     ``device="cpu"``: a tensor made without the study's device lands on ``meta`` and fails; the numbers equal a
     normal run's."""
     from landscape.studies import map_vs_marginal as M
     cfg = M.Config(quick=True, prior=prior, image=image, crop=16, n_theta=5, device="cpu")
-    ref = M.run(cfg, progress=False)
-    torch.set_default_device("meta")
-    try:
-        got = M.run(cfg, progress=False)
-    finally:
-        torch.set_default_device(None)
-    for k in ("profile_energy", "marginal_nll", "y"):
-        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+    same_on_meta(lambda: M.run(cfg, progress=False), ("profile_energy", "marginal_nll", "y"))
 
 
-def test_pnp_vs_unrolled_allocates_nothing_off_its_device():
+def test_pnp_vs_unrolled_allocates_nothing_off_its_device(same_on_meta):
     """Every PnP variant from every start and the unrolled network with torch's default device set to ``meta``
     and ``device="cpu"``: a tensor made without the study's device lands on ``meta`` and fails; the numbers
     equal a normal run's."""
     from landscape.studies import pnp_vs_unrolled as P
     (case,) = P.cases(P.Config(quick=True, n_iter=3, crop=32, device="cpu"))
-    ref = P.run_part(case, progress=False)
-    torch.set_default_device("meta")
-    try:
-        got = P.run_part(case, progress=False)
-    finally:
-        torch.set_default_device(None)
-    for k in ("psnr", "kernel_error", "network_calls", "y"):
-        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+    same_on_meta(lambda: P.run_part(case, progress=False), ("psnr", "kernel_error", "network_calls", "y"))
 
 
 @pytest.mark.parametrize("sandbox", [True, pytest.param(False, marks=pytest.mark.slow)])
-def test_map_vs_mmse_allocates_nothing_off_its_device(sandbox):
+def test_map_vs_mmse_allocates_nothing_off_its_device(sandbox, same_on_meta):
     """Every point estimate (profile, MAP_θ through the exact GMM posterior or the Gaussian marginal and PnP,
     the unrolled network) with torch's default device set to ``meta`` and ``device="cpu"``: a tensor made
     without the study's device lands on ``meta`` and fails; the numbers equal a normal run's."""
     from landscape.studies import map_vs_mmse as M
     kw = dict(sandbox=True) if sandbox else dict(crop=32)
     (case, *_) = M.cases(M.Config(quick=True, n_theta=5, device="cpu", **kw))
-    ref = M.run_part(case, progress=False)
-    torch.set_default_device("meta")
-    try:
-        got = M.run_part(case, progress=False)
-    finally:
-        torch.set_default_device(None)
-    for k in ("psnr", "kernel_error", "energy", "images"):
-        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+    same_on_meta(lambda: M.run_part(case, progress=False), ("psnr", "kernel_error", "energy", "images"))
 
 
 @pytest.mark.parametrize("sandbox", [True, pytest.param(False, marks=pytest.mark.slow)])
-def test_posterior_statistics_allocates_nothing_off_its_device(sandbox):
+def test_posterior_statistics_allocates_nothing_off_its_device(sandbox, same_on_meta):
     """The Gibbs sampler and the point estimates (the sandbox: exact x-steps; natural images: ULA with the
     Tweedie score, and the hard case's fixed, annealed and DPS samplers), with torch's default device set to
     ``meta`` and ``device="cpu"``: a tensor made without the study's device lands on ``meta`` and fails; the
@@ -298,31 +271,19 @@ def test_posterior_statistics_allocates_nothing_off_its_device(sandbox):
     from landscape.studies import posterior_statistics as P
     kw = dict(sandbox=True, skip_hard=True) if sandbox else dict(crop=16, hard_theta=1.0)
     (case, *_) = P.cases(P.Config(quick=True, sweeps=10, burn_in=2, n_theta=4, device="cpu", **kw))
-    ref = P.run_part(case, progress=False)
-    torch.set_default_device("meta")
-    try:
-        got = P.run_part(case, progress=False)
-    finally:
-        torch.set_default_device(None)
-    for k in ("theta_posterior", "posterior_mean", "estimate_image"):
-        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+    ref, got = same_on_meta(lambda: P.run_part(case, progress=False),
+                            ("theta_posterior", "posterior_mean", "estimate_image"))
     assert got.attrs == ref.attrs
 
 
-def test_real_shake_allocates_nothing_off_its_device():
+def test_real_shake_allocates_nothing_off_its_device(same_on_meta):
     """Every estimator (true kernel, MAP_xk, MAP_k, the unrolled network, blind PnP), the non-blind step and the
     marginal likelihoods with torch's default device set to ``meta`` and ``device="cpu"``: a tensor made without
     the study's device lands on ``meta`` and fails; the numbers equal a normal run's."""
     from landscape.studies import real_shake as R
     (case, *_) = R.cases(R.Config(quick=True, n_outer=2, n_em=2, pnp_iter=3, device="cpu"))
-    ref = R.run_part(case, progress=False)
-    torch.set_default_device("meta")
-    try:
-        got = R.run_part(case, progress=False)
-    finally:
-        torch.set_default_device(None)
-    for k in ("kernel_error", "psnr", "error_ratio", "energy", "marginal_nll", "kernel_hat"):
-        np.testing.assert_array_equal(got[k].values, ref[k].values, err_msg=k)
+    same_on_meta(lambda: R.run_part(case, progress=False),
+                 ("kernel_error", "psnr", "error_ratio", "energy", "marginal_nll", "kernel_hat"))
 
 
 def test_morse_bott_bad_input():
@@ -410,21 +371,14 @@ def test_blurry_is_more_likely_on_image_files_crops_each_file_as_the_held_out_im
 
 
 @pytest.mark.parametrize("evaluator", ["gaussian", "patch-gmm", "tweedie", "gs", "pf-ode"])
-def test_blurry_is_more_likely_allocates_nothing_off_its_device(evaluator):
+def test_blurry_is_more_likely_allocates_nothing_off_its_device(evaluator, same_on_meta):
     """One evaluator's part with torch's default device set to ``meta`` and ``device="cpu"``: a tensor made
     without the study's device lands on ``meta`` and fails (the error a GPU run meets); the numbers equal a
     normal run's."""
     from landscape.studies import blurry_is_more_likely as b
     cfg = b.Config(crop=16, n_images=1, width_max=2.0, width_step=1.0, evaluators=evaluator, ode_steps=2, probes=1,
                    device="cpu")
-    ref = b.run_part(cfg, progress=False)
-    torch.set_default_device("meta")
-    try:
-        got = b.run_part(cfg, progress=False)
-    finally:
-        torch.set_default_device(None)
-    np.testing.assert_array_equal(got.delta_q.values, ref.delta_q.values)
-    np.testing.assert_array_equal(got.delta_q_error.values, ref.delta_q_error.values)
+    same_on_meta(lambda: b.run_part(cfg, progress=False), ("delta_q", "delta_q_error"))
 
 
 def test_import_landscape_loads_no_study_and_a_study_on_first_use():
