@@ -102,7 +102,7 @@ def e_step(y: torch.Tensor, h: torch.Tensor, prior: GaussianPrior, noise: float)
     """Posterior mean (unitary coefficients :math:`\\hat\\mu`, full grid) and variances :math:`c` of x given h
     (``marginal.gaussian_posterior``)."""
     post = Posterior(kernel_problem(y, noise, h.shape[0]), prior)
-    mean, var = marginal.gaussian_posterior(post, post.problem.family.theta_of(h).to(y.device))
+    mean, var = marginal.gaussian_posterior(post, post.problem.family.theta_of(h))
     return mean[0], var[0]
 
 
@@ -254,7 +254,7 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
         p = prior(shape) if callable(prior) and not isinstance(prior, Prior) else prior
         post = Posterior(kernel_problem(yl, noise * r, k, device=device), p)
         fam, dev = post.problem.family, post.problem.device
-        ds = descend(post, fam.theta_of(h).to(dev), torch.as_tensor(x, device=dev)[None], scheme="pam",
+        ds = descend(post, fam.theta_of(h), torch.as_tensor(x, device=dev)[None], scheme="pam",
                      n_outer=n_outer, x_iters=x_iters, record_every=n_outer, progress=False)
         h = host(fam(torch.as_tensor(ds.theta_path.values[0, -1], device=dev)[None])[0])
         x = ds.x_final.values[0]
@@ -267,7 +267,7 @@ def nonblind(y: Any, noise: float, kernel: Any, prior: Prior, solver: SolverOpti
     from ``y``; for a ``GaussianPrior``, the closed form (Wiener filter). ``device``: where it is solved."""
     h = np.asarray(kernel, dtype=float)
     post = Posterior(kernel_problem(y, noise, h.shape[0], device=device), prior)
-    th = post.problem.family.theta_of(h).to(post.problem.device)
+    th = post.problem.family.theta_of(h)
     if isinstance(prior, GaussianPrior):
         return host(marginal.argmin_closed_form(post, th)[0])
     x, _, _ = post.argmin_x(th, None, solver or SolverOptions(max_iter=300, etol=1e-3), energies=False)

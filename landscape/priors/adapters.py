@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .._checks import InputError, positive
+from ..io import host
 from .base import EXACT, UNAVAILABLE, UP_TO_CONSTANT, Prior
 from .learned import DiffusionPrior, TweediePrior
 
@@ -245,8 +246,7 @@ def from_epsilon(eps: Callable, alphas_cumprod: Any, s: float = 0.01, *, data_ra
     s, data_range, channels, color, diffusion, name, device, **kw
         As :func:`from_denoiser` (``data_range`` defaults to diffusers' :math:`[-1, 1]`).
     """
-    ab = np.asarray(alphas_cumprod.detach().cpu() if isinstance(alphas_cumprod, torch.Tensor) else alphas_cumprod,
-                    dtype=np.float64).reshape(-1)
+    ab = np.asarray(host(alphas_cumprod), dtype=np.float64).reshape(-1)
     if ab.size < 2 or not np.isfinite(ab).all() or (ab <= 0).any() or (ab >= 1).any() or (np.diff(ab) >= 0).any():
         raise InputError("alphas_cumprod", "a decreasing schedule of values in (0, 1)", f"{ab.size} values")
     log_sig = 0.5 * np.log((1 - ab) / ab)          # the schedule on the host: the timestep is a number

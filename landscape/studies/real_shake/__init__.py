@@ -195,7 +195,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         rows["error_ratio"].append(ssd / ref if ref > 0 else (1.0 if ssd <= 0 else np.inf))
         rows["energy"].append(post.energy_at_kernel(h, x))
         rows["marginal_nll"].append(float(marginal.marginal_nll(nll_problem, gauss,
-                                                                nll_problem.family.theta_of(h).to(problem.device))[0]))
+                                                                nll_problem.family.theta_of(h))[0]))
         rows["seconds"].append(seconds)
         rows["shift_row"].append(shift[0])
         rows["shift_col"].append(shift[1])
