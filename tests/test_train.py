@@ -48,3 +48,52 @@ def test_resume_refuses_a_checkpoint_of_other_options(tmp_path):
     train(TrainConfig(**{**TINY, "steps": 3}), tmp_path / "w.pt", progress=False)
     with pytest.raises(InputError, match="out"):
         train(TrainConfig(**{**TINY, "steps": 3, "lr": 2e-3}), tmp_path / "w.pt", progress=False)
+
+
+@pytest.mark.parametrize("which", ["denoiser", "unrolled-free", "unrolled-motion"])
+def test_training_allocates_nothing_off_its_device_and_gives_the_same_weights(tmp_path, which):
+    """A run with torch's default device set to ``meta`` (training on the CPU) writes the same weights bit for
+    bit: every tensor the loop makes (the model's initialisation, batches, kernels, noise, EMA, optimiser
+    state) is placed on the training device or drawn on the host, the error a GPU run would otherwise meet."""
+    from landscape.estimators.train_unrolled import UnrolledTrainConfig, train_unrolled
+
+    def run(name):
+        if which == "denoiser":
+            return train(TrainConfig(**{**TINY, "steps": 3}), tmp_path / name, progress=False)
+        fam = dict(family="free", kernel_size=5, kernel_steps=2) if which == "unrolled-free" else \
+            dict(family="motion", theta_max=4.0, kernel_size=5)
+        cfg = UnrolledTrainConfig(**fam, iterations=2, channels=4, init="none", patch=16, batch=2, steps=3,
+                                  checkpoint_every=3, threads=1)
+        return train_unrolled(cfg, tmp_path / name, progress=False)
+
+    ref = _weights(run("cpu.pt"))
+    torch.set_default_device("meta")
+    try:
+        got = _weights(run("meta.pt"))
+    finally:
+        torch.set_default_device(None)
+    assert ref.keys() == got.keys()
+    for k in ref:
+        assert torch.equal(ref[k], got[k]), k
+
+
+def test_a_checkpoint_resumes_under_another_device_option(tmp_path):
+    """``device`` is where a run trains, not what it learns: a checkpoint written under one ``device`` value
+    resumes under another (here ``cpu`` and the default device ``None``'s spelling ``cpu:0``)."""
+    from landscape.denoisers.train import RESUMABLE_ACROSS
+    assert "device" in RESUMABLE_ACROSS
+    real, calls = PatchSampler(16), {"n": 0}
+
+    def dies_at_step_5(batch, rng):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise _Interrupt
+        return real(batch, rng)
+
+    with pytest.raises(_Interrupt):
+        train(TrainConfig(**TINY), tmp_path / "b.pt", sampler=dies_at_step_5, progress=False)
+    b = train(TrainConfig(**TINY, device="cpu:0"), tmp_path / "b.pt", progress=False)
+    a = train(TrainConfig(**TINY), tmp_path / "a.pt", progress=False)
+    wa, wb = _weights(a), _weights(b)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k

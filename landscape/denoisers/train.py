@@ -30,11 +30,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import Check, InputError, flag, integer, number, one_of, option, validate
+from .._checks import Check, InputError, device_check, flag, integer, number, one_of, option, validate
 from . import nets
 
 #: training data: ``(batch, rng) -> Tensor (batch, p, p)``
 Sampler = Callable[[int, np.random.Generator], torch.Tensor]
+
+#: the ``device`` option of every training command
+TRAIN_DEVICE_HELP = ("where the network trains: cpu, cuda, cuda:N or mps (the data and the noise are drawn on the "
+                     "host, so a run draws the same batches on every device; a checkpoint resumes on any device)")
+#: options a checkpoint may differ in and still be resumed
+RESUMABLE_ACROSS = ("checkpoint_every", "threads", "device")
 
 
 @dataclass
@@ -57,6 +63,7 @@ class TrainConfig:
     seed: int = option(0, "seed (data, noise, initialisation)", integer(0))
     checkpoint_every: int = option(250, "steps between checkpoints", integer(1))
     threads: int = option(0, "torch threads (0: torch's default)", integer(0))
+    device: str = option("cpu", TRAIN_DEVICE_HELP, device_check())
 
     def __post_init__(self):
         self.validate()                # validated on construction, like every options object
@@ -86,7 +93,7 @@ class PatchSampler:
             r, c = g.integers(im.shape[-2] - p + 1), g.integers(im.shape[-1] - p + 1)
             x = np.rot90(im[..., r:r + p, c:c + p], g.integers(4), axes=(-2, -1))
             out[i] = x[..., ::-1] if g.integers(2) else x
-        return torch.as_tensor(out, dtype=torch.float32)
+        return torch.as_tensor(out, dtype=torch.float32, device="cpu")            # a host batch
 
 
 def training_data(cfg: Any, sampler: Sampler | None) -> Sampler:
@@ -101,17 +108,19 @@ def training_data(cfg: Any, sampler: Sampler | None) -> Sampler:
 
 def sample_sigma(batch: int, gen: torch.Generator) -> torch.Tensor:
     """EDM-unit noise levels: 80 % log-normal(-1.2, 1.2), 20 % log-uniform on [0.004, 80]."""
-    ln = torch.randn(batch, generator=gen) * 1.2 - 1.2
-    lu = torch.rand(batch, generator=gen) * (math.log(80) - math.log(0.004)) + math.log(0.004)
-    pick = torch.rand(batch, generator=gen) < 0.8
+    on = dict(generator=gen, device=gen.device)                          # drawn where the generator lives
+    ln = torch.randn(batch, **on) * 1.2 - 1.2
+    lu = torch.rand(batch, **on) * (math.log(80) - math.log(0.004)) + math.log(0.004)
+    pick = torch.rand(batch, **on) < 0.8
     return torch.exp(torch.where(pick, ln, lu)).clamp(0.004, 80)
 
 
 def denoising_loss(model: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """EDM-weighted denoising loss in [-1, 1] units (``model`` works in [0, 1] units)."""
+    """EDM-weighted denoising loss in [-1, 1] units (``model`` works in [0, 1] units); the noise is drawn
+    from the host generator ``gen`` and moved to ``x``'s device."""
     sd = nets.EDMDenoiser.sigma_data
-    n = torch.randn(x.shape, generator=gen)
-    s = sigma / 2
+    n = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)
+    s = sigma.to(x.device) / 2
     per_image = (-1,) + (1,) * (x.ndim - 1)
     z = x + s.view(per_image) * n
     d = model(z, s)
@@ -127,7 +136,7 @@ def train(cfg: TrainConfig, out: str | Path, *, sampler: Sampler | None = None, 
     cfg : TrainConfig
     out : path
         Weights file; the checkpoint ``out.with_suffix('.ckpt')`` beside it is resumed when present
-        (its options must match ``cfg``, except ``checkpoint_every`` and ``threads``).
+        (its options must match ``cfg``, except ``checkpoint_every``, ``threads`` and ``device``).
     sampler : callable ``(batch, rng) -> Tensor (batch, p, p)``, optional
         Training data; required for ``cfg.data`` other than ``"natural"`` (random patches of
         ``data.TRAIN``). It must draw only from ``rng``, which is checkpointed.
@@ -141,11 +150,12 @@ def train(cfg: TrainConfig, out: str | Path, *, sampler: Sampler | None = None, 
     cfg.validate()
     sampler = training_data(cfg, sampler)
     torch.manual_seed(cfg.seed)
-    model = (nets.EDMDenoiser if cfg.kind == "tweedie" else nets.GSDenoiser)(cfg.channels,
-                                                                             image_channels=3 if cfg.color else 1)
+    with torch.device("cpu"):                  # initialised on the host, the same weights wherever it trains
+        model = (nets.EDMDenoiser if cfg.kind == "tweedie" else nets.GSDenoiser)(cfg.channels,
+                                                                                 image_channels=3 if cfg.color else 1)
 
     def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
-        x = sampler(cfg.batch, rng)
+        x = sampler(cfg.batch, rng).to(cfg.device)
         return denoising_loss(model, x, sample_sigma(cfg.batch, gen), gen)
 
     meta = {"training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN") if cfg.data == "natural"
@@ -167,8 +177,9 @@ def fit(model: torch.nn.Module, batch_loss: Callable[[np.random.Generator, torch
         One step's loss; it must draw randomness only from ``rng`` (numpy) and ``gen`` (torch), both
         checkpointed.
     cfg : dataclass
-        With ``steps``, ``lr``, ``ema``, ``seed``, ``checkpoint_every``, ``threads``; all its other
-        fields must match a checkpoint's to resume from it.
+        With ``steps``, ``lr``, ``ema``, ``seed``, ``checkpoint_every``, ``threads``, ``device`` (where
+        ``model`` and its EMA train; ``batch_loss`` puts its batches there); all its other fields must
+        match a checkpoint's to resume from it (``RESUMABLE_ACROSS``: a run may resume on another device).
     out : path
         Weights file (``nets.save``); the checkpoint is ``out.with_suffix('.ckpt')``.
     meta : dict, optional
@@ -182,16 +193,17 @@ def fit(model: torch.nn.Module, batch_loss: Callable[[np.random.Generator, torch
         torch.set_num_threads(cfg.threads)
     out = Path(out)
     ckpt = out.with_suffix(".ckpt")
+    model.to(getattr(cfg, "device", "cpu"))
     ema = copy.deepcopy(model)
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     step, losses = 0, []
     if ckpt.exists():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        same = lambda c: {k: v for k, v in c.items() if k not in ("checkpoint_every", "threads")}
+        same = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE_ACROSS}
         if same(st["config"]) != same(asdict(cfg)):
             raise InputError("out", f"a checkpoint made with the same options (found {st['config']})", str(ckpt))
         model.load_state_dict(st["model"])

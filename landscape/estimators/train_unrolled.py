@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from .. import kernels as _kernels
-from .._checks import Check, InputError, integer, number, one_of, option, positive_number, validate
+from .._checks import Check, InputError, device_check, integer, number, one_of, option, positive_number, validate
 from ..denoisers import nets
-from ..denoisers.train import Sampler, fit, training_data
+from ..denoisers.train import TRAIN_DEVICE_HELP, Sampler, fit, training_data
 from ..operators import Blur
 from ..resources import weights_path
 from .unrolled import SHIPPED, UnrolledBlind, load_unrolled
@@ -66,6 +66,7 @@ class UnrolledTrainConfig:
     seed: int = option(0, "seed (data, kernels, noise, initialisation)", integer(0))
     checkpoint_every: int = option(100, "steps between checkpoints", integer(1))
     threads: int = option(0, "torch threads (0: torch's default)", integer(0))
+    device: str = option("cpu", TRAIN_DEVICE_HELP, device_check())
 
     def __post_init__(self):
         self.validate()                # validated on construction, like every options object
@@ -109,16 +110,18 @@ def draw_kernels(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> 
             h = _kernels.camera_shake(k, rng=rng)
             r = (cfg.kernel_size - k) // 2
             out[i, r:r + k, r:r + k] = h
-        return torch.as_tensor(out, dtype=torch.float32)
+        return torch.as_tensor(out, dtype=torch.float32, device="cpu")
     spec = cfg.family_spec()
     th = rng.uniform(spec["lo"], spec["hi"], size=(n, len(spec["lo"])))
-    return _kernels.get(cfg.family, cfg.kernel_size)(torch.as_tensor(th)).float()
+    return _kernels.get(cfg.family, cfg.kernel_size)(torch.as_tensor(th, device="cpu")).float()
 
 
 def simulate(x: torch.Tensor, h: torch.Tensor, sigma: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """:math:`y = h \\star x + \\sigma n` (circular), batched."""
-    clean = Blur(h, tuple(x.shape[-2:]), chunk=None)(x)
-    return clean + sigma[:, None, None] * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    """:math:`y = h \\star x + \\sigma n` (circular), batched, on ``x``'s device; the noise is drawn from the host
+    generator ``gen`` (the same draws on every device)."""
+    clean = Blur(h.to(x.device), tuple(x.shape[-2:]), chunk=None)(x)
+    n = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)
+    return clean + sigma.to(x.device)[:, None, None] * n
 
 
 def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sampler | None = None,
@@ -141,7 +144,8 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
     cfg.validate()
     sampler = training_data(cfg, sampler)
     torch.manual_seed(cfg.seed)
-    model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels)
+    with torch.device("cpu"):                  # initialised on the host, the same weights wherever it trains
+        model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels)
     if cfg.init not in ("denoiser-gray", "denoiser-gmm16", "none"):
         src = load_unrolled(cfg.init)
         if _shape(src.config) != _shape(model.config):
@@ -158,9 +162,9 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
     lsig = np.log([cfg.sigma_min, cfg.sigma_max])
 
     def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
-        x = sampler(cfg.batch, rng)
-        h = draw_kernels(cfg, cfg.batch, rng)
-        sigma = torch.as_tensor(np.exp(rng.uniform(*lsig, size=cfg.batch)), dtype=torch.float32)
+        x = sampler(cfg.batch, rng).to(cfg.device)
+        h = draw_kernels(cfg, cfg.batch, rng).to(cfg.device)
+        sigma = torch.as_tensor(np.exp(rng.uniform(*lsig, size=cfg.batch)), dtype=torch.float32, device=cfg.device)
         y = simulate(x, h, sigma, gen)
         o = model(y, sigma)
         img = ((o["x"] - x) ** 2).mean()
