@@ -221,6 +221,44 @@ def test_morse_bott_lanczos_counts_equal_the_dense_counts():
         assert np.abs(lam - th).min() <= r + 1e-9 * np.abs(lam).max()
 
 
+def test_morse_bott_in_colour_gives_the_closed_form_gaussian_spectrum_and_the_colour_denoisers_jacobian():
+    """``--color`` at 8x8x3 (d = 192) on both held-out colour photographs: the colour Gaussian's dense spectrum
+    is its inverse component spectra 1/C_k(omega), sorted (1e-12 of lambda_max), whatever the descent reached; the
+    colour Tweedie score's is the spectrum of (I - (J + J^T)/2)/s^2, J torch's dense Jacobian of the colour
+    denoiser at the end point (1e-6 of lambda_max); the images carry a channel axis."""
+    from landscape.priors import PriorSettings, make_prior
+    from landscape.studies import morse_bott as S
+    cfg = S.Config(color=True, crop=8, priors="gaussian,tweedie", max_iter=40)
+    ds = S.run(cfg, progress=False)
+    assert list(ds.image.values) == ["chelsea", "coffee"] and ds.attrs["dimension"] == 192
+    assert ds.x_end.dims == ("image", "prior", "channel", "row", "col") and ds.x_start.shape == (2, 3, 8, 8)
+    gauss = make_prior("gaussian", (3, 8, 8), PriorSettings(dtype=torch.float64))
+    lam = np.sort(1.0 / gauss.spectrum.numpy().ravel())
+    tw = make_prior("tweedie", (3, 8, 8), PriorSettings(s=cfg.s, dtype=torch.float64))
+    for a in range(2):
+        np.testing.assert_allclose(ds.eigenvalues.values[a, 0], lam, rtol=1e-12, atol=1e-12 * lam.max())
+        x = torch.as_tensor(ds.x_end.values[a, 1], dtype=torch.float64)
+        J = torch.autograd.functional.jacobian(lambda z: tw.denoise(z[None], cfg.s, differentiable=True)[0], x)
+        J = J.reshape(192, 192).numpy()
+        ref = np.linalg.eigvalsh((np.eye(192) - 0.5 * (J + J.T)) / cfg.s ** 2)
+        np.testing.assert_allclose(ds.eigenvalues.values[a, 1], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+        assert (ds.q_change.values[a] < 0).all()
+
+
+def test_morse_bott_in_colour_refuses_gray_priors_and_gray_images():
+    """``--color`` with a prior without a colour version, or a gray-only image, is one error naming the option;
+    a colour dimension above the dense limit asks for ``n_eig``."""
+    from landscape._checks import InputError
+    from landscape.studies import morse_bott as S
+    with pytest.raises(InputError, match="priors"):
+        S.Config(color=True, priors="gs").resolved()
+    with pytest.raises(InputError, match="images"):
+        S.Config(color=True, images="camera", priors="tweedie").resolved()
+    with pytest.raises(InputError, match="n_eig"):
+        S.Config(color=True, crop=24, priors="tweedie").resolved()          # d = 1728
+    assert S.Config(color=True, crop=24, priors="tweedie", n_eig=4).resolved().dimension == 1728
+
+
 @pytest.mark.parametrize("n_eig", [0, 4])
 def test_morse_bott_allocates_nothing_off_its_device(n_eig, same_on_meta):
     """The root finders, the dense and the Lanczos Hessian reports and the Jacobian asymmetry (gmm, gs and

@@ -94,18 +94,20 @@ def theta_grid(theta_true: np.ndarray, grid_max: float, n: int, include_truth: b
     return grid
 
 
-def image_sources(names: tuple[str, ...], files: tuple[str, ...], crop: int) -> list[tuple[str, np.ndarray]]:
+def image_sources(names: tuple[str, ...], files: tuple[str, ...], crop: int, color: bool = False
+                  ) -> list[tuple[str, np.ndarray]]:
     """``(label, image)`` of each image a study runs on: the central ``crop`` (at most the image) of every
-    file in ``files`` (the user's images) when given, else of every named image."""
+    file in ``files`` (the user's images) when given, else of every named image; ``(3, crop, crop)`` colour
+    crops with ``color``."""
     if files:
         out = []
         for f in files:
-            img = data.load_file(f)
-            if min(img.shape) < crop:
+            img = data.load_file(f, color=color)
+            if min(img.shape[-2:]) < crop:
                 raise InputError("image_file", f"an image at least {crop}x{crop} (--crop)", f"{f}: {img.shape}")
             out.append((f, data.center_crop(img, crop)))
         return out
-    return [(n, data.center_crop(data.load(n), crop)) for n in names]
+    return [(n, data.center_crop(data.load(n, color=color), crop)) for n in names]
 
 
 def load_image(cfg: ProblemConfig, special: dict[str, Callable[[], np.ndarray]] | None = None) -> np.ndarray:

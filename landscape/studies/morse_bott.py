@@ -20,13 +20,20 @@ largest scaled values are about 0.5, a relative threshold of about 2e-5).
 
 The exact whole-image GMM (``gmm``) is the reference where the answer is known: its Hessian is
 :math:`\Sigma_k^{-1}`-like near a component's mean, positive definite, so it has no near-zero
-eigenvalues at thresholds below its condition number's inverse.
+eigenvalues at thresholds below its condition number's inverse. The stationary Gaussian (``gaussian``) is
+the reference with a closed form in any size and in colour: its descent ends at the mean and its Hessian's
+eigenvalues are the inverse spectrum :math:`1/C_k(\omega)` of each colour component.
+
+``--color``: colour crops :math:`(3, n, n)` of the held-out colour photographs (``data.COLOR_TEST``; an
+``--image-file`` keeps its colour), :math:`d = 3n^2`, with the priors that have a colour version (the
+shipped colour denoiser's Tweedie score, the colour Gaussian with its fitted inter-channel covariance):
+the setting of the seed paper's counts (32x32x3 CIFAR crops).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,24 +53,32 @@ from .._checks import (
     prior_names,
     shown,
     subset_of,
+    validate,
 )
 from ..priors import PriorSettings, jacobian_asymmetry, make_prior
 from ..priors.base import EXPLICIT, UNAVAILABLE
 from .common import (
     FIRST,
+    apply_quick,
     at_most,
     device_option,
     image_field,
     image_sources,
     product_cases,
-    quick_resolved,
     single_case,
 )
 
 NAME = "morse-bott"
 SUMMARY = "Hessian spectra of learned priors at critical points reached by descending q from held-out images"
-PRIORS = ("gs", "tweedie", "gmm")
-#: held-out images (never in data.TRAIN)
+PRIORS = ("gs", "tweedie", "gmm", "gaussian")
+#: the priors with a colour version (``--color``)
+COLOR_PRIORS = ("tweedie", "gaussian")
+#: the largest dimension whose spectrum is computed densely (d products); above it ``n_eig`` is required
+DENSE_MAX = 1600
+#: the images a run takes by default: held-out gray images, or held-out colour photographs with ``--color``
+IMAGES = ("camera", "ascent", "aero")
+#: the priors a run takes by default (with ``--color``: :data:`COLOR_PRIORS`)
+DEFAULT_PRIORS = ("gs", "tweedie", "gmm")
 
 
 #: ``--quick``: one image, 16x16, 300 descent iterations
@@ -73,15 +88,19 @@ QUICK = {"images": FIRST, "crop": at_most(16), "max_iter": at_most(300)}
 class Config:
     """Options of ``morse-bott`` (``landscape run morse-bott --help``)."""
 
-    images: tuple[str, ...] = option(("camera", "ascent", "aero"),
-                                     "held-out image names, comma-separated", subset_of(data.TEST))
+    images: tuple[str, ...] = option(IMAGES, "held-out image names, comma-separated (with --color: "
+                                     + ", ".join(data.COLOR_TEST) + ", the default there)",
+                                     subset_of(data.TEST + data.COLOR_TEST))
     image_file: tuple[str, ...] = option((),
-                                         "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
-                                         "--images", files_or_empty("an image file"))
-    crop: int = option(16, "central crop size (d = crop^2; dense spectra up to 40x40)",
+                                         "your own image file(s) (.png/.npy/...), comma-separated, luminance unless "
+                                         "--color; replace --images", files_or_empty("an image file"))
+    color: bool = option(False, "colour crops (3, crop, crop): d = 3 crop^2; priors " + ", ".join(COLOR_PRIORS),
+                         flag())
+    crop: int = option(16, f"central crop size (d = crop^2, 3 crop^2 in colour; dense spectra up to d = {DENSE_MAX})",
                        Check("an integer from 8 to 128", lambda v: isinstance(v, int) and 8 <= v <= 128, (4, 256)))
-    priors: tuple[str, ...] = option(("gs", "tweedie", "gmm"),
-                                     "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16)",
+    priors: tuple[str, ...] = option(DEFAULT_PRIORS,
+                                     "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16), gaussian "
+                                     "(exact reference, closed-form spectrum); with --color: tweedie, gaussian, the default there",
                                      prior_names(PRIORS))
     s: float = option(0.01, "noise level of the learned priors (the paper descends at 1e-3)", positive_number())
     gtol: float = option(1e-4, "stop the descent when ||grad q|| <= gtol (absolute)", positive_number())
@@ -95,13 +114,32 @@ class Config:
     device: str = device_option("the descents, the Hessian products and the learned priors' networks")
     quick: bool = option(False, "one image, 16x16, 300 descent iterations (< 60 s)", flag())
 
+    @property
+    def dimension(self) -> int:
+        """:math:`d`: the pixels of a crop times its channels."""
+        return (3 if self.color else 1) * self.crop ** 2
+
     def resolved(self) -> "Config":
-        c = quick_resolved(self, QUICK)
-        if c.n_eig == 0 and c.crop > 40:
-            raise InputError("n_eig", f"a number of Ritz values to keep (the Lanczos count) for crop {c.crop} > 40 "
-                             "(a dense spectrum needs crop^2 products)", 0)
-        if c.n_eig > c.crop ** 2:
-            raise InputError("n_eig", f"at most the dimension {c.crop ** 2}", c.n_eig)
+        c = validate(replace(self))
+        swapped = {f: v for f, d, v in (("images", IMAGES, data.COLOR_TEST), ("priors", DEFAULT_PRIORS, COLOR_PRIORS))
+                   if c.color and getattr(c, f) == d}            # the defaults' colour counterparts
+        c = replace(c, **swapped)
+        if c.quick:
+            c = apply_quick(c, QUICK, force=set(swapped))[0]
+        if c.color:
+            gray = [n for n in c.images if n not in data.COLOR_TEST]
+            if gray and not c.image_file:
+                raise InputError("images", "with --color, held-out colour photographs: " + ", ".join(data.COLOR_TEST),
+                                 shown(c.images))
+            if any(p not in COLOR_PRIORS for p in c.priors):
+                raise InputError("priors", "with --color, priors with a colour version: " + ", ".join(COLOR_PRIORS),
+                                 shown(c.priors))
+        d = c.dimension
+        if c.n_eig == 0 and d > DENSE_MAX:
+            raise InputError("n_eig", f"a number of Ritz values to keep (the Lanczos count) for d = {d} > {DENSE_MAX} "
+                             "(a dense spectrum needs d products)", 0)
+        if c.n_eig > d:
+            raise InputError("n_eig", f"at most the dimension {d}", c.n_eig)
         if "gmm" in c.priors and c.crop > 16:
             raise InputError("priors", "gmm (a whole-image GMM) only with crop <= 16", shown(c.priors))
         return c
@@ -119,21 +157,23 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     from tqdm.auto import tqdm
     cfg = config.resolved()
     single_case(cfg, (image_field(cfg), "priors"))
-    sources, priors = image_sources(cfg.images, cfg.image_file, cfg.crop), cfg.priors
+    sources, priors = image_sources(cfg.images, cfg.image_file, cfg.crop, color=cfg.color), cfg.priors
     images = [name for name, _ in sources]
     thr = np.array(cfg.thresholds)
-    d = cfg.crop ** 2
+    d = cfg.dimension
+    event = (3, cfg.crop, cfg.crop) if cfg.color else (cfg.crop, cfg.crop)
+    pixel_dims = ("channel", "row", "col") if cfg.color else ("row", "col")
     k = cfg.n_eig or d
     shape = (len(images), len(priors))
     eig, res = np.full((*shape, k), np.nan), np.full((*shape, k), np.nan)
     counts = np.zeros((*shape, len(thr)), dtype=int)
     neg, paper, products, iters = (np.zeros(shape, dtype=int) for _ in range(4))
     lam_max, paper_rel, asym, asym_se, dq, g0, g1, secs = (np.full(shape, np.nan) for _ in range(8))
-    x_start = np.zeros((len(images), cfg.crop, cfg.crop))
-    x_end = np.zeros((*shape, cfg.crop, cfg.crop))
+    x_start = np.zeros((len(images), *event))
+    x_end = np.zeros((*shape, *event))
     bar = tqdm(total=len(images) * len(priors), desc="morse-bott", disable=not progress)
     for b, pname in enumerate(priors):
-        prior = make_prior(pname, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float64,
+        prior = make_prior(pname, event, PriorSettings(s=cfg.s, dtype=torch.float64,
                                                                      progress=progress, device=cfg.device))
         scale = float(prior.s) ** 2 if prior.s else None      # the paper's count needs s
         for a, (im, img) in enumerate(sources):
@@ -178,8 +218,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         "grad_norm_end": (("image", "prior"), g1, {"long_name": "||grad q|| at the end point"}),
         "hessian_products": (("image", "prior"), products),
         "seconds": (("image", "prior"), secs, {"kind": "timing", "units": "s"}),
-        "x_start": (("image", "row", "col"), x_start),
-        "x_end": (("image", "prior", "row", "col"), x_end),
+        "x_start": (("image", *pixel_dims), x_start),
+        "x_end": (("image", "prior", *pixel_dims), x_end),
     }, coords={"image": images, "prior": list(priors), "threshold": thr, "k": np.arange(k)})
     return ds
 
@@ -190,7 +230,7 @@ def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     n = len(cfg.priors)
     ds = xr.combine_nested([parts[i:i + n] for i in range(0, len(parts), n)], concat_dim=["image", "prior"],
                            data_vars="minimal", coords="minimal", compat="override", combine_attrs="override")
-    ds.attrs = {**io.provenance(NAME, asdict(cfg)), "dimension": cfg.crop ** 2, "s": cfg.s}
+    ds.attrs = {**io.provenance(NAME, asdict(cfg)), "dimension": cfg.dimension, "s": cfg.s}
     return ds
 
 
