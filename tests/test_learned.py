@@ -107,3 +107,35 @@ def test_gradient_step_identity_and_prior():
     fd = (prior.energy(xd + eps * v) - prior.energy(xd - eps * v)) / (2 * eps)
     torch.testing.assert_close((prior.grad(xd) * v).flatten(1).sum(1), fd, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(prior.denoise(xd, s), xd - s ** 2 * prior.grad(xd), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("color", [False, True], ids=["gray", "colour"])
+def test_a_batch_split_to_the_pixel_budget_gives_the_unsplit_answers(color, monkeypatch):
+    """``nets.PIXELS_PER_CALL``: a batch larger than the budget goes through the network in several calls
+    (the denoiser without gradients, the gradient-step potential and its gradient without an outer graph);
+    the answers equal one call's, per-image noise levels included, and a graph is never split."""
+    from landscape.denoisers import nets
+    C = 3 if color else 1
+    torch.manual_seed(0)
+    edm, gs = nets.EDMDenoiser(4, 8, C).double().eval(), nets.GSDenoiser(4, 8, C).double().eval()
+    x = torch.rand(5, *((3,) if color else ()), 16, 16, dtype=torch.float64)
+    s = torch.tensor([0.02, 0.05, 0.1, 0.2, 0.4], dtype=torch.float64)
+    with torch.no_grad():
+        whole = edm(x, s)
+    g_whole, d_whole = gs.potential_and_grad(x, s)
+    calls = []
+    monkeypatch.setattr(nets, "PIXELS_PER_CALL", 2 * C * 16 * 16)          # two images per call
+    monkeypatch.setattr(edm, "_denoise", lambda z, sig, f=edm._denoise: calls.append(len(z)) or f(z, sig))
+    with torch.no_grad():
+        split = edm(x, s)
+    assert calls == [2, 2, 1]
+    torch.testing.assert_close(split, whole, rtol=0, atol=1e-12)
+    gs_calls = []
+    monkeypatch.setattr(gs.N, "_denoise", lambda z, sig, f=gs.N._denoise: gs_calls.append(len(z)) or f(z, sig))
+    g, d = gs.potential_and_grad(x, s)
+    assert gs_calls == [2, 2, 1]
+    torch.testing.assert_close(g, g_whole, rtol=0, atol=1e-12)
+    torch.testing.assert_close(d, d_whole, rtol=0, atol=1e-12)
+    calls.clear()
+    edm(x.requires_grad_(True), s)                                           # a graph: one call
+    assert calls == [5]

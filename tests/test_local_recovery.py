@@ -10,11 +10,12 @@ from landscape.posterior import BlindDeblur
 from landscape.studies import local_recovery as lr
 
 
-@pytest.fixture(scope="module")
-def sandbox():
+@pytest.fixture(scope="module", params=[False, True], ids=["gray", "colour"])
+def sandbox(request):
+    """The sandbox case on camera (12x12), and in colour on chelsea ((3, 12, 12): a colour mixture, d = 432)."""
     cfg = lr.Config(priors="sandbox", x_star="critical", noise_levels="0,0.003", n_draws=1, radii="0.1,0.3",
-                    n_directions=1, n_outer=15)
-    return cfg, lr.run(cfg, progress=False)
+                    n_directions=1, n_outer=15, color=request.param)
+    return cfg.resolved(), lr.run(cfg, progress=False)
 
 
 def test_the_sandbox_mode_and_its_hessian_are_the_closed_form(sandbox):
@@ -36,6 +37,21 @@ def test_the_level_zero_energy_gap_is_the_closed_form(sandbox):
     assert gap == pytest.approx(float(c.closed_gap_level0), rel=1e-6)
     # the closed form is positive: at level 0 the trivial pair is *above* the mode, and C1 says so
     assert gap > 0 and "fails at σ = 0" in str(c.c1_verdict.values)
+
+
+def test_a_case_stores_its_images_with_a_channel_axis_in_colour_only(sandbox):
+    cfg, ds = sandbox
+    pixels = ("channel", "row", "col") if cfg.color else ("row", "col")
+    assert ds.x_star.dims == ("case", *pixels) and ds.closed_mode.dims == ds.x_star.dims
+    assert ds.x_star.shape[1:] == ((3, 12, 12) if cfg.color else (12, 12))
+    assert str(ds.case_image.values[0]) == ("chelsea" if cfg.color else "camera")
+
+
+@pytest.mark.parametrize("opts,field", [({"images": "ascent"}, "images"), ({"priors": "gs"}, "priors"),
+                                        ({"priors": "sandbox,patch-gmm"}, "priors")])
+def test_colour_refuses_gray_images_and_priors_without_a_colour_version(opts, field):
+    with pytest.raises(ValueError, match=f"^{field}: .*with --color"):
+        lr.Config(color=True, **opts).resolved()
 
 
 def test_the_level_zero_certificate_is_the_gauss_newton_matrix_of_the_closed_form(sandbox):
@@ -81,13 +97,14 @@ def test_cases_of_different_image_sizes_combine_nan_padded():
     assert np.isfinite(sand[:12, :12]).all() and np.isnan(sand[12:, :]).all()
 
 
-@pytest.mark.parametrize("prior,x_star", [("sandbox", "critical"), ("gaussian", "natural"), ("tweedie", "natural")])
-def test_a_case_allocates_nothing_off_its_device(prior, x_star, same_on_meta):
+@pytest.mark.parametrize("prior,x_star,color", [("sandbox", "critical", False), ("gaussian", "natural", False),
+                                                 ("tweedie", "natural", False), ("sandbox", "critical", True)])
+def test_a_case_allocates_nothing_off_its_device(prior, x_star, color, same_on_meta):
     """One case (H, the ladder with its certificates, the segment, C4's descents) with torch's default device
     set to ``meta`` and ``device="cpu"``: a tensor made without the case's device lands on ``meta`` and fails
     (the error a GPU run meets). The case's numbers equal a normal run's."""
     cfg = lr.Config(quick=True, priors=prior, x_star=x_star, crop=16, noise_levels="0,0.01", n_draws=1, radii="0.3",
-                    n_directions=1, n_outer=3, q_max_iter=30, certify_k=1, device="cpu")
+                    n_directions=1, n_outer=3, q_max_iter=30, certify_k=1, device="cpu", color=color)
     (case,) = lr.cases(cfg)
     same_on_meta(lambda: lr.run_part(case, progress=False),
                  ("x_star", "theta_hat", "energy_gap_dirac_minus_local", "cert_eig_min", "segment_energy",

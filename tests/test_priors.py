@@ -8,7 +8,7 @@ from landscape._checks import InputError
 
 
 def _random_gmm(rng, K=3, shape=(3, 3)):
-    D = shape[0] * shape[1]
+    D = int(np.prod(shape))
     w = rng.random(K) + 0.2
     mu = rng.normal(size=(K, D))
     A = rng.normal(size=(K, D, D)) / np.sqrt(D)
@@ -58,6 +58,42 @@ def test_gmm_log_density_matches_scipy(rng):
         dens = sum(w * st.multivariate_normal(m, c).pdf(z.reshape(6, 9))
                    for w, m, c in zip(gmm.weights.numpy(), gmm.means.numpy(), cov))
         np.testing.assert_allclose(gmm.log_density(torch.as_tensor(z), s).numpy(), np.log(dens), rtol=1e-10)
+
+
+def test_a_colour_gmm_is_the_dense_mixture_on_channel_major_vectors(rng):
+    """A (C, H, W) mixture: its log-density is scipy's on the channel-major flattening (the covariance couples
+    channels and pixels), its gradient is autograd's, its Hessian the dense double backward's, one value per
+    image of a (B, C, H, W) batch, and its draws and denoiser keep the (C, H, W) shape."""
+    gmm = _random_gmm(rng, K=2, shape=(2, 2, 3))
+    assert gmm.event_ndim == 3
+    z = rng.normal(size=(4, 2, 2, 3))
+    dens = sum(w * st.multivariate_normal(m, c).pdf(z.reshape(4, 12))
+               for w, m, c in zip(gmm.weights.numpy(), gmm.means.numpy(), gmm.covariances.numpy()))
+    np.testing.assert_allclose(gmm.energy(torch.as_tensor(z)).numpy(), -np.log(dens), rtol=1e-10)
+    x = torch.tensor(z, requires_grad=True)
+    (auto,) = torch.autograd.grad(gmm.energy(x).sum(), x)
+    torch.testing.assert_close(gmm.grad(torch.as_tensor(z)), auto, rtol=1e-9, atol=1e-10)
+    dense = torch.autograd.functional.hessian(lambda v: gmm.energy(v.reshape(2, 2, 3)), torch.as_tensor(z[0]).reshape(-1))
+    torch.testing.assert_close(gmm.hessian_matrix(torch.as_tensor(z))[0], dense, rtol=1e-8, atol=1e-9)
+    assert gmm.sample(3, rng=0).shape == (3, 2, 2, 3) and gmm.denoise(torch.as_tensor(z), 0.1).shape == z.shape
+    with pytest.raises(InputError, match="x"):
+        gmm.energy(torch.as_tensor(z[:, 0]))                     # a gray batch is not (C, H, W) images
+    with pytest.raises(InputError, match="shape"):
+        P.GMMPrior(gmm.weights, gmm.means, gmm.covariances, (1, 2, 2, 3))
+
+
+def test_a_separated_colour_mixture_takes_its_covariance_from_colour_training_crops():
+    """``GMMPrior.separated`` on (3, h, w) means: the covariance is that of colour crops of COLOR_TRAIN (its
+    mean diagonal tau^2 (1 + ridge), channels correlated as natural colour is), and each mean is a mode."""
+    means = [data.center_crop(data.load(n, color=True), 4) for n in data.COLOR_TEST]
+    gmm = P.GMMPrior.separated(means, (3, 4, 4), scale=0.02, n_patches=2000, rng=0)
+    cov = gmm.covariances[0].numpy()
+    assert gmm.shape == (3, 4, 4) and cov.shape == (48, 48)
+    assert np.diag(cov).mean() == pytest.approx(0.02 ** 2 * (1 + 0.05), rel=1e-10)     # tau^2 (1 + ridge)
+    corr = cov[0, 16] / np.sqrt(cov[0, 0] * cov[16, 16])          # red and green of the same pixel
+    assert corr > 0.8
+    g = gmm.grad(torch.as_tensor(np.stack(means)))
+    assert float(g.abs().max()) < 1e-8
 
 
 @pytest.mark.parametrize("s", [0.01, 0.05, 0.5])

@@ -101,12 +101,20 @@ def _pad4(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     return x, (H, W)
 
 
+PIXELS_PER_CALL = 2 ** 16
+"""Values (batch × channels × pixels) the UNet sees in one call; a larger batch is split into calls of at most
+this size, when no autograd graph is being built (a graph keeps every call's activations, so splitting would
+save nothing). The activations take about 7 KB per value: an unsplit batch of 25 images of 128² held 3.8 GB
+(``docs/benchmarks.md``)."""
+
+
 class EDMDenoiser(nn.Module):
     """Noise-conditional MMSE denoiser :math:`D_s(z)` on images in [0, 1] (EDM preconditioning).
 
     ``forward(z, s)``: ``z`` ``(..., H, W)`` for a gray model, ``(..., C, H, W)`` for one with
     ``image_channels`` C > 1; ``s`` a float or a tensor broadcastable to the batch (the leading
-    dimensions); returns the shape of ``z``.
+    dimensions); returns the shape of ``z``. Without gradients, a batch of more than ``PIXELS_PER_CALL``
+    values goes through the network in several calls.
     """
 
     sigma_data = 0.5
@@ -132,6 +140,13 @@ class EDMDenoiser(nn.Module):
         B = zz.shape[0]
         sig = 2 * torch.as_tensor(s, dtype=zz.dtype, device=zz.device).expand(shape[:-n]).reshape(B) \
             if torch.as_tensor(s).ndim else torch.full((B,), 2 * float(s), dtype=zz.dtype, device=zz.device)
+        step = max(1, PIXELS_PER_CALL // (C * shape[-2] * shape[-1]))
+        if B <= step or torch.is_grad_enabled():       # a graph keeps every chunk's activations: split for nothing
+            return self._denoise(zz, sig).reshape(shape)
+        return torch.cat([self._denoise(zz[i:i + step], sig[i:i + step]) for i in range(0, B, step)]).reshape(shape)
+
+    def _denoise(self, zz: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
+        """EDM-preconditioned network on a ``(B, C, H, W)`` batch with noise levels ``sig`` ``(B,)`` (EDM units)."""
         sd = self.sigma_data
         c_skip = sd ** 2 / (sig ** 2 + sd ** 2)
         c_out = sig * sd / torch.sqrt(sig ** 2 + sd ** 2)
@@ -140,7 +155,7 @@ class EDMDenoiser(nn.Module):
         xin, (H, W) = _pad4(c_in[:, None, None, None] * zt)
         Fx = self.net(xin, torch.log(sig) / 4)[..., :H, :W]
         d = c_skip[:, None, None, None] * zt + c_out[:, None, None, None] * Fx
-        return ((d + 1) / 2).reshape(shape)
+        return (d + 1) / 2
 
 
 class GSDenoiser(nn.Module):
@@ -160,6 +175,19 @@ class GSDenoiser(nn.Module):
         return 0.5 * (r ** 2).flatten(x.ndim - self.event_ndim).sum(-1)
 
     def potential_and_grad(self, x: torch.Tensor, s: Any, create_graph: bool = False):
+        """:math:`g_s(x)` and :math:`\\nabla g_s(x)`. Without an outer graph (``create_graph`` off, ``x`` not
+        requiring grad) a batch of more than ``PIXELS_PER_CALL`` values is differentiated in several calls, each
+        call's graph freed before the next."""
+        lead = x.shape[:x.ndim - self.event_ndim]
+        B, step = math.prod(lead), max(1, PIXELS_PER_CALL // math.prod(x.shape[x.ndim - self.event_ndim:]))
+        if B > step and not (create_graph or x.requires_grad):
+            xs = x.reshape(B, *x.shape[len(lead):])
+            ss = torch.as_tensor(s, dtype=x.dtype, device=x.device)
+            ss = ss.expand(lead).reshape(B) if ss.ndim else ss
+            parts = [self.potential_and_grad(xs[i:i + step], ss[i:i + step] if ss.ndim else s)
+                     for i in range(0, B, step)]
+            return (torch.cat([g for g, _ in parts]).reshape(lead),
+                    torch.cat([d for _, d in parts]).reshape(x.shape))
         with torch.enable_grad():
             xg = x if x.requires_grad else x.detach().requires_grad_(True)
             g = self.potential(xg, s)

@@ -1,7 +1,8 @@
 r"""Gaussian-mixture priors: on whole small images, and on all patches of a larger one.
 
 Whole images (``GMMPrior``), :math:`p(x) = \sum_k \pi_k N(x; \mu_k, \Sigma_k)` on
-:math:`x \in \mathbb R^D`, :math:`D = HW`. Every quantity is exact:
+:math:`x \in \mathbb R^D`, :math:`D = HW` (gray) or :math:`D = CHW` (colour images ``(C, H, W)``, flattened
+channel-major: the covariance couples channels and pixels). Every quantity is exact:
 
 * :math:`q(x) = -\log\sum_k \pi_k N(x;\mu_k,\Sigma_k)` by logsumexp,
 * :math:`\nabla q(x) = \sum_k \gamma_k(x)\,\Sigma_k^{-1}(x - \mu_k)`, :math:`\gamma_k` the
@@ -45,7 +46,7 @@ class GMMPrior(Prior):
     Parameters
     ----------
     weights : ``(K,)``, means : ``(K, D)``, covariances : ``(K, D, D)``
-    shape : (int, int) with ``H * W == D``
+    shape : ``(H, W)`` with ``H * W == D``, or ``(C, H, W)`` (colour) with ``C * H * W == D``
     """
 
     name = "gmm"
@@ -56,17 +57,20 @@ class GMMPrior(Prior):
         w = torch.as_tensor(weights, dtype=torch.float64, device="cpu")
         mu = torch.as_tensor(means, dtype=torch.float64, device="cpu")
         cov = torch.as_tensor(covariances, dtype=torch.float64, device="cpu")
+        if len(shape) not in (2, 3):
+            raise InputError("shape", "(H, W) or (C, H, W)", tuple(shape))
         K, D = mu.shape
-        if w.shape != (K,) or cov.shape != (K, D, D) or shape[0] * shape[1] != D:
-            raise InputError("covariances", "weights (K,), means (K, D), covariances (K, D, D) with D = H*W",
-                             f"{tuple(w.shape)}, {tuple(mu.shape)}, {tuple(cov.shape)}, shape {shape}")
+        if w.shape != (K,) or cov.shape != (K, D, D) or math.prod(shape) != D:
+            raise InputError("covariances", "weights (K,), means (K, D), covariances (K, D, D) with D = prod(shape)",
+                             f"{tuple(w.shape)}, {tuple(mu.shape)}, {tuple(cov.shape)}, shape {tuple(shape)}")
         if (w <= 0).any() or abs(float(w.sum()) - 1) > 1e-8:
             raise InputError("weights", "positive mixture weights summing to 1", w.tolist())
         lam, U = torch.linalg.eigh(0.5 * (cov + cov.transpose(-1, -2)))
         if (lam <= 0).any():
             raise InputError("covariances", "positive-definite covariances", f"min eigenvalue {float(lam.min()):.3g}")
         self.weights, self.means, self.eigvals, self.eigvecs = w, mu, lam, U
-        self.shape = (int(shape[0]), int(shape[1]))
+        self.shape = tuple(int(v) for v in shape)
+        self.event_ndim = len(self.shape)
         self.info = dict(info or {})
 
     @property
@@ -98,14 +102,18 @@ class GMMPrior(Prior):
         logn = -0.5 * ((proj ** 2) / lam_s).sum(-1) - 0.5 * torch.log(lam_s).sum(-1) - 0.5 * mu.shape[1] * _LOG2PI
         return (torch.log(w)[:, None] + logn).T, proj, lam_s, U, mu
 
+    def _lead(self, x: torch.Tensor) -> torch.Size:
+        """The batch dimensions of ``x`` (those before one image)."""
+        return x.shape[:x.ndim - self.event_ndim]
+
     def _back(self, coef: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
         r""":math:`\sum_k U_k c_k` for coefficients ``(K, N, D)`` -> ``(N, D)``."""
         return torch.bmm(coef, U.transpose(1, 2)).sum(0)
 
     def log_density(self, z: torch.Tensor, s: float = 0.0) -> torch.Tensor:
-        r""":math:`\log p_s(z)`, shape ``z.shape[:-2]``."""
+        r""":math:`\log p_s(z)`, one value per image (``z.shape[:-event_ndim]``)."""
         logj, *_ = self._components(z, s)
-        return torch.logsumexp(logj, dim=-1).reshape(z.shape[:-2])
+        return torch.logsumexp(logj, dim=-1).reshape(self._lead(z))
 
     def score(self, z: torch.Tensor, s: float = 0.0) -> torch.Tensor:
         r""":math:`\nabla \log p_s(z) = -\sum_k \gamma_k (\Sigma_k + s^2 I)^{-1}(z - \mu_k)`."""
@@ -123,10 +131,10 @@ class GMMPrior(Prior):
         logj, proj, lam, U, _ = self._components(x, 0.0)
         gam = torch.softmax(logj, dim=-1).T[:, :, None]
         g = self._back(gam * proj / lam, U)
-        return -torch.logsumexp(logj, dim=-1).reshape(x.shape[:-2]), g.reshape(x.shape)
+        return -torch.logsumexp(logj, dim=-1).reshape(self._lead(x)), g.reshape(x.shape)
 
     def hessian_matrix(self, x: torch.Tensor) -> torch.Tensor:
-        r"""The Hessian of :math:`q = -\log p` at each image of a batch ``(..., H, W)``, dense ``(..., D, D)``:
+        r"""The Hessian of :math:`q = -\log p` at each image of a batch ``(..., *shape)``, dense ``(..., D, D)``:
 
         .. math:: \nabla^2 q = \sum_k \gamma_k \Sigma_k^{-1} - \Big(\sum_k \gamma_k g_k g_k^\top
                   - \bar g \bar g^\top\Big), \quad g_k = \Sigma_k^{-1}(x - \mu_k),\ \bar g = \sum_k \gamma_k g_k,
@@ -140,7 +148,7 @@ class GMMPrior(Prior):
         gbar = torch.einsum("nk,knd->nd", gam, g)
         hess = torch.einsum("nk,kij->nij", gam, prec) - torch.einsum("nk,kni,knj->nij", gam, g, g) \
             + gbar[:, :, None] * gbar[:, None, :]
-        return hess.reshape(*x.shape[:-2], *hess.shape[-2:])
+        return hess.reshape(*self._lead(x), *hess.shape[-2:])
 
     def denoise(self, z, s, differentiable: bool = False):
         r"""Posterior mean :math:`\sum_k \gamma^{(s)}_k [\mu_k + U_k \frac{\Lambda_k}{\Lambda_k + s^2} U_k^\top (z - \mu_k)]`."""
@@ -151,7 +159,7 @@ class GMMPrior(Prior):
         return out.reshape(z.shape)
 
     def sample(self, n: int = 1, rng: Any = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """Draws ``(n, H, W)``."""
+        """Draws ``(n, *shape)``."""
         g = np.random.default_rng(rng)
         k = g.choice(self.n_components, size=n, p=self.weights.numpy())
         eps = torch.as_tensor(g.standard_normal((n, self.means.shape[1])), dtype=torch.float64, device="cpu")
@@ -165,12 +173,13 @@ class GMMPrior(Prior):
         return GMMPrior(self.weights, self.means, cov, self.shape, info={**self.info, "noise": float(s)})
 
     @classmethod
-    def separated(cls, means: Any, shape: tuple[int, int], scale: float = 0.02, *, n_patches: int = 4000,
+    def separated(cls, means: Any, shape: tuple[int, ...], scale: float = 0.02, *, n_patches: int = 4000,
                   ridge: float = 0.05, rng: Any = 0) -> "GMMPrior":
         r"""A mixture of equal-weight components far apart: a sandbox whose modes are known.
 
         :math:`\Sigma = \tau^2 (C + \rho I)/\bar c`, one covariance for every component, with :math:`C` the
-        covariance of ``n_patches`` random ``shape`` crops of the training images (``data.TRAIN``),
+        covariance of ``n_patches`` random ``shape`` crops of the training images (``data.TRAIN``; colour
+        crops of ``data.COLOR_TRAIN`` for a ``(C, H, W)`` shape, so :math:`C` couples the channels),
         :math:`\bar c` its mean diagonal (so :math:`\tau` = ``scale`` is the pixel standard deviation of
         a component) and :math:`\rho` = ``ridge`` a floor on its eigenvalues. When the means are many
         :math:`\tau` apart, each mean :math:`\mu_k` is a mode of :math:`p` up to the other components'
@@ -181,9 +190,11 @@ class GMMPrior(Prior):
         from .. import data as _data
         mu = torch.as_tensor(np.asarray(means, dtype=float), dtype=torch.float64, device="cpu").reshape(len(means), -1)
         D = mu.shape[1]
-        if D != shape[0] * shape[1]:
-            raise InputError("means", f"images of shape {shape}", tuple(np.shape(means)[1:]))
-        X = torch.as_tensor(_data.random_crops(_data.training_images(), shape, n_patches, rng=rng),
+        if D != math.prod(shape) or len(shape) not in (2, 3):
+            raise InputError("means", f"images of shape {tuple(shape)}", tuple(np.shape(means)[1:]))
+        images = ([_data.load(n, color=True) for n in _data.COLOR_TRAIN] if len(shape) == 3
+                  else _data.training_images())
+        X = torch.as_tensor(_data.random_crops(images, tuple(shape[-2:]), n_patches, rng=rng),
                             device="cpu").reshape(n_patches, D)
         C = torch.cov(X.T)
         C = (C + ridge * C.diagonal().mean() * torch.eye(D, dtype=torch.float64, device="cpu")) / C.diagonal().mean()
@@ -204,7 +215,7 @@ class GMMPrior(Prior):
         """
         X = torch.as_tensor(np.asarray(data), dtype=torch.float64, device="cpu").reshape(len(data), -1)
         N, D = X.shape
-        if D != shape[0] * shape[1]:
+        if D != math.prod(shape):
             raise InputError("data", f"samples of shape {shape}", tuple(np.shape(data)[1:]))
         if N < n_components * 2:
             raise InputError("data", f"at least {2 * n_components} samples", N)

@@ -156,6 +156,33 @@ def quick_resolved(cfg: Any, rules: dict[str, Any]) -> Any:
     return apply_quick(c, rules)[0] if c.quick else c
 
 
+def color_resolved(cfg: Any, rules: dict[str, Any], colour_defaults: dict[str, Any],
+                   colour_priors: tuple[str, ...]) -> Any:
+    """:func:`quick_resolved` for a study with ``--color`` (a ``color`` flag, ``images`` and ``priors``).
+
+    With ``color`` set, each option still at its gray default takes its colour counterpart from
+    ``colour_defaults`` (``{"images": data.COLOR_TEST, ...}``), and the quick rules treat it as a default;
+    the named images must then be colour photographs (``data.COLOR_TEST``, unless files are given) and the
+    priors among ``colour_priors`` or user priors (``file.py:factory``: built for ``(3, H, W)`` images).
+    """
+    from ..plugins import is_spec
+    c = validate(dataclasses.replace(cfg))
+    defaults = {f.name: f.default for f in dataclasses.fields(c)}
+    swapped = {f: v for f, v in colour_defaults.items() if c.color and getattr(c, f) == defaults[f]}
+    c = dataclasses.replace(c, **swapped)
+    if c.quick:
+        c = apply_quick(c, rules, force=set(swapped))[0]
+    if c.color:
+        gray = [n for n in c.images if n not in data.COLOR_TEST]
+        if gray and not getattr(c, "image_file", ()):
+            raise InputError("images", "with --color, held-out colour photographs: " + ", ".join(data.COLOR_TEST),
+                             shown(c.images))
+        if any(p not in colour_priors and not is_spec(p) for p in c.priors):
+            raise InputError("priors", "with --color, priors with a colour version: " + ", ".join(colour_priors)
+                             + " (or your prior's spec)", shown(c.priors))
+    return c
+
+
 def apply_quick(cfg: Any, rules: dict[str, Any], force: tuple[str, ...] | set[str] = ()) -> tuple[Any, list[str]]:
     """``cfg`` with the quick ``rules`` applied to the options at their default (and those in ``force``).
 

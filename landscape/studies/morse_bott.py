@@ -33,7 +33,7 @@ the setting of the seed paper's counts (32x32x3 CIFAR crops).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -53,14 +53,13 @@ from .._checks import (
     prior_names,
     shown,
     subset_of,
-    validate,
 )
 from ..priors import PriorSettings, jacobian_asymmetry, make_prior
 from ..priors.base import EXPLICIT, UNAVAILABLE
 from .common import (
     FIRST,
-    apply_quick,
     at_most,
+    color_resolved,
     device_option,
     image_field,
     image_sources,
@@ -120,20 +119,7 @@ class Config:
         return (3 if self.color else 1) * self.crop ** 2
 
     def resolved(self) -> "Config":
-        c = validate(replace(self))
-        swapped = {f: v for f, d, v in (("images", IMAGES, data.COLOR_TEST), ("priors", DEFAULT_PRIORS, COLOR_PRIORS))
-                   if c.color and getattr(c, f) == d}            # the defaults' colour counterparts
-        c = replace(c, **swapped)
-        if c.quick:
-            c = apply_quick(c, QUICK, force=set(swapped))[0]
-        if c.color:
-            gray = [n for n in c.images if n not in data.COLOR_TEST]
-            if gray and not c.image_file:
-                raise InputError("images", "with --color, held-out colour photographs: " + ", ".join(data.COLOR_TEST),
-                                 shown(c.images))
-            if any(p not in COLOR_PRIORS for p in c.priors):
-                raise InputError("priors", "with --color, priors with a colour version: " + ", ".join(COLOR_PRIORS),
-                                 shown(c.priors))
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "priors": COLOR_PRIORS}, COLOR_PRIORS)
         d = c.dimension
         if c.n_eig == 0 and d > DENSE_MAX:
             raise InputError("n_eig", f"a number of Ritz values to keep (the Lanczos count) for d = {d} > {DENSE_MAX} "

@@ -27,6 +27,11 @@ with its evidence:
   :math:`r\|\hat x - \hat x_\delta\|` in a random direction), from :math:`(\delta, y)` and from random
   kernels; the fraction that returns (:math:`|\theta_{end} - \hat\theta| \le 0.05\theta^\star`) against r.
 
+``--color``: colour crops :math:`(3, n, n)` of the held-out colour photographs (``data.COLOR_TEST``), the
+same kernel on every channel, :math:`d = 3n^2`; priors with a colour version: ``tweedie`` (the shipped colour
+denoiser), ``gaussian`` (fitted inter-channel covariance), ``sandbox`` (a colour mixture whose covariance is
+that of colour training crops) and user priors.
+
 Prior ``sandbox``: an equal-weight Gaussian mixture of well-separated components (``GMMPrior.separated``)
 whose means are the held-out images, so :math:`x^\star` (the mode) and :math:`\nabla^2 q(x^\star) =
 \Sigma^{-1}` are known in closed form; the study stores the closed forms beside the pipeline's values
@@ -62,7 +67,7 @@ from ..._checks import (
 )
 from ...posterior import BlindDeblur
 from ...solvers import SolverOptions
-from ..common import FIRST, at_most, device_option, first, image_field, image_sources, quick_resolved, single_case
+from ..common import FIRST, at_most, color_resolved, device_option, first, image_field, image_sources, single_case
 from .evidence import SANDBOX_SIZE, basin_descents, hypothesis, ladder, prior_and_image, sandbox_gap
 from .report import plot, summary  # noqa: F401  (the Study protocol's members)
 from .verdicts import conclusions
@@ -70,6 +75,9 @@ from .verdicts import conclusions
 NAME = "local-recovery"
 SUMMARY = "the theorem under its hypothesis: x* a critical point of q, then C1-C4 each certified"
 PRIORS = ("gs", "tweedie", "patch-gmm", "gaussian", "sparse", "sandbox")
+#: the priors with a colour version (``--color``), and a colour run's default
+COLOR_PRIORS = ("tweedie", "gaussian", "sandbox")
+COLOR_DEFAULTS = {"images": data.COLOR_TEST[:1], "priors": ("sandbox", "tweedie")}
 ROLES = ("critical", "natural")
 #: what identifies a case (stored as coordinates ``case_<name>``)
 CASE_VARS = ("prior", "image", "x_star")
@@ -85,9 +93,13 @@ class Config:
     priors: tuple[str, ...] = option(("gs", "sandbox"),
                                      "comma-separated: " + ", ".join(PRIORS) + " (or your prior's spec)",
                                      prior_names(PRIORS))
-    images: tuple[str, ...] = option(("camera",), "held-out image names, comma-separated", subset_of(data.TEST))
-    image_file: tuple[str, ...] = option((), "your own grayscale image file(s), comma-separated; replace --images",
-                                         files_or_empty("an image file"))
+    images: tuple[str, ...] = option(("camera",), "held-out image names, comma-separated (with --color: "
+                                     + ", ".join(data.COLOR_TEST) + "; chelsea the default there)",
+                                     subset_of(data.TEST + data.COLOR_TEST))
+    image_file: tuple[str, ...] = option((), "your own image file(s), comma-separated, luminance unless --color; "
+                                         "replace --images", files_or_empty("an image file"))
+    color: bool = option(False, "colour crops (3, crop, crop), d = 3 crop^2; priors " + ", ".join(COLOR_PRIORS)
+                         + " (sandbox, tweedie the default there)", flag())
     crop: int = option(32, "central crop size (the sandbox uses 12x12)", integer(8, 128))
     x_star: tuple[str, ...] = option(("critical", "natural"),
                                      "role of x*: critical (a critical point of q reached from the "
@@ -114,7 +126,7 @@ class Config:
     quick: bool = option(False, "one prior, one image, 16x16, 2 levels, 1 draw (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = quick_resolved(self, QUICK)
+        c = color_resolved(self, QUICK, COLOR_DEFAULTS, COLOR_PRIORS)
         if c.kernel_size % 2 == 0 or c.kernel_size > min(c.crop, SANDBOX_SIZE if "sandbox" in c.priors
                                                            else c.crop):
             raise InputError("kernel_size", "an odd size no larger than the image (12 with the sandbox)", c.kernel_size)
@@ -125,7 +137,7 @@ def cases(config: Config) -> list[Config]:
     """One configuration per (prior, image, role of x*); the sandbox has no ``natural`` role (its x* is a
     mean, the image itself)."""
     cfg = config.resolved()
-    names = [n for n, _ in image_sources(cfg.images, cfg.image_file, SANDBOX_SIZE)]
+    names = [n for n, _ in image_sources(cfg.images, cfg.image_file, SANDBOX_SIZE, color=cfg.color)]
     return [replace(cfg, priors=(p,), x_star=(r,), **{image_field(cfg): (n,)})
             for p, n, r in itertools.product(cfg.priors, names, cfg.x_star)
             if not (p == "sandbox" and r == "natural")]
@@ -158,8 +170,9 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
               seconds=time.perf_counter() - t_start)
     q_eig, q_res = ev.pop("q_eigenvalues"), ev.pop("q_eig_residuals")
     by_level = ("noise_level", "draw")
+    pixels = ("channel", "row", "col") if cfg.color else ("row", "col")
     ds = xr.Dataset({
-        "x_start": (("row", "col"), x0), "x_star": (("row", "col"), io.host(x_star)),
+        "x_start": (pixels, x0), "x_star": (pixels, io.host(x_star)),
         "q_eigenvalues": ("k", q_eig, {"long_name": "smallest eigenvalues of the Hessian of q at x*"}),
         "q_eig_residuals": ("k", q_res, {"long_name": "||H v - lambda v|| (their error bounds)"}),
         "theta_hat": (by_level, lad["theta_hat"], {"long_name": "local minimiser's theta (continuation)"}),
@@ -178,7 +191,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     }, coords={"noise_level": levels, "draw": np.arange(cfg.n_draws), "k": np.arange(len(q_eig)), "t": seg_t,
                "radius": basin.radius.values, "direction": basin.direction.values, "start": basin.start.values})
     if closed:
-        ds["closed_mode"] = (("row", "col"), closed["mode"])
+        ds["closed_mode"] = (pixels, closed["mode"])
         ds["closed_q_eigenvalues"] = ("k", closed["q_eigenvalues"][:len(q_eig)],
                                       {"long_name": "eigenvalues of Sigma^-1 (closed form)"})
         ds["closed_gap_level0"] = ((), sandbox_gap(closed["covariance"], io.host(clean), closed["mode"], cfg.sigma_zero),

@@ -34,11 +34,12 @@ SANDBOX_SIZE = 12
 def prior_and_image(cfg: Config, rng: np.random.Generator) -> tuple[Any, np.ndarray, dict[str, Any]]:
     """The prior (float64), the start image, and the sandbox's closed forms."""
     if cfg.priors != ("sandbox",):
-        (_, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
+        (_, img), = image_sources(cfg.images, cfg.image_file, cfg.crop, color=cfg.color)
         settings = PriorSettings(s=cfg.s, dtype=torch.float64, device=cfg.device)
         return make_prior(cfg.priors[0], img.shape, settings), img, {}
-    (name, img), = image_sources(cfg.images, cfg.image_file, SANDBOX_SIZE)
-    others = [data.center_crop(data.load(n), SANDBOX_SIZE) for n in data.TEST if n != name]
+    (name, img), = image_sources(cfg.images, cfg.image_file, SANDBOX_SIZE, color=cfg.color)
+    held_out = data.COLOR_TEST if cfg.color else data.TEST
+    others = [data.center_crop(data.load(n, color=cfg.color), SANDBOX_SIZE) for n in held_out if n != name]
     prior = GMMPrior.separated([img, *others], img.shape, rng=cfg.seed)
     cov = prior.covariances[0]
     closed = {"mode": img, "covariance": cov.numpy(),
