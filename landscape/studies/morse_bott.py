@@ -246,10 +246,20 @@ def summary(ds: xr.Dataset) -> str:
 
 
 def plot(ds: xr.Dataset, ax: Any = None):
-    """Sorted |λ| / λmax per (image, prior) on a log scale, the thresholds dashed. Returns the axes."""
+    """Sorted |λ| / λmax per (image, prior) on a log scale, the thresholds dashed; on a new figure (``ax``
+    omitted), beside it the first two images' crops and each prior's descent end point (RGB in colour).
+    Returns the spectrum's axes."""
     import matplotlib.pyplot as plt
+    from .. import plot as lplot
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4))
+        n = ds.sizes["prior"] + 1
+        fig = plt.figure(figsize=(6.5 + 1.6 * n, 4))
+        grid = fig.add_gridspec(2, 2 + n, width_ratios=(4, 0.3) + (1,) * n)
+        ax = fig.add_subplot(grid[:, 0])
+        for r, im in enumerate(ds.image.values[:2]):
+            lplot.image(ds.x_start.sel(image=im), fig.add_subplot(grid[r, 2]), title=f"{im}: start")
+            for j, p in enumerate(ds.prior.values):
+                lplot.image(ds.x_end.sel(image=im, prior=p), fig.add_subplot(grid[r, 3 + j]), title=f"end: {p}")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for b, p in enumerate(ds.prior.values):
         for a, im in enumerate(ds.image.values):

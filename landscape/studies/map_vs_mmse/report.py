@@ -38,24 +38,20 @@ ERROR_SCALE = 0.25
 def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
     """Estimates side by side (top) and their error maps (bottom) for one case; returns the first axes."""
     import matplotlib.pyplot as plt
-    from matplotlib.colors import Normalize
+    from ... import plot as lplot
     panels = [p for p in ds.panel.values if np.isfinite(ds.images.sel(panel=p).isel(case=case)).all()]
     fig, axes = plt.subplots(2, len(panels), figsize=(2.2 * len(panels), 4.6), squeeze=False)
     xt = ds.images.isel(case=case).sel(panel="x_true").values
-    norm = Normalize(0.0, ERROR_SCALE)          # one scale for every error map, drawn once as a colour bar
     for j, p in enumerate(panels):
         im = ds.images.isel(case=case).sel(panel=p).values
-        axes[0, j].imshow(im, cmap="gray", vmin=0, vmax=1)
         title = str(p)
         if p in ds.estimator.values:
             title += f"\n{float(ds.psnr.isel(case=case).sel(estimator=p)):.1f} dB"
-        axes[0, j].set_title(title, fontsize=8)
-        for a in axes[:, j]:
-            a.axis("off")
+        lplot.image(im, axes[0, j], title=title)
+        axes[1, j].axis("off")
         if p == "x_true":                    # its own error is zero: this slot shows the truth only
             continue
-        err = axes[1, j].imshow(np.abs(im - xt), cmap="magma", norm=norm)
-        axes[1, j].set_title("|error|", fontsize=8)
+        err = lplot.error_maps(im, xt, axes[1, j], vmax=ERROR_SCALE)[-1].images[0]
     if len(panels) > 1:
         fig.colorbar(err, ax=axes[1, :].tolist(), shrink=0.8, label="|x̂ − x*| (intensity)")
     fig.suptitle(f"{NAME}: {ds.case.values[case]}", fontsize=9)

@@ -43,6 +43,7 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
     """Top: the θ posterior of every case and ``case``'s posterior std; bottom: ``case``'s x*, the
     posterior mean and the point estimates (PSNR in the titles). Returns the θ-posterior axes."""
     import matplotlib.pyplot as plt
+    from ... import plot as lplot
     shown = [e for e in ds.estimate.values if np.isfinite(ds.estimate_image.sel(estimate=e)[case]).all()]
     n = len(shown) + 1
     fig = plt.figure(figsize=(2.1 * n, 5.2))
@@ -62,9 +63,6 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
         (e.replace("_", " "), ds.estimate_image.sel(estimate=e)[case],
          float(ds.psnr_mean[case]) if e == "posterior_mean" else float(ds[f"psnr_{e}"][case])) for e in shown]
     for k, (title, im, db) in enumerate(panels):
-        a = fig.add_subplot(grid[1, k])
-        a.imshow(im, cmap="gray", vmin=0, vmax=1)
-        a.set_title(title if db is None else f"{title}\n{db:.1f} dB", fontsize=8)
-        a.axis("off")
+        lplot.image(im, fig.add_subplot(grid[1, k]), title=title if db is None else f"{title}\n{db:.1f} dB")
     fig.suptitle(f"{ds.case.values[case]}", fontsize=9)
     return top
