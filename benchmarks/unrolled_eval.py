@@ -1,6 +1,6 @@
 """The shipped unrolled models on held-out data: PSNR, kernel error and parameter error, in one run.
 
-    python benchmarks/unrolled_eval.py [--models unrolled-gaussian,unrolled-shake,unrolled-gmm16]
+    python benchmarks/unrolled_eval.py [--models unrolled-gaussian,unrolled-shake,unrolled-gmm16] [--oracle]
 
 Natural models: 64x64 crops of the held-out images (camera, ascent, aero; three places each), kernels
 drawn from the model's training range (seeded: Gaussian widths or motion (length, angle) uniform on the
@@ -8,6 +8,12 @@ box, camera-shake draws of sizes 5-15, or 5..--kernel-size, zero-padded to a fre
 draws for every free model), sigma in {0.01, 0.03}. The GMM model: 16x16 draws of its GMM.
 Reports means over the cases: PSNR of y and of the reconstruction, ||h_hat - h*||, and |theta_hat - theta*|
 (first parameter) for the parametric models.
+
+``--oracle``: two more kernel errors per case (the same ||h - h*||, no re-centring), of the simplex
+least-squares kernel (``kernel_estimation.least_squares_kernel``, on h*'s support) fitted to y from the *true* image x*
+(the oracle: what a least-squares kernel step reaches with a perfect image) and from the model's own
+reconstruction x_hat. The first bounds what a better kernel step could gain; the gap between the two is
+the part of the kernel error that comes from the image estimate.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 import torch
 
 from landscape import data, priors
+from landscape.kernel_estimation import least_squares_kernel
 from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw_kernels, simulate
 from landscape.estimators.unrolled import check_kernel_for, load_unrolled
 
@@ -41,8 +48,11 @@ def main() -> None:
                     help="shipped names, or NAME:PATH for a weights file trained with NAME's recipe")
     ap.add_argument("--kernel-size", type=int, default=15,
                     help="free-kernel models: camera-shake draws of sizes 5..this, zero-padded to each model's support")
+    ap.add_argument("--oracle", action="store_true",
+                    help="also the least-squares kernel's error from x* and from x_hat")
     args = ap.parse_args()
-    print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}")
+    print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}"
+          + (f"{'LS(x*)':>9}{'LS(x_hat)':>11}" if args.oracle else ""))
     for entry in args.models.split(","):
         name, _, path = entry.partition(":")
         try:
@@ -73,10 +83,16 @@ def main() -> None:
                         cand = fam(grid[:, None].double()).float()
                         true_th = float(grid[int(((cand - h) ** 2).sum((-2, -1)).argmin())])
                         th_err = abs(float(o["theta"][0, 0]) - true_th)
-                rows.append((psnr(y), psnr(o["x"]), float((o["kernel"] - h).norm()), th_err))
+                oracle = (np.nan, np.nan)
+                if args.oracle:                    # the same circular model the data were simulated with
+                    size, yy, ht = h.shape[-1], y[0].double().numpy(), h[0].double().numpy()
+                    oracle = tuple(float(np.linalg.norm(least_squares_kernel(yy, im, size) - ht))
+                                   for im in (x[0].double().numpy(), o["x"][0].double().numpy()))
+                rows.append((psnr(y), psnr(o["x"]), float((o["kernel"] - h).norm()), th_err, *oracle))
         r = np.array(rows)
         print(f"{entry:<20}{len(r):6d}{r[:, 0].mean():9.2f}{r[:, 1].mean():12.2f}{r[:, 2].mean():10.3f}"
-              f"{np.nanmean(r[:, 3]) if np.isfinite(r[:, 3]).any() else float('nan'):18.3f}")
+              f"{np.nanmean(r[:, 3]) if np.isfinite(r[:, 3]).any() else float('nan'):18.3f}"
+              + (f"{r[:, 4].mean():9.3f}{r[:, 5].mean():11.3f}" if args.oracle else ""))
 
 
 if __name__ == "__main__":

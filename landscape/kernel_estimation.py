@@ -20,6 +20,7 @@ r"""Free-kernel estimation as the blind-deblurring literature runs it on measure
 * :func:`map_xk` — the joint MAP over :math:`(x, h)` from :math:`(\delta, y)`, alternating with delayed
   normalisation (Perrone & Favaro 2014; ``descent.descend(scheme="pam")``), coarse to fine, for any prior.
 * :func:`nonblind` — the non-blind step every estimate shares: :math:`\arg\min_x E(h, x)`.
+* :func:`least_squares_kernel` — the simplex least-squares kernel for a known image (the oracle kernel step).
 * :func:`kernel_error` — :math:`\|\hat h - h^\star\|_2` with both centred on a common support (a kernel is
   only defined up to a translation, the image moving the other way).
 
@@ -274,6 +275,27 @@ def nonblind(y: Any, noise: float, kernel: Any, prior: Prior, solver: SolverOpti
     return host(x[0])
 
 
+def least_squares_kernel(y: Any, x: Any, size: int, n_iter: int = 500) -> np.ndarray:
+    r"""The kernel that best explains ``y`` from a known image ``x``: :math:`\arg\min_{h \in \Delta}
+    \|h \star x - y\|^2` (circular convolution, ``size x size`` support, :math:`\Delta` the simplex).
+
+    The M-step's quadratic with :math:`\hat\mu = \mathcal F x` and :math:`c = 0`, solved by the same FISTA
+    (``n_iter`` iterations from the uniform kernel). With the true image this is the *oracle* kernel: the
+    best any estimator whose kernel step is a least-squares fit could reach from its image estimate, and with
+    an estimator's own reconstruction it separates the error of the kernel step from that of the image
+    (``benchmarks/unrolled_eval.py --oracle``)."""
+    size = int(size)
+    xt = torch.as_tensor(np.asarray(x, dtype=float), dtype=torch.float64, device="cpu")
+    yt = torch.as_tensor(np.asarray(y, dtype=float), dtype=torch.float64, device="cpu")
+    if xt.ndim != 2 or yt.shape != xt.shape:
+        raise InputError("x", f"a 2-D image of y's shape {tuple(yt.shape)}", tuple(xt.shape))
+    if size < 1 or size % 2 == 0 or size > min(xt.shape):
+        raise InputError("size", f"an odd kernel size no larger than the image {tuple(xt.shape)}", size)
+    A, b, _ = m_step_quadratic(yt, torch.fft.fft2(xt, norm="ortho"), torch.zeros_like(xt), size)
+    h0 = torch.full((size * size,), 1.0 / size ** 2, dtype=torch.float64)
+    return host(_fista_simplex(A, b, h0, int(n_iter)).reshape(size, size))
+
+
 def kernel_error(h: Any, h_true: Any) -> float:
     """:math:`\\|\\hat h - h^\\star\\|_2`, both centred (centre of mass) on the larger of the two supports."""
     h, ht = np.asarray(h, dtype=float), np.asarray(h_true, dtype=float)
@@ -281,5 +303,5 @@ def kernel_error(h: Any, h_true: Any) -> float:
     return float(np.linalg.norm(centre(h, size) - centre(ht, size)))
 
 
-__all__ = ["pyramid", "map_k", "map_xk", "nonblind", "kernel_error", "e_step", "m_step_quadratic",
-           "upsample_kernel", "kernel_problem", "gaussian_prior"]
+__all__ = ["pyramid", "map_k", "map_xk", "nonblind", "kernel_error", "least_squares_kernel", "e_step",
+           "m_step_quadratic", "upsample_kernel", "kernel_problem", "gaussian_prior"]

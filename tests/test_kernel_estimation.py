@@ -46,6 +46,30 @@ def test_the_m_step_quadratic_equals_the_expected_misfit_computed_densely():
     assert abs(Q - dense) <= 1e-9 * abs(dense)
 
 
+def test_the_least_squares_kernel_is_the_dense_simplex_qp_and_recovers_a_noise_free_kernel():
+    """``least_squares_kernel``: argmin over the simplex of ||h * x - y||^2, against scipy's SLSQP on the dense
+    design matrix (one column per kernel tap: the blur of x by that tap alone); with noise-free data it
+    returns the true kernel."""
+    from scipy.optimize import minimize
+    y, h_true, prior = _problem((24, 24), 5, rng=1)
+    x = prior.sample(1, rng=np.random.default_rng(1))[0]        # _problem's image, drawn again from its seed
+    taps = torch.eye(25, dtype=torch.float64).reshape(25, 5, 5)
+    X = torch.stack([Blur(t, (24, 24))(x).reshape(-1) for t in taps], 1).numpy()
+    yv = y.reshape(-1).numpy()
+    ref = minimize(lambda v: ((X @ v - yv) ** 2).sum(), np.full(25, 1 / 25), jac=lambda v: 2 * X.T @ (X @ v - yv),
+                   bounds=[(0, None)] * 25, constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1}],
+                   method="SLSQP", options={"ftol": 1e-15, "maxiter": 1000}).x.reshape(5, 5)
+    got = ke.least_squares_kernel(y, x, 5, n_iter=3000)
+    np.testing.assert_allclose(got, ref, atol=2e-4)
+    assert ((X @ got.ravel() - yv) ** 2).sum() <= ((X @ ref.ravel() - yv) ** 2).sum() * (1 + 1e-6)
+    clean = Blur(torch.as_tensor(h_true), (24, 24))(x)
+    np.testing.assert_allclose(ke.least_squares_kernel(clean, x, 5, n_iter=3000), h_true, atol=2e-4)
+    with pytest.raises(InputError, match="^size:"):
+        ke.least_squares_kernel(y, x, 4)
+    with pytest.raises(InputError, match="^x:"):
+        ke.least_squares_kernel(y, x[:20], 5)
+
+
 def test_em_never_increases_the_closed_form_marginal_nll():
     """Each EM iteration (E-step, exact M-step on the simplex) cannot raise -log p(y | h) (the closed form of
     ``marginal.marginal_nll``); from the Dirac it falls."""
