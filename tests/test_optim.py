@@ -37,3 +37,23 @@ def test_etol_is_the_newton_decrement(quad):
     assert float((fg(x, None)[0] - fstar).max()) <= 1e-6
     _, tight = lbfgs(fg, x0, etol=1e-12, ftol=0, gtol=0)
     assert (info.n_iter < tight.n_iter).all()
+
+
+def test_blocks_of_items_give_each_item_the_one_batch_iterates(quad):
+    """``block``: the items run in blocks one after the other; each item's answer, iteration count and
+    energy equal the one-batch solve's (the items are independent; no FFT here, so bit for bit), and ``fg``
+    and ``precond`` see indices into the whole batch."""
+    a, b, x0 = quad
+    a, b, x0 = (torch.cat([t, 1.5 * t]) for t in (a, b, x0))           # 6 items, different problems
+    fg, fstar = _quadratic(a, b)
+    seen = []
+    M = lambda v, idx: seen.append(idx.tolist()) or v / (2 * a[idx])      # a (scaled) inverse Hessian
+    whole, info = lbfgs(fg, x0, precond=M, ftol=0, gtol=1e-10)
+    assert seen[0] == list(range(6))
+    seen.clear()
+    blocks, binfo = lbfgs(fg, x0, precond=M, ftol=0, gtol=1e-10, block=4)
+    assert seen[0] == [0, 1, 2, 3] and [4, 5] in seen and all(max(i) < 6 for i in seen)
+    assert torch.equal(blocks, whole) and torch.equal(binfo.n_iter, info.n_iter)
+    assert torch.equal(binfo.f, info.f) and torch.equal(binfo.converged, info.converged)
+    assert binfo.n_item_evals == info.n_item_evals
+    torch.testing.assert_close(binfo.f, fstar, rtol=1e-12, atol=1e-12)
