@@ -50,11 +50,13 @@ def image(img: Any, ax: Any = None, title: str | None = None, **imshow: Any):
 
 
 def error_maps(estimate: Any, truth: Any, ax: Any = None, vmax: float = 0.25, cmap: str = "magma",
-               title: str = "|error|") -> Sequence[Any]:
+               title: str = "|error|", norm: Any = None) -> Sequence[Any]:
     """Draw :math:`|\\hat x - x^\\star|`: one map for a gray image, one per channel (R, G, B) for a colour
-    one, on one colour scale ``[0, vmax]`` (larger errors saturate). ``ax``: one axes (gray) or a sequence of
-    three (colour); new ones when omitted. Returns the axes drawn in (the last image is ``ax[-1].images[0]``,
-    for a colour bar)."""
+    one, on one colour scale ``[0, vmax]`` (larger errors saturate): one ``Normalize`` shared by every map,
+    or ``norm`` (pass the same one to several calls so that one colour bar serves them all). ``ax``: one axes
+    (gray) or a sequence of three (colour); new ones when omitted. Returns the axes drawn in (the last image
+    is ``ax[-1].images[0]``, for a colour bar)."""
+    from matplotlib.colors import Normalize
     e, t = _pixels(estimate, "estimate"), _pixels(truth, "truth")
     if e.shape != t.shape:
         raise InputError("truth", f"the estimate's shape {e.shape}", t.shape)
@@ -67,8 +69,9 @@ def error_maps(estimate: Any, truth: Any, ax: Any = None, vmax: float = 0.25, cm
     axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
     if len(axes) != len(maps):
         raise InputError("ax", f"{len(maps)} axes (one per channel)", len(axes))
+    norm = norm if norm is not None else Normalize(0.0, vmax)
     for a, m, c in zip(axes, maps, CHANNELS if len(maps) == 3 else ("",)):
-        a.imshow(m, cmap=cmap, vmin=0.0, vmax=vmax)
+        a.imshow(m, cmap=cmap, norm=norm)
         a.set_title(f"{title} {c}".strip(), fontsize=8)
         a.axis("off")
     return axes

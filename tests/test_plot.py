@@ -34,6 +34,7 @@ def test_error_maps_are_one_per_channel_on_one_scale():
     np.testing.assert_allclose(maps[2], 0.1, atol=1e-12)
     assert np.abs(maps[0]).max() == 0 == np.abs(maps[1]).max()
     assert all(a.images[0].get_clim() == (0.0, 0.2) for a in axes)
+    assert axes[0].images[0].norm is axes[2].images[0].norm           # one scale: one colour bar serves all
     (one,) = plot.error_maps(est[0], truth[0])
     assert one.get_title() == "|error|"
 
