@@ -172,6 +172,29 @@ def test_patch_energy_is_sum_over_wrapped_patches(rng):
     assert abs(float(prior.energy(x)) - ref) < 1e-10
 
 
+def test_a_colour_patch_energy_is_the_sum_over_wrapped_colour_patches(rng):
+    """A (3, 2, 2) patch GMM on (3, 3, 4) images: the energy is the colour GMM's summed over every wrapped
+    patch holding all three channels of its pixels (brute force), the gradient autograd's, the Hessian the
+    dense double backward's, the denoiser a (3, H, W) image; a gray image is refused naming ``x``."""
+    gmm = _random_gmm(rng, K=2, shape=(3, 2, 2))
+    prior = P.PatchGMMPrior(gmm)
+    x = torch.as_tensor(rng.normal(size=(2, 3, 3, 4)))
+    ref = torch.zeros(2, dtype=torch.float64)
+    for i in range(3):
+        for j in range(4):
+            ref += gmm.energy(x[:, :, [i, (i + 1) % 3]][:, :, :, [j, (j + 1) % 4]])
+    torch.testing.assert_close(prior.energy(x), ref, rtol=1e-12, atol=1e-10)
+    xg = x.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(prior.energy(xg).sum(), xg)
+    e, g = prior.energy_and_grad(x)
+    torch.testing.assert_close(g, auto, rtol=1e-9, atol=1e-10)
+    dense = torch.autograd.functional.hessian(lambda v: prior.energy(v.reshape(3, 3, 4)), x[0].reshape(-1))
+    torch.testing.assert_close(prior.hessian_matrix(x)[0], dense, rtol=1e-8, atol=1e-9)
+    assert prior.denoise(x, 0.1).shape == x.shape
+    with pytest.raises(InputError, match="^x:"):
+        prior.energy(x[:, 0])
+
+
 def test_sparse_prior_is_shift_invariant_and_checks(rng):
     sp = P.SparseGradientPrior(alpha=0.8)
     x = torch.as_tensor(rng.random((6, 6)))

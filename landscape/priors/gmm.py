@@ -267,24 +267,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
 
 
-def fit_natural_gmm(shape: tuple[int, int] = (8, 8), n_components: int = 10, n_samples: int = 20000,
+def fit_natural_gmm(shape: tuple[int, ...] = (8, 8), n_components: int = 10, n_samples: int = 20000,
                     rng: int = 0, progress: bool = True, **kw: Any) -> GMMPrior:
-    """A GMM fitted by EM on random ``shape`` crops of the training images (``data.TRAIN``).
+    """A GMM fitted by EM on random ``shape`` crops of the training images (``data.TRAIN``; for a colour
+    ``(3, h, w)`` shape, colour crops of ``data.COLOR_TRAIN``).
 
     The fit is cached on disk, keyed by its arguments, so later calls load it.
     """
-    from ..data import random_crops, TRAIN
+    from ..data import COLOR_TRAIN, TRAIN, load, random_crops
+    color = len(shape) == 3
+    names = COLOR_TRAIN if color else TRAIN
     key = json.dumps({"shape": list(shape), "K": n_components, "N": n_samples, "rng": rng,
-                      "images": list(TRAIN), **kw}, sort_keys=True)
+                      "images": list(names), **kw}, sort_keys=True)
     path = cache_dir() / f"gmm-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if path.exists():
         try:
             return GMMPrior.load(path)
         except Exception:  # noqa: BLE001 - a damaged cache entry is refitted
             pass
-    crops = random_crops(TRAIN, shape, n_samples, rng=rng)
+    images = [load(n, color=True) for n in names] if color else names
+    crops = random_crops(images, tuple(shape[-2:]), n_samples, rng=rng)
     model = GMMPrior.fit(crops, shape, n_components, rng=rng, progress=progress, **kw)
-    model.info["training"] = "random crops of data.TRAIN"
+    model.info["training"] = "random crops of data." + ("COLOR_TRAIN" if color else "TRAIN")
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     # the cached form, so that a fit and a later load give bit-identical priors (and results)
@@ -293,7 +297,8 @@ def fit_natural_gmm(shape: tuple[int, int] = (8, 8), n_components: int = 10, n_s
 
 class PatchGMMPrior(Prior):
     r"""EPLL-style patch prior: :math:`q(x) = \sum_i q_{\mathrm{GMM}}(P_i x)` over all circularly
-    wrapped ``p x p`` patches (stride 1), where the GMM is a ``GMMPrior`` of shape ``(p, p)``.
+    wrapped ``p x p`` patches (stride 1), where the GMM is a ``GMMPrior`` of shape ``(p, p)``, or of shape
+    ``(C, p, p)`` for colour images ``(C, H, W)`` (a patch then holds every channel of its pixels).
     :math:`\nabla q = \sum_i P_i^\top \nabla q_{\mathrm{GMM}}(P_i x)`."""
 
     name = "patch-gmm"
@@ -301,39 +306,49 @@ class PatchGMMPrior(Prior):
 
     def __init__(self, gmm: GMMPrior):
         self.gmm = gmm
-        self.patch = gmm.shape
-        self._index: dict[tuple[int, int], torch.Tensor] = {}
+        self.patch = gmm.shape[-2:]
+        self.channels = gmm.shape[0] if len(gmm.shape) == 3 else None
+        self.event_ndim = gmm.event_ndim
+        self._index: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def index(self, shape: tuple[int, int], device: Any = None) -> torch.Tensor:
-        """Flat indices ``(n_patches, p*p)`` of every wrapped patch of an image of ``shape``."""
+    def index(self, shape: tuple[int, ...], device: Any = None) -> torch.Tensor:
+        """Flat indices ``(n_patches, C*p*p)`` of every wrapped patch of an image of ``shape`` (``(H, W)``, or
+        ``(C, H, W)`` in colour: channel-major within a patch, as the patch GMM flattens its images)."""
         key = tuple(shape)
         if key not in self._index:
-            H, W = shape
+            H, W = shape[-2:]
             ph, pw = self.patch
-            if ph > H or pw > W:
-                raise InputError("x", f"images at least as large as the patch {self.patch}", shape)
+            if ph > H or pw > W or len(shape) != self.event_ndim or (self.channels and shape[0] != self.channels):
+                raise InputError("x", f"images at least as large as the patch {tuple(self.gmm.shape)}", shape)
             ar = functools.partial(torch.arange, device="cpu")
             r = (ar(H)[:, None, None, None] + ar(ph)[None, None, :, None]) % H
             c = (ar(W)[None, :, None, None] + ar(pw)[None, None, None, :]) % W
-            self._index[key] = (r * W + c).reshape(H * W, ph * pw)
+            flat = (r * W + c).reshape(H * W, 1, ph * pw)
+            if self.channels:                                  # channel k of a pixel: offset k H W
+                flat = flat + (ar(self.channels) * H * W)[None, :, None]
+            self._index[key] = flat.reshape(H * W, -1)
         return self._index[key].to(device)
 
+    def _lead(self, x: torch.Tensor) -> torch.Size:
+        return x.shape[:x.ndim - self.event_ndim]
+
     def _patches(self, x):
-        idx = self.index(tuple(x.shape[-2:]), x.device)
-        flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
-        return flat[:, idx], idx                                # (B, n_patches, p*p)
+        event = tuple(x.shape[x.ndim - self.event_ndim:])
+        idx = self.index(event, x.device)
+        flat = x.reshape(-1, math.prod(event))
+        return flat[:, idx], idx                                # (B, n_patches, C*p*p)
 
     def energy(self, x):
         p, _ = self._patches(x)
-        q = self.gmm.energy(p.reshape(*p.shape[:2], *self.patch))
-        return q.sum(-1).reshape(x.shape[:-2])
+        q = self.gmm.energy(p.reshape(*p.shape[:2], *self.gmm.shape))
+        return q.sum(-1).reshape(self._lead(x))
 
     def energy_and_grad(self, x):
         p, idx = self._patches(x)
-        q, g = self.gmm.energy_and_grad(p.reshape(*p.shape[:2], *self.patch))
-        grad = torch.zeros(p.shape[0], x.shape[-2] * x.shape[-1], dtype=x.dtype, device=x.device)
+        q, g = self.gmm.energy_and_grad(p.reshape(*p.shape[:2], *self.gmm.shape))
+        grad = torch.zeros(p.shape[0], math.prod(x.shape[x.ndim - self.event_ndim:]), dtype=x.dtype, device=x.device)
         grad.index_add_(1, idx.reshape(-1), g.reshape(p.shape[0], -1))
-        return q.sum(-1).reshape(x.shape[:-2]), grad.reshape(x.shape)
+        return q.sum(-1).reshape(self._lead(x)), grad.reshape(x.shape)
 
     def grad(self, x):
         return self.energy_and_grad(x)[1]
@@ -343,23 +358,23 @@ class PatchGMMPrior(Prior):
         :math:`\sum_i P_i^\top \nabla^2 q_{\mathrm{GMM}}(P_i x) P_i` (each patch's closed-form Hessian,
         ``GMMPrior.hessian_matrix``, added into the rows and columns of its pixels). One matrix costs no
         Hessian-vector product; ``certify.certificate`` decomposes it densely."""
-        p, idx = self._patches(x)                                       # (B, n_patches, p*p)
-        blocks = self.gmm.hessian_matrix(p.reshape(*p.shape[:2], *self.patch))   # (B, n, pp, pp)
-        d = x.shape[-2] * x.shape[-1]
+        p, idx = self._patches(x)                                       # (B, n_patches, C*p*p)
+        blocks = self.gmm.hessian_matrix(p.reshape(*p.shape[:2], *self.gmm.shape))   # (B, n, Cpp, Cpp)
+        d = math.prod(x.shape[x.ndim - self.event_ndim:])
         flat = (idx[:, :, None] * d + idx[:, None, :]).reshape(-1)
         out = torch.zeros(p.shape[0], d * d, dtype=x.dtype, device=x.device)
         out.index_add_(1, flat, blocks.reshape(p.shape[0], -1))
-        return out.reshape(*x.shape[:-2], d, d)
+        return out.reshape(*self._lead(x), d, d)
 
     def denoise(self, z, s, differentiable: bool = False):
         """Average over patches of each patch's exact GMM posterior mean (approximate)."""
         p, idx = self._patches(z)
-        d = self.gmm.denoise(p.reshape(*p.shape[:2], *self.patch), s).reshape(p.shape[0], -1)
-        out = torch.zeros(p.shape[0], z.shape[-2] * z.shape[-1], dtype=z.dtype, device=z.device)
+        d = self.gmm.denoise(p.reshape(*p.shape[:2], *self.gmm.shape), s).reshape(p.shape[0], -1)
+        out = torch.zeros(p.shape[0], math.prod(z.shape[z.ndim - self.event_ndim:]), dtype=z.dtype, device=z.device)
         out.index_add_(1, idx.reshape(-1), d)
-        return (out / idx.shape[1]).reshape(z.shape)
+        return (out / (self.patch[0] * self.patch[1])).reshape(z.shape)       # each value is in p*p patches
 
     def describe(self):
         return {"name": self.name, "capabilities": {k: str(v) for k, v in self.capabilities.items()},
-                "patch": list(self.patch),
+                "patch": list(self.gmm.shape),
                 "gmm": self.gmm.describe()}

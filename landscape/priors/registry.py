@@ -115,8 +115,11 @@ def _gmm(shape, st):
 
 
 def _patch_gmm(shape, st):
+    """EPLL's prior: a 10-component GMM on 8x8 patches (on (3, 8, 8) colour patches of ``data.COLOR_TRAIN`` for
+    colour images; that fit takes about a minute once, then loads from the cache)."""
     from .gmm import PatchGMMPrior, fit_natural_gmm
-    return PatchGMMPrior(fit_natural_gmm((8, 8), 10, 20000, progress=st.progress))
+    patch = (3, 8, 8) if len(shape) == 3 else (8, 8)
+    return PatchGMMPrior(fit_natural_gmm(patch, 10, 20000, progress=st.progress))
 
 
 def _sparse(shape, st):
@@ -132,7 +135,7 @@ PRIORS: dict[str, Callable[[tuple[int, int], PriorSettings], Prior]] = {
 #: priors on images of any shape (the others are fitted to one shape)
 ANY_SHAPE = ("tweedie", "gs", "pf-ode", "patch-gmm", "sparse")
 #: priors with a colour version (``shape`` ``(3, H, W)``)
-COLOR = ("tweedie", "pf-ode", "gaussian")
+COLOR = ("tweedie", "pf-ode", "gaussian", "patch-gmm")
 
 
 def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None = None) -> Prior:
