@@ -16,12 +16,14 @@ The floor of a phase is the work it cannot avoid, replayed with nothing else: ev
 signature at a time (the certificate: its energy-gradient evaluations and Hessian products, each timed
 alone). ``ratio`` = time / floor: what the solvers' own arithmetic, Python and bookkeeping add. The growth
 exponent is the slope of log(time) against log(pixels) over the sizes (1: linear in the pixel count; FFTs
-are n log n, about 1.1 over this range).
+are n log n, about 1.1 over this range). After each size it prints the process's peak resident memory so
+far (the 256² run was once killed at 24 GB; the denoiser now splits its batches, ``nets.PIXELS_PER_CALL``).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -188,6 +190,9 @@ def main() -> None:
         for ph, (t, f, items) in r.items():
             print(f"  {n:>4}^2 {ph:<12} {t:9.2f} {f:9.2f} {t / f if f else float('nan'):6.2f} {items:12d}"
                   + (f"   ({note})" if ph == "certificate" else ""), flush=True)
+        # the process's peak over everything run so far (Linux reports KB)
+        print(f"  {n:>4}^2 peak resident memory so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB",
+              flush=True)
     if len(sizes) > 1:
         px = np.log(np.array(sizes, dtype=float) ** 2)
         print("  growth exponent (slope of log time against log pixels):")
