@@ -76,13 +76,16 @@ def test_unrolled_bad_input(tmp_path):
         reconstruct(model, np.zeros((8, 8)), 0.01)
 
 
-def test_fixed_level_pnp_with_the_exact_gmm_denoiser_reaches_the_smoothed_map(rng):
+@pytest.mark.parametrize("shape", [(4, 4), (3, 4, 4)], ids=["gray", "colour"])
+def test_fixed_level_pnp_with_the_exact_gmm_denoiser_reaches_the_smoothed_map(shape, rng):
     r"""With D the exact MMSE denoiser of a GMM at level s, a fixed point x = argmin data + |x - D(x)|^2/(2 s^2)
     satisfies H^T(Hx - y)/sigma^2 + (x - D(x))/s^2 = 0, and Tweedie gives (x - D(x))/s^2 = grad(-log p_s)(x):
-    x is a critical point of data + q_s, the minimiser found by L-BFGS with the smoothed GMM (noisy(s))."""
-    A = rng.normal(size=(2, 16, 16)) * 0.05
-    cov = A @ A.transpose(0, 2, 1) + 0.004 * np.eye(16)
-    gmm = P.GMMPrior([0.5, 0.5], 0.3 + 0.4 * rng.random((2, 16)), cov, (4, 4))
+    x is a critical point of data + q_s, the minimiser found by L-BFGS with the smoothed GMM (noisy(s)).
+    In colour: a GMM on (3, 4, 4) images, the same blur on every channel."""
+    D = int(np.prod(shape))
+    A = rng.normal(size=(2, D, D)) * 0.05
+    cov = A @ A.transpose(0, 2, 1) + 0.004 * np.eye(D)
+    gmm = P.GMMPrior([0.5, 0.5], 0.3 + 0.4 * rng.random((2, D)), cov, shape)
     prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=1)[0].numpy(), K.Gaussian(3), 0.8, 0.05, rng=2)
     s = 0.05
     out = pnp.pnp_nonblind(prob, gmm, [0.8], pnp.PnPOptions(variant="fixed", s=s, n_iter=3000))

@@ -20,7 +20,9 @@ Blind (``pnp_blind``): each iteration is followed by a projected, backtracked gr
 :math:`\theta` for the data term (``descent.theta_step``); started from :math:`(\delta, y)` as a
 practitioner would, or from near the truth. Every network call is counted. Tests:
 ``tests/test_estimators.py`` (with the exact GMM denoiser, fixed-level PnP's fixed point is the
-minimiser of the data term plus the smoothed GMM energy at level s; the GS energy never increases).
+minimiser of the data term plus the smoothed GMM energy at level s, in gray and in colour; the GS energy
+never increases). Colour problems (``(C, H, W)`` images) take a colour denoiser, the same kernel on every
+channel.
 """
 
 from __future__ import annotations
@@ -96,17 +98,18 @@ def _calls(prior: Prior) -> int:
 
 def _iteration(problem: BlindDeblur, prior: Prior, h: torch.Tensor, x: torch.Tensor, s: float,
                opts: PnPOptions) -> tuple[torch.Tensor, float]:
-    """One PnP iteration from ``x`` (``(B, H, W)``) with kernels ``h`` ``(B, k, k)``; returns the new
-    iterate and, for ``gradient-step``, the energy F there (else NaN)."""
+    """One PnP iteration from ``x`` (``(B, *problem.event_shape)``: gray or colour, the same kernel on every
+    channel) with kernels ``h`` ``(B, k, k)``; returns the new iterate and, for ``gradient-step``, the energy
+    F there (else NaN)."""
     y = problem.y.expand_as(x)
     B = x.shape[0]
     sig = torch.full((B,), problem.noise, dtype=x.dtype, device=x.device)
-    blur = Blur(h, tuple(x.shape[-2:]))            # one operator (and OTF) for every step of this iteration
+    blur = Blur(h, problem.image_shape, channels=problem.channels)   # one operator (and OTF) for every step
     if opts.variant != "gradient-step":
         z = prior.denoise(x, s)
         return blur.data_prox(y, z, sig, torch.full((B,), s, dtype=x.dtype, device=x.device)), float("nan")
     # proximal gradient on F = data + lambda q with backtracking on tau (monotone F)
-    data = lambda v: ((blur(v) - y) ** 2).sum((-2, -1)) / (2 * problem.noise ** 2)
+    data = lambda v: ((blur(v) - y) ** 2).flatten(1).sum(-1) / (2 * problem.noise ** 2)
     F = lambda v: data(v) + opts.weight * prior.energy(v)
     q0, gq = prior.energy_and_grad(x)              # one network evaluation gives q and its gradient at x
     f0 = data(x) + opts.weight * q0
@@ -133,13 +136,13 @@ def pnp_nonblind(problem: BlindDeblur, prior: Prior, theta: Any, options: PnPOpt
         Its ``denoise(z, s)`` is the plug-in denoiser (``energy_and_grad`` for ``gradient-step``).
     theta : array ``(p,)``
     options : PnPOptions, optional
-    x0 : Tensor ``(H, W)``, optional
+    x0 : Tensor ``(H, W)`` (``(C, H, W)`` for a colour problem), optional
         Start (default ``y``).
 
     Returns
     -------
     dict
-        ``x`` ``(H, W)``, ``calls`` (network calls), ``energy`` (``gradient-step``: F per iteration).
+        ``x`` (the problem's image shape), ``calls`` (network calls), ``energy`` (``gradient-step``: F per iteration).
     """
     opts = options or PnPOptions()
     _check(problem, prior, opts)
@@ -165,14 +168,14 @@ def pnp_blind(problem: BlindDeblur, prior: Prior, theta0: Any, x0: torch.Tensor 
     prior : Prior
     theta0 : array ``(p,)``
         Starting kernel parameter (``family.zero()``: the Dirac, as a practitioner would start).
-    x0 : Tensor ``(H, W)``, optional
+    x0 : Tensor ``(H, W)`` (``(C, H, W)`` for a colour problem), optional
         Starting image (default ``y``).
     options : PnPOptions, optional
 
     Returns
     -------
     dict
-        ``x`` ``(H, W)``, ``theta`` ``(p,)``, ``theta_path`` ``(n_iter + 1, p)``, ``calls``,
+        ``x`` (the problem's image shape), ``theta`` ``(p,)``, ``theta_path`` ``(n_iter + 1, p)``, ``calls``,
         ``energy`` (``gradient-step`` only).
     """
     opts = options or PnPOptions()
