@@ -127,15 +127,17 @@ def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None
     post : Posterior
     theta : array ``(p,)``
     options : LangevinOptions, optional
-    x0 : Tensor ``(H, W)`` or ``(C, H, W)``, optional
-        Start (default ``y``, edge-padded for the valid boundary).
+    x0 : Tensor, optional
+        Start: one image (the problem's image shape: ``(H, W)``, or ``(3, H, W)`` for a colour problem) for
+        every chain, or one per chain ``(chains, *image shape)`` (default ``y``, edge-padded for the valid
+        boundary).
     rng : seed or ``torch.Generator``
     progress : bool
 
     Returns
     -------
     dict
-        ``draws`` ``(C, n, H, W)``; ``step`` :math:`\delta` (per level for ``annealed``); ``acceptance``
+        ``draws`` ``(chains, n, *image shape)``; ``step`` :math:`\delta` (per level for ``annealed``); ``acceptance``
         ``(C,)`` (``mala``; NaN otherwise); ``energy`` ``(C, n)`` when the prior has one (``mala``);
         ``calls`` (prior gradient or denoiser calls).
     """
@@ -148,10 +150,10 @@ def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None
     gen = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(
         int(np.random.default_rng(rng).integers(2 ** 62)))
     C = opts.chains
-    shape = post.problem.image_shape
+    shape = post.problem.event_shape
     x = (post.default_start() if x0 is None else torch.as_tensor(x0, dtype=post.problem.dtype,
                                                                   device=post.problem.device))
-    x = x.expand(C, *shape).clone() if x.ndim == 2 else x.clone()
+    x = x.expand(C, *shape).clone() if x.ndim == len(shape) else x.clone()
     blur = post.problem.blur(th)
     calls0 = post.prior.calls
     if opts.method == "annealed":
@@ -196,12 +198,12 @@ class MalaState:
 
 def transition(post: Posterior, blur, x: torch.Tensor, step: Any, method: str, gen: torch.Generator,
                state: MalaState, level: float | None = None) -> torch.Tensor:
-    """One Langevin move of every chain (``x`` ``(C, H, W)``, ``blur`` with one kernel per chain or one
+    """One Langevin move of every chain (``x`` ``(C, *image shape)``, ``blur`` with one kernel per chain or one
     for all); ``step`` a float or ``(C,)``; ``level``: the denoiser level of an annealed step (the
     likelihood's variance widened by its square), None for the prior's own gradient."""
     C = x.shape[0]
     d = torch.as_tensor(step, dtype=x.dtype, device=x.device).reshape(-1).expand(C)
-    dv = d[:, None, None]
+    dv = d.reshape(C, *[1] * (x.ndim - 1))
     # drawn where the generator lives, then moved: the same draws on every device
     noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)
     if method != "mala":
@@ -216,9 +218,10 @@ def transition(post: Posterior, blur, x: torch.Tensor, step: Any, method: str, g
     log_a = -e_p + state.energy - bwd + fwd
     acc = torch.log(torch.rand(C, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)) < log_a
     state.energy = torch.where(acc, e_p, state.energy)
-    state.grad = torch.where(acc[:, None, None], g_p, state.grad)
+    keep = acc.reshape(C, *[1] * (x.ndim - 1))
+    state.grad = torch.where(keep, g_p, state.grad)
     state.accepted += acc.to(x.dtype)
-    return torch.where(acc[:, None, None], prop, x)
+    return torch.where(keep, prop, x)
 
 
 def energy_grad(post: Posterior, blur, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
