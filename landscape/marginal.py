@@ -166,7 +166,7 @@ def gmm_evidence(problem: BlindDeblur, blur: Any, weights: torch.Tensor, means: 
         Cholesky factors of :math:`S_k` ``(K, M, M)``, ``residual`` :math:`r_k` ``(K, M)``.
     """
     K, D = means.shape
-    img = problem.image_shape
+    img = problem.event_shape
     y = problem.y.reshape(-1)
     HA = blur(sqrt_cov.transpose(1, 2).reshape(K * D, *img)).reshape(K, D, -1)
     M = HA.shape[-1]
@@ -180,8 +180,8 @@ def gmm_evidence(problem: BlindDeblur, blur: Any, weights: torch.Tensor, means: 
 
 
 def _gmm_marginal(problem: BlindDeblur, prior: GMMPrior, theta: Any, chunk: int, progress: bool) -> torch.Tensor:
-    if tuple(prior.shape) != tuple(problem.image_shape):
-        raise InputError("prior", f"a GMM on images of shape {problem.image_shape}", tuple(prior.shape))
+    if tuple(prior.shape) != tuple(problem.event_shape):
+        raise InputError("prior", f"a GMM on images of shape {problem.event_shape}", tuple(prior.shape))
     th = problem.family.as_theta(theta, dtype=problem.dtype, device=problem.device)
     dt, dev = problem.dtype, problem.device
     w, mu, lam, U = (t.to(dtype=dt, device=dev) for t in (prior.weights, prior.means, prior.eigvals, prior.eigvecs))

@@ -73,8 +73,8 @@ class GMMPosterior:
     def __init__(self, problem: BlindDeblur, prior: GMMPrior, theta: Any, theta_prior: Any = None):
         if not isinstance(prior, GMMPrior):
             raise InputError("prior", "a GMMPrior on whole images", type(prior).__name__)
-        if tuple(prior.shape) != tuple(problem.image_shape):
-            raise InputError("prior", f"a GMM on images of shape {problem.image_shape}", tuple(prior.shape))
+        if tuple(prior.shape) != tuple(problem.event_shape):
+            raise InputError("prior", f"a GMM on images of shape {problem.event_shape}", tuple(prior.shape))
         self.problem, self.prior = problem, prior
         self.theta = problem.family.check(theta, dtype=problem.dtype, device=problem.device)
         T = self.theta.shape[0]
@@ -148,7 +148,7 @@ class GMMPosterior:
         wk = torch.softmax(lj, dim=1)                                   # p(k | y, theta_j)
         x_theta = (wk[..., None] * means).sum(1)
         kernels = self.problem.family(self.theta)
-        shape = self.problem.image_shape
+        shape = self.problem.event_shape
         return {"x_mmse": ex.reshape(shape), "x_std": (ex2 - ex ** 2).clamp_min(0).sqrt().reshape(shape),
                 "theta_posterior": wt, "theta_mean": (wt[:, None] * self.theta).sum(0),
                 "kernel_mmse": (wt[:, None, None] * kernels).sum(0), "x_given_theta": x_theta.reshape(T, *shape),
@@ -163,7 +163,7 @@ class GMMPosterior:
         w = torch.softmax(lj.reshape(-1), 0).double().cpu().numpy()
         pick = g.choice(w.size, size=n, p=w / w.sum())
         K = lj.shape[1]
-        out = torch.empty(n, *self.problem.image_shape, dtype=self.problem.dtype, device=self.problem.device)
+        out = torch.empty(n, *self.problem.event_shape, dtype=self.problem.dtype, device=self.problem.device)
         D = self._mu.shape[1]
         e = torch.as_tensor(g.standard_normal((n, D)), dtype=out.dtype, device=out.device)
         for j in np.unique(pick // K):
@@ -173,5 +173,5 @@ class GMMPosterior:
             root = V * lam.clamp_min(0).sqrt()[:, None, :]
             for k in np.unique(pick[pick // K == j] % K):
                 i = torch.as_tensor(np.flatnonzero(pick == j * K + k), device=out.device)
-                out[i] = (sl.means[k] + e[i] @ root[k].T).reshape(-1, *self.problem.image_shape)
+                out[i] = (sl.means[k] + e[i] @ root[k].T).reshape(-1, *self.problem.event_shape)
         return torch.as_tensor(pick // K, device="cpu"), out
