@@ -49,11 +49,24 @@ def test_mala_moments_match_the_exact_posterior(sandbox):
     assert ((sd - sd_ex).abs().numpy() <= 4 * sd_ex.numpy() / np.sqrt(2 * ess)).all()
 
 
-def test_gibbs_theta_marginal_matches_the_exact_one(sandbox):
+@pytest.fixture(scope="module")
+def colour_sandbox():
+    """The sandbox in colour: a two-component GMM on (3, 4, 4) images (d = 48), the same blur on every channel."""
+    rng = np.random.default_rng(4321)
+    A = rng.normal(size=(2, 48, 48)) * 0.03
+    cov = A @ A.transpose(0, 2, 1) + 0.002 * np.eye(48)
+    gmm = P.GMMPrior([0.4, 0.6], 0.3 + 0.4 * rng.random((2, 48)), cov, (3, 4, 4))
+    prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=3)[0].numpy(), K.Gaussian(3), 1.0, 0.05, rng=4)
+    return gmm, prob
+
+
+@pytest.mark.parametrize("which", ["sandbox", "colour_sandbox"], ids=["gray", "colour"])
+def test_gibbs_theta_marginal_matches_the_exact_one(which, request):
     """Total variation between the kept draws' histogram and p(theta|y) below 3 times its expected
-    sampling error sum_j sqrt(p_j (1 - p_j) / n_eff) / 2 (n_eff: ArviZ's ESS of the theta chain)."""
+    sampling error sum_j sqrt(p_j (1 - p_j) / n_eff) / 2 (n_eff: ArviZ's ESS of the theta chain); in gray and
+    on the colour sandbox (its MALA x-steps and its theta-step's data energies over three channels)."""
     import arviz as az
-    gmm, prob = sandbox
+    gmm, prob = request.getfixturevalue(which)
     exact = GMMPosterior(prob, gmm, GRID).theta_posterior()
     out = G.gibbs(ls.Posterior(prob, gmm), GRID, sweeps=1500, burn_in=200, x_steps=3, chains=8, step_factor=1.0,
                   rng=1)

@@ -41,10 +41,12 @@ def _grid(post: Posterior, grid: Any) -> torch.Tensor:
 
 
 def data_energies(post: Posterior, grid: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    r""":math:`\|h(\theta_j)\star x_c - y\|^2 / 2\sigma^2` for every grid point and chain, ``(C, T)``."""
-    hs = post.problem.family(grid)
-    res = Blur(hs[:, None], post.problem.image_shape, boundary=post.problem.boundary)(x[None]) - post.problem.y
-    return ((res ** 2).sum((-2, -1)) / (2 * post.problem.noise ** 2)).T
+    r""":math:`\|h(\theta_j)\star x_c - y\|^2 / 2\sigma^2` for every grid point and chain, ``(C, T)`` (``x``
+    ``(C, *image shape)``: gray or colour, the same kernel on every channel)."""
+    pb = post.problem
+    hs = pb.family(grid)
+    res = Blur(hs[:, None], pb.image_shape, boundary=pb.boundary, channels=pb.channels)(x[None]) - pb.y
+    return ((res ** 2).flatten(res.ndim - pb.event_ndim).sum(-1) / (2 * pb.noise ** 2)).T
 
 
 def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, thin: int = 1, x_steps: int = 5,
@@ -94,14 +96,14 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
         torch.as_tensor(np.asarray(theta_prior, dtype=float), **on))
     gen = torch.Generator().manual_seed(int(np.random.default_rng(rng).integers(2 ** 62)))
     L = torch.tensor([lipschitz(post, g[j:j + 1]) for j in range(T)], **on)
-    x = post.default_start().expand(chains, *post.problem.image_shape).clone()
+    x = post.default_start().expand(chains, *post.problem.event_shape).clone()
     # dispersed starts (what R-hat needs): chain c at grid point c T / C, x = y
     idx = torch.as_tensor((np.arange(chains) * T) // chains, dtype=torch.long, device=g.device)
     keep_i, keep_x = [], []
     acc = torch.zeros(chains, **on)
     for k in tqdm(range(sweeps), desc=f"gibbs ({chains} chains)", disable=not progress, leave=False):
         if exact:
-            x = _exact_x(sandbox, roots, idx, gen, post.problem.image_shape)
+            x = _exact_x(sandbox, roots, idx, gen, post.problem.event_shape)
         else:
             blur = post.problem.blur(g[idx])
             state = MalaState(None, None, torch.zeros(chains, **on))
@@ -168,7 +170,7 @@ def em_theta(post: Posterior, grid: Any, theta0: int | float = 0.0, *, n_iter: i
         else:                                           # Langevin draws, warm-started from the last ones
             draws = sample_x(post, host(g[j]), opts, x0=x0, rng=int(seeds[t]))["draws"]
             x0 = draws[:, -1]
-        q = -data_energies(post, g, draws.reshape(-1, *draws.shape[-2:])).mean(0)
+        q = -data_energies(post, g, draws.reshape(-1, *post.problem.event_shape)).mean(0)
         qs.append(host(q))
         j = int(torch.argmax(q))
         path.append(host(g[j]).copy())
