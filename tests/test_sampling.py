@@ -126,27 +126,30 @@ def test_bad_input_and_diverging_chains(sandbox):
     assert info.value.draws.shape[0] == 2 and info.value.draws.shape[1] == info.value.step
 
 
-def test_dps_is_exact_for_a_white_gaussian_prior_seen_through_the_dirac():
+@pytest.mark.parametrize("channels", [None, 3], ids=["gray", "colour"])
+def test_dps_is_exact_for_a_white_gaussian_prior_seen_through_the_dirac(channels):
     """With x ~ N(m, c I), h = delta and data_var = c, DPS's guidance (the likelihood at D(x_i, s_i)
     with variance sigma^2 + r_i^2) is the exact p(y | x_i), so the guided reverse diffusion samples the
     posterior exactly in the limit of many levels: per pixel posterior mean (c y + sigma^2 m)/(c + sigma^2)
     and variance c sigma^2/(c + sigma^2) where y sees the pixel, the prior's on the valid boundary's
     unobserved rim. Mean within 4 SE per pixel (36 pixels); sd averaged over pixels within 2 %
     (its Monte Carlo error 0.3 %; the 300-level schedule's own bias is about -1 %, measured: -3.3 % at
-    100 levels, -0.4 % at 1000). Guidance 0 gives the prior's moments."""
+    100 levels, -0.4 % at 1000). Guidance 0 gives the prior's moments. In colour: the same prior on each of
+    three independent channels, the same blur on each, the same moments per channel."""
     from landscape.sampling.diffusion import DiffusionOptions, dps
     c, m0, sig, C = 0.04, 0.5, 0.1, 2000
-    prior = P.GaussianPrior(np.full((6, 6), c), mean=m0)
+    shape = (6, 6) if channels is None else (channels, 6, 6)
+    prior = P.GaussianPrior(np.full(shape, c), mean=m0)
     prob = ls.BlindDeblur.synthetic(prior.sample(1, rng=1)[0].numpy(), K.Gaussian(3), 0.0, sig, rng=2,
                                     boundary="valid")
     post = ls.Posterior(prob, prior)
-    mean, var = np.full((6, 6), m0), np.full((6, 6), c)
-    mean[1:-1, 1:-1] = (c * prob.y.numpy() + sig ** 2 * m0) / (c + sig ** 2)
-    var[1:-1, 1:-1] = c * sig ** 2 / (c + sig ** 2)
-    for guidance, m, v in ((1.0, mean, var), (0.0, np.full((6, 6), m0), np.full((6, 6), c))):
+    mean, var = np.full(shape, m0), np.full(shape, c)
+    mean[..., 1:-1, 1:-1] = (c * prob.y.numpy() + sig ** 2 * m0) / (c + sig ** 2)
+    var[..., 1:-1, 1:-1] = c * sig ** 2 / (c + sig ** 2)
+    for guidance, m, v in ((1.0, mean, var), (0.0, np.full(shape, m0), np.full(shape, c))):
         out = dps(post, [0.0], DiffusionOptions(levels=300, chains=C, data_var=c, mean=m0, guidance=guidance), rng=0)
         d = out["draws"][:, 0].numpy()
-        assert out["draws"].shape == (C, 1, 6, 6) and out["calls"] == 0       # an exact prior: no network
+        assert out["draws"].shape == (C, 1, *shape) and out["calls"] == 0       # an exact prior: no network
         assert out["limited"].sum() == 0                  # the trust region never acts on an exact denoiser here
         assert np.all(np.abs(d.mean(0) - m) <= 4 * np.sqrt(v / C)), guidance
         assert abs((d.std(0) / np.sqrt(v)).mean() - 1) <= 0.02, guidance

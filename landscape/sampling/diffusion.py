@@ -105,7 +105,7 @@ def differentiable_denoiser(prior: Any) -> Callable[[torch.Tensor, float], torch
 
 def guided_denoise(post: Posterior, blur, x: torch.Tensor, s: float, guidance: float, data_var: float,
                    denoiser: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    r""":math:`D(x, s)` and :math:`\zeta\nabla_x\log\tilde p(y \mid x)` per chain (``x`` ``(C, H, W)``)."""
+    r""":math:`D(x, s)` and :math:`\zeta\nabla_x\log\tilde p(y \mid x)` per chain (``x`` ``(C, *image shape)``)."""
     D = denoiser or differentiable_denoiser(post.prior)
     if guidance == 0:
         with torch.no_grad():
@@ -136,8 +136,8 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
     Returns
     -------
     dict
-        ``draws`` ``(C, 1, H, W)`` (one independent draw per chain, the state at ``s_min``),
-        ``denoised`` ``(C, H, W)`` (:math:`D` at the last level), ``levels``, ``limited`` ``(C,)`` (steps
+        ``draws`` ``(C, 1, *image shape)`` (one independent draw per chain, the state at ``s_min``; colour
+        problems: ``(C, 1, 3, H, W)``), ``denoised`` ``(C, *image shape)`` (:math:`D` at the last level), ``levels``, ``limited`` ``(C,)`` (steps
         whose guided move the trust region shortened), ``calls`` (denoiser calls, each with one
         vector-Jacobian product when guided).
     """
@@ -147,7 +147,7 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
                                    device=post.problem.device)
     gen = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(
         int(np.random.default_rng(rng).integers(2 ** 62)))
-    C, shape, dtype = opts.chains, post.problem.image_shape, post.problem.dtype
+    C, shape, dtype = opts.chains, post.problem.event_shape, post.problem.dtype
     blur = post.problem.blur(th)
     D = differentiable_denoiser(post.prior)
     s = opts.schedule()
@@ -165,7 +165,7 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
         rms = move.flatten(1).pow(2).mean(1).sqrt()
         over = rms > opts.max_move * noise_sd                      # the trust region (module docstring)
         limited += over.to(limited.dtype)
-        move = move * torch.where(over, opts.max_move * noise_sd / rms, torch.ones_like(rms))[:, None, None]
+        move = move * torch.where(over, opts.max_move * noise_sd / rms, torch.ones_like(rms)).reshape(C, *[1] * len(shape))
         x = x + delta * (x0 - x) / s[i] ** 2 + move + noise_sd * torch.randn(x.shape, generator=gen, dtype=dtype,
                                                                              device=gen.device).to(x.device)
         bad = ~torch.isfinite(x).flatten(1).all(1)
