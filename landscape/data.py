@@ -157,6 +157,6 @@ def random_crops(images: Sequence[np.ndarray] | Sequence[str], size: int | tuple
     return out
 
 
-def training_images() -> list[np.ndarray]:
-    """The ``TRAIN`` images."""
-    return [load(n) for n in TRAIN]
+def training_images(color: bool = False) -> list[np.ndarray]:
+    """The ``TRAIN`` images (``color=True``: the ``COLOR_TRAIN`` photographs, ``(3, H, W)`` each)."""
+    return [load(n, color=True) for n in COLOR_TRAIN] if color else [load(n) for n in TRAIN]

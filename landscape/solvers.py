@@ -197,13 +197,13 @@ def argmin_x(post: "Posterior", theta: Any, x0: torch.Tensor | None = None, solv
     data_curv = (blur.otf.real ** 2 + blur.otf.imag ** 2) / post.problem.noise ** 2
     if method == "lbfgs":
         fg, _ = post.x_objective(th, blur)
-        inv = 1.0 / (data_curv + curvature)                  # M's Fourier multiplier, applied in place
+        denom = data_curv + curvature
         cache: dict[str, Any] = {}
 
         def precond(v, idx):
             if cache.get("idx") is not idx:
-                cache["idx"], cache["m"] = idx, inv if idx.numel() == B else inv[idx]
-            return torch.fft.irfft2(torch.fft.rfft2(v).mul_(cache["m"]), s=v.shape[-2:])
+                cache["idx"], cache["d"] = idx, denom if idx.numel() == B else denom[idx]
+            return _fourier(v, cache["d"])
 
         x, info = lbfgs(fg, x0, max_iter=opts.max_iter, ftol=opts.ftol, gtol=opts.gtol, etol=opts.etol,
                         memory=opts.memory, precond=precond, progress=progress, desc="argmin_x")

@@ -192,9 +192,8 @@ class GMMPrior(Prior):
         D = mu.shape[1]
         if D != math.prod(shape) or len(shape) not in (2, 3):
             raise InputError("means", f"images of shape {tuple(shape)}", tuple(np.shape(means)[1:]))
-        images = ([_data.load(n, color=True) for n in _data.COLOR_TRAIN] if len(shape) == 3
-                  else _data.training_images())
-        X = torch.as_tensor(_data.random_crops(images, tuple(shape[-2:]), n_patches, rng=rng),
+        X = torch.as_tensor(_data.random_crops(_data.training_images(color=len(shape) == 3), tuple(shape[-2:]),
+                                               n_patches, rng=rng),
                             device="cpu").reshape(n_patches, D)
         C = torch.cov(X.T)
         C = (C + ridge * C.diagonal().mean() * torch.eye(D, dtype=torch.float64, device="cpu")) / C.diagonal().mean()
@@ -274,7 +273,7 @@ def fit_natural_gmm(shape: tuple[int, ...] = (8, 8), n_components: int = 10, n_s
 
     The fit is cached on disk, keyed by its arguments, so later calls load it.
     """
-    from ..data import COLOR_TRAIN, TRAIN, load, random_crops
+    from ..data import COLOR_TRAIN, TRAIN, random_crops, training_images
     color = len(shape) == 3
     names = COLOR_TRAIN if color else TRAIN
     key = json.dumps({"shape": list(shape), "K": n_components, "N": n_samples, "rng": rng,
@@ -285,8 +284,7 @@ def fit_natural_gmm(shape: tuple[int, ...] = (8, 8), n_components: int = 10, n_s
             return GMMPrior.load(path)
         except Exception:  # noqa: BLE001 - a damaged cache entry is refitted
             pass
-    images = [load(n, color=True) for n in names] if color else names
-    crops = random_crops(images, tuple(shape[-2:]), n_samples, rng=rng)
+    crops = random_crops(training_images(color), tuple(shape[-2:]), n_samples, rng=rng)
     model = GMMPrior.fit(crops, shape, n_components, rng=rng, progress=progress, **kw)
     model.info["training"] = "random crops of data." + ("COLOR_TRAIN" if color else "TRAIN")
     path.parent.mkdir(parents=True, exist_ok=True)
