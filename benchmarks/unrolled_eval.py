@@ -2,14 +2,15 @@
 
     python benchmarks/unrolled_eval.py [--models unrolled-gaussian,unrolled-shake,unrolled-gmm16] [--oracle]
 
-Natural models: 64x64 crops of the held-out images (camera, ascent, aero; three places each), kernels
+Natural models: 64x64 crops of the held-out images (camera, ascent, aero; three places each; a colour
+model: (3, 64, 64) crops of the held-out colour photographs chelsea and coffee, three places each), kernels
 drawn from the model's training range (seeded: Gaussian widths or motion (length, angle) uniform on the
 box, camera-shake draws of sizes 5-15, or 5..--kernel-size, zero-padded to a free model's support: the same
 draws for every free model), sigma in {0.01, 0.03}. The GMM model: 16x16 draws of its GMM.
 Reports means over the cases: PSNR of y and of the reconstruction, ||h_hat - h*||, and |theta_hat - theta*|
 (first parameter) for the parametric models.
 
-``--oracle``: two more kernel errors per case (the same ||h - h*||, no re-centring), of the simplex
+``--oracle``: two more kernel errors per case (gray models) (the same ||h - h*||, no re-centring), of the simplex
 least-squares kernel (``kernel_estimation.least_squares_kernel``, on h*'s support) fitted to y from the *true* image x*
 (the oracle: what a least-squares kernel step reaches with a perfect image) and from the model's own
 reconstruction x_hat. The first bounds what a better kernel step could gain; the gap between the two is
@@ -29,22 +30,22 @@ from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, dr
 from landscape.estimators.unrolled import check_kernel_for, load_unrolled
 
 
-def images(model_name: str, rng: np.random.Generator) -> list[np.ndarray]:
+def images(model_name: str, rng: np.random.Generator, color: bool = False) -> list[np.ndarray]:
     if model_name == "unrolled-gmm16":
         gmm = priors.fit_natural_gmm((16, 16), 10, 10000, progress=False)
         return [x.numpy() for x in gmm.sample(9, rng=rng)]
     out = []
-    for name in ("camera", "ascent", "aero"):
-        im = data.load(name)
+    for name in data.COLOR_TEST if color else ("camera", "ascent", "aero"):
+        im = data.load(name, color=color)
         for fr in (0.3, 0.5, 0.7):
-            r, c = int(fr * (im.shape[0] - 64)), int((1 - fr) * (im.shape[1] - 64))
-            out.append(im[r:r + 64, c:c + 64])
+            r, c = int(fr * (im.shape[-2] - 64)), int((1 - fr) * (im.shape[-1] - 64))
+            out.append(im[..., r:r + 64, c:c + 64])
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-shake,unrolled-gmm16",
+    ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-shake,unrolled-gmm16,unrolled-gaussian-color",
                     help="shipped names, or NAME:PATH for a weights file trained with NAME's recipe")
     ap.add_argument("--kernel-size", type=int, default=15,
                     help="free-kernel models: camera-shake draws of sizes 5..this, zero-padded to each model's support")
@@ -65,7 +66,7 @@ def main() -> None:
         rng = np.random.default_rng(2026)
         gen = torch.Generator().manual_seed(2026)
         rows = []
-        for img in images(name, rng):
+        for img in images(name, rng, color=model.image_channels == 3):
             for sig in (0.01, 0.03):
                 x = torch.as_tensor(img, dtype=torch.float32)[None]
                 h = draw_kernels(cfg, 1, rng)
@@ -84,7 +85,7 @@ def main() -> None:
                         true_th = float(grid[int(((cand - h) ** 2).sum((-2, -1)).argmin())])
                         th_err = abs(float(o["theta"][0, 0]) - true_th)
                 oracle = (np.nan, np.nan)
-                if args.oracle:                    # the same circular model the data were simulated with
+                if args.oracle and model.image_channels == 1:     # the same circular model y was simulated with
                     size, yy, ht = h.shape[-1], y[0].double().numpy(), h[0].double().numpy()
                     oracle = tuple(float(np.linalg.norm(least_squares_kernel(yy, im, size) - ht))
                                    for im in (x[0].double().numpy(), o["x"][0].double().numpy()))

@@ -252,6 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="weights path (default: the package's weights folder)")
     p.add_argument("--no-progress", action="store_true")
     for f in dataclasses.fields(UnrolledTrainConfig):
+        if isinstance(f.default, bool):
+            p.add_argument("--" + f.name.replace("_", "-"), action="store_true", default=argparse.SUPPRESS,
+                           help=f.metadata.get("help", ""))
+            continue
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=argparse.SUPPRESS,
                        help=f.metadata.get("help", "") + f" (default: {f.default})")
     p.set_defaults(func=cmd_train_unrolled)

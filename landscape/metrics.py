@@ -39,10 +39,13 @@ def psnr(x: Any, ref: Any, data_range: float = 1.0) -> float:
 
 
 def ssim(x: Any, ref: Any, data_range: float = 1.0) -> float:
-    """Structural similarity of ``x`` against ``ref`` (scikit-image's, default window)."""
+    """Structural similarity of ``x`` against ``ref`` (scikit-image's, default window): gray ``(H, W)``, or
+    colour ``(C, H, W)`` (the mean of the per-channel SSIMs, scikit-image's ``channel_axis=0``)."""
     from skimage.metrics import structural_similarity
-    return float(structural_similarity(np.asarray(ref, dtype=float), np.asarray(x, dtype=float),
-                                       data_range=data_range))
+    ref, x = np.asarray(ref, dtype=float), np.asarray(x, dtype=float)
+    if ref.ndim not in (2, 3):
+        raise InputError("ref", "a gray (H, W) or colour (C, H, W) image", ref.shape)
+    return float(structural_similarity(ref, x, data_range=data_range, channel_axis=0 if ref.ndim == 3 else None))
 
 
 def _bilinear_shift(x: np.ndarray, dy: float, dx: float) -> np.ndarray:
@@ -111,9 +114,9 @@ def success_rate(ratios: Any, thresholds: Any = SUCCESS_THRESHOLDS) -> np.ndarra
 
 def local_mean(a: np.ndarray, window: float = LOCAL_WINDOW) -> np.ndarray:
     """Gaussian-windowed local mean of an image (standard deviation ``window`` px; wrap-around, like the
-    circular problems)."""
+    circular problems); a colour image ``(C, H, W)`` channel by channel."""
     from scipy.ndimage import gaussian_filter
-    return gaussian_filter(a, window, mode="wrap")
+    return gaussian_filter(a, (0,) * (np.ndim(a) - 2) + (window, window), mode="wrap")
 
 
 def local_blur(x_hat: np.ndarray, x_true: np.ndarray, window: float = LOCAL_WINDOW) -> np.ndarray:
@@ -122,9 +125,9 @@ def local_blur(x_hat: np.ndarray, x_true: np.ndarray, window: float = LOCAL_WIND
     .. math:: 1 - \overline{|\nabla\hat x|^2} / \overline{|\nabla x^\star|^2}
 
     (forward differences, bars the :func:`local_mean`): 0 where the estimate is as sharp as the truth, 1
-    where it is flat."""
+    where it is flat; per channel for colour images ``(C, H, W)``."""
     def g2(a):
-        return (np.roll(a, -1, 0) - a) ** 2 + (np.roll(a, -1, 1) - a) ** 2
+        return (np.roll(a, -1, -2) - a) ** 2 + (np.roll(a, -1, -1) - a) ** 2
     return 1 - local_mean(g2(x_hat), window) / np.maximum(local_mean(g2(x_true), window), 1e-12)
 
 

@@ -26,16 +26,28 @@ def test_data_step_is_the_dense_least_squares_solution(rng):
         np.testing.assert_allclose(x[b].reshape(-1).numpy(), ref, rtol=0, atol=1e-10)
 
 
+def test_the_colour_data_step_is_the_gray_step_on_each_channel(rng):
+    """One kernel per image, shared by its three channels: the colour step is three gray steps."""
+    h = K.Gaussian(5)(torch.tensor([[1.2], [0.4]], dtype=torch.float64))
+    y, z = torch.as_tensor(rng.random((2, 3, 7, 8))), torch.as_tensor(rng.random((2, 3, 7, 8)))
+    sig, s = torch.tensor([0.05, 0.1], dtype=torch.float64), torch.tensor([0.2, 0.03], dtype=torch.float64)
+    x = UnrolledBlind.data_step(h, y, z, sig, s)
+    assert x.shape == y.shape
+    for c in range(3):
+        torch.testing.assert_close(x[:, c], UnrolledBlind.data_step(h, y[:, c], z[:, c], sig, s), rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("family", [{"name": "gaussian", "size": 9, "lo": [0.0], "hi": [3.0]},
                                     {"name": "motion", "size": 9, "lo": [0.0, 0.0], "hi": [7.0, 180.0]},
                                     {"name": "free", "size": 9}])
-def test_kernel_branch_stays_in_the_box_or_on_the_simplex(family, rng):
+@pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])
+def test_kernel_branch_stays_in_the_box_or_on_the_simplex(family, image_channels, rng):
     torch.manual_seed(0)
-    model = UnrolledBlind(family, iterations=2, channels=4).double()
-    y = torch.as_tensor(rng.random((3, 16, 16)))
+    model = UnrolledBlind(family, iterations=2, channels=4, image_channels=image_channels).double()
+    y = torch.as_tensor(rng.random((3, 16, 16) if image_channels == 1 else (3, image_channels, 16, 16)))
     out = model(y, 0.02, trace=True)
     h = out["kernel"]
-    assert h.shape == (3, 9, 9) and len(out["iterates"]) == 2
+    assert h.shape == (3, 9, 9) and len(out["iterates"]) == 2 and out["x"].shape == y.shape
     assert (h >= 0).all() and torch.allclose(h.sum((-2, -1)), torch.ones(3, dtype=h.dtype))
     if family["name"] != "free":
         th = out["theta"]
@@ -43,20 +55,26 @@ def test_kernel_branch_stays_in_the_box_or_on_the_simplex(family, rng):
         assert (th <= torch.tensor(family["hi"], dtype=th.dtype)).all()
 
 
-def test_the_free_kernel_branchs_data_steps_lower_the_misfit_and_stay_on_the_simplex(rng):
-    """With its step sizes at their initial 1/L (tau = 1/2 of 1/max|z_hat|^2 for ||h * z - y||^2), each projected
-    gradient step of the kernel branch cannot raise the data misfit; its output stays on the simplex."""
+@pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])
+def test_the_free_kernel_branchs_data_steps_lower_the_misfit_and_stay_on_the_simplex(image_channels, rng):
+    """With its step sizes at their initial 1/L (tau = 1/2 of 1/max|z_hat|^2 for ||h * z - y||^2, summed over a
+    colour image's channels), each projected gradient step of the kernel branch cannot raise the data misfit;
+    its output stays on the simplex."""
     from landscape.estimators.unrolled import FreeKernelBranch
     from landscape.operators import Blur
     torch.manual_seed(0)
-    plain, stepped = FreeKernelBranch(9).double(), FreeKernelBranch(9, steps=5).double()
+    C = image_channels
+    plain = FreeKernelBranch(9, image_channels=C).double()
+    stepped = FreeKernelBranch(9, steps=5, image_channels=C).double()
     stepped.load_state_dict(plain.state_dict(), strict=False)
-    z = torch.as_tensor(rng.random((2, 24, 24)))
+    shape = (2, 24, 24) if C == 1 else (2, C, 24, 24)
+    channels = None if C == 1 else C
+    z = torch.as_tensor(rng.random(shape))
     h_true = torch.as_tensor(K.camera_shake(9, rng=1))
-    y = Blur(h_true, (24, 24))(z) + 0.01 * torch.as_tensor(rng.standard_normal((2, 24, 24)))
+    y = Blur(h_true, (24, 24), channels=channels)(z) + 0.01 * torch.as_tensor(rng.standard_normal(shape))
     with torch.no_grad():
         h0, h5 = plain(y, z), stepped(y, z)
-    misfit = lambda h: ((Blur(h, (24, 24))(z) - y) ** 2).sum((-2, -1))
+    misfit = lambda h: ((Blur(h, (24, 24), channels=channels)(z) - y) ** 2).flatten(1).sum(1)
     assert (misfit(h5) <= misfit(h0)).all() and (misfit(h5) < 0.99 * misfit(h0)).any()
     assert (h5 >= 0).all() and torch.allclose(h5.sum((-2, -1)), torch.ones(2, dtype=h5.dtype))
 
@@ -74,6 +92,10 @@ def test_unrolled_bad_input(tmp_path):
     assert padded.shape == (9, 9) and padded[4, 4] == pytest.approx(1 / 9) and padded.sum() == pytest.approx(1)
     with pytest.raises(InputError, match="y"):
         reconstruct(model, np.zeros((8, 8)), 0.01)
+    colour = UnrolledBlind({"name": "free", "size": 9}, iterations=1, channels=4, image_channels=3)
+    with pytest.raises(InputError, match=r"y: expected a \(3, H, W\) colour image"):
+        reconstruct(colour, np.zeros((16, 16)), 0.01)
+    assert reconstruct(colour, np.zeros((3, 16, 16)), 0.01)["x"].shape == (3, 16, 16)
 
 
 @pytest.mark.parametrize("shape", [(4, 4), (3, 4, 4)], ids=["gray", "colour"])

@@ -85,3 +85,17 @@ def test_coverage_of_a_calibrated_posterior_is_its_level(rng):
     assert metrics.coverage(draws, x_true + 100.0, 0.9) == 0.0
     with pytest.raises(InputError, match="level"):
         metrics.coverage(draws, x_true, 1.5)
+
+
+def test_colour_metrics_are_the_per_channel_ones():
+    """On a (3, H, W) image: SSIM is the mean of the channels' SSIMs (not a 3-D volume's), the local mean and
+    the local blur act on each channel alone (no smoothing across channels)."""
+    x = data.center_crop(data.load("chelsea", color=True), 40)
+    blurred = np.stack([metrics.local_mean(c, 1.5) for c in x])
+    ref = np.mean([metrics.ssim(b, c) for b, c in zip(blurred, x)])
+    assert metrics.ssim(blurred, x) == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(metrics.local_mean(x), np.stack([metrics.local_mean(c) for c in x]), atol=1e-15)
+    np.testing.assert_allclose(metrics.local_blur(blurred, x),
+                               np.stack([metrics.local_blur(b, c) for b, c in zip(blurred, x)]), atol=1e-12)
+    with pytest.raises(InputError, match="ref"):
+        metrics.ssim(np.zeros((2, 3, 8, 8)), np.zeros((2, 3, 8, 8)))

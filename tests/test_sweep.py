@@ -60,7 +60,8 @@ def test_the_readme_runs_are_definitions():
 #: run already runs from the command line (``test_cli``); they too parse in the default run.
 VARIANTS = ("local-recovery-64", "morse-bott-32", "morse-bott-64",
             "main-tweedie", "main", "local-recovery", "posterior-statistics", "posterior-statistics-sandbox",
-            "morse-bott", "epll", "blurry-is-more-likely", "local-recovery-color", "morse-bott-color")
+            "morse-bott", "epll", "blurry-is-more-likely", "local-recovery-color", "morse-bott-color",
+            "map-vs-mmse-color", "pnp-vs-unrolled-color", "posterior-statistics-color")
 
 
 def test_every_definition_parses_into_valid_cases():

@@ -50,7 +50,7 @@ def test_resume_refuses_a_checkpoint_of_other_options(tmp_path):
         train(TrainConfig(**{**TINY, "steps": 3, "lr": 2e-3}), tmp_path / "w.pt", progress=False)
 
 
-@pytest.mark.parametrize("which", ["denoiser", "unrolled-free", "unrolled-motion"])
+@pytest.mark.parametrize("which", ["denoiser", "unrolled-free", "unrolled-motion", "unrolled-free-colour"])
 def test_training_allocates_nothing_off_its_device_and_gives_the_same_weights(tmp_path, which):
     """A run with torch's default device set to ``meta`` (training on the CPU) writes the same weights bit for
     bit: every tensor the loop makes (the model's initialisation, batches, kernels, noise, EMA, optimiser
@@ -60,8 +60,9 @@ def test_training_allocates_nothing_off_its_device_and_gives_the_same_weights(tm
     def run(name):
         if which == "denoiser":
             return train(TrainConfig(**{**TINY, "steps": 3}), tmp_path / name, progress=False)
-        fam = dict(family="free", kernel_size=5, kernel_steps=2) if which == "unrolled-free" else \
+        fam = dict(family="free", kernel_size=5, kernel_steps=2) if which.startswith("unrolled-free") else \
             dict(family="motion", theta_max=4.0, kernel_size=5)
+        fam["color"] = which.endswith("colour")
         cfg = UnrolledTrainConfig(**fam, iterations=2, channels=4, init="none", patch=16, batch=2, steps=3,
                                   checkpoint_every=3, threads=1)
         return train_unrolled(cfg, tmp_path / name, progress=False)
@@ -97,3 +98,17 @@ def test_a_checkpoint_resumes_under_another_device_option(tmp_path):
     wa, wb = _weights(a), _weights(b)
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+def test_a_colour_unrolled_model_starts_only_from_a_colour_denoiser(tmp_path):
+    """``--color`` builds a 3-channel UNet: the gray denoiser's weights do not fit it, and colour training is
+    on natural images only; each refusal names its option."""
+    from landscape._checks import InputError
+    from landscape.estimators.train_unrolled import UnrolledTrainConfig, train_unrolled
+    cfg = UnrolledTrainConfig(family="gaussian", color=True, init="denoiser-gray", iterations=1, patch=16,
+                              batch=1, steps=1, threads=1)
+    with pytest.raises(InputError, match=r"init: expected a denoiser on 3-channel images"):
+        train_unrolled(cfg, tmp_path / "w.pt", progress=False)
+    assert not (tmp_path / "w.pt").exists()
+    with pytest.raises(InputError, match="color"):
+        UnrolledTrainConfig(family="gaussian", color=True, data="gmm", patch=16)

@@ -69,7 +69,7 @@ def point_estimates(problem: BlindDeblur, prior: Any, model: Any, theta_true: np
         est["mmse_exact"] = (m["x_mmse"], m["kernel_mmse"])
         extras.update(theta_map_theta=float(g[j]), x_std=host(m["x_std"]), theta_posterior_mean=float(m["theta_mean"][0]))
     else:
-        gp = make_prior("gaussian", problem.image_shape)
+        gp = make_prior("gaussian", problem.event_shape)
         j = int(np.argmin(host(marginal.marginal_nll(problem, gp, grid))))
         # MAP_θ's non-blind step: gradient-step PnP where the prior has an energy, fixed-level PnP for a score
         variant = "gradient-step" if prior.capabilities.get("energy") in (EXACT, UP_TO_CONSTANT) else "fixed"

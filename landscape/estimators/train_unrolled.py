@@ -19,12 +19,15 @@ import numpy as np
 import torch
 
 from .. import kernels as _kernels
-from .._checks import Check, InputError, device_check, integer, number, one_of, option, positive_number, validate
+from .._checks import Check, InputError, device_check, flag, integer, number, one_of, option, positive_number, validate
 from ..denoisers import nets
 from ..denoisers.train import TRAIN_DEVICE_HELP, Sampler, fit, training_data
 from ..operators import Blur
 from ..resources import weights_path
 from .unrolled import SHIPPED, UnrolledBlind, load_unrolled
+
+#: shipped denoisers an unrolled model's UNet can start from
+DENOISER_INITS = ("denoiser-gray", "denoiser-gmm16", "denoiser-color")
 
 #: the training box of each family's kernel branch (upper end of the first parameter from ``theta_max``)
 ANGLE_RANGE = (0.0, 180.0)
@@ -38,6 +41,8 @@ class UnrolledTrainConfig:
                          one_of(("gaussian", "motion", "free")))
     data: str = option("natural", "natural (data.TRAIN patches) or gmm (exact 16x16 GMM samples)",
                        one_of(("natural", "gmm")))
+    color: bool = option(False, "colour (RGB) patches of data.COLOR_TRAIN, one kernel for the three channels, "
+                         "a 3-channel UNet (natural data only; start it from denoiser-color)", flag())
     theta_max: float = option(3.0, "upper end of the first parameter's training range (width, length)",
                               positive_number())
     kernel_size: int = option(15, "kernel support (odd)", Check("an odd integer >= 3",
@@ -49,9 +54,9 @@ class UnrolledTrainConfig:
     channels: int = option(32, "base channels of the UNet (32: the shipped denoiser's)", integer(4))
     init: str = option("denoiser-gray", "shipped denoiser the UNet starts from, a shipped unrolled model or an "
                        "unrolled model's weights file of the same shape to continue training (fine-tuning), or none",
-                       Check("denoiser-gray, denoiser-gmm16, none, a shipped unrolled model or an existing unrolled "
-                             "weights file",
-                             lambda v: v in ("denoiser-gray", "denoiser-gmm16", "none") or v in SHIPPED
+                       Check("denoiser-gray, denoiser-gmm16, denoiser-color, none, a shipped unrolled model or an "
+                             "existing unrolled weights file",
+                             lambda v: v in DENOISER_INITS + ("none",) or v in SHIPPED
                              or Path(str(v)).is_file(), ("no-such-choice", "/no/such/file.pt")))
     patch: int = option(64, "training image size (a multiple of 4)",
                         Check("a multiple of 4, at least 16", lambda v: isinstance(v, int) and v >= 16 and v % 4 == 0,
@@ -73,6 +78,8 @@ class UnrolledTrainConfig:
 
     def validate(self) -> "UnrolledTrainConfig":
         validate(self)
+        if self.color and self.data != "natural":
+            raise InputError("color", "colour training on natural images (--data natural)", self.data)
         if self.sigma_max < self.sigma_min:
             raise InputError("sigma_max", f"at least sigma_min ({self.sigma_min})", self.sigma_max)
         if self.kernel_size > self.patch:
@@ -117,11 +124,13 @@ def draw_kernels(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> 
 
 
 def simulate(x: torch.Tensor, h: torch.Tensor, sigma: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """:math:`y = h \\star x + \\sigma n` (circular), batched, on ``x``'s device; the noise is drawn from the host
+    """:math:`y = h \\star x + \\sigma n` (circular), batched, on ``x``'s device: gray ``x`` ``(B, H, W)`` or
+    colour ``(B, C, H, W)`` (one kernel per image, shared by its channels); the noise is drawn from the host
     generator ``gen`` (the same draws on every device)."""
-    clean = Blur(h.to(x.device), tuple(x.shape[-2:]), chunk=None)(x)
+    channels = x.shape[1] if x.ndim == 4 else None
+    clean = Blur(h.to(x.device), tuple(x.shape[-2:]), chunk=None, channels=channels)(x)
     n = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)
-    return clean + sigma.to(x.device)[:, None, None] * n
+    return clean + sigma.to(x.device).reshape(-1, *[1] * (x.ndim - 1)) * n
 
 
 def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sampler | None = None,
@@ -145,8 +154,8 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
     sampler = training_data(cfg, sampler)
     torch.manual_seed(cfg.seed)
     with torch.device("cpu"):                  # initialised on the host, the same weights wherever it trains
-        model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels)
-    if cfg.init not in ("denoiser-gray", "denoiser-gmm16", "none"):
+        model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels, image_channels=3 if cfg.color else 1)
+    if cfg.init not in DENOISER_INITS + ("none",):
         src = load_unrolled(cfg.init)
         if _shape(src.config) != _shape(model.config):
             raise InputError("init", f"an unrolled model shaped as this one ({model.config}; the free kernel "
@@ -158,6 +167,9 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
         src = nets.load(weights_path(cfg.init))
         if src.config.get("channels") != cfg.channels:
             raise InputError("init", f"a denoiser with {cfg.channels} channels", src.config.get("channels"))
+        if src.image_channels != model.image_channels:
+            raise InputError("init", f"a denoiser on {model.image_channels}-channel images (colour: denoiser-color)",
+                             f"{cfg.init} ({src.image_channels}-channel)")
         model.denoiser.load_state_dict(src.state_dict())
     lsig = np.log([cfg.sigma_min, cfg.sigma_max])
 
@@ -171,8 +183,8 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
         ker = ((o["kernel"] - h) ** 2).sum((-2, -1)).mean()
         return img + cfg.kernel_weight * ker
 
-    meta = {"family": cfg.family_spec(), "training_images": "data.TRAIN" if cfg.data == "natural"
-            else "fit_natural_gmm((16,16),10,10000)"}
+    meta = {"family": cfg.family_spec(), "training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN")
+            if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
     return fit(model, batch_loss, cfg, out, meta=meta, desc=f"train unrolled {cfg.family}/{cfg.data}",
                progress=progress)
 
@@ -184,4 +196,6 @@ RECIPES: dict[str, dict] = {
     "unrolled-shake": {"family": "free"},
     "unrolled-gmm16": {"family": "gaussian", "theta_max": 3.0, "data": "gmm", "patch": 16, "batch": 32,
                        "init": "denoiser-gmm16", "steps": 3000},
+    "unrolled-gaussian-color": {"family": "gaussian", "theta_max": 3.0, "color": True, "init": "denoiser-color",
+                                "patch": 48, "steps": 3000},
 }

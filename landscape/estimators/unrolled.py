@@ -45,16 +45,24 @@ SHIPPED = {
     "unrolled-motion": "linear motion, length in [0, 13], any angle, natural 64x64 patches",
     "unrolled-shake": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support), natural patches",
     "unrolled-gmm16": "Gaussian blur, width in [0, 3], exact samples of the 16x16 natural-crop GMM",
+    "unrolled-gaussian-color": "Gaussian blur (one kernel for the three channels), width in [0, 3], RGB 48x48 "
+                               "patches of data.COLOR_TRAIN",
 }
+
+
+def _channels_first(a: torch.Tensor, image_channels: int) -> torch.Tensor:
+    """``(B, C, H, W)`` view of a batch of gray ``(B, H, W)`` or colour ``(B, C, H, W)`` images."""
+    return a[:, None] if image_channels == 1 else a
 
 
 class ThetaBranch(nn.Module):
     """CNN on ``(y, z)`` -> kernel parameters in a box ``[lo, hi]`` (sigmoid), any image size
-    (global mean and standard-deviation pooling)."""
+    (global mean and standard-deviation pooling); colour images enter with their channels side by side."""
 
-    def __init__(self, n_params: int, lo: list[float], hi: list[float], width: int = 32):
+    def __init__(self, n_params: int, lo: list[float], hi: list[float], width: int = 32, image_channels: int = 1):
         super().__init__()
-        self.convs = nn.ModuleList([nn.Conv2d(3, width, 3, padding=1),
+        self.image_channels = int(image_channels)
+        self.convs = nn.ModuleList([nn.Conv2d(3 * self.image_channels, width, 3, padding=1),
                                     nn.Conv2d(width, width, 3, stride=2, padding=1),
                                     nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
                                     nn.Conv2d(2 * width, 2 * width, 3, padding=1)])
@@ -64,7 +72,8 @@ class ThetaBranch(nn.Module):
 
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         # inputs: y, z and their difference (the blur's signature: what z has that y lacks)
-        h = torch.stack([y, z, 4 * (z - y)], 1)
+        y, z = _channels_first(y, self.image_channels), _channels_first(z, self.image_channels)
+        h = torch.cat([y, z, 4 * (z - y)], 1)
         for c in self.convs:
             h = F.silu(c(h))
         feat = torch.cat([h.mean((-2, -1)), h.std((-2, -1))], 1)
@@ -79,11 +88,14 @@ class FreeKernelBranch(nn.Module):
     gradient steps on the data misfit :math:`\|h \star z - y\|^2` over the simplex, each seeing the data
     residual :math:`h \star z - y` along :math:`-\mathrm{crop}(z \star' (h \star z - y))` (half the gradient),
     with learned step sizes :math:`\tau_t / \max_{\omega \ne 0} |\hat z(\omega)|^2` (the kernel's sum is fixed on the
-    simplex, so the DC term does not bound the step; 0 steps: the earlier models)."""
+    simplex, so the DC term does not bound the step; 0 steps: the earlier models). One kernel blurs every
+    channel of a colour image, so the least-squares sums, the residual's gradient and the curvature are
+    summed over the channels."""
 
-    def __init__(self, size: int, width: int = 16, steps: int = 0):
+    def __init__(self, size: int, width: int = 16, steps: int = 0, image_channels: int = 1):
         super().__init__()
         self.size = size
+        self.image_channels = int(image_channels)
         self.log_beta = nn.Parameter(torch.tensor(math.log(1e-2)))
         self.refine = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.SiLU(),
                                     nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
@@ -97,20 +109,22 @@ class FreeKernelBranch(nn.Module):
         return torch.roll(a, shifts=(r, r), dims=(-2, -1))[..., :self.size, :self.size]     # centred support
 
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        y, z = _channels_first(y, self.image_channels), _channels_first(z, self.image_channels)   # (B, C, H, W)
         yc, zc = y - y.mean((-2, -1), keepdim=True), z - z.mean((-2, -1), keepdim=True)
         Y, Zf = torch.fft.rfft2(yc), torch.fft.rfft2(zc)
         n = y.shape[-1] * y.shape[-2]
-        ls = torch.fft.irfft2(Zf.conj() * Y / (Zf.abs() ** 2 + torch.exp(self.log_beta) * n), s=y.shape[-2:])
+        num, den = (Zf.conj() * Y).sum(1), (Zf.abs() ** 2).sum(1)
+        ls = torch.fft.irfft2(num / (den + torch.exp(self.log_beta) * n), s=y.shape[-2:])
         crop = self._crop(ls)
         logits = torch.exp(self.log_temp) * crop + self.refine(crop[:, None])[:, 0]
         h = torch.softmax(logits.flatten(1), 1).reshape(crop.shape)
         if hasattr(self, "log_tau"):
             Z = torch.fft.rfft2(z)
             # the step's curvature: max |z_hat|^2 off the DC term (moves on the simplex keep the kernel's sum)
-            lip = (Z.abs() ** 2).flatten(1)[:, 1:].max(1).values[:, None, None]
+            lip = (Z.abs() ** 2).sum(1).flatten(1)[:, 1:].max(1).values[:, None, None]
             for log_tau in self.log_tau:
-                res = torch.fft.irfft2(otf(h, tuple(y.shape[-2:])) * Z, s=y.shape[-2:]) - y
-                g = self._crop(torch.fft.irfft2(Z.conj() * torch.fft.rfft2(res), s=y.shape[-2:]))
+                res = torch.fft.irfft2(otf(h, tuple(y.shape[-2:]))[:, None] * Z, s=y.shape[-2:]) - y
+                g = self._crop(torch.fft.irfft2((Z.conj() * torch.fft.rfft2(res)).sum(1), s=y.shape[-2:]))
                 h = _kernels.project_simplex((h - torch.exp(log_tau) * g / lip).flatten(1)).reshape(h.shape)
         return h
 
@@ -127,21 +141,27 @@ class UnrolledBlind(nn.Module):
         Unrolled iterations :math:`K`.
     channels : int
         Base width of the shared EDM UNet (32: the shipped denoiser's).
+    image_channels : int
+        1 for gray images ``(B, H, W)``, 3 for colour ``(B, 3, H, W)`` (one kernel blurs every channel).
     """
 
-    def __init__(self, family: dict, iterations: int = 4, channels: int = 32):
+    def __init__(self, family: dict, iterations: int = 4, channels: int = 32, image_channels: int = 1):
         super().__init__()
         self.config = {"arch": "unrolled-blind", "family": dict(family), "iterations": int(iterations),
                        "channels": int(channels)}
+        self.image_channels = int(image_channels)
+        if self.image_channels != 1:                      # gray weights files keep their original config
+            self.config["image_channels"] = self.image_channels
         self.free = family["name"] == "free"
         self.size = int(family["size"])
+        C = self.image_channels
         if self.free:
             self.family = None
-            self.kernel_branch = FreeKernelBranch(self.size, steps=int(family.get("kernel_steps", 0)))
+            self.kernel_branch = FreeKernelBranch(self.size, steps=int(family.get("kernel_steps", 0)), image_channels=C)
         else:
             self.family = _kernels.get(family["name"], self.size)
-            self.kernel_branch = ThetaBranch(self.family.n_params, family["lo"], family["hi"])
-        self.denoiser = nets.EDMDenoiser(channels)
+            self.kernel_branch = ThetaBranch(self.family.n_params, family["lo"], family["hi"], image_channels=C)
+        self.denoiser = nets.EDMDenoiser(channels, image_channels=C)
         # learned prior levels s_k, geometric from 0.1 to 0.02 at initialisation
         self.log_s = nn.Parameter(torch.log(torch.logspace(-1, math.log10(0.02), iterations)))
 
@@ -156,17 +176,25 @@ class UnrolledBlind(nn.Module):
         th = self.kernel_branch(y, z)
         return self.family(th.to(y.dtype)), th
 
+    @property
+    def event_ndim(self) -> int:
+        """Trailing dimensions of one image: 2 (``H, W``) for gray, 3 (``C, H, W``) for colour."""
+        return 2 if self.image_channels == 1 else 3
+
     @staticmethod
     def data_step(h: torch.Tensor, y: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor,
                   s: torch.Tensor) -> torch.Tensor:
-        r""":math:`\arg\min_x \|h\star x - y\|^2/(2\sigma^2) + \|x - z\|^2/(2s^2)` (circular), batched;
-        ``sigma``, ``s``: ``(B,)``."""
-        return Blur(h, tuple(y.shape[-2:]), chunk=None).data_prox(y, z, sigma, s)
+        r""":math:`\arg\min_x \|h\star x - y\|^2/(2\sigma^2) + \|x - z\|^2/(2s^2)` (circular), batched:
+        ``h`` ``(B, k, k)``, ``y`` and ``z`` ``(B, H, W)`` or colour ``(B, C, H, W)`` (the kernel shared by the
+        channels); ``sigma``, ``s``: ``(B,)``."""
+        channels = y.shape[-3] if y.ndim == h.ndim + 1 else None
+        return Blur(h, tuple(y.shape[-2:]), chunk=None, channels=channels).data_prox(y, z, sigma, s)
 
     def forward(self, y: torch.Tensor, sigma: Any, *, trace: bool = False) -> dict[str, Any]:
-        """Reconstruct from ``y`` ``(B, H, W)`` at noise levels ``sigma`` (float or ``(B,)``).
+        """Reconstruct from ``y`` ``(B, H, W)`` (colour: ``(B, C, H, W)``) at noise levels ``sigma``
+        (float or ``(B,)``).
 
-        Returns ``{"x": (B, H, W), "kernel": (B, k, k), "theta": (B, p) or None}`` (the last
+        Returns ``{"x": y's shape, "kernel": (B, k, k), "theta": (B, p) or None}`` (the last
         iteration's), plus ``"iterates"`` (a list of the ``z_k``) when ``trace``.
         """
         B = y.shape[0]
@@ -189,6 +217,8 @@ class UnrolledBlind(nn.Module):
 #: the shipped unrolled model for each kernel family (and the GMM sandbox)
 MODELS = {"gaussian": "unrolled-gaussian", "motion": "unrolled-motion", "free": "unrolled-shake",
           "sandbox": "unrolled-gmm16"}
+#: the shipped colour unrolled models, by kernel family
+COLOR_MODELS = {"gaussian": "unrolled-gaussian-color"}
 
 
 def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: Any = None) -> UnrolledBlind:
@@ -236,17 +266,21 @@ def check_kernel_for(model: UnrolledBlind, kernel: np.ndarray) -> np.ndarray:
 
 
 def reconstruct(model: UnrolledBlind, y: Any, sigma: float) -> dict[str, np.ndarray]:
-    """Run ``model`` on one observation ``y`` ``(H, W)`` (float64 in, the model's dtype inside).
+    """Run ``model`` on one observation ``y`` ``(H, W)``, or ``(C, H, W)`` for a colour model (float64 in,
+    the model's dtype inside).
 
-    Returns ``x`` ``(H, W)``, ``kernel`` ``(k, k)`` and ``theta`` (``(p,)`` or empty). An image smaller
+    Returns ``x`` (``y``'s shape), ``kernel`` ``(k, k)`` and ``theta`` (``(p,)`` or empty). An image smaller
     than the kernel support, or whose sides are not multiples of 4 (the UNet's two poolings pad them),
-    is accepted only when at least the support: :class:`InputError` naming ``y`` otherwise.
+    is accepted only when at least the support: :class:`InputError` naming ``y`` otherwise, and for an
+    image whose channels are not the model's.
     """
     w = next(model.parameters())
     yy = y.to(dtype=w.dtype, device=w.device) if isinstance(y, torch.Tensor) else \
         torch.as_tensor(np.asarray(y), dtype=w.dtype, device=w.device)
-    if yy.ndim != 2 or min(yy.shape) < max(model.size, 16):
-        raise InputError("y", f"a 2-D image at least {max(model.size, 16)} pixels on a side (the model's receptive "
+    C, side = model.image_channels, max(model.size, 16)
+    want = "a 2-D image" if C == 1 else f"a ({C}, H, W) colour image"
+    if yy.ndim != model.event_ndim or (C > 1 and yy.shape[0] != C) or min(yy.shape[-2:]) < side:
+        raise InputError("y", f"{want} at least {side} pixels on a side (the model's receptive "
                          "field and kernel support)", tuple(yy.shape))
     with torch.no_grad():
         out = model(yy[None], sigma)

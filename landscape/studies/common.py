@@ -157,13 +157,15 @@ def quick_resolved(cfg: Any, rules: dict[str, Any]) -> Any:
 
 
 def color_resolved(cfg: Any, rules: dict[str, Any], colour_defaults: dict[str, Any],
-                   colour_priors: tuple[str, ...]) -> Any:
-    """:func:`quick_resolved` for a study with ``--color`` (a ``color`` flag, ``images`` and ``priors``).
+                   colour_priors: tuple[str, ...] | dict[str, tuple[str, ...]]) -> Any:
+    """:func:`quick_resolved` for a study with ``--color`` (a ``color`` flag, ``images``, and prior options).
 
     With ``color`` set, each option still at its gray default takes its colour counterpart from
     ``colour_defaults`` (``{"images": data.COLOR_TEST, ...}``), and the quick rules treat it as a default;
     the named images must then be colour photographs (``data.COLOR_TEST``, unless files are given) and the
     priors among ``colour_priors`` or user priors (``file.py:factory``: built for ``(3, H, W)`` images).
+    ``colour_priors``: the names allowed in the study's ``priors`` (or single ``prior``) option, or
+    ``{option: names}`` for a study with several prior options.
     """
     from ..plugins import is_spec
     c = validate(dataclasses.replace(cfg))
@@ -177,9 +179,13 @@ def color_resolved(cfg: Any, rules: dict[str, Any], colour_defaults: dict[str, A
         if gray and not getattr(c, "image_file", ()):
             raise InputError("images", "with --color, held-out colour photographs: " + ", ".join(data.COLOR_TEST),
                              shown(c.images))
-        if any(p not in colour_priors and not is_spec(p) for p in c.priors):
-            raise InputError("priors", "with --color, priors with a colour version: " + ", ".join(colour_priors)
-                             + " (or your prior's spec)", shown(c.priors))
+        allowed = colour_priors if isinstance(colour_priors, dict) else \
+            {("priors" if hasattr(c, "priors") else "prior"): colour_priors}
+        for field, names in allowed.items():
+            priors = getattr(c, field)
+            if any(p not in names and not is_spec(p) for p in ((priors,) if isinstance(priors, str) else priors)):
+                raise InputError(field, "with --color, priors with a colour version: " + ", ".join(names)
+                                 + " (or your prior's spec)", shown(priors))
     return c
 
 

@@ -9,6 +9,12 @@ UNet shared by its iterations) reconstructs in one pass. Per run: PSNR (``skimag
 error, wall time and network calls. The gap reported is the unrolled PSNR minus the best blind PnP
 PSNR from :math:`(\delta, y)`; the reference talk reports unrolled networks ahead of vanilla PnP by up
 to 5 dB with the same architecture.
+
+``--color``: colour crops ``(3, n, n)`` of the held-out colour photographs (``data.COLOR_TEST``, or
+``--image-file`` kept in colour), one Gaussian kernel on the three channels, the colour denoiser
+(``denoiser-color``) for fixed-level and continuation PnP, gradient-step PnP on the colour EPLL energy
+(``patch-gmm``: no colour gradient-step network is shipped) and the colour network
+``unrolled-gaussian-color``.
 """
 
 from __future__ import annotations
@@ -24,18 +30,18 @@ import xarray as xr
 from .. import data, io, kernels, metrics
 from .._checks import files_or_empty, flag, integer, numbers, option, positive_number, prior_name, subset_of
 from ..estimators import pnp
-from ..estimators.unrolled import load_unrolled
+from ..estimators.unrolled import COLOR_MODELS, MODELS, load_unrolled
 from ..posterior import BlindDeblur
 from ..priors import PriorSettings, make_prior
 from .common import (
     FIRST,
     at_most,
+    color_resolved,
     concat_cases,
     device_option,
     image_field,
     image_sources,
     product_cases,
-    quick_resolved,
     single_case,
 )
 
@@ -46,6 +52,11 @@ STARTS = ("nonblind", "blind_dirac", "blind_near_truth")
 NEAR = 0.1
 
 
+#: the priors with a colour version (``--color``), per prior option
+COLOR_PRIORS = {"denoiser": ("tweedie",), "gs_prior": ("patch-gmm", "gaussian")}
+#: the colour counterparts of the gray defaults
+COLOR_DEFAULTS = {"images": data.COLOR_TEST, "gs_prior": "patch-gmm"}
+
 #: ``--quick``: one image, width and noise level; 20 iterations
 QUICK = {"images": FIRST, "theta_true": FIRST, "noise": FIRST, "n_iter": at_most(20), "crop": at_most(32)}
 
@@ -53,10 +64,15 @@ QUICK = {"images": FIRST, "theta_true": FIRST, "noise": FIRST, "n_iter": at_most
 class Config:
     """Options of ``pnp-vs-unrolled``."""
 
-    images: tuple[str, ...] = option(("ascent", "camera"), "held-out images, comma-separated", subset_of(data.TEST))
+    images: tuple[str, ...] = option(("ascent", "camera"), "held-out images, comma-separated (with --color: "
+                                     + ", ".join(data.COLOR_TEST) + ", the default there)",
+                                     subset_of(data.TEST + data.COLOR_TEST))
     image_file: tuple[str, ...] = option((),
-                                         "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
-                                         "--images", files_or_empty("an image file"))
+                                         "your own image file(s) (.png/.npy/...), comma-separated, luminance unless "
+                                         "--color; replace --images", files_or_empty("an image file"))
+    color: bool = option(False, "colour crops (3, crop, crop), one Gaussian kernel on the three channels: the colour "
+                         "denoiser (tweedie), gradient-step PnP on the colour EPLL energy (patch-gmm), the network "
+                         "unrolled-gaussian-color", flag())
     crop: int = option(64, "crop size", integer(32))
     theta_true: tuple[float, ...] = option((1.0, 2.0),
                                            "true Gaussian widths, comma-separated", numbers(0.0, lo_open=True))
@@ -67,14 +83,15 @@ class Config:
     s_min: float = option(0.01, "last level of continuation", positive_number())
     denoiser: str = option("tweedie", "the denoiser of fixed-level and continuation PnP (tweedie, or a user prior: "
                            "file.py:factory, module:factory)", prior_name(("tweedie", "gs")))
-    gs_prior: str = option("gs", "the prior with an energy of gradient-step PnP (gs, or a user prior)",
-                           prior_name(("gs",)))
+    gs_prior: str = option("gs", "the prior with an energy of gradient-step PnP (gs; patch-gmm or gaussian, "
+                           "with --color patch-gmm the default; or a user prior)",
+                           prior_name(("gs", "patch-gmm", "gaussian")))
     seed: int = option(0, "seed of the noise", integer(0))
     device: str = device_option("the problem, the PnP iterations and the networks")
     quick: bool = option(False, "one image, width and noise level; 20 iterations (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = quick_resolved(self, QUICK)
+        c = color_resolved(self, QUICK, COLOR_DEFAULTS, COLOR_PRIORS)
         pnp.PnPOptions(s=c.s, s_max=c.s_max, s_min=c.s_min, n_iter=c.n_iter)       # their checks
         return c
 
@@ -89,17 +106,22 @@ def cases(config: Config) -> list[Config]:
     return product_cases(cfg, (image_field(cfg), *CASE_FIELDS))
 
 
+def _model_name(cfg: Config) -> str:
+    """The unrolled network of the run: gray, or colour with ``--color``."""
+    return COLOR_MODELS["gaussian"] if cfg.color else MODELS["gaussian"]
+
+
 def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     """One case: every PnP variant from every start, and the unrolled network (dim ``case`` of length 1)."""
     cfg = config.resolved()
     single_case(cfg, (image_field(cfg), *CASE_FIELDS))
     fam = kernels.Gaussian(15)
-    model = load_unrolled("unrolled-gaussian", device=cfg.device)
+    model = load_unrolled(_model_name(cfg), device=cfg.device)
     settings = PriorSettings(s=cfg.s, dtype=torch.float32, device=cfg.device)
-    shape = (cfg.crop, cfg.crop)
+    shape = (3, cfg.crop, cfg.crop) if cfg.color else (cfg.crop, cfg.crop)
     tweedie = make_prior(cfg.denoiser, shape, settings)              # one network for both denoiser variants
     priors = {"fixed": tweedie, "continuation": tweedie, "gradient-step": make_prior(cfg.gs_prior, shape, settings)}
-    (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
+    (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop, color=cfg.color)
     (th,), (sig,) = cfg.theta_true, cfg.noise
     psnr = np.full((len(pnp.VARIANTS) + 1, len(STARTS)), np.nan)
     kerr, wall, calls = (np.full_like(psnr, np.nan) for _ in range(3))
@@ -129,15 +151,15 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     kerr[-1, :] = float(np.linalg.norm(io.host(o["kernel"][0].double()) - h_true))
     if progress:
         print(f"{NAME}: case {label} done")
-    dims = ("case", "estimator", "start")
+    dims, pixel_dims = ("case", "estimator", "start"), ("channel", "row", "col") if cfg.color else ("row", "col")
     nv, b0 = len(pnp.VARIANTS), STARTS.index("blind_dirac")
     best = int(np.nanargmax(psnr[:nv, b0]))                              # best blind PnP from (delta, y)
     return xr.Dataset({
         "psnr": (dims, psnr[None], {"units": "dB"}), "kernel_error": (dims, kerr[None], {"long_name": "||h - h*||"}),
         "wall_time": (dims, wall[None], {"units": "s", "kind": "timing"}), "network_calls": (dims, calls[None]),
         "psnr_y": ("case", [metrics.psnr(io.host(problem.y.double()), img)], {"units": "dB"}),
-        "x_true": (("case", "row", "col"), io.host(problem.x_true.double())[None], {"long_name": "the sharp image x*"}),
-        "y": (("case", "row", "col"), io.host(problem.y.double())[None], {"long_name": "the observation"}),
+        "x_true": (("case", *pixel_dims), io.host(problem.x_true.double())[None], {"long_name": "the sharp image x*"}),
+        "y": (("case", *pixel_dims), io.host(problem.y.double())[None], {"long_name": "the observation"}),
         "gap_unrolled_minus_best_blind_pnp": ("case", [psnr[-1, b0] - psnr[best, b0]], {"units": "dB"}),
         "speedup_vs_best_blind_pnp": ("case", [wall[best, b0] / wall[-1, b0]], {
             "long_name": "wall time of the best blind PnP / the unrolled network's", "kind": "timing"})},
@@ -147,9 +169,9 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
 def combine(config: Config, parts: list[xr.Dataset]) -> xr.Dataset:
     """The cases of :func:`cases` along ``case``, with the run's provenance."""
     cfg = config.resolved()
-    model = load_unrolled("unrolled-gaussian")
-    attrs = io.provenance(NAME, asdict(cfg), model="unrolled-gaussian", model_meta=getattr(model, "meta", {}))
-    attrs.update({"prior": "denoiser-gray / gs-denoiser-gray", "kernel_family": kernels.Gaussian(15).name,
+    name = _model_name(cfg)
+    attrs = io.provenance(NAME, asdict(cfg), model=name, model_meta=getattr(load_unrolled(name), "meta", {}))
+    attrs.update({"prior": f"{cfg.denoiser} / {cfg.gs_prior}", "kernel_family": kernels.Gaussian(15).name,
                   "noise_sigma": cfg.noise[0]})
     return concat_cases(parts, attrs)
 

@@ -23,7 +23,11 @@ PSNR beats :math:`y`'s) and ``mmse_higher_energy_lower_error`` (against ``map_tr
 
 ``--sandbox`` (default off): 16x16 images drawn from the natural-crop GMM (held out by seed), the prior
 that GMM, and the exact MMSE; otherwise 64x64 crops of the held-out images with the gradient-step
-prior ``gs``.
+prior ``gs``. ``--color``: colour crops ``(3, n, n)`` of the held-out colour photographs
+(``data.COLOR_TEST``, or ``--image-file`` kept in colour), one Gaussian kernel blurring the three channels,
+the colour Tweedie prior (the shipped ``denoiser-color``) or a user prior built for ``(3, n, n)``, MAP_θ
+through the colour stationary Gaussian's marginal, and the colour unrolled network
+``unrolled-gaussian-color``; images are stored with a ``channel`` dimension.
 """
 
 from __future__ import annotations
@@ -52,19 +56,19 @@ from ..._checks import (
     subset_of,
 )
 from ...estimators.compare import point_estimates
-from ...estimators.unrolled import MODELS, check_kernel_for, load_unrolled
+from ...estimators.unrolled import COLOR_MODELS, MODELS, check_kernel_for, load_unrolled
 from ...metrics import psnr, ssim
 from ...posterior import BlindDeblur, Posterior
 from ...priors import PriorSettings, make_prior
 from ..common import (
     FIRST,
     at_most,
+    color_resolved,
     concat_cases,
     device_option,
     image_field,
     image_sources,
     product_cases,
-    quick_resolved,
     single_case,
 )
 from .report import plot, summary  # noqa: F401  (the Study protocol's members)
@@ -78,6 +82,9 @@ OTHER_PARAMS = {"gaussian": [], "motion": [30.0]}
 TRIVIAL_FRACTION = 0.5
 
 
+#: the priors with a colour version (``--color``)
+COLOR_PRIORS = ("patch-gmm", "tweedie", "gaussian")
+
 #: ``--quick``: one image, one noise level, one width, coarse grid
 QUICK = {"images": FIRST, "noise": FIRST, "n_theta": at_most(7), "n_draws": 1, "theta_true": FIRST, "crop": at_most(32)}
 
@@ -85,12 +92,18 @@ QUICK = {"images": FIRST, "noise": FIRST, "n_theta": at_most(7), "n_draws": 1, "
 class Config:
     """Options of ``map-vs-mmse`` (``landscape run map-vs-mmse --help``)."""
 
-    images: tuple[str, ...] = option(("ascent", "camera"), "held-out images, comma-separated", subset_of(data.TEST))
+    images: tuple[str, ...] = option(("ascent", "camera"), "held-out images, comma-separated (with --color: "
+                                     + ", ".join(data.COLOR_TEST) + ", the default there)",
+                                     subset_of(data.TEST + data.COLOR_TEST))
     image_file: tuple[str, ...] = option((),
-                                         "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
-                                         "--images", files_or_empty("an image file"))
-    prior: str = option("gs", "prior of the joint MAP and PnP on natural images: gs, tweedie, or a user prior "
-                        "(file.py:factory, module:factory)", prior_name(("gs", "tweedie")))
+                                         "your own image file(s) (.png/.npy/...), comma-separated, luminance unless "
+                                         "--color; replace --images", files_or_empty("an image file"))
+    color: bool = option(False, "colour crops (3, crop, crop), one Gaussian kernel on the three channels, the prior "
+                         "patch-gmm (or tweedie, gaussian, yours), the unrolled network unrolled-gaussian-color",
+                         flag())
+    prior: str = option("gs", "prior of the joint MAP and PnP on natural images: gs, tweedie, patch-gmm (EPLL), "
+                        "gaussian, or a user prior (file.py:factory, module:factory); with --color: patch-gmm (the "
+                        "default there), tweedie or gaussian", prior_name(("gs", "tweedie", "patch-gmm", "gaussian")))
     crop: int = option(64, "crop size of natural images (the sandbox is 16)", integer(32))
     family: str = option("gaussian", "kernel family: gaussian or motion (ignored with --kernel-file)",
                          one_of(("gaussian", "motion")))
@@ -113,7 +126,16 @@ class Config:
     quick: bool = option(False, "one image, one noise level, coarse grid (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = quick_resolved(self, QUICK)
+        # colour: the EPLL prior; the quick run takes the closed-form Gaussian (the patch GMM's profile takes minutes)
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "prior": "gaussian" if self.quick else "patch-gmm"},
+                           COLOR_PRIORS)
+        if c.color:
+            what = "with --color, natural colour crops blurred by a Gaussian kernel (the colour unrolled model: " \
+                   + ", ".join(COLOR_MODELS.values()) + ")"
+            for name, value, gray in (("sandbox", c.sandbox, False), ("kernel_file", c.kernel_file, ""),
+                                      ("family", c.family, "gaussian")):
+                if value != gray:
+                    raise InputError(name, what, value)
         return c
 
 
@@ -125,7 +147,7 @@ def _setup(cfg: Config):
     fam = kernels.get(name, 15)
     truths = np.array([[t, *OTHER_PARAMS[name]] for t in cfg.theta_true])
     fam.check(truths)
-    return fam, truths, MODELS["sandbox" if cfg.sandbox else name]
+    return fam, truths, COLOR_MODELS[name] if cfg.color else MODELS["sandbox" if cfg.sandbox else name]
 
 
 #: the list options whose product makes the cases, with the image (``images``, ``image_file``, or the
@@ -159,7 +181,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         name, img = f"gmm-draw-{cfg.first_draw}", io.host(gmm.sample(1, rng=10_000 + cfg.seed + cfg.first_draw)[0])
         prior = gmm
     else:
-        (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
+        (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop, color=cfg.color)
         prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s, dtype=dtype, device=cfg.device))
     (theta_true,), (sig,) = truths, cfg.noise
     problem = BlindDeblur.synthetic(img, fam, theta_true, sig, rng=cfg.seed, dtype=dtype, device=cfg.device)
@@ -205,7 +227,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     label = f"{name}/θ*={theta_true[0]:g}/σ={sig:g}"
     ds = xr.Dataset(coords={"case": [label], "estimator": list(ESTIMATORS),
                             "panel": ["y", "x_true", *ESTIMATORS], "kpanel": ["kernel_true", *ESTIMATORS]})
-    ds["images"] = (("case", "panel", "row", "col"), np.array([[io.host(problem.y.double()), x_true, *xs]]),
+    pixel_dims = ("channel", "row", "col") if cfg.color else ("row", "col")
+    ds["images"] = (("case", "panel", *pixel_dims), np.array([[io.host(problem.y.double()), x_true, *xs]]),
                     {"long_name": "observation, truth and estimates"})
     ds["kernels"] = (("case", "kpanel", "krow", "kcol"), np.array([[h_true, *ks]]),
                      {"long_name": "true and estimated kernels"})

@@ -36,13 +36,15 @@ ERROR_SCALE = 0.25
 
 
 def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
-    """Estimates side by side (top) and their error maps (bottom) for one case; returns the first axes."""
+    """Estimates side by side (top) and their error maps (below: one row, or one per channel for colour
+    images) for one case; returns the first axes."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
 
     from ... import plot as lplot
     panels = [p for p in ds.panel.values if np.isfinite(ds.images.sel(panel=p).isel(case=case)).all()]
-    fig, axes = plt.subplots(2, len(panels), figsize=(2.2 * len(panels), 4.6), squeeze=False)
+    C = ds.sizes.get("channel", 1)
+    fig, axes = plt.subplots(1 + C, len(panels), figsize=(2.2 * len(panels), 2.3 * (1 + C)), squeeze=False)
     xt = ds.images.isel(case=case).sel(panel="x_true").values
     norm = Normalize(0.0, ERROR_SCALE)          # one scale for every error map, drawn once as a colour bar
     for j, p in enumerate(panels):
@@ -51,11 +53,12 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
         if p in ds.estimator.values:
             title += f"\n{float(ds.psnr.isel(case=case).sel(estimator=p)):.1f} dB"
         lplot.image(im, axes[0, j], title=title)
-        axes[1, j].axis("off")
+        for a in axes[1:, j]:
+            a.axis("off")
         if p == "x_true":                    # its own error is zero: this slot shows the truth only
             continue
-        err = lplot.error_maps(im, xt, axes[1, j], norm=norm)[-1].images[0]
+        err = lplot.error_maps(im, xt, list(axes[1:, j]) if C > 1 else axes[1, j], norm=norm)[-1].images[0]
     if len(panels) > 1:
-        fig.colorbar(err, ax=axes[1, :].tolist(), shrink=0.8, label="|x̂ − x*| (intensity)")
+        fig.colorbar(err, ax=axes[1:, :].ravel().tolist(), shrink=0.8, label="|x̂ − x*| (intensity)")
     fig.suptitle(f"{NAME}: {ds.case.values[case]}", fontsize=9)
     return axes[0, 0]

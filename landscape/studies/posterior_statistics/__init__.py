@@ -15,7 +15,9 @@ images (the Tweedie prior of PnP-ULA has none).
 ``--sandbox``: 16x16 draws of the natural-crop GMM with that GMM as the prior, and exact draws of
 :math:`x \mid \theta, y` in the Gibbs sweep (MALA needs steps below the inverse of the GMM's largest
 curvature, about 1e-5 here, and does not mix in 256 dimensions at this budget); otherwise 32x32 crops of held-out images with PnP-ULA moves (Tweedie score of
-``denoiser-gray`` at ``s``). The hard case (``--hard-theta``, a large blur at known kernel) compares
+``denoiser-gray`` at ``s``; with ``--color``, ``(3, n, n)`` crops of the held-out colour photographs, the
+Tweedie score of ``denoiser-color``, the colour EPLL prior ``patch-gmm`` for the point estimates and the colour
+network ``unrolled-gaussian-color``; images stored with a ``channel`` dimension). The hard case (``--hard-theta``, a large blur at known kernel) compares
 fixed-level PnP-ULA with annealed Langevin and DPS (``sampling.diffusion``): PSNR of their posterior
 means, verdict stored (``annealed_beats_fixed``).
 """
@@ -47,7 +49,7 @@ from ..._checks import (
 )
 from ...estimators.bayes import GMMPosterior
 from ...estimators.compare import point_estimates
-from ...estimators.unrolled import MODELS, load_unrolled
+from ...estimators.unrolled import COLOR_MODELS, MODELS, load_unrolled
 from ...metrics import psnr
 from ...posterior import BlindDeblur, Posterior
 from ...priors import PriorSettings, make_prior
@@ -57,12 +59,12 @@ from ...sampling.langevin import LangevinOptions, sample_x
 from ..common import (
     FIRST,
     at_most,
+    color_resolved,
     concat_cases,
     device_option,
     image_field,
     image_sources,
     product_cases,
-    quick_resolved,
     single_case,
 )
 from .report import plot, summary  # noqa: F401  (the Study protocol's members)
@@ -79,6 +81,11 @@ SAMPLE_DRAWS = 100
 POINT_ESTIMATES = ("posterior_mean", "map_trivial", "map_near_truth", "map_theta", "unrolled", "mmse_exact")
 
 
+#: the priors with a colour version (``--color``), per prior option
+COLOR_PRIORS = {"prior": ("tweedie",), "map_prior": ("patch-gmm", "tweedie", "gaussian")}
+#: the colour counterparts of the gray defaults
+COLOR_DEFAULTS = {"images": data.COLOR_TEST, "map_prior": "patch-gmm"}
+
 #: ``--quick``: sandbox-sized
 QUICK = {"sweeps": at_most(200), "burn_in": at_most(50), "n_draws": at_most(2), "n_theta": 7, "images": FIRST,
          "theta_true": FIRST, "crop": at_most(16)}
@@ -88,10 +95,15 @@ class Config:
     """Options of ``posterior-statistics``."""
 
     images: tuple[str, ...] = option(("ascent", "camera"),
-                                     "held-out images (natural mode), comma-separated", subset_of(data.TEST))
+                                     "held-out images (natural mode), comma-separated (with --color: "
+                                     + ", ".join(data.COLOR_TEST) + ", the default there)",
+                                     subset_of(data.TEST + data.COLOR_TEST))
     image_file: tuple[str, ...] = option((),
-                                         "your own grayscale image file(s) (.png/.npy/...), comma-separated; replace "
-                                         "--images", files_or_empty("an image file"))
+                                         "your own image file(s) (.png/.npy/...), comma-separated, luminance unless "
+                                         "--color; replace --images", files_or_empty("an image file"))
+    color: bool = option(False, "natural mode on colour crops (3, crop, crop), one Gaussian kernel on the three "
+                         "channels: PnP-ULA with the colour denoiser, point estimates with the colour EPLL prior "
+                         "(patch-gmm), the network unrolled-gaussian-color", flag())
     sandbox: bool = option(False, "16x16 GMM draws, the GMM prior, exact references", flag())
     n_draws: int = option(4, "sandbox: images drawn from the GMM", integer(1))
     first_draw: int = option(0, "sandbox: index of the first GMM draw (draws first_draw .. first_draw + n_draws - 1)",
@@ -107,8 +119,9 @@ class Config:
     s: float = option(0.02, "Tweedie level of PnP-ULA (natural mode)", positive_number())
     prior: str = option("tweedie", "natural mode: the score PnP-ULA samples with (tweedie, or a user prior: "
                         "file.py:factory, module:factory)", prior_name(("tweedie",)))
-    map_prior: str = option("gs", "natural mode: the prior of the point estimates beside the posterior mean (gs, or a "
-                            "user prior)", prior_name(("gs", "tweedie")))
+    map_prior: str = option("gs", "natural mode: the prior of the point estimates beside the posterior mean (gs, "
+                            "tweedie, patch-gmm, gaussian, or a user prior; with --color patch-gmm, the default there)",
+                            prior_name(("gs", "tweedie", "patch-gmm", "gaussian")))
     hard_theta: float = option(2.5, "width of the hard case (fixed-s PnP-ULA vs annealed)", positive_number())
     seed: int = option(0, "seed", integer(0))
     skip_hard: bool = option(False, "skip the hard case (fixed-level PnP-ULA vs annealed Langevin vs DPS at "
@@ -120,7 +133,9 @@ class Config:
     quick: bool = option(False, "sandbox-sized run (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = quick_resolved(self, QUICK)
+        c = color_resolved(self, QUICK, COLOR_DEFAULTS, COLOR_PRIORS)
+        if c.color and c.sandbox:
+            raise InputError("sandbox", "with --color, the natural mode (the sandbox's GMM is gray)", True)
         LangevinOptions(n_steps=c.sweeps, burn_in=c.burn_in)          # burn-in below the run
         return c
 
@@ -163,8 +178,13 @@ def cases(config: Config) -> list[Config]:
 def _prior(cfg: Config, progress: bool) -> tuple[Any, str, torch.dtype]:
     if cfg.sandbox:
         return make_prior("gmm", (16, 16), PriorSettings(progress=progress)), "exact", torch.float64
-    prior = make_prior(cfg.prior, (cfg.crop, cfg.crop), PriorSettings(s=cfg.s, dtype=torch.float32, device=cfg.device))
+    prior = make_prior(cfg.prior, _shape(cfg), PriorSettings(s=cfg.s, dtype=torch.float32, device=cfg.device))
     return prior, "ula", torch.float32
+
+
+def _shape(cfg: Config) -> tuple[int, ...]:
+    """One natural-mode image: ``(crop, crop)``, or ``(3, crop, crop)`` with ``--color``."""
+    return (3, cfg.crop, cfg.crop) if cfg.color else (cfg.crop, cfg.crop)
 
 
 def run_part(config: Config, progress: bool = True) -> xr.Dataset:
@@ -181,18 +201,19 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     if cfg.sandbox:
         name, img = f"gmm-draw-{cfg.first_draw}", io.host(prior.sample(1, rng=40_000 + cfg.seed + cfg.first_draw)[0])
     else:
-        (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
+        (name, img), = image_sources(cfg.images, cfg.image_file, cfg.crop, color=cfg.color)
     # the point estimates beside the posterior mean: map-vs-mmse's, with the prior's energy
-    map_prior = prior if cfg.sandbox else make_prior(cfg.map_prior, (cfg.crop, cfg.crop),
+    map_prior = prior if cfg.sandbox else make_prior(cfg.map_prior, _shape(cfg),
                                                      PriorSettings(s=cfg.s, dtype=dtype, device=cfg.device))
-    model = load_unrolled(MODELS["sandbox" if cfg.sandbox else "gaussian"], device=cfg.device)
+    model = load_unrolled(COLOR_MODELS["gaussian"] if cfg.color else MODELS["sandbox" if cfg.sandbox else "gaussian"],
+                          device=cfg.device)
     (th,) = cfg.theta_true
     prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype, device=cfg.device)
     post = Posterior(prob, prior)
     out = G.gibbs(post, grid, sweeps=cfg.sweeps, burn_in=cfg.burn_in, x_steps=3, method=method,
                   chains=cfg.chains, rng=cfg.seed, progress=progress)
     x = io.host(out["x"].double())
-    flat = x.reshape(-1, *x.shape[-2:])
+    flat = x.reshape(-1, *img.shape)
     tpost = io.host(out["theta_posterior"])
     row: dict[str, Any] = {
         "theta_true": th, "theta_mean": float((tpost * grid).sum()),
@@ -226,12 +247,13 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     ds = xr.Dataset({k: ("case", np.array([v], dtype=float)) for k, v in row.items()},
                     coords={"case": [f"{name}/θ*={th:g}"], "theta": grid})
     ds["theta_posterior"] = (("case", "theta"), tpost[None], {"long_name": "Gibbs theta posterior on the grid"})
-    ds["posterior_mean"] = (("case", "row", "col"), flat.mean(0)[None])
-    ds["posterior_std"] = (("case", "row", "col"), flat.std(0)[None])
-    ds["estimate_image"] = (("case", "estimate", "row", "col"), np.array([pts]),
+    pixel_dims = ("channel", "row", "col") if cfg.color else ("row", "col")
+    ds["posterior_mean"] = (("case", *pixel_dims), flat.mean(0)[None])
+    ds["posterior_std"] = (("case", *pixel_dims), flat.std(0)[None])
+    ds["estimate_image"] = (("case", "estimate", *pixel_dims), np.array([pts]),
                             {"long_name": "posterior mean (sampler) beside the point estimates"})
     ds = ds.assign_coords(estimate=list(POINT_ESTIMATES))
-    ds["x_true"] = (("case", "row", "col"), img[None])
+    ds["x_true"] = (("case", *pixel_dims), img[None])
     if not cfg.skip_hard:
         ds.attrs["hard"] = json.dumps(hard_case(cfg, prior, img))
     ds.attrs["prior_description"] = json.dumps(prior.describe(), default=str)

@@ -56,8 +56,11 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
     top.set_ylabel("p(θ | y) (Gibbs)")
     top.legend(fontsize=7)
     sd = fig.add_subplot(grid[0, n - 2:])
-    sd.figure.colorbar(sd.imshow(ds.posterior_std[case], cmap="magma"), ax=sd, fraction=0.046, label="std")
-    sd.set_title("posterior std", fontsize=9)
+    std = np.asarray(ds.posterior_std[case])
+    colour = std.ndim == 3                       # (channel, row, col): one map, the RMS over the channels
+    std = np.sqrt((std ** 2).mean(0)) if colour else std
+    sd.figure.colorbar(sd.imshow(std, cmap="magma"), ax=sd, fraction=0.046, label="std")
+    sd.set_title("posterior std" + (" (RMS over R, G, B)" if colour else ""), fontsize=9)
     sd.axis("off")
     panels = [("x*", ds.x_true[case], None)] + [
         (e.replace("_", " "), ds.estimate_image.sel(estimate=e)[case],
