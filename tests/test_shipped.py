@@ -79,3 +79,28 @@ def test_the_colour_denoiser_denoises_held_out_colour_photographs_and_is_the_reg
     tw = priors.make_prior("tweedie", (3, 64, 64), priors.PriorSettings(s=s))
     zt = torch.as_tensor(z)[None]
     torch.testing.assert_close(zt - s ** 2 * tw.grad(zt), torch.as_tensor(d)[None], rtol=1e-4, atol=1e-4)
+
+
+def test_the_colour_unrolled_network_is_its_recipe_and_deblurs_held_out_colour_photographs():
+    """unrolled-gaussian-color: its stored training options are its recipe (one command reproduces it) and, on
+    the central (3, 64, 64) crop of each held-out colour photograph blurred by a width-1.5 Gaussian at sigma = 0.01,
+    it beats y (measured +0.60 dB on chelsea, +4.81 dB on coffee; an identity network gives 0) and its kernel is
+    nearer h* than a third of the Dirac's distance (measured 0.070 and 0.027 against 0.83)."""
+    from landscape import kernels
+    from landscape.estimators.train_unrolled import RECIPES, simulate
+    from landscape.estimators.unrolled import load_unrolled
+    model = load_unrolled("unrolled-gaussian-color")
+    stored = model.meta["train_config"]
+    assert all(stored[k] == v for k, v in RECIPES["unrolled-gaussian-color"].items()), stored
+    assert model.image_channels == 3 and weights_path("unrolled-gaussian-color").stat().st_size < 10 * 2 ** 20
+    h = kernels.Gaussian(15)(torch.tensor([[1.5]], dtype=torch.float64)).float()
+    dirac = torch.zeros(15, 15)
+    dirac[7, 7] = 1
+    for i, name in enumerate(data.COLOR_TEST):
+        x = torch.as_tensor(data.center_crop(data.load(name, color=True), 64), dtype=torch.float32)[None]
+        y = simulate(x, h, torch.tensor([0.01]), torch.Generator().manual_seed(i))
+        with torch.no_grad():
+            out = model(y, 0.01)
+        gain = 10 * torch.log10(((y - x) ** 2).mean() / ((out["x"] - x) ** 2).mean())
+        assert float(gain) > 0.3, (name, float(gain))
+        assert float((out["kernel"][0] - h[0]).norm()) < float((dirac - h[0]).norm()) / 3, name

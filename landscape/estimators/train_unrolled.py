@@ -185,7 +185,8 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
 
     meta = {"family": cfg.family_spec(), "training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN")
             if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
-    return fit(model, batch_loss, cfg, out, meta=meta, desc=f"train unrolled {cfg.family}/{cfg.data}",
+    desc = f"train unrolled {cfg.family}/{cfg.data}" + ("/colour" if cfg.color else "")
+    return fit(model, batch_loss, cfg, out, meta=meta, desc=desc,
                progress=progress)
 
 
