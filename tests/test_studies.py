@@ -327,13 +327,14 @@ def test_pnp_vs_unrolled_allocates_nothing_off_its_device(same_on_meta):
     same_on_meta(lambda: P.run_part(case, progress=False), ("psnr", "kernel_error", "network_calls", "y"))
 
 
-@pytest.mark.parametrize("sandbox", [True, pytest.param(False, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("sandbox", [True, pytest.param(False, marks=pytest.mark.slow), "colour"])
 def test_map_vs_mmse_allocates_nothing_off_its_device(sandbox, same_on_meta):
     """Every point estimate (profile, MAP_θ through the exact GMM posterior or the Gaussian marginal and PnP,
-    the unrolled network) with torch's default device set to ``meta`` and ``device="cpu"``: a tensor made
-    without the study's device lands on ``meta`` and fails; the numbers equal a normal run's."""
+    the unrolled network; gray, and colour with the colour Gaussian and network) with torch's default device set
+    to ``meta`` and ``device="cpu"``: a tensor made without the study's device lands on ``meta`` and fails; the
+    numbers equal a normal run's."""
     from landscape.studies import map_vs_mmse as M
-    kw = dict(sandbox=True) if sandbox else dict(crop=32)
+    kw = dict(sandbox=True) if sandbox is True else dict(crop=32, color=True) if sandbox == "colour" else dict(crop=32)
     (case, *_) = M.cases(M.Config(quick=True, n_theta=5, device="cpu", **kw))
     same_on_meta(lambda: M.run_part(case, progress=False), ("psnr", "kernel_error", "energy", "images"))
 
