@@ -59,6 +59,6 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
             continue
         err = lplot.error_maps(im, xt, list(axes[1:, j]) if C > 1 else axes[1, j], norm=norm)[-1].images[0]
     if len(panels) > 1:
-        fig.colorbar(err, ax=axes[1:, :].ravel().tolist(), shrink=0.8, label="|x̂ − x*| (intensity)")
+        fig.colorbar(err, ax=axes.ravel().tolist(), shrink=0.8, label="|x̂ − x*| (intensity)")   # every row shrinks alike
     fig.suptitle(f"{NAME}: {ds.case.values[case]}", fontsize=9)
     return axes[0, 0]
