@@ -123,3 +123,30 @@ def test_the_gaussian_nonblind_step_is_the_closed_form_wiener_filter():
     blur = Blur(torch.as_tensor(h), (16, 16))
     grad = blur.adjoint(blur(x) - y) / 0.01 ** 2 + prior.grad(x[None])[0]
     assert float(grad.norm()) <= 1e-6 * float((blur.adjoint(y) / 0.01 ** 2).norm())
+
+
+def test_the_mog_e_step_mean_solves_its_dense_system_and_the_m_step_is_the_dense_expected_misfit():
+    """Levin et al. 2011's E-step (``mog_e_step``): the mean of the differences solves
+    (H^T H / eta^2 + diag(w)) mu = H^T dy / eta^2 with the dense blur matrix H, for the weights w it used, and
+    c = 1/(||h||^2/eta^2 + w); the M-step's Q(h) equals sum_g ||H mu_g - dy_g||^2 + ||h||^2 sum c_g densely."""
+    y, h0, _ = _problem((12, 12), 5)
+    mix = ke.fit_gradient_mixture()
+    dy = ke.differences(y.double())
+    ht = torch.as_tensor(h0)
+    n2 = 2e-4
+    w_in = mix.precision(dy ** 2)
+    mu, c, _ = ke.mog_e_step(dy, ht, mix, n2, dy.clone(), w_in, n_reweight=1, cg_iter=500, rtol=1e-12)
+    Hm = Blur(ht, (12, 12)).matrix()
+    for g in range(2):
+        lhs = Hm.T @ Hm / n2 + torch.diag(w_in[g].reshape(-1))
+        ref = torch.linalg.solve(lhs, Hm.T @ dy[g].reshape(-1) / n2)
+        assert torch.allclose(mu[g].reshape(-1), ref, rtol=0, atol=1e-8 * float(ref.abs().max()))
+        assert torch.allclose(c[g], 1 / (float((ht ** 2).sum()) / n2 + w_in[g]))
+    A, b, const = ke.mog_m_step_quadratic(dy, mu, c, 5)
+    h = torch.as_tensor(np.random.default_rng(4).random((5, 5)))
+    h /= h.sum()
+    Q = float(h.reshape(-1) @ A @ h.reshape(-1) - 2 * b @ h.reshape(-1) + const)
+    Hh = Blur(h, (12, 12)).matrix()
+    dense = sum(float(((Hh @ mu[g].reshape(-1) - dy[g].reshape(-1)) ** 2).sum()) + float((h ** 2).sum() * c[g].sum())
+                for g in range(2))
+    assert abs(Q - dense) <= 1e-9 * abs(dense)
