@@ -46,6 +46,7 @@ from .io import host
 from .operators import otf
 from .posterior import BlindDeblur, Posterior
 from .priors import GaussianPrior, Prior, make_prior
+from .priors.sparse import _diffs
 from .solvers import SolverOptions
 
 #: shrink factor of the kernel support between pyramid levels
@@ -232,22 +233,26 @@ class GradientMixture:
     weights: np.ndarray
     variances: np.ndarray
 
+    def _on(self, e2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (-1, *([1] * e2.ndim))
+        return tuple(torch.as_tensor(a, dtype=e2.dtype, device=e2.device).reshape(shape)
+                     for a in (self.weights, self.variances))
+
     def responsibilities(self, e2: torch.Tensor) -> torch.Tensor:
         r"""Component posteriors ``(J, ...)`` of a difference whose second moment is ``e2``:
         :math:`q_j \propto \pi_j v_j^{-1/2} \exp(-\mathbb E[g^2]/2v_j)`."""
-        v = torch.as_tensor(self.variances, dtype=e2.dtype, device=e2.device).reshape(-1, *([1] * e2.ndim))
-        pi = torch.as_tensor(self.weights, dtype=e2.dtype, device=e2.device).reshape(v.shape)
+        pi, v = self._on(e2)
         return torch.softmax(torch.log(pi) - 0.5 * torch.log(v) - e2[None] / (2 * v), dim=0)
 
     def precision(self, e2: torch.Tensor) -> torch.Tensor:
         r"""The E-step's per-pixel prior precision :math:`w = \sum_j q_j / v_j`."""
-        v = torch.as_tensor(self.variances, dtype=e2.dtype, device=e2.device).reshape(-1, *([1] * e2.ndim))
-        return (self.responsibilities(e2) / v).sum(0)
+        return (self.responsibilities(e2) / self._on(e2)[1]).sum(0)
 
 
 def differences(x: torch.Tensor) -> torch.Tensor:
-    """Circular horizontal and vertical forward differences of ``(..., H, W)``, stacked ``(..., 2, H, W)``."""
-    return torch.stack([torch.roll(x, -1, -1) - x, torch.roll(x, -1, -2) - x], -3)
+    """Circular horizontal and vertical forward differences of ``(..., H, W)``, stacked ``(..., 2, H, W)`` (those
+    of the sparse prior, ``priors.sparse``)."""
+    return torch.stack(_diffs(x), -3)
 
 
 @lru_cache(maxsize=4)
@@ -256,17 +261,19 @@ def fit_gradient_mixture(n_components: int = 4, n_iter: int = 200, floor: float 
     r"""The zero-mean :class:`GradientMixture` fitted by EM to the differences of the ``data.TRAIN`` images
     (held-out ``data.TEST`` images are never seen); variances initialised log-spaced over the samples' range and
     kept at least ``floor`` (the 8-bit images' many exactly-zero differences would otherwise give a component of
-    vanishing variance: a prior no noisy difference could move). Deterministic; cached."""
+    vanishing variance: a prior no noisy difference could move). EM runs on the distinct squared differences
+    with their counts (the same sums, a fraction of the samples). Deterministic; cached."""
     from . import data
     g = np.concatenate([host(differences(torch.as_tensor(im, dtype=torch.float64))).ravel()
                         for im in data.training_images()])
     g2 = g ** 2
     v = np.geomspace(max(np.percentile(g2, 10), floor), np.percentile(g2, 99.9), n_components)
     pi = np.full(n_components, 1.0 / n_components)
+    g2, count = np.unique(g2, return_counts=True)
     for _ in range(int(n_iter)):
         logq = np.log(pi)[:, None] - 0.5 * np.log(v)[:, None] - g2[None] / (2 * v[:, None])
         q = np.exp(logq - logq.max(0))
-        q /= q.sum(0)
+        q *= count / q.sum(0)
         nk = q.sum(1)
         pi, v = nk / g.size, np.maximum((q @ g2) / nk, floor)
     return GradientMixture(weights=pi, variances=v)
@@ -311,13 +318,14 @@ def mog_e_step(dy: torch.Tensor, h: torch.Tensor, mixture: GradientMixture, nois
     Kf = otf(h, tuple(shape))
     K2 = Kf.abs() ** 2 / noise2
     rhs = torch.fft.irfft2(Kf.conj() * torch.fft.rfft2(dy), s=shape) / noise2
-    c = 1.0 / (float((h ** 2).sum()) / noise2 + w)
+    h2 = float((h ** 2).sum()) / noise2
+    c = 1.0 / (h2 + w)
     mu = mu0
     for _ in range(n_reweight):
         wbar = w.mean((-2, -1), keepdim=True)
         mu = _pcg(lambda v: torch.fft.irfft2(K2 * torch.fft.rfft2(v), s=shape) + w * v, rhs,
                   lambda r: torch.fft.irfft2(torch.fft.rfft2(r) / (K2 + wbar), s=shape), mu, cg_iter, rtol)
-        c = 1.0 / (float((h ** 2).sum()) / noise2 + w)
+        c = 1.0 / (h2 + w)
         w = mixture.precision(mu ** 2 + c)
     return mu, c, w
 
@@ -364,8 +372,8 @@ def map_k_mog(y: Any, noise: float, size: int, *, mixture: GradientMixture | Non
     Freeman 2011's variational EM with a diagonal covariance, in the derivative domain, coarse to fine.
 
     The differences of :math:`y = h \star x + n` obey :math:`\partial y = h \star \partial x + \partial n`;
-    each difference of x has the :class:`GradientMixture` prior (fitted to the training images), the noise
-    variance is :math:`\eta^2 = 2\sigma^2`. Each EM iteration: the E-step :func:`mog_e_step` (the mean
+    each difference of x has the :class:`GradientMixture` prior (fitted to the training images), and the
+    differences' noise variance is :math:`\eta^2 \ge 2\sigma^2` (``anneal``). Each EM iteration: the E-step :func:`mog_e_step` (the mean
     :math:`\mu` and the diagonal variances :math:`c` of the differences), then the M-step minimises
     :func:`mog_m_step_quadratic` over the simplex (FISTA, as :func:`map_k`). The covariance term
     :math:`\|h\|^2\sum c` is what separates this from the joint MAP: it penalises the peaked kernels that the
@@ -381,6 +389,10 @@ def map_k_mog(y: Any, noise: float, size: int, *, mixture: GradientMixture | Non
         EM iterations per level; FISTA iterations per M-step.
     n_reweight : int
         Mean / variance / responsibility alternations per E-step.
+    anneal : bool
+        Re-estimate :math:`\eta^2` after each M-step as the expected misfit per difference, from the differences'
+        variance at each level's start, never below :math:`2\sigma^2` (the EM update of the noise level, as
+        Fergus et al. 2006 run it); ``False``: :math:`\eta^2 = 2\sigma^2` throughout.
     factor : float
         Pyramid shrink factor.
     device : torch.device or str, optional
