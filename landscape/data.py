@@ -31,16 +31,30 @@ _SKIMAGE_FILES = {
     "gravel": "gravel.png", "camera": "camera.png", "ihc": "ihc.png",
 }
 _PYWT = ("ascent", "aero")
+#: the luminance weights of an RGB image (ITU-R BT.709, scikit-image's ``rgb2gray``); they sum to 1
+LUMA = (0.2125, 0.7154, 0.0721)
 
 
 def _to_gray01(arr: np.ndarray) -> np.ndarray:
     a = np.asarray(arr)
     if a.ndim == 3:
-        a = a[..., :3].astype(np.float64) @ np.array([0.2125, 0.7154, 0.0721])
+        a = a[..., :3].astype(np.float64) @ np.array(LUMA)
         scale = 255.0
     else:
         scale = 255.0 if a.dtype == np.uint8 or a.max() > 1 else 1.0
     return np.clip(a.astype(np.float64) / scale, 0.0, 1.0)
+
+
+def luminance(x: np.ndarray) -> np.ndarray:
+    r"""The luminance :math:`\sum_c w_c x_c` (:data:`LUMA`) of channels-first RGB images ``(..., 3, H, W)``.
+
+    It is linear, so the luminance of :math:`h \star x + \sigma n` (one kernel on every channel, independent
+    noise) is :math:`h \star \mathrm{lum}(x)` plus noise of standard deviation :math:`\sigma \|w\|_2`.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim < 3 or x.shape[-3] != 3:
+        raise InputError("x", "RGB images with channels first (..., 3, H, W)", x.shape)
+    return np.einsum("c,...chw->...hw", np.array(LUMA), x)
 
 
 def names(color: bool = False) -> tuple[str, ...]:
@@ -122,7 +136,7 @@ def load_file(path: str, color: bool = False) -> np.ndarray:
         arr = image_array("image_file", np.moveaxis(arr[..., :3].astype(np.float64), -1, 0))
     else:
         if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-            arr = arr[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
+            arr = arr[..., :3] @ np.array(LUMA)
         arr = image2d("image_file", arr).astype(np.float64)
     if arr.min() < 0 or arr.max() > 1:
         raise InputError("image_file", "intensities in [0, 1] (or an integer image)",

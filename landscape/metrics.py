@@ -49,9 +49,10 @@ def ssim(x: Any, ref: Any, data_range: float = 1.0) -> float:
 
 
 def _bilinear_shift(x: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    """``x`` moved by ``(dy, dx)`` pixels: ``out[i, j] = x(i - dy, j - dx)``, bilinear, edges clamped."""
+    """``x`` moved by ``(dy, dx)`` pixels: ``out[..., i, j] = x(..., i - dy, j - dx)``, bilinear, edges clamped
+    (each channel of a ``(C, H, W)`` image alike)."""
     from scipy.ndimage import shift
-    return shift(x, (dy, dx), order=1, mode="nearest")
+    return shift(x, (0.0,) * (x.ndim - 2) + (dy, dx), order=1, mode="nearest")
 
 
 def shifts(max_shift: float = MAX_SHIFT, step: float = SHIFT_STEP) -> np.ndarray:
@@ -66,8 +67,8 @@ def shift_tolerant_ssd(x: Any, ref: Any, *, border: int = BORDER, max_shift: flo
 
     Parameters
     ----------
-    x, ref : array ``(H, W)``
-        Estimate and reference.
+    x, ref : array ``(H, W)`` or ``(C, H, W)``
+        Estimate and reference (colour: every channel moved by the same shift, the SSD summed over them).
     border : int
         Pixels cropped on each side before comparing (they must cover ``max_shift``).
     max_shift, step : float
@@ -79,11 +80,12 @@ def shift_tolerant_ssd(x: Any, ref: Any, *, border: int = BORDER, max_shift: flo
         :math:`\min_{d}\sum_{\text{interior}} (x(\cdot - d) - x^\star)^2` and the minimising shift.
     """
     x, ref = np.asarray(x, dtype=float), np.asarray(ref, dtype=float)
-    if x.shape != ref.shape or x.ndim != 2:
-        raise InputError("x", f"an image of the reference's shape {ref.shape}", x.shape)
-    if border < np.ceil(max_shift) or 2 * border >= min(x.shape):
+    if x.shape != ref.shape or x.ndim not in (2, 3):
+        raise InputError("x", f"a gray (H, W) or colour (C, H, W) image of the reference's shape {ref.shape}",
+                         x.shape)
+    if border < np.ceil(max_shift) or 2 * border >= min(x.shape[-2:]):
         raise InputError("border", f"at least max_shift ({max_shift:g}) and below half the image {x.shape}", border)
-    inner = (slice(border, -border), slice(border, -border))
+    inner = (..., slice(border, -border), slice(border, -border))
     r = ref[inner]
     best, arg = np.inf, (0.0, 0.0)
     for dy in shifts(max_shift, step):

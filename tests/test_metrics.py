@@ -63,8 +63,10 @@ def test_success_rates_and_bad_input(crop):
     np.testing.assert_allclose(metrics.success_rate([1.0, 1.6, 2.9, 4.0]), [0.25, 0.5, 0.5, 0.75])
     with pytest.raises(InputError, match="border"):
         metrics.shift_tolerant_ssd(crop, crop, border=2)
-    with pytest.raises(InputError, match="x: expected an image"):
+    with pytest.raises(InputError, match=r"x: expected a gray \(H, W\) or colour \(C, H, W\) image"):
         metrics.shift_tolerant_ssd(crop[:10], crop)
+    with pytest.raises(InputError, match="x: expected a gray"):
+        metrics.shift_tolerant_ssd(np.stack([crop] * 3)[None], np.stack([crop] * 3)[None])
 
 
 def test_local_blur_is_zero_for_the_truth_one_for_a_flat_image_and_grows_with_the_blur(crop):
@@ -99,3 +101,24 @@ def test_colour_metrics_are_the_per_channel_ones():
                                np.stack([metrics.local_blur(b, c) for b, c in zip(blurred, x)]), atol=1e-12)
     with pytest.raises(InputError, match="ref"):
         metrics.ssim(np.zeros((2, 3, 8, 8)), np.zeros((2, 3, 8, 8)))
+
+
+def test_the_colour_shift_tolerant_ssd_moves_every_channel_by_one_shift(rng):
+    """On (3, H, W): the SSD at the returned shift is the sum of the three gray SSDs at that shift (each channel
+    moved alike), and no other searched shift gives a smaller sum; the channels moved by (2, -1) px together
+    are found at the opposite shift with SSD 0."""
+    from scipy.ndimage import shift
+    x = data.center_crop(data.load("chelsea", color=True), 40)
+    noisy = np.clip(x + 0.02 * rng.standard_normal(x.shape), 0, 1)
+    kw = dict(border=4, max_shift=1.0, step=0.25)
+    ssd, (dy, dx) = metrics.shift_tolerant_ssd(noisy, x, **kw)
+    per_shift = {(sy, sx): sum(((shift(n, (sy, sx), order=1, mode="nearest") - c)[4:-4, 4:-4] ** 2).sum()
+                               for n, c in zip(noisy, x))
+                 for sy in metrics.shifts(1.0, 0.25) for sx in metrics.shifts(1.0, 0.25)}
+    assert ssd == pytest.approx(per_shift[(dy, dx)], rel=1e-12)
+    assert ssd == pytest.approx(min(per_shift.values()), rel=1e-12)
+    moved = np.stack([shift(c, (-2.0, 1.0), order=1, mode="nearest") for c in x])
+    ssd0, arg = metrics.shift_tolerant_ssd(moved, x)
+    assert arg == (2.0, -1.0) and ssd0 < 1e-20
+    with pytest.raises(InputError, match="x"):
+        metrics.shift_tolerant_ssd(x[:2], x)

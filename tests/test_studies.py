@@ -354,9 +354,10 @@ def test_posterior_statistics_allocates_nothing_off_its_device(sandbox, same_on_
 
 
 def test_real_shake_allocates_nothing_off_its_device(same_on_meta):
-    """Every estimator (true kernel, MAP_xk, MAP_k, the unrolled network, blind PnP), the non-blind step and the
-    marginal likelihoods with torch's default device set to ``meta`` and ``device="cpu"``: a tensor made without
-    the study's device lands on ``meta`` and fails; the numbers equal a normal run's."""
+    """Every estimator (true kernel, MAP_xk, MAP_k under the Gaussian and the MoG prior, the unrolled network,
+    blind PnP), the non-blind step and the marginal likelihoods with torch's default device set to ``meta`` and
+    ``device="cpu"``: a tensor made without the study's device lands on ``meta`` and fails; the numbers equal a
+    normal run's."""
     from landscape.studies import real_shake as R
     (case, *_) = R.cases(R.Config(quick=True, n_outer=2, n_em=2, pnp_iter=3, device="cpu"))
     same_on_meta(lambda: R.run_part(case, progress=False),

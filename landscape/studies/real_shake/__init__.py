@@ -8,6 +8,9 @@ Levin et al.'s protocol):
   normalisation (Perrone & Favaro 2014), coarse to fine, under the ``--prior`` (Levin's sparse prior);
 * ``map_k`` — MAP over :math:`h` with :math:`x` integrated out under the stationary Gaussian prior (closed
   form; EM on the simplex, coarse to fine: :mod:`landscape.kernel_estimation`), Levin et al. 2011's contrast;
+* ``map_k_mog`` — MAP over :math:`h` with :math:`x` integrated out under a sparse prior (a Gaussian mixture on the
+  image's differences, fitted to the training images), Levin et al. 2011's variational EM with a diagonal
+  covariance (:func:`landscape.kernel_estimation.map_k_mog`), coarse to fine;
 * ``unrolled`` — a blind unrolled network (an MMSE): ``--model``, by default the shipped ``unrolled-shake``;
 * ``pnp`` — blind PnP-HQS from :math:`(\delta, y)` with the gradient-step network's denoiser (a kernel step per
   iteration, exact simplex projection);
@@ -69,7 +72,7 @@ from .report import plot, summary  # noqa: F401  (the Study protocol's members)
 
 NAME = "real-shake"
 SUMMARY = "Levin et al.'s measured camera shake: MAP_xk vs MAP_k vs unrolled MMSE vs PnP, error-ratio success rates"
-ESTIMATORS = ("true", "map_xk", "map_k", "unrolled", "pnp")
+ESTIMATORS = ("true", "map_xk", "map_k", "map_k_mog", "unrolled", "pnp")
 #: the thresholds of the stored cumulative success curve
 CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 #: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
@@ -102,7 +105,7 @@ class Config:
                            prior_name(("sparse", "gaussian", "gs")))
     n_outer: int = option(60, "MAP_xk: alternations per pyramid level", integer(1))
     x_iters: int = option(5, "MAP_xk: inner solver iterations per alternation", integer(1))
-    n_em: int = option(15, "MAP_k: EM iterations per pyramid level", integer(1))
+    n_em: int = option(15, "MAP_k (Gaussian and MoG): EM iterations per pyramid level", integer(1))
     pnp_iter: int = option(40, "PnP: iterations", integer(1))
     pnp_variant: str = option("fixed", "PnP: fixed (one denoiser call per iteration) or gradient-step (monotone "
                               "energy, backtracked: several calls)", one_of(("fixed", "gradient-step")))
@@ -143,6 +146,8 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
         return ke.map_xk(y, sig, K, joint_prior, n_outer=cfg.n_outer, x_iters=cfg.x_iters, device=dev)["kernel"]
     if name == "map_k":
         return ke.map_k(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
+    if name == "map_k_mog":
+        return ke.map_k_mog(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
     if name == "unrolled":
         return reconstruct(load_unrolled(cfg.model, device=dev), problem.y, sig)["kernel"]
     opts = pnp.PnPOptions(variant=cfg.pnp_variant, s=cfg.s, n_iter=cfg.pnp_iter)
