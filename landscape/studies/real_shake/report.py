@@ -47,7 +47,8 @@ def plot(ds: xr.Dataset, ax: Any = None):
               for j in range(k.shape[1])] for i in range(k.shape[0])]
     pad = lambda t: np.pad(t, 1, constant_values=0.3)
     a1.imshow(np.block([[pad(t) for t in row] for row in tiles]), cmap="gray_r", vmin=0, vmax=1)
-    a1.set_xticks([(j + 0.5) * (k.shape[-1] + 2) for j in range(k.shape[1])], list(ds.estimator.values), fontsize=7)
+    a1.set_xticks([(j + 0.5) * (k.shape[-1] + 2) for j in range(k.shape[1])], list(ds.estimator.values), fontsize=7,
+                  rotation=30, ha="left")
     a1.set_yticks([(i + 0.5) * (k.shape[-1] + 2) for i in range(k.shape[0])],
                   list(ds.case.values), fontsize=6)
     a1.xaxis.tick_top()
