@@ -24,6 +24,14 @@ error (both centred on their centre of mass), PSNR / SSIM, Levin et al.'s error 
 0.25 px steps: :mod:`landscape.metrics`), the joint energy :math:`E(\hat h, \hat x)` beside
 :math:`E(\delta, y)` and :math:`E(h^\star, x^\star)`, and :math:`-\log p(y \mid \hat h)` under the Gaussian
 prior. ``combine`` stores the cumulative success rates (fraction of cases with :math:`r \le t`) per estimator.
+
+``--color``: colour crops :math:`(3, n, n)` of the held-out colour photographs (``data.COLOR_TEST``), the same
+kernel on every channel, :math:`y_c = h^\star \star x_c + \sigma n_c`. The kernel estimators run on the
+luminance :math:`y_\ell = \sum_c w_c y_c` (:data:`landscape.data.LUMA`), which is exactly a gray blind problem
+:math:`y_\ell = h^\star \star x_\ell + \sigma_\ell n` with :math:`\sigma_\ell = \sigma \|w\|_2`, under the
+gray priors and networks (as practitioners estimate shake); the non-blind step, the SSD, the ratio and PSNR /
+SSIM are in colour (the colour Gaussian prior's Wiener filter, or a user prior built for :math:`(3, n, n)`). The
+energies and the marginal likelihood are those of the luminance problem, at :math:`\hat x_\ell`.
 """
 
 from __future__ import annotations
@@ -60,12 +68,12 @@ from ...resources import MEASURED_KERNELS
 from ..common import (
     FIRST,
     at_most,
+    color_resolved,
     concat_cases,
     device_option,
     image_field,
     image_sources,
     product_cases,
-    quick_resolved,
     single_case,
 )
 from .report import plot, summary  # noqa: F401  (the Study protocol's members)
@@ -78,6 +86,8 @@ CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 #: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
 GALLERY = 31
 UNROLLED_MODEL = "unrolled-shake"
+#: the noise level of the luminance of three channels of independent noise sigma: sigma * LUMA_NORM
+LUMA_NORM = float(np.linalg.norm(data.LUMA))
 
 QUICK = {"kernels": ("levin5",), "kernel_file": (), "images": FIRST, "noise": FIRST, "crop": at_most(64),
          "n_outer": at_most(5), "n_em": at_most(3), "pnp_iter": at_most(5)}
@@ -92,16 +102,20 @@ class Config:
     kernel_file: tuple[str, ...] = option((), "your own kernel files (.npy/text), comma-separated; added to --kernels",
                                           files_or_empty("a kernel file"))
     images: tuple[str, ...] = option(("camera", "ascent", "aero"),
-                                     "held-out images, comma-separated", subset_of(data.TEST))
-    image_file: tuple[str, ...] = option((), "your own grayscale image file(s), comma-separated; replace --images",
-                                         files_or_empty("an image file"))
+                                     "held-out images, comma-separated (with --color: " + ", ".join(data.COLOR_TEST)
+                                     + ", the default there)", subset_of(data.TEST + data.COLOR_TEST))
+    image_file: tuple[str, ...] = option((), "your own image file(s), comma-separated, luminance unless --color; "
+                                         "replace --images", files_or_empty("an image file"))
+    color: bool = option(False, "colour crops (3, crop, crop), the same kernel on every channel: the kernels "
+                         "estimated on the luminance, the non-blind step, SSD and ratio in colour", flag())
     crop: int = option(128, "central crop size (at least 64: Levin's 15 px border and the largest kernel)",
                        integer(64))
     noise: tuple[float, ...] = option((0.01,), "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
     prior: str = option("sparse", "prior of the joint MAP_xk (sparse, gs, or a user prior spec)",
                         prior_name(("sparse", "gs", "tweedie")))
     nonblind: str = option("gaussian", "prior of the shared non-blind step: gaussian (the Wiener filter of the fitted "
-                           "spectrum, exact), sparse, gs, or a user prior",
+                           "spectrum, exact), sparse, gs, or a user prior; with --color: gaussian (fitted per "
+                           "decorrelated channel) or a user prior built for (3, crop, crop)",
                            prior_name(("sparse", "gaussian", "gs")))
     n_outer: int = option(60, "MAP_xk: alternations per pyramid level", integer(1))
     x_iters: int = option(5, "MAP_xk: inner solver iterations per alternation", integer(1))
@@ -125,7 +139,7 @@ class Config:
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = quick_resolved(self, QUICK)
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST}, {"nonblind": ("gaussian",)})
         if not c.kernels and not c.kernel_file:
             raise InputError("kernels", "at least one measured kernel name or --kernel-file", "none")
         return c
@@ -139,6 +153,7 @@ def cases(config: Config) -> list[Config]:
 
 
 def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any) -> np.ndarray:
+    """``name``'s kernel estimate from the gray blind ``problem`` (the luminance problem with ``--color``)."""
     y, sig, K, dev = io.host(problem.y), problem.noise, problem.family.size, problem.device
     if name == "true":
         return io.host(problem.kernel_true)
@@ -163,18 +178,25 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     (kname,) = cfg.kernels
     h_true = kernels.load(kname)
     K = h_true.shape[0]
-    (iname, img), = image_sources(cfg.images, cfg.image_file, cfg.crop)
+    (iname, img), = image_sources(cfg.images, cfg.image_file, cfg.crop, color=cfg.color)
     (sig,) = cfg.noise
     fam = kernels.Free(K)
     problem = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), sig, rng=cfg.seed, device=cfg.device)
     y = io.host(problem.y)
-    joint_prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s, device=cfg.device))
+    if cfg.color:      # the kernels from the luminance: exactly a gray blind problem, noise sigma * ||LUMA||
+        gray_img = data.luminance(img)
+        kproblem = BlindDeblur(data.luminance(y), fam, sig * LUMA_NORM, x_true=gray_img,
+                               theta_true=fam.theta_of(h_true), device=cfg.device)
+    else:
+        gray_img, kproblem = img, problem
+    gray = gray_img.shape
+    joint_prior = make_prior(cfg.prior, gray, PriorSettings(s=cfg.s, device=cfg.device))
     nb_prior = make_prior(cfg.nonblind, img.shape, PriorSettings(s=cfg.s, device=cfg.device))
-    pnp_prior = (make_prior(cfg.pnp_prior, img.shape, PriorSettings(s=cfg.s, dtype=torch.float32,
-                                                                     device=cfg.device))
+    pnp_prior = (make_prior(cfg.pnp_prior, gray, PriorSettings(s=cfg.s, dtype=torch.float32, device=cfg.device))
                  if "pnp" not in cfg.skip else None)
-    gauss = ke.gaussian_prior(img.shape)                  # the same fit as the non-blind step's and MAP_k's
-    post = Posterior(problem, joint_prior)
+    gauss = ke.gaussian_prior(gray)                       # the same fit as the non-blind step's and MAP_k's
+    post = Posterior(kproblem, joint_prior)
+    to_gray = data.luminance if cfg.color else (lambda v: v)
     ref = np.nan                               # the true kernel's SSD: the ratio's denominator (first estimator)
     rows: dict[str, list] = {k: [] for k in ("kernel_error", "psnr", "ssim", "error_ratio", "energy",
                                             "marginal_nll", "seconds", "shift_row", "shift_col")}
@@ -187,18 +209,18 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             ks.append(np.full((GALLERY, GALLERY), np.nan))
             continue
         t0 = time.perf_counter()
-        h = _estimate(e, cfg, problem, joint_prior, pnp_prior)
+        h = _estimate(e, cfg, kproblem, joint_prior, pnp_prior)
         seconds = time.perf_counter() - t0
         x = ke.nonblind(y, sig, h, nb_prior, device=cfg.device)
         ssd, shift = metrics.shift_tolerant_ssd(x, img)
         if e == "true":
             ref = ssd
-        nll_problem = ke.kernel_problem(y, sig, h.shape[0], device=cfg.device)
+        nll_problem = ke.kernel_problem(io.host(kproblem.y), kproblem.noise, h.shape[0], device=cfg.device)
         rows["kernel_error"].append(ke.kernel_error(h, h_true))
         rows["psnr"].append(metrics.psnr(x, img))
         rows["ssim"].append(metrics.ssim(x, img))
         rows["error_ratio"].append(ssd / ref if ref > 0 else (1.0 if ssd <= 0 else np.inf))
-        rows["energy"].append(post.energy_at_kernel(h, x))
+        rows["energy"].append(post.energy_at_kernel(h, to_gray(x)))
         rows["marginal_nll"].append(float(marginal.marginal_nll(nll_problem, gauss,
                                                                 nll_problem.family.theta_of(h))[0]))
         rows["seconds"].append(seconds)
@@ -215,19 +237,26 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                  | ({"kind": "timing"} if k == "seconds" else {}))
     ds["error_ratio"].attrs["long_name"] = "Levin et al.'s error ratio SSD(x_hat_h) / SSD(x_hat_h*)"
     ds["marginal_nll"].attrs["long_name"] = "-log p(y | h) under the stationary Gaussian prior"
-    ds["x_hat"] = (("case", "estimator", "row", "col"), np.array([xs]), {"long_name": "non-blind deconvolution"})
+    pixels = ("channel", "row", "col") if cfg.color else ("row", "col")
+    ds["x_hat"] = (("case", "estimator", *pixels), np.array([xs]), {"long_name": "non-blind deconvolution"})
     ds["kernel_hat"] = (("case", "estimator", "krow", "kcol"), np.array([ks]),
                         {"long_name": f"estimated kernel, centred on a {GALLERY}x{GALLERY} support"})
-    ds["y"] = (("case", "row", "col"), y[None], {"long_name": "observation"})
-    ds["x_true"] = (("case", "row", "col"), img[None], {"long_name": "sharp image"})
-    ds["energy_trivial_pair"] = ("case", [post.energy_at_kernel(kernels.dirac(1, device="cpu").numpy(), y)],
+    ds["y"] = (("case", *pixels), y[None], {"long_name": "observation"})
+    ds["x_true"] = (("case", *pixels), img[None], {"long_name": "sharp image"})
+    ds["energy_trivial_pair"] = ("case", [post.energy_at_kernel(kernels.dirac(1, device="cpu").numpy(),
+                                                                to_gray(y))],
                                  {"long_name": "E(delta, y)", "units": "nats"})
-    ds["energy_truth"] = ("case", [post.energy_at_kernel(h_true, img)], {"long_name": "E(h*, x*)", "units": "nats"})
+    ds["energy_truth"] = ("case", [post.energy_at_kernel(h_true, gray_img)],
+                          {"long_name": "E(h*, x*)", "units": "nats"})
     ds["kernel_size"] = ("case", [K])
     ds["case_kernel"] = ("case", [kname])
     ds["case_image"] = ("case", [iname])
     ds["case_noise"] = ("case", [sig])
+    if cfg.color:
+        for k in ("energy", "marginal_nll", "energy_trivial_pair", "energy_truth"):
+            ds[k].attrs["problem"] = "luminance (noise sigma * ||LUMA||_2)"
     ds.attrs.update(io.provenance(NAME, asdict(cfg), prior_description=joint_prior.describe(),
+                                  kernels_estimated_on="luminance" if cfg.color else "the image",
                                   nonblind_description=nb_prior.describe(),
                                   pnp_description=pnp_prior.describe() if pnp_prior is not None else "skipped"))
     return ds
