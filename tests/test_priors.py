@@ -206,6 +206,29 @@ def test_sparse_prior_is_shift_invariant_and_checks(rng):
     assert sp.capabilities["energy"] == P.UP_TO_CONSTANT
 
 
+def test_colour_sparse_prior_sums_independent_channels_and_equal_channels_give_three_times_gray(rng):
+    """The colour sparse prior on (B, 3, H, W): one energy per image, the sum of the gray prior's energies of its
+    channels (each a direct sum of smoothed |differences|^alpha); equal channels give exactly three times the gray
+    energy and the gray gradient on every channel; its gradient is autograd's; the registry builds it for
+    (3, H, W) and it describes itself as colour."""
+    gray, colour = P.SparseGradientPrior(alpha=0.7, eps=0.05), P.SparseGradientPrior(alpha=0.7, eps=0.05, color=True)
+    x = torch.tensor(rng.normal(size=(4, 3, 9, 8)), requires_grad=True)
+    e = colour.energy(x)
+    direct = sum(((d ** 2 + 0.05 ** 2) ** 0.35).sum(dim=(-3, -2, -1))
+                 for d in (x.roll(-1, -1) - x, x.roll(-1, -2) - x))
+    torch.testing.assert_close(e, direct.detach(), rtol=1e-13, atol=0)
+    torch.testing.assert_close(e, gray.energy(x.detach()).sum(-1), rtol=1e-13, atol=0)
+    (auto,) = torch.autograd.grad(e.sum(), x)
+    torch.testing.assert_close(colour.grad(x.detach()), auto, rtol=1e-9, atol=1e-10)
+    g1 = torch.as_tensor(rng.normal(size=(2, 9, 8)))
+    same = g1[:, None].expand(2, 3, 9, 8)
+    torch.testing.assert_close(colour.energy(same), 3 * gray.energy(g1), rtol=1e-13, atol=0)
+    torch.testing.assert_close(colour.grad(same), gray.grad(g1)[:, None].expand(2, 3, 9, 8))
+    built = P.make_prior("sparse", (3, 16, 16))
+    assert built.event_ndim == 3 and built.describe()["color"] is True
+    assert P.make_prior("sparse", (16, 16)).event_ndim == 2
+
+
 def test_shape_and_parameter_errors(gaussian8):
     with pytest.raises(InputError, match="x"):
         gaussian8.energy(torch.zeros(7, 8, dtype=torch.float64))

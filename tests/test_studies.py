@@ -425,10 +425,10 @@ def test_real_shake_in_colour_estimates_the_kernel_from_the_luminance_and_deconv
     assert ds.attrs["kernels_estimated_on"] == "luminance"
 
 
-def test_real_shake_in_colour_refuses_gray_images_and_gray_nonblind_priors():
+def test_real_shake_in_colour_refuses_gray_images_and_gray_only_nonblind_priors():
     from landscape.studies import real_shake as rs
     with pytest.raises(InputError, match="nonblind"):
-        rs.Config(color=True, nonblind="sparse").resolved()
+        rs.Config(color=True, nonblind="gs").resolved()
     with pytest.raises(InputError, match="images"):
         rs.Config(color=True, images="camera").resolved()
     assert rs.Config(color=True).resolved().images == ("chelsea", "coffee")

@@ -124,7 +124,7 @@ def _patch_gmm(shape, st):
 
 def _sparse(shape, st):
     from .sparse import SparseGradientPrior
-    return SparseGradientPrior(alpha=0.8, eps=0.01)
+    return SparseGradientPrior(alpha=0.8, eps=0.01, color=len(shape) == 3)
 
 
 #: name -> builder ``(shape, settings) -> Prior``
@@ -135,7 +135,7 @@ PRIORS: dict[str, Callable[[tuple[int, int], PriorSettings], Prior]] = {
 #: priors on images of any shape (the others are fitted to one shape)
 ANY_SHAPE = ("tweedie", "gs", "pf-ode", "patch-gmm", "sparse")
 #: priors with a colour version (``shape`` ``(3, H, W)``)
-COLOR = ("tweedie", "pf-ode", "gaussian", "patch-gmm")
+COLOR = ("tweedie", "pf-ode", "gaussian", "patch-gmm", "sparse")
 
 
 def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None = None) -> Prior:

@@ -8,6 +8,10 @@ with :math:`D_h, D_v` circular forward differences, :math:`\alpha \in (0, 1]` an
 adding a constant to :math:`x`): ``energy`` is exact up to an additive constant, so energy
 *differences* are exact. :math:`\nabla q = \lambda \sum_d D_d^\top\, \alpha\, D_d x\,
 ((D_d x)^2 + \varepsilon^2)^{\alpha/2 - 1}`.
+
+On colour images :math:`(C, H, W)` (``color=True``) the differences are taken within each channel and
+:math:`q` sums over the channels, :math:`q(x) = \sum_c q_{\mathrm{gray}}(x_c)`: Levin's prior with independent
+channels, so a colour image whose three channels are equal has three times the gray energy.
 """
 
 from __future__ import annotations
@@ -32,14 +36,17 @@ class SparseGradientPrior(Prior):
     name = "sparse-gradient"
     capabilities = {"energy": UP_TO_CONSTANT, "grad": EXACT, "denoise": UNAVAILABLE}
 
-    def __init__(self, alpha: float = 0.8, scale: float = 1.0, eps: float = 1e-3):
+    def __init__(self, alpha: float = 0.8, scale: float = 1.0, eps: float = 1e-3, color: bool = False):
         a = positive("alpha", alpha)
         if a > 1:
             raise InputError("alpha", "an exponent in (0, 1]", alpha)
         self.alpha, self.scale, self.eps = a, positive("scale", scale), positive("eps", eps)
+        self.color = bool(color)
+        self.event_ndim = 3 if self.color else 2            # colour: images (..., C, H, W), summed over C
 
     def energy(self, x):
-        e = sum(((d ** 2 + self.eps ** 2) ** (self.alpha / 2)).sum(dim=(-2, -1)) for d in _diffs(x))
+        event = tuple(range(-self.event_ndim, 0))
+        e = sum(((d ** 2 + self.eps ** 2) ** (self.alpha / 2)).sum(dim=event) for d in _diffs(x))
         return self.scale * e
 
     def grad(self, x):
@@ -47,4 +54,5 @@ class SparseGradientPrior(Prior):
         return self.scale * _diffs_adjoint(gh, gv)
 
     def describe(self):
-        return {**super().describe(), "alpha": self.alpha, "scale": self.scale, "eps": self.eps}
+        return {**super().describe(), "alpha": self.alpha, "scale": self.scale, "eps": self.eps,
+                **({"color": True} if self.color else {})}

@@ -30,7 +30,8 @@ kernel on every channel, :math:`y_c = h^\star \star x_c + \sigma n_c`. The kerne
 luminance :math:`y_\ell = \sum_c w_c y_c` (:data:`landscape.data.LUMA`), which is exactly a gray blind problem
 :math:`y_\ell = h^\star \star x_\ell + \sigma_\ell n` with :math:`\sigma_\ell = \sigma \|w\|_2`, under the
 gray priors and networks (as practitioners estimate shake); the non-blind step, the SSD, the ratio and PSNR /
-SSIM are in colour (the colour Gaussian prior's Wiener filter, or a user prior built for :math:`(3, n, n)`). The
+SSIM are in colour (the colour Gaussian prior's Wiener filter, the sparse prior summed over the channels, or a user
+prior built for :math:`(3, n, n)`). The
 energies and the marginal likelihood are those of the luminance problem, at :math:`\hat x_\ell`.
 """
 
@@ -115,7 +116,7 @@ class Config:
                         prior_name(("sparse", "gs", "tweedie")))
     nonblind: str = option("gaussian", "prior of the shared non-blind step: gaussian (the Wiener filter of the fitted "
                            "spectrum, exact), sparse, gs, or a user prior; with --color: gaussian (fitted per "
-                           "decorrelated channel) or a user prior built for (3, crop, crop)",
+                           "decorrelated channel), sparse (per channel) or a user prior built for (3, crop, crop)",
                            prior_name(("sparse", "gaussian", "gs")))
     n_outer: int = option(60, "MAP_xk: alternations per pyramid level", integer(1))
     x_iters: int = option(5, "MAP_xk: inner solver iterations per alternation", integer(1))
@@ -139,7 +140,7 @@ class Config:
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST}, {"nonblind": ("gaussian",)})
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST}, {"nonblind": ("gaussian", "sparse")})
         if not c.kernels and not c.kernel_file:
             raise InputError("kernels", "at least one measured kernel name or --kernel-file", "none")
         return c
