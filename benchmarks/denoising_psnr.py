@@ -19,10 +19,10 @@ from landscape.denoisers.evaluate import psnr_table
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--color", action="store_true", help="the colour denoiser on data.COLOR_TEST")
+    ap.add_argument("--color", action="store_true", help="the colour denoisers on data.COLOR_TEST")
     ap.add_argument("--bm3d", action="store_true", help="add BM3D (the bm3d package)")
     args = ap.parse_args()
-    names = ("denoiser-color",) if args.color else ("denoiser-gray", "gs-denoiser-gray")
+    names = ("denoiser-color", "gs-denoiser-color") if args.color else ("denoiser-gray", "gs-denoiser-gray")
     models = {n: priors.load_model(n) for n in names if n in priors.available()}
     dens = {}
     for n, m in models.items():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from landscape import io
+from landscape._checks import InputError
 from landscape.cli import main
 
 FAST = ["--crop", "32", "--kernel-size", "9", "--n-theta", "7", "--no-progress"]
@@ -321,11 +322,11 @@ def test_every_natural_image_study_runs_on_the_users_image_file(tmp_path, study,
     assert found, "the file's image is not among the results' arrays"
 
 
-def test_trivial_minimizer_on_a_colour_photograph(tmp_path, capsys):
+def test_trivial_minimizer_on_a_colour_photograph(tmp_path):
     """--color keeps chelsea's three channels end to end: the results hold (channel, row, col) inputs and
     images, the colour Gaussian prior's description (its colour basis), and the profile's energies equal
     the closed form of that prior; the shipped colour denoiser runs the same study (score prior: HQS and
-    the fixed-point rates); a prior without a colour version is refused in one line (exit 2)."""
+    the fixed-point rates); the registry refuses a prior without a colour version, naming ``prior``."""
     from landscape import marginal, scan
     from landscape.studies import trivial_minimizer as TM
     out = tmp_path / "c.nc"
@@ -346,7 +347,5 @@ def test_trivial_minimizer_on_a_colour_photograph(tmp_path, capsys):
                  "--crop", "16", "--out", str(tmp_path / "t.nc")]) == 0            # the shipped colour denoiser
     tw = io.load(tmp_path / "t.nc")
     assert tw.x_true.dims == ("channel", "row", "col") and np.isfinite(tw.fixed_point_rate.values).any()
-    capsys.readouterr()
-    assert main(["run", "trivial-minimizer", "--quick", "--color", "--priors", "gs", "--image", "chelsea",
-                 "--out", str(tmp_path / "d.nc")]) == 2
-    assert "colour version" in capsys.readouterr().err and not (tmp_path / "d.nc").exists()
+    with pytest.raises(InputError, match="^prior: .*colour version"):      # the registry's gray-only whole-image GMM
+        make_prior("gmm", (3, 16, 16))

@@ -47,7 +47,7 @@ def test_a_case_stores_its_images_with_a_channel_axis_in_colour_only(sandbox):
     assert str(ds.case_image.values[0]) == ("chelsea" if cfg.color else "camera")
 
 
-@pytest.mark.parametrize("opts,field", [({"images": "ascent"}, "images"), ({"priors": "gs"}, "priors"),
+@pytest.mark.parametrize("opts,field", [({"images": "ascent"}, "images"), ({"priors": "patch-gmm"}, "priors"),
                                         ({"priors": "sandbox,patch-gmm"}, "priors")])
 def test_colour_refuses_gray_images_and_priors_without_a_colour_version(opts, field):
     with pytest.raises(ValueError, match=f"^{field}: .*with --color"):

@@ -81,6 +81,28 @@ def test_the_colour_denoiser_denoises_held_out_colour_photographs_and_is_the_reg
     torch.testing.assert_close(zt - s ** 2 * tw.grad(zt), torch.as_tensor(d)[None], rtol=1e-4, atol=1e-4)
 
 
+def test_the_colour_gradient_step_denoiser_denoises_and_is_the_gradient_of_its_registry_potential():
+    """gs-denoiser-color on a held-out colour crop (chelsea, 64x64) at s = 25/255: D = x - grad g_s, at least 5 dB
+    above the noisy input; the registry's colour ``gs`` prior q = g_s / s^2 gives D back (x - s^2 grad q = D), and
+    its gradient is the derivative of its energy (a central difference along a random direction, 1e-3)."""
+    from landscape.metrics import psnr
+    x = data.center_crop(data.load("chelsea", color=True), 64)
+    s = 25 / 255
+    z = x + s * np.random.default_rng(0).standard_normal(x.shape)
+    net = P.load_model("gs-denoiser-color")
+    d = net(torch.as_tensor(z, dtype=torch.float32)[None], s)[0].detach().double().numpy()
+    assert d.shape == (3, 64, 64)
+    assert psnr(np.clip(d, 0, 1), x) > psnr(np.clip(z, 0, 1), x) + 5
+    gs = P.make_prior("gs", (3, 64, 64), P.PriorSettings(s=s, dtype=torch.float64))
+    assert gs.event_ndim == 3
+    zt = torch.as_tensor(z)[None]
+    torch.testing.assert_close(zt - s ** 2 * gs.grad(zt), torch.as_tensor(d)[None], rtol=1e-4, atol=1e-4)
+    v = torch.as_tensor(np.random.default_rng(1).standard_normal(x.shape))[None]
+    eps = 1e-4
+    fd = float(gs.energy(zt + eps * v) - gs.energy(zt - eps * v)) / (2 * eps)
+    assert abs(fd - float((gs.grad(zt) * v).sum())) <= 1e-3 * abs(fd)
+
+
 def test_the_colour_unrolled_network_is_its_recipe_and_deblurs_held_out_colour_photographs():
     """unrolled-gaussian-color: its stored training options are its recipe (one command reproduces it) and, on
     the central (3, 64, 64) crop of each held-out colour photograph blurred by a width-1.5 Gaussian at sigma = 0.01,

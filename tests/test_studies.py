@@ -76,12 +76,12 @@ def test_blurry_is_more_likely_quick_all_evaluators(tmp_path):
     assert io.load(tmp_path / "b.nc").landscape.plot() is not None
 
 
-def test_blurry_is_more_likely_in_colour_against_the_dense_colour_gaussian(tmp_path, capsys):
+def test_blurry_is_more_likely_in_colour_against_the_dense_colour_gaussian(tmp_path):
     """--color: colour crops of the held-out photographs, the same blur on every channel, and the colour
     Gaussian's q differences equal a dense 768-dimensional quadratic form built from its fitted parts,
-    the precision (B x I) blockdiag(F* diag(1/P_k) F) (B x I)^T; a gray-only evaluator is refused in one line."""
+    the precision (B x I) blockdiag(F* diag(1/P_k) F) (B x I)^T; a colour run takes its four colour evaluators by
+    default."""
     from landscape import data, io, kernels
-    from landscape.cli import main
     from landscape.operators import Blur
     from landscape.priors import make_prior
     from landscape.studies import blurry_is_more_likely as B
@@ -105,10 +105,7 @@ def test_blurry_is_more_likely_in_colour_against_the_dense_colour_gaussian(tmp_p
     r = ds.images.values.reshape(*ds.images.shape[:2], 768) - np.repeat(np.asarray(gp.mean, dtype=float), 256)
     q = 0.5 * np.einsum("iwa,ab,iwb->iw", r, prec, r)
     np.testing.assert_allclose(ds.delta_q.sel(evaluator="gaussian").values, q - q[:, :1], rtol=1e-8, atol=1e-6)
-    assert main(["run", "blurry-is-more-likely", "--color", "--evaluators", "gaussian,gs", "--no-progress",
-                 "--out", str(tmp_path / "c.nc")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("landscape: error: evaluators:") and "gs" in err[0]
+    assert B.Config(color=True).resolved().evaluators == B.COLOR_EVALUATORS
     io.save(ds, tmp_path / "b.nc")
     assert io.load(tmp_path / "b.nc").landscape.plot() is not None
 
@@ -161,7 +158,7 @@ def test_map_vs_mmse_on_a_colour_photograph(capsys):
     assert len(errors) == 3 * 5 and len({id(im.norm) for im in errors}) == 1
     assert any(getattr(a, "_colorbar", None) is not None and a._colorbar.norm is errors[0].norm for a in fig.axes)
     plt.close(fig)
-    assert S.Config(color=True).resolved().prior == "patch-gmm"       # the gray default gs has no colour version
+    assert S.Config(color=True).resolved().prior == "patch-gmm"       # the colour default: EPLL
     for opts, field in (({"images": "camera"}, "images"), ({"sandbox": True}, "sandbox"), ({"family": "motion"}, "family")):
         with pytest.raises(InputError, match=f"^{field}: "):
             S.Config(color=True, **opts).resolved()
@@ -289,7 +286,7 @@ def test_morse_bott_in_colour_refuses_gray_priors_and_gray_images():
     from landscape._checks import InputError
     from landscape.studies import morse_bott as S
     with pytest.raises(InputError, match="priors"):
-        S.Config(color=True, priors="gs").resolved()
+        S.Config(color=True, priors="gmm").resolved()
     with pytest.raises(InputError, match="images"):
         S.Config(color=True, images="camera", priors="tweedie").resolved()
     with pytest.raises(InputError, match="n_eig"):
@@ -425,10 +422,8 @@ def test_real_shake_in_colour_estimates_the_kernel_from_the_luminance_and_deconv
     assert ds.attrs["kernels_estimated_on"] == "luminance"
 
 
-def test_real_shake_in_colour_refuses_gray_images_and_gray_only_nonblind_priors():
+def test_real_shake_in_colour_refuses_gray_images_and_takes_the_colour_photographs_by_default():
     from landscape.studies import real_shake as rs
-    with pytest.raises(InputError, match="nonblind"):
-        rs.Config(color=True, nonblind="gs").resolved()
     with pytest.raises(InputError, match="images"):
         rs.Config(color=True, images="camera").resolved()
     assert rs.Config(color=True).resolved().images == ("chelsea", "coffee")

@@ -103,6 +103,7 @@ class GradientStepPrior(Prior):
 
     def __init__(self, model: Any, s: float = 1e-2, name: str = "gradient-step"):
         self.model, self.s, self.name = model, positive("s", s), name
+        self.event_ndim = getattr(model, "event_ndim", 2)     # a colour network: images (..., C, H, W)
 
 
     def _dtype(self):

@@ -19,8 +19,9 @@ name           prior
 =============  ====================================================================================
 
 Colour images (``shape`` ``(3, H, W)``): ``tweedie`` and ``pf-ode`` use the shipped ``denoiser-color``,
-``gaussian`` is fitted to ``data.COLOR_TRAIN`` with its inter-channel covariance
-(``GaussianPrior.fit_color``); the other entries are gray only (:data:`COLOR` lists those with colour).
+``gs`` the shipped ``gs-denoiser-color``, ``gaussian`` is fitted to ``data.COLOR_TRAIN`` with its inter-channel
+covariance (``GaussianPrior.fit_color``), ``patch-gmm`` to its colour patches, and ``sparse`` sums over the
+channels; ``gmm`` is gray only (:data:`COLOR` lists those with colour).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def _tweedie(shape, st):
 
 def _gs(shape, st):
     from .shipped import load
-    return load("gs-denoiser-gray", "gs", s=st.s, dtype=st.dtype, device=st.device)
+    name = "gs-denoiser-color" if len(shape) == 3 else "gs-denoiser-gray"
+    return load(name, "gs", s=st.s, dtype=st.dtype, device=st.device)
 
 
 def _pf_ode(shape, st):
@@ -135,7 +137,7 @@ PRIORS: dict[str, Callable[[tuple[int, int], PriorSettings], Prior]] = {
 #: priors on images of any shape (the others are fitted to one shape)
 ANY_SHAPE = ("tweedie", "gs", "pf-ode", "patch-gmm", "sparse")
 #: priors with a colour version (``shape`` ``(3, H, W)``)
-COLOR = ("tweedie", "pf-ode", "gaussian", "patch-gmm", "sparse")
+COLOR = ("tweedie", "gs", "pf-ode", "gaussian", "patch-gmm", "sparse")
 
 
 def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None = None) -> Prior:

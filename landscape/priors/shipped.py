@@ -7,6 +7,7 @@ name                    what
 ``gs-denoiser-gray``    gradient-step (explicit potential) version of the same
 ``denoiser-gmm16``      EDM denoiser trained on samples of the 16x16 natural-crop GMM
 ``denoiser-color``      EDM denoiser on colour (RGB) images ``(..., 3, H, W)``, ``data.COLOR_TRAIN``
+``gs-denoiser-color``   gradient-step version on colour images (explicit potential)
 ======================  ===========================================================
 
 Each was produced by ``landscape train-prior NAME ...`` (the options are stored in the file's
@@ -24,7 +25,8 @@ from ..resources import weights_path
 from .base import Prior
 from .learned import DiffusionPrior, GradientStepPrior, TweediePrior
 
-SHIPPED = {"denoiser-gray": "tweedie", "gs-denoiser-gray": "gs", "denoiser-gmm16": "tweedie", "denoiser-color": "tweedie"}
+SHIPPED = {"denoiser-gray": "tweedie", "gs-denoiser-gray": "gs", "denoiser-gmm16": "tweedie", "denoiser-color": "tweedie",
+           "gs-denoiser-color": "gs"}
 
 
 def available() -> list[str]:

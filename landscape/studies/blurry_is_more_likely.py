@@ -51,6 +51,8 @@ from .common import apply_quick, at_least, at_most, concat_cases, device_option,
 NAME = "blurry-is-more-likely"
 SUMMARY = "q(blurred) - q(sharp) on held-out images for exact and learned priors"
 EVALUATORS = ("gaussian", "patch-gmm", "tweedie", "gs", "pf-ode")
+#: the evaluators of a ``--color`` run by default (``gs`` in colour is taken when asked for)
+COLOR_EVALUATORS = ("gaussian", "patch-gmm", "tweedie", "pf-ode")
 #: (image, row, col) of the top-left corner of each crop, as fractions of the free range
 CROPS = (("camera", 0.5, 0.5), ("ascent", 0.5, 0.5), ("aero", 0.5, 0.5),
          ("camera", 0.2, 0.7), ("ascent", 0.8, 0.3), ("aero", 0.25, 0.25))
@@ -80,7 +82,7 @@ class Config:
     probes: int = option(4, "Hutchinson probes per PF-ODE evaluation", integer(1))
     seed: int = option(0, "seed of the Hutchinson probes", integer(0))
     color: bool = option(False, "colour crops of chelsea and coffee (data.COLOR_TEST), the evaluators' colour "
-                         "versions (default: " + ", ".join(e for e in EVALUATORS if e in COLOR) + ")", flag())
+                         "versions (default: " + ", ".join(COLOR_EVALUATORS) + ")", flag())
     device: str = device_option("the crops and the evaluators' networks")
     quick: bool = option(False, "3 images, widths step 0.5, fewer ODE steps", flag())
 
@@ -89,7 +91,7 @@ class Config:
         if c.width_step > c.width_max:
             raise InputError("width_step", f"a step no larger than width_max ({c.width_max})", c.width_step)
         if c.color and c.evaluators == EVALUATORS:
-            c.evaluators = tuple(e for e in EVALUATORS if e in COLOR)
+            c.evaluators = COLOR_EVALUATORS
         gray_only = [e for e in c.evaluators if e in EVALUATORS and e not in COLOR] if c.color else []
         if gray_only:
             raise InputError("evaluators", "with --color, priors with a colour version (" + ", ".join(COLOR)

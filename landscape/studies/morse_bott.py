@@ -71,12 +71,14 @@ NAME = "morse-bott"
 SUMMARY = "Hessian spectra of learned priors at critical points reached by descending q from held-out images"
 PRIORS = ("gs", "tweedie", "gmm", "gaussian")
 #: the priors with a colour version (``--color``)
-COLOR_PRIORS = ("tweedie", "gaussian")
+COLOR_PRIORS = ("gs", "tweedie", "gaussian")
+#: the priors of a ``--color`` run by default
+COLOR_DEFAULT_PRIORS = ("tweedie", "gaussian")
 #: the largest dimension whose spectrum is computed densely (d products); above it ``n_eig`` is required
 DENSE_MAX = 1600
 #: the images a run takes by default: held-out gray images, or held-out colour photographs with ``--color``
 IMAGES = ("camera", "ascent", "aero")
-#: the priors a run takes by default (with ``--color``: :data:`COLOR_PRIORS`)
+#: the priors a run takes by default (with ``--color``: :data:`COLOR_DEFAULT_PRIORS`)
 DEFAULT_PRIORS = ("gs", "tweedie", "gmm")
 
 
@@ -99,7 +101,8 @@ class Config:
                        Check("an integer from 8 to 128", lambda v: isinstance(v, int) and 8 <= v <= 128, (4, 256)))
     priors: tuple[str, ...] = option(DEFAULT_PRIORS,
                                      "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16), gaussian "
-                                     "(exact reference, closed-form spectrum); with --color: tweedie, gaussian, the default there",
+                                     "(exact reference, closed-form spectrum); with --color: gs, tweedie, gaussian (tweedie, "
+                                     "gaussian the default there)",
                                      prior_names(PRIORS))
     s: float = option(0.01, "noise level of the learned priors (the paper descends at 1e-3)", positive_number())
     gtol: float = option(1e-4, "stop the descent when ||grad q|| <= gtol (absolute)", positive_number())
@@ -119,7 +122,7 @@ class Config:
         return (3 if self.color else 1) * self.crop ** 2
 
     def resolved(self) -> "Config":
-        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "priors": COLOR_PRIORS}, COLOR_PRIORS)
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "priors": COLOR_DEFAULT_PRIORS}, COLOR_PRIORS)
         d = c.dimension
         if c.n_eig == 0 and d > DENSE_MAX:
             raise InputError("n_eig", f"a number of Ritz values to keep (the Lanczos count) for d = {d} > {DENSE_MAX} "

@@ -53,7 +53,7 @@ NEAR = 0.1
 
 
 #: the priors with a colour version (``--color``), per prior option
-COLOR_PRIORS = {"denoiser": ("tweedie",), "gs_prior": ("patch-gmm", "gaussian")}
+COLOR_PRIORS = {"denoiser": ("tweedie",), "gs_prior": ("patch-gmm", "gs", "gaussian")}
 #: the colour counterparts of the gray defaults
 COLOR_DEFAULTS = {"images": data.COLOR_TEST, "gs_prior": "patch-gmm"}
 
@@ -84,7 +84,7 @@ class Config:
     denoiser: str = option("tweedie", "the denoiser of fixed-level and continuation PnP (tweedie, or a user prior: "
                            "file.py:factory, module:factory)", prior_name(("tweedie", "gs")))
     gs_prior: str = option("gs", "the prior with an energy of gradient-step PnP (gs; patch-gmm or gaussian, "
-                           "with --color patch-gmm the default; or a user prior)",
+                           "with --color patch-gmm the default, or gs, gaussian; or a user prior)",
                            prior_name(("gs", "patch-gmm", "gaussian")))
     seed: int = option(0, "seed of the noise", integer(0))
     device: str = device_option("the problem, the PnP iterations and the networks")

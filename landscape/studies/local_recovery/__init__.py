@@ -76,7 +76,7 @@ NAME = "local-recovery"
 SUMMARY = "the theorem under its hypothesis: x* a critical point of q, then C1-C4 each certified"
 PRIORS = ("gs", "tweedie", "patch-gmm", "gaussian", "sparse", "sandbox")
 #: the priors with a colour version (``--color``), and a colour run's default
-COLOR_PRIORS = ("tweedie", "gaussian", "sandbox")
+COLOR_PRIORS = ("gs", "tweedie", "gaussian", "sparse", "sandbox")
 COLOR_DEFAULTS = {"images": data.COLOR_TEST[:1], "priors": ("sandbox", "tweedie")}
 ROLES = ("critical", "natural")
 #: what identifies a case (stored as coordinates ``case_<name>``)

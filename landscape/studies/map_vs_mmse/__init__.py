@@ -83,7 +83,7 @@ TRIVIAL_FRACTION = 0.5
 
 
 #: the priors with a colour version (``--color``)
-COLOR_PRIORS = ("patch-gmm", "tweedie", "gaussian")
+COLOR_PRIORS = ("patch-gmm", "gs", "tweedie", "gaussian")
 
 #: ``--quick``: one image, one noise level, one width, coarse grid
 QUICK = {"images": FIRST, "noise": FIRST, "n_theta": at_most(7), "n_draws": 1, "theta_true": FIRST, "crop": at_most(32)}
@@ -103,7 +103,7 @@ class Config:
                          flag())
     prior: str = option("gs", "prior of the joint MAP and PnP on natural images: gs, tweedie, patch-gmm (EPLL), "
                         "gaussian, or a user prior (file.py:factory, module:factory); with --color: patch-gmm (the "
-                        "default there), tweedie or gaussian", prior_name(("gs", "tweedie", "patch-gmm", "gaussian")))
+                        "default there), gs, tweedie or gaussian", prior_name(("gs", "tweedie", "patch-gmm", "gaussian")))
     crop: int = option(64, "crop size of natural images (the sandbox is 16)", integer(32))
     family: str = option("gaussian", "kernel family: gaussian or motion (ignored with --kernel-file)",
                          one_of(("gaussian", "motion")))

@@ -82,7 +82,7 @@ POINT_ESTIMATES = ("posterior_mean", "map_trivial", "map_near_truth", "map_theta
 
 
 #: the priors with a colour version (``--color``), per prior option
-COLOR_PRIORS = {"prior": ("tweedie",), "map_prior": ("patch-gmm", "tweedie", "gaussian")}
+COLOR_PRIORS = {"prior": ("tweedie",), "map_prior": ("patch-gmm", "gs", "tweedie", "gaussian")}
 #: the colour counterparts of the gray defaults
 COLOR_DEFAULTS = {"images": data.COLOR_TEST, "map_prior": "patch-gmm"}
 

@@ -116,7 +116,8 @@ class Config:
                         prior_name(("sparse", "gs", "tweedie")))
     nonblind: str = option("gaussian", "prior of the shared non-blind step: gaussian (the Wiener filter of the fitted "
                            "spectrum, exact), sparse, gs, or a user prior; with --color: gaussian (fitted per "
-                           "decorrelated channel), sparse (per channel) or a user prior built for (3, crop, crop)",
+                           "decorrelated channel), sparse (per channel), gs (gs-denoiser-color) or a user prior built for "
+                           "(3, crop, crop)",
                            prior_name(("sparse", "gaussian", "gs")))
     n_outer: int = option(60, "MAP_xk: alternations per pyramid level", integer(1))
     x_iters: int = option(5, "MAP_xk: inner solver iterations per alternation", integer(1))
@@ -140,7 +141,7 @@ class Config:
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST}, {"nonblind": ("gaussian", "sparse")})
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST}, {"nonblind": ("gaussian", "sparse", "gs")})
         if not c.kernels and not c.kernel_file:
             raise InputError("kernels", "at least one measured kernel name or --kernel-file", "none")
         return c
