@@ -260,16 +260,19 @@ def test_morse_bott_in_colour_gives_the_closed_form_gaussian_spectrum_and_the_co
     """``--color`` at 8x8x3 (d = 192) on both held-out colour photographs: the colour Gaussian's dense spectrum
     is its inverse component spectra 1/C_k(omega), sorted (1e-12 of lambda_max), whatever the descent reached; the
     colour Tweedie score's is the spectrum of (I - (J + J^T)/2)/s^2, J torch's dense Jacobian of the colour
-    denoiser at the end point (1e-6 of lambda_max); the images carry a channel axis."""
+    denoiser at the end point (1e-6 of lambda_max); the colour gradient-step prior's is the spectrum of torch's
+    dense double-backward Hessian of its energy there (1e-6), and its Hessian is symmetric (an explicit
+    potential); the images carry a channel axis."""
     from landscape.priors import PriorSettings, make_prior
     from landscape.studies import morse_bott as S
-    cfg = S.Config(color=True, crop=8, priors="gaussian,tweedie", max_iter=40)
+    cfg = S.Config(color=True, crop=8, priors="gaussian,tweedie,gs", max_iter=40)
     ds = S.run(cfg, progress=False)
     assert list(ds.image.values) == ["chelsea", "coffee"] and ds.attrs["dimension"] == 192
     assert ds.x_end.dims == ("image", "prior", "channel", "row", "col") and ds.x_start.shape == (2, 3, 8, 8)
     gauss = make_prior("gaussian", (3, 8, 8), PriorSettings(dtype=torch.float64))
     lam = np.sort(1.0 / gauss.spectrum.numpy().ravel())
     tw = make_prior("tweedie", (3, 8, 8), PriorSettings(s=cfg.s, dtype=torch.float64))
+    gs = make_prior("gs", (3, 8, 8), PriorSettings(s=cfg.s, dtype=torch.float64))
     for a in range(2):
         np.testing.assert_allclose(ds.eigenvalues.values[a, 0], lam, rtol=1e-12, atol=1e-12 * lam.max())
         x = torch.as_tensor(ds.x_end.values[a, 1], dtype=torch.float64)
@@ -277,6 +280,11 @@ def test_morse_bott_in_colour_gives_the_closed_form_gaussian_spectrum_and_the_co
         J = J.reshape(192, 192).numpy()
         ref = np.linalg.eigvalsh((np.eye(192) - 0.5 * (J + J.T)) / cfg.s ** 2)
         np.testing.assert_allclose(ds.eigenvalues.values[a, 1], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+        x = torch.as_tensor(ds.x_end.values[a, 2], dtype=torch.float64)
+        Hg = torch.autograd.functional.hessian(lambda z: gs.energy(z[None])[0], x).reshape(192, 192).numpy()
+        assert np.abs(Hg - Hg.T).max() <= 1e-8 * np.abs(Hg).max()
+        ref = np.linalg.eigvalsh(0.5 * (Hg + Hg.T))
+        np.testing.assert_allclose(ds.eigenvalues.values[a, 2], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
         assert (ds.q_change.values[a] < 0).all()
 
 
