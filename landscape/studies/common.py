@@ -165,7 +165,7 @@ def color_resolved(cfg: Any, rules: dict[str, Any], colour_defaults: dict[str, A
     the named images must then be colour photographs (``data.COLOR_TEST``, unless files are given) and the
     priors among ``colour_priors`` or user priors (``file.py:factory``: built for ``(3, H, W)`` images).
     ``colour_priors``: the names allowed in the study's ``priors`` (or single ``prior``) option, or
-    ``{option: names}`` for a study with several prior options.
+    ``{option: names}`` for a study with several prior options (``{}``: none restricted).
     """
     from ..plugins import is_spec
     c = validate(dataclasses.replace(cfg))
