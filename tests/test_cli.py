@@ -326,7 +326,7 @@ def test_trivial_minimizer_on_a_colour_photograph(tmp_path):
     """--color keeps chelsea's three channels end to end: the results hold (channel, row, col) inputs and
     images, the colour Gaussian prior's description (its colour basis), and the profile's energies equal
     the closed form of that prior; the shipped colour denoiser runs the same study (score prior: HQS and
-    the fixed-point rates); the registry refuses a prior without a colour version, naming ``prior``."""
+    the fixed-point rates)."""
     from landscape import marginal, scan
     from landscape.studies import trivial_minimizer as TM
     out = tmp_path / "c.nc"
@@ -347,5 +347,3 @@ def test_trivial_minimizer_on_a_colour_photograph(tmp_path):
                  "--crop", "16", "--out", str(tmp_path / "t.nc")]) == 0            # the shipped colour denoiser
     tw = io.load(tmp_path / "t.nc")
     assert tw.x_true.dims == ("channel", "row", "col") and np.isfinite(tw.fixed_point_rate.values).any()
-    with pytest.raises(InputError, match="^prior: .*colour version"):      # the registry's gray-only whole-image GMM
-        make_prior("gmm", (3, 16, 16))

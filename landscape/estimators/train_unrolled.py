@@ -199,4 +199,5 @@ RECIPES: dict[str, dict] = {
                        "init": "denoiser-gmm16", "steps": 3000},
     "unrolled-gaussian-color": {"family": "gaussian", "theta_max": 3.0, "color": True, "init": "denoiser-color",
                                 "patch": 48, "steps": 3000},
+    "unrolled-shake-color": {"family": "free", "color": True, "init": "denoiser-color", "patch": 48, "steps": 3000},
 }

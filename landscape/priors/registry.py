@@ -20,8 +20,10 @@ name           prior
 
 Colour images (``shape`` ``(3, H, W)``): ``tweedie`` and ``pf-ode`` use the shipped ``denoiser-color``,
 ``gs`` the shipped ``gs-denoiser-color``, ``gaussian`` is fitted to ``data.COLOR_TRAIN`` with its inter-channel
-covariance (``GaussianPrior.fit_color``), ``patch-gmm`` to its colour patches, and ``sparse`` sums over the
-channels; ``gmm`` is gray only (:data:`COLOR` lists those with colour).
+covariance (``GaussianPrior.fit_color``), ``patch-gmm`` to its colour patches, ``gmm`` to its whole colour crops
+(one mixture on channel-major vectors of :math:`3HW` values: its covariances couple channels and pixels; keep
+:math:`3HW` small, the fit is :math:`O(K (3HW)^3)` per EM iteration), and ``sparse`` sums over the channels
+(every entry has a colour version).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, Callable
 
 import torch
 
-from .._checks import InputError, choice, device_check, flag, integer, one_of, option, positive_number, validate
+from .._checks import choice, device_check, flag, integer, one_of, option, positive_number, validate
 from .base import Prior
 
 
@@ -112,6 +114,8 @@ def _fitted_gaussian(shape, spectrum, seed):
 
 
 def _gmm(shape, st):
+    """The whole-image GMM, fitted by EM to random crops of ``shape``: of ``data.TRAIN`` for gray shapes, of the
+    colour photographs ``data.COLOR_TRAIN`` for ``(3, H, W)`` (cached on disk once fitted)."""
     from .gmm import fit_natural_gmm
     return fit_natural_gmm(shape, st.gmm_components, st.gmm_samples, progress=st.progress)
 
@@ -136,8 +140,6 @@ PRIORS: dict[str, Callable[[tuple[int, int], PriorSettings], Prior]] = {
 }
 #: priors on images of any shape (the others are fitted to one shape)
 ANY_SHAPE = ("tweedie", "gs", "pf-ode", "patch-gmm", "sparse")
-#: priors with a colour version (``shape`` ``(3, H, W)``)
-COLOR = ("tweedie", "gs", "pf-ode", "gaussian", "patch-gmm", "sparse")
 
 
 def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None = None) -> Prior:
@@ -149,8 +151,8 @@ def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None
         One of ``PRIORS``, or a user prior: ``file.py:factory``, ``package.module:factory`` or a name
         registered in the entry-point group ``landscape.priors`` (:mod:`landscape.priors.user`).
     shape : (int, int) or (3, int, int)
-        Image shape (the Gaussian and GMM priors are fitted to it); ``(3, H, W)`` for colour images
-        (:data:`COLOR`).
+        Image shape (the Gaussian and GMM priors are fitted to it); ``(3, H, W)`` for colour images (every
+        entry has a colour version).
     settings : PriorSettings, optional
 
     Returns
@@ -168,6 +170,4 @@ def make_prior(name: str, shape: tuple[int, int], settings: PriorSettings | None
     if is_spec(name):
         return load_user_prior(name, st.s, tuple(shape), st.device)
     choice("prior", name, PRIORS)
-    if len(shape) == 3 and name not in COLOR:
-        raise InputError("prior", "a prior with a colour version for colour images: " + ", ".join(COLOR), repr(name))
     return PRIORS[name](tuple(shape), st)

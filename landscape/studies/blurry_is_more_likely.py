@@ -13,8 +13,8 @@ compute :math:`\Delta q(w) = q(h_w \star x) - q(x)` (nats) with every evaluator:
 
 Blurred crops are cut from the whole blurred image, so no wrap-around edge enters a crop. With
 ``--color`` the crops are colour crops ``(3, H, W)`` of the held-out colour photographs
-(``data.COLOR_TEST``), the same kernel blurs every channel, and the evaluators are the priors with a
-colour version (``gaussian``: the colour Gaussian with its fitted inter-channel covariance; ``tweedie``
+(``data.COLOR_TEST``), the same kernel blurs every channel, and the evaluators are the registry's priors in
+their colour version (``gaussian``: the colour Gaussian with its fitted inter-channel covariance; ``tweedie``
 and ``pf-ode``: the shipped colour network) or user priors.
 Nguyen, Pauwels & Weiss report that a blur of width 3 gets lower q than the sharp image.
 """
@@ -40,12 +40,10 @@ from .._checks import (
     option,
     positive_number,
     prior_names,
-    shown,
     validate,
 )
 from ..operators import Blur
 from ..priors import EXPLICIT, PriorSettings, make_prior
-from ..priors.registry import COLOR
 from .common import apply_quick, at_least, at_most, concat_cases, device_option, product_cases, single_case
 
 NAME = "blurry-is-more-likely"
@@ -92,10 +90,6 @@ class Config:
             raise InputError("width_step", f"a step no larger than width_max ({c.width_max})", c.width_step)
         if c.color and c.evaluators == EVALUATORS:
             c.evaluators = COLOR_EVALUATORS
-        gray_only = [e for e in c.evaluators if e in EVALUATORS and e not in COLOR] if c.color else []
-        if gray_only:
-            raise InputError("evaluators", "with --color, priors with a colour version (" + ", ".join(COLOR)
-                             + ") or user priors", shown(gray_only))
         if c.quick:
             c = apply_quick(c, QUICK)[0]
         return c

@@ -156,18 +156,15 @@ def quick_resolved(cfg: Any, rules: dict[str, Any]) -> Any:
     return apply_quick(c, rules)[0] if c.quick else c
 
 
-def color_resolved(cfg: Any, rules: dict[str, Any], colour_defaults: dict[str, Any],
-                   colour_priors: tuple[str, ...] | dict[str, tuple[str, ...]]) -> Any:
-    """:func:`quick_resolved` for a study with ``--color`` (a ``color`` flag, ``images``, and prior options).
+def color_resolved(cfg: Any, rules: dict[str, Any], colour_defaults: dict[str, Any]) -> Any:
+    """:func:`quick_resolved` for a study with ``--color`` (a ``color`` flag and ``images``).
 
     With ``color`` set, each option still at its gray default takes its colour counterpart from
     ``colour_defaults`` (``{"images": data.COLOR_TEST, ...}``), and the quick rules treat it as a default;
-    the named images must then be colour photographs (``data.COLOR_TEST``, unless files are given) and the
-    priors among ``colour_priors`` or user priors (``file.py:factory``: built for ``(3, H, W)`` images).
-    ``colour_priors``: the names allowed in the study's ``priors`` (or single ``prior``) option, or
-    ``{option: names}`` for a study with several prior options (``{}``: none restricted).
+    the named images must then be colour photographs (``data.COLOR_TEST``, unless files are given). Every
+    prior of the registry has a colour version (``priors.make_prior`` builds it for ``(3, H, W)``), so a study's
+    prior options are not restricted here; a user prior (``file.py:factory``) is built for ``(3, H, W)`` images.
     """
-    from ..plugins import is_spec
     c = validate(dataclasses.replace(cfg))
     defaults = {f.name: f.default for f in dataclasses.fields(c)}
     swapped = {f: v for f, v in colour_defaults.items() if c.color and getattr(c, f) == defaults[f]}
@@ -179,13 +176,6 @@ def color_resolved(cfg: Any, rules: dict[str, Any], colour_defaults: dict[str, A
         if gray and not getattr(c, "image_file", ()):
             raise InputError("images", "with --color, held-out colour photographs: " + ", ".join(data.COLOR_TEST),
                              shown(c.images))
-        allowed = colour_priors if isinstance(colour_priors, dict) else \
-            {("priors" if hasattr(c, "priors") else "prior"): colour_priors}
-        for field, names in allowed.items():
-            priors = getattr(c, field)
-            if any(p not in names and not is_spec(p) for p in ((priors,) if isinstance(priors, str) else priors)):
-                raise InputError(field, "with --color, priors with a colour version: " + ", ".join(names)
-                                 + " (or your prior's spec)", shown(priors))
     return c
 
 

@@ -25,9 +25,9 @@ the reference with a closed form in any size and in colour: its descent ends at 
 eigenvalues are the inverse spectrum :math:`1/C_k(\omega)` of each colour component.
 
 ``--color``: colour crops :math:`(3, n, n)` of the held-out colour photographs (``data.COLOR_TEST``; an
-``--image-file`` keeps its colour), :math:`d = 3n^2`, with the priors that have a colour version (the
-shipped colour denoiser's Tweedie score, the colour Gaussian with its fitted inter-channel covariance):
-the setting of the seed paper's counts (32x32x3 CIFAR crops).
+``--image-file`` keeps its colour), :math:`d = 3n^2`, every prior in its colour version (by default the
+shipped colour denoiser's Tweedie score and the colour Gaussian with its fitted inter-channel covariance;
+``gs`` the colour gradient-step network, ``gmm`` a whole-image mixture fitted to colour crops): the setting of the seed paper's counts (32x32x3 CIFAR crops).
 """
 
 from __future__ import annotations
@@ -70,8 +70,6 @@ from .common import (
 NAME = "morse-bott"
 SUMMARY = "Hessian spectra of learned priors at critical points reached by descending q from held-out images"
 PRIORS = ("gs", "tweedie", "gmm", "gaussian")
-#: the priors with a colour version (``--color``)
-COLOR_PRIORS = ("gs", "tweedie", "gaussian")
 #: the priors of a ``--color`` run by default
 COLOR_DEFAULT_PRIORS = ("tweedie", "gaussian")
 #: the largest dimension whose spectrum is computed densely (d products); above it ``n_eig`` is required
@@ -95,14 +93,13 @@ class Config:
     image_file: tuple[str, ...] = option((),
                                          "your own image file(s) (.png/.npy/...), comma-separated, luminance unless "
                                          "--color; replace --images", files_or_empty("an image file"))
-    color: bool = option(False, "colour crops (3, crop, crop): d = 3 crop^2; priors " + ", ".join(COLOR_PRIORS),
+    color: bool = option(False, "colour crops (3, crop, crop): d = 3 crop^2; every prior in its colour version",
                          flag())
     crop: int = option(16, f"central crop size (d = crop^2, 3 crop^2 in colour; dense spectra up to d = {DENSE_MAX})",
                        Check("an integer from 8 to 128", lambda v: isinstance(v, int) and 8 <= v <= 128, (4, 256)))
     priors: tuple[str, ...] = option(DEFAULT_PRIORS,
                                      "comma-separated: gs, tweedie, gmm (exact reference; crop <= 16), gaussian "
-                                     "(exact reference, closed-form spectrum); with --color: gs, tweedie, gaussian (tweedie, "
-                                     "gaussian the default there)",
+                                     "(exact reference, closed-form spectrum); with --color: tweedie, gaussian the default",
                                      prior_names(PRIORS))
     s: float = option(0.01, "noise level of the learned priors (the paper descends at 1e-3)", positive_number())
     gtol: float = option(1e-4, "stop the descent when ||grad q|| <= gtol (absolute)", positive_number())
@@ -122,7 +119,7 @@ class Config:
         return (3 if self.color else 1) * self.crop ** 2
 
     def resolved(self) -> "Config":
-        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "priors": COLOR_DEFAULT_PRIORS}, COLOR_PRIORS)
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "priors": COLOR_DEFAULT_PRIORS})
         d = c.dimension
         if c.n_eig == 0 and d > DENSE_MAX:
             raise InputError("n_eig", f"a number of Ritz values to keep (the Lanczos count) for d = {d} > {DENSE_MAX} "

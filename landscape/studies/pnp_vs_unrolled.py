@@ -52,8 +52,6 @@ STARTS = ("nonblind", "blind_dirac", "blind_near_truth")
 NEAR = 0.1
 
 
-#: the priors with a colour version (``--color``), per prior option
-COLOR_PRIORS = {"denoiser": ("tweedie",), "gs_prior": ("patch-gmm", "gs", "gaussian")}
 #: the colour counterparts of the gray defaults
 COLOR_DEFAULTS = {"images": data.COLOR_TEST, "gs_prior": "patch-gmm"}
 
@@ -91,7 +89,7 @@ class Config:
     quick: bool = option(False, "one image, width and noise level; 20 iterations (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = color_resolved(self, QUICK, COLOR_DEFAULTS, COLOR_PRIORS)
+        c = color_resolved(self, QUICK, COLOR_DEFAULTS)
         pnp.PnPOptions(s=c.s, s_max=c.s_max, s_min=c.s_min, n_iter=c.n_iter)       # their checks
         return c
 

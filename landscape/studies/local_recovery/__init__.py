@@ -28,9 +28,10 @@ with its evidence:
   kernels; the fraction that returns (:math:`|\theta_{end} - \hat\theta| \le 0.05\theta^\star`) against r.
 
 ``--color``: colour crops :math:`(3, n, n)` of the held-out colour photographs (``data.COLOR_TEST``), the
-same kernel on every channel, :math:`d = 3n^2`; priors with a colour version: ``tweedie`` (the shipped colour
-denoiser), ``gaussian`` (fitted inter-channel covariance), ``sandbox`` (a colour mixture whose covariance is
-that of colour training crops) and user priors.
+same kernel on every channel, :math:`d = 3n^2`; every prior in its colour version: ``tweedie`` and ``gs`` (the
+shipped colour networks), ``gaussian`` (fitted inter-channel covariance), ``patch-gmm`` (colour patches),
+``sparse`` (per channel), ``sandbox`` (a colour mixture whose covariance is that of colour training crops)
+and user priors.
 
 Prior ``sandbox``: an equal-weight Gaussian mixture of well-separated components (``GMMPrior.separated``)
 whose means are the held-out images, so :math:`x^\star` (the mode) and :math:`\nabla^2 q(x^\star) =
@@ -75,8 +76,7 @@ from .verdicts import conclusions
 NAME = "local-recovery"
 SUMMARY = "the theorem under its hypothesis: x* a critical point of q, then C1-C4 each certified"
 PRIORS = ("gs", "tweedie", "patch-gmm", "gaussian", "sparse", "sandbox")
-#: the priors with a colour version (``--color``), and a colour run's default
-COLOR_PRIORS = ("gs", "tweedie", "gaussian", "sparse", "sandbox")
+#: a colour run's defaults (every prior has a colour version)
 COLOR_DEFAULTS = {"images": data.COLOR_TEST[:1], "priors": ("sandbox", "tweedie")}
 ROLES = ("critical", "natural")
 #: what identifies a case (stored as coordinates ``case_<name>``)
@@ -98,8 +98,8 @@ class Config:
                                      subset_of(data.TEST + data.COLOR_TEST))
     image_file: tuple[str, ...] = option((), "your own image file(s), comma-separated, luminance unless --color; "
                                          "replace --images", files_or_empty("an image file"))
-    color: bool = option(False, "colour crops (3, crop, crop), d = 3 crop^2; priors " + ", ".join(COLOR_PRIORS)
-                         + " (sandbox, tweedie the default there)", flag())
+    color: bool = option(False, "colour crops (3, crop, crop), d = 3 crop^2; every prior in its colour version "
+                         "(sandbox, tweedie the default there)", flag())
     crop: int = option(32, "central crop size (the sandbox uses 12x12)", integer(8, 128))
     x_star: tuple[str, ...] = option(("critical", "natural"),
                                      "role of x*: critical (a critical point of q reached from the "
@@ -126,7 +126,7 @@ class Config:
     quick: bool = option(False, "one prior, one image, 16x16, 2 levels, 1 draw (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = color_resolved(self, QUICK, COLOR_DEFAULTS, COLOR_PRIORS)
+        c = color_resolved(self, QUICK, COLOR_DEFAULTS)
         if c.kernel_size % 2 == 0 or c.kernel_size > min(c.crop, SANDBOX_SIZE if "sandbox" in c.priors
                                                            else c.crop):
             raise InputError("kernel_size", "an odd size no larger than the image (12 with the sandbox)", c.kernel_size)

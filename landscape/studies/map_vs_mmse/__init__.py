@@ -82,9 +82,6 @@ OTHER_PARAMS = {"gaussian": [], "motion": [30.0]}
 TRIVIAL_FRACTION = 0.5
 
 
-#: the priors with a colour version (``--color``)
-COLOR_PRIORS = ("patch-gmm", "gs", "tweedie", "gaussian")
-
 #: ``--quick``: one image, one noise level, one width, coarse grid
 QUICK = {"images": FIRST, "noise": FIRST, "n_theta": at_most(7), "n_draws": 1, "theta_true": FIRST, "crop": at_most(32)}
 
@@ -127,8 +124,7 @@ class Config:
 
     def resolved(self) -> "Config":
         # colour: the EPLL prior; the quick run takes the closed-form Gaussian (the patch GMM's profile takes minutes)
-        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "prior": "gaussian" if self.quick else "patch-gmm"},
-                           COLOR_PRIORS)
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "prior": "gaussian" if self.quick else "patch-gmm"})
         if c.color:
             what = "with --color, natural colour crops blurred by a Gaussian kernel (the colour unrolled model: " \
                    + ", ".join(COLOR_MODELS.values()) + ")"

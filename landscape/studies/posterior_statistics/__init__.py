@@ -81,8 +81,6 @@ SAMPLE_DRAWS = 100
 POINT_ESTIMATES = ("posterior_mean", "map_trivial", "map_near_truth", "map_theta", "unrolled", "mmse_exact")
 
 
-#: the priors with a colour version (``--color``), per prior option
-COLOR_PRIORS = {"prior": ("tweedie",), "map_prior": ("patch-gmm", "gs", "tweedie", "gaussian")}
 #: the colour counterparts of the gray defaults
 COLOR_DEFAULTS = {"images": data.COLOR_TEST, "map_prior": "patch-gmm"}
 
@@ -133,7 +131,7 @@ class Config:
     quick: bool = option(False, "sandbox-sized run (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        c = color_resolved(self, QUICK, COLOR_DEFAULTS, COLOR_PRIORS)
+        c = color_resolved(self, QUICK, COLOR_DEFAULTS)
         if c.color and c.sandbox:
             raise InputError("sandbox", "with --color, the natural mode (the sandbox's GMM is gray)", True)
         LangevinOptions(n_steps=c.sweeps, burn_in=c.burn_in)          # burn-in below the run

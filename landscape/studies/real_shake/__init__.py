@@ -141,9 +141,8 @@ class Config:
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        # every non-blind prior has a colour version, and the kernel estimators' priors run on the luminance:
-        # no prior option is restricted with --color
-        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST}, {})
+        # the kernel estimators' priors run on the luminance; the non-blind prior in its colour version
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST})
         if not c.kernels and not c.kernel_file:
             raise InputError("kernels", "at least one measured kernel name or --kernel-file", "none")
         return c
