@@ -1,8 +1,9 @@
 """The shipped unrolled models on held-out data: PSNR, kernel error and parameter error, in one run.
 
     python benchmarks/unrolled_eval.py [--models unrolled-gaussian,unrolled-shake,unrolled-gmm16] [--oracle]
+                                       [--classical] [--crop 64]
 
-Natural models: 64x64 crops of the held-out images (camera, ascent, aero; three places each; a colour
+Natural models: 64x64 crops (``--crop``) of the held-out images (camera, ascent, aero; three places each; a colour
 model: (3, 64, 64) crops of the held-out colour photographs chelsea and coffee, three places each), kernels
 drawn from the model's training range (seeded: Gaussian widths or motion (length, angle) uniform on the
 box, camera-shake draws of sizes 5-15, or 5..--kernel-size, zero-padded to a free model's support: the same
@@ -17,7 +18,12 @@ as a separate gray image (three kernels; the row reports their mean kernel error
 least-squares kernel (``kernel_estimation.least_squares_kernel``, on h*'s support) fitted to y from the *true* image x*
 (the oracle: what a least-squares kernel step reaches with a perfect image) and from the model's own
 reconstruction x_hat. The first bounds what a better kernel step could gain; the gap between the two is
-the part of the kernel error that comes from the image estimate.
+the part of the kernel error that comes from the image estimate. A third column feeds the model's own kernel
+branch the true image (its first step, ``kernel(y, x*)``): what the branch makes of a perfect image.
+
+``--classical`` (free-kernel models): the kernel errors of the classical estimators on the same cases, MAP_k under
+the stationary Gaussian prior (``kernel_estimation.map_k``) and under the sparse mixture prior (``map_k_mog``),
+each on the model's support (Levin et al. 2011's MAP_k: the reference the unrolled kernel is measured against).
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ import numpy as np
 import torch
 
 from landscape import data, priors
-from landscape.kernel_estimation import least_squares_kernel
+from landscape.kernel_estimation import least_squares_kernel, map_k, map_k_mog
 from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw_kernels, simulate
 from landscape.estimators.unrolled import check_kernel_for, load_unrolled
 
 
-def images(model_name: str, rng: np.random.Generator, color: bool = False) -> list[np.ndarray]:
+def images(model_name: str, rng: np.random.Generator, color: bool = False, crop: int = 64) -> list[np.ndarray]:
     if model_name == "unrolled-gmm16":
         gmm = priors.fit_natural_gmm((16, 16), 10, 10000, progress=False)
         return [x.numpy() for x in gmm.sample(9, rng=rng)]
@@ -41,8 +47,8 @@ def images(model_name: str, rng: np.random.Generator, color: bool = False) -> li
     for name in data.COLOR_TEST if color else ("camera", "ascent", "aero"):
         im = data.load(name, color=color)
         for fr in (0.3, 0.5, 0.7):
-            r, c = int(fr * (im.shape[-2] - 64)), int((1 - fr) * (im.shape[-1] - 64))
-            out.append(im[..., r:r + 64, c:c + 64])
+            r, c = int(fr * (im.shape[-2] - crop)), int((1 - fr) * (im.shape[-1] - crop))
+            out.append(im[..., r:r + crop, c:c + crop])
     return out
 
 
@@ -53,10 +59,15 @@ def main() -> None:
     ap.add_argument("--kernel-size", type=int, default=15,
                     help="free-kernel models: camera-shake draws of sizes 5..this, zero-padded to each model's support")
     ap.add_argument("--oracle", action="store_true",
-                    help="also the least-squares kernel's error from x* and from x_hat")
+                    help="also the least-squares kernel's error from x* and from x_hat, and the model's kernel branch "
+                    "fed x*")
+    ap.add_argument("--classical", action="store_true",
+                    help="free-kernel models: also MAP_k's kernel error (Gaussian and sparse-mixture priors)")
+    ap.add_argument("--crop", type=int, default=64, help="natural models: crop size of the held-out images")
     args = ap.parse_args()
     print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}"
-          + (f"{'LS(x*)':>9}{'LS(x_hat)':>11}" if args.oracle else ""))
+          + (f"{'LS(x*)':>9}{'LS(x_hat)':>11}{'branch(x*)':>12}" if args.oracle else "")
+          + (f"{'MAP_k':>8}{'MAP_k MoG':>11}" if args.classical else ""))
     for entry in args.models.split(","):
         name, _, path = entry.partition(":")
         try:
@@ -70,7 +81,7 @@ def main() -> None:
         gen = torch.Generator().manual_seed(2026)
         rows, per_channel = [], []
         gray = load_unrolled(name.removesuffix("-color")) if model.image_channels == 3 and not path else None
-        for img in images(name, rng, color=model.image_channels == 3):
+        for img in images(name, rng, color=model.image_channels == 3, crop=args.crop):
             for sig in (0.01, 0.03):
                 x = torch.as_tensor(img, dtype=torch.float32)[None]
                 h = draw_kernels(cfg, 1, rng)
@@ -88,12 +99,16 @@ def main() -> None:
                         cand = fam(grid[:, None].double()).float()
                         true_th = float(grid[int(((cand - h) ** 2).sum((-2, -1)).argmin())])
                         th_err = abs(float(o["theta"][0, 0]) - true_th)
-                oracle = (np.nan, np.nan)
+                oracle, classical = (np.nan,) * 3, (np.nan,) * 2
+                size, yy, ht = h.shape[-1], y[0].double().numpy(), h[0].double().numpy()
                 if args.oracle and model.image_channels == 1:     # the same circular model y was simulated with
-                    size, yy, ht = h.shape[-1], y[0].double().numpy(), h[0].double().numpy()
                     oracle = tuple(float(np.linalg.norm(least_squares_kernel(yy, im, size) - ht))
                                    for im in (x[0].double().numpy(), o["x"][0].double().numpy()))
-                rows.append((psnr(y), psnr(o["x"]), float((o["kernel"] - h).norm()), th_err, *oracle))
+                    with torch.no_grad():
+                        oracle += (float((model.kernel(y, x)[0] - h).norm()),)
+                if args.classical and free and model.image_channels == 1:
+                    classical = tuple(float(np.linalg.norm(est(yy, sig, size)["kernel"] - ht)) for est in (map_k, map_k_mog))
+                rows.append((psnr(y), psnr(o["x"]), float((o["kernel"] - h).norm()), th_err, *oracle, *classical))
                 if gray is not None:                 # the gray model on each channel as its own image
                     with torch.no_grad():
                         og = gray(y[0], sig)
@@ -102,7 +117,8 @@ def main() -> None:
         r = np.array(rows)
         print(f"{entry:<20}{len(r):6d}{r[:, 0].mean():9.2f}{r[:, 1].mean():12.2f}{r[:, 2].mean():10.3f}"
               f"{np.nanmean(r[:, 3]) if np.isfinite(r[:, 3]).any() else float('nan'):18.3f}"
-              + (f"{r[:, 4].mean():9.3f}{r[:, 5].mean():11.3f}" if args.oracle else ""))
+              + (f"{r[:, 4].mean():9.3f}{r[:, 5].mean():11.3f}{r[:, 6].mean():12.3f}" if args.oracle else "")
+              + (f"{r[:, 7].mean():8.3f}{r[:, 8].mean():11.3f}" if args.classical else ""))
         if per_channel:
             g = np.array(per_channel)
             label = name.removesuffix("-color") + " per channel"

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from landscape import io
-from landscape._checks import InputError
 from landscape.cli import main
 
 FAST = ["--crop", "32", "--kernel-size", "9", "--n-theta", "7", "--no-progress"]

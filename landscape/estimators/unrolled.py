@@ -47,6 +47,8 @@ SHIPPED = {
     "unrolled-gmm16": "Gaussian blur, width in [0, 3], exact samples of the 16x16 natural-crop GMM",
     "unrolled-gaussian-color": "Gaussian blur (one kernel for the three channels), width in [0, 3], RGB 48x48 "
                                "patches of data.COLOR_TRAIN",
+    "unrolled-shake-color": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support, one kernel for the "
+                            "three channels), RGB 48x48 patches of data.COLOR_TRAIN",
 }
 
 
@@ -218,7 +220,7 @@ class UnrolledBlind(nn.Module):
 MODELS = {"gaussian": "unrolled-gaussian", "motion": "unrolled-motion", "free": "unrolled-shake",
           "sandbox": "unrolled-gmm16"}
 #: the shipped colour unrolled models, by kernel family
-COLOR_MODELS = {"gaussian": "unrolled-gaussian-color"}
+COLOR_MODELS = {"gaussian": "unrolled-gaussian-color", "free": "unrolled-shake-color"}
 
 
 def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: Any = None) -> UnrolledBlind:

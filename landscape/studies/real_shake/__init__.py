@@ -29,7 +29,9 @@ prior. ``combine`` stores the cumulative success rates (fraction of cases with :
 kernel on every channel, :math:`y_c = h^\star \star x_c + \sigma n_c`. The kernel estimators run on the
 luminance :math:`y_\ell = \sum_c w_c y_c` (:data:`landscape.data.LUMA`), which is exactly a gray blind problem
 :math:`y_\ell = h^\star \star x_\ell + \sigma_\ell n` with :math:`\sigma_\ell = \sigma \|w\|_2`, under the
-gray priors and networks (as practitioners estimate shake); the non-blind step, the SSD, the ratio and PSNR /
+gray priors and networks (as practitioners estimate shake), except the colour unrolled network
+(``unrolled-shake-color``, the default ``--model`` there), which reads the colour :math:`y` (one kernel for the three
+channels); the non-blind step, the SSD, the ratio and PSNR /
 SSIM are in colour (the colour Gaussian prior's Wiener filter, the sparse prior summed over the channels, or a user
 prior built for :math:`(3, n, n)`). The
 energies and the marginal likelihood are those of the luminance problem, at :math:`\hat x_\ell`.
@@ -62,7 +64,7 @@ from ..._checks import (
     subset_of,
 )
 from ...estimators import pnp
-from ...estimators.unrolled import load_unrolled, reconstruct
+from ...estimators.unrolled import COLOR_MODELS, MODELS, load_unrolled, reconstruct
 from ...posterior import BlindDeblur, Posterior
 from ...priors import PriorSettings, make_prior
 from ...resources import MEASURED_KERNELS
@@ -86,7 +88,8 @@ ESTIMATORS = ("true", "map_xk", "map_k", "map_k_mog", "unrolled", "pnp")
 CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 #: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
 GALLERY = 31
-UNROLLED_MODEL = "unrolled-shake"
+#: the shipped free-kernel unrolled networks: gray, and colour (the ``--color`` default)
+UNROLLED_MODEL, COLOR_UNROLLED_MODEL = MODELS["free"], COLOR_MODELS["free"]
 #: the noise level of the luminance of three channels of independent noise sigma: sigma * LUMA_NORM
 LUMA_NORM = float(np.linalg.norm(data.LUMA))
 
@@ -130,9 +133,11 @@ class Config:
                             "--s); gradient-step PnP needs one with an energy", prior_name(("gs", "tweedie")))
     s: float = option(0.02, "level of the PnP prior (the gradient-step or Tweedie denoiser)", positive_number())
     model: str = option(UNROLLED_MODEL, "the unrolled network: a shipped name or a weights file of "
-                        "landscape train-unrolled (free kernels)",
+                        f"landscape train-unrolled (free kernels); with --color {COLOR_UNROLLED_MODEL} (on the colour y; "
+                        "a gray model's weights file runs on the luminance)",
                         Check("a shipped free-kernel unrolled model or an existing weights file",
-                              lambda v: v == UNROLLED_MODEL or Path(str(v)).is_file(), ("/no/such/model.pt",),
+                              lambda v: v in (UNROLLED_MODEL, COLOR_UNROLLED_MODEL) or Path(str(v)).is_file(),
+                              ("/no/such/model.pt", "unrolled-gaussian"),
                               reads=lambda v: [Path(v)] if Path(str(v)).is_file() else []))
     skip: tuple[str, ...] = option((), "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
                                    subset_of(ESTIMATORS[1:], allow_empty=True))
@@ -141,8 +146,9 @@ class Config:
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
 
     def resolved(self) -> "Config":
-        # the kernel estimators' priors run on the luminance; the non-blind prior in its colour version
-        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST})
+        # the kernel estimators' priors run on the luminance, the colour unrolled network on the colour y; the
+        # non-blind prior in its colour version
+        c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "model": COLOR_UNROLLED_MODEL})
         if not c.kernels and not c.kernel_file:
             raise InputError("kernels", "at least one measured kernel name or --kernel-file", "none")
         return c
@@ -155,8 +161,10 @@ def cases(config: Config) -> list[Config]:
             for c in product_cases(replace(cfg, kernels=(k,), kernel_file=()), (image_field(cfg), "noise"))]
 
 
-def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any) -> np.ndarray:
-    """``name``'s kernel estimate from the gray blind ``problem`` (the luminance problem with ``--color``)."""
+def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any,
+              colour: BlindDeblur | None = None) -> np.ndarray:
+    """``name``'s kernel estimate from the gray blind ``problem`` (the luminance problem with ``--color``; a colour
+    unrolled network sees the ``colour`` problem instead)."""
     y, sig, K, dev = io.host(problem.y), problem.noise, problem.family.size, problem.device
     if name == "true":
         return io.host(problem.kernel_true)
@@ -167,7 +175,11 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
     if name == "map_k_mog":
         return ke.map_k_mog(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
     if name == "unrolled":
-        return reconstruct(load_unrolled(cfg.model, device=dev), problem.y, sig)["kernel"]
+        model = load_unrolled(cfg.model, device=dev)
+        if model.image_channels == 3 and colour is None:
+            raise InputError("model", "a gray unrolled network for gray images (a colour one needs --color)", cfg.model)
+        src = colour if model.image_channels == 3 else problem
+        return reconstruct(model, src.y, src.noise)["kernel"]
     opts = pnp.PnPOptions(variant=cfg.pnp_variant, s=cfg.s, n_iter=cfg.pnp_iter)
     single = BlindDeblur(problem.y, problem.family, sig, dtype=torch.float32)      # the network's precision
     th = pnp.pnp_blind(single, pnp_prior, problem.family.zero(dtype=torch.float32, device=dev), options=opts)["theta"]
@@ -212,7 +224,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             ks.append(np.full((GALLERY, GALLERY), np.nan))
             continue
         t0 = time.perf_counter()
-        h = _estimate(e, cfg, kproblem, joint_prior, pnp_prior)
+        h = _estimate(e, cfg, kproblem, joint_prior, pnp_prior, problem if cfg.color else None)
         seconds = time.perf_counter() - t0
         x = ke.nonblind(y, sig, h, nb_prior, device=cfg.device)
         ssd, shift = metrics.shift_tolerant_ssd(x, img)
@@ -260,6 +272,9 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             ds[k].attrs["problem"] = "luminance (noise sigma * ||LUMA||_2)"
     ds.attrs.update(io.provenance(NAME, asdict(cfg), prior_description=joint_prior.describe(),
                                   kernels_estimated_on="luminance" if cfg.color else "the image",
+                                  unrolled_input=("colour" if cfg.color and "unrolled" not in cfg.skip
+                                                  and load_unrolled(cfg.model).image_channels == 3
+                                                  else "luminance" if cfg.color else "the image"),
                                   nonblind_description=nb_prior.describe(),
                                   pnp_description=pnp_prior.describe() if pnp_prior is not None else "skipped"))
     return ds
