@@ -126,10 +126,9 @@ class Config:
         # colour: the EPLL prior; the quick run takes the closed-form Gaussian (the patch GMM's profile takes minutes)
         c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "prior": "gaussian" if self.quick else "patch-gmm"})
         if c.color:
-            what = "with --color, natural colour crops blurred by a Gaussian kernel (the colour unrolled model: " \
-                   + ", ".join(COLOR_MODELS.values()) + ")"
-            for name, value, gray in (("sandbox", c.sandbox, False), ("kernel_file", c.kernel_file, ""),
-                                      ("family", c.family, "gaussian")):
+            what = "with --color, natural colour crops blurred by a Gaussian kernel or a --kernel-file (the colour " \
+                   "unrolled models: " + ", ".join(COLOR_MODELS.values()) + ")"
+            for name, value, gray in (("sandbox", c.sandbox, False), ("family", c.family, "gaussian")):
                 if value != gray:
                     raise InputError(name, what, value)
         return c
@@ -138,7 +137,7 @@ class Config:
 def _setup(cfg: Config):
     """Family, true parameters (one row per case value) and model of the configuration."""
     if cfg.kernel_file:                 # the path delta -> h*, h* padded to the model's support in run()
-        return None, np.array([[1.0]]), MODELS["free"]
+        return None, np.array([[1.0]]), (COLOR_MODELS if cfg.color else MODELS)["free"]
     name = "gaussian" if cfg.sandbox else cfg.family
     fam = kernels.get(name, 15)
     truths = np.array([[t, *OTHER_PARAMS[name]] for t in cfg.theta_true])
