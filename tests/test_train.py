@@ -60,7 +60,7 @@ def test_training_allocates_nothing_off_its_device_and_gives_the_same_weights(tm
     def run(name):
         if which == "denoiser":
             return train(TrainConfig(**{**TINY, "steps": 3}), tmp_path / name, progress=False)
-        fam = dict(family="free", kernel_size=5, kernel_steps=2) if which.startswith("unrolled-free") else \
+        fam = dict(family="free", kernel_size=5, kernel_steps=2, kernel_sharpen=4) if which.startswith("unrolled-free") else \
             dict(family="motion", theta_max=4.0, kernel_size=5)
         fam["color"] = which.endswith("colour")
         cfg = UnrolledTrainConfig(**fam, iterations=2, channels=4, init="none", patch=16, batch=2, steps=3,
@@ -112,3 +112,28 @@ def test_a_colour_unrolled_model_starts_only_from_a_colour_denoiser(tmp_path):
     assert not (tmp_path / "w.pt").exists()
     with pytest.raises(InputError, match="color"):
         UnrolledTrainConfig(family="gaussian", color=True, data="gmm", patch=16)
+
+
+def test_the_kernel_sharpening_cnn_starts_as_the_identity_and_learns_from_the_kernel_loss():
+    """A free kernel branch with ``kernel_sharpen`` loaded from a model without it (the fine-tuning path of
+    ``--init``) gives that model's images and kernels exactly; the kernel's squared error has a non-zero gradient on
+    the CNN's zero-initialised last layer, so training moves it; a parametric family refuses the option by name."""
+    from landscape._checks import InputError
+    from landscape.estimators.train_unrolled import UnrolledTrainConfig
+    from landscape.estimators.unrolled import UnrolledBlind
+    torch.manual_seed(0)
+    fam = {"name": "free", "size": 5, "lo": [0.0], "hi": [3.0]}
+    plain = UnrolledBlind(fam, iterations=2, channels=4).eval()
+    sharp = UnrolledBlind({**fam, "kernel_sharpen": 4}, iterations=2, channels=4)
+    missing, unexpected = sharp.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("kernel_branch.sharpen.") for k in missing)
+    y = torch.rand(2, 16, 16)
+    with torch.no_grad():
+        a, b = plain(y, 0.02), sharp.eval()(y, 0.02)
+    assert torch.equal(a["x"], b["x"]) and torch.equal(a["kernel"], b["kernel"])
+    h = torch.zeros(2, 5, 5)
+    h[:, 2, 1:4] = 1 / 3
+    ((sharp(y, 0.02)["kernel"] - h) ** 2).sum().backward()
+    assert float(sharp.kernel_branch.sharpen[-1].weight.grad.abs().max()) > 0
+    with pytest.raises(InputError, match="^kernel_sharpen: "):
+        UnrolledTrainConfig(family="gaussian", kernel_sharpen=4)

@@ -51,6 +51,8 @@ class UnrolledTrainConfig:
     iterations: int = option(4, "unrolled iterations K", integer(1, 12))
     kernel_steps: int = option(0, "free kernels: projected-gradient steps on the data misfit after the kernel "
                                "branch's estimate (it sees the data residual)", integer(0, 50))
+    kernel_sharpen: int = option(0, "free kernels: channels of a CNN that sharpens the iterate the kernel is "
+                                 "fitted to (0: none; it starts as the identity)", integer(0, 128))
     channels: int = option(32, "base channels of the UNet (32: the shipped denoiser's)", integer(4))
     init: str = option("denoiser-gray", "shipped denoiser the UNet starts from, a shipped unrolled model or an "
                        "unrolled model's weights file of the same shape to continue training (fine-tuning), or none",
@@ -82,6 +84,9 @@ class UnrolledTrainConfig:
             raise InputError("color", "colour training on natural images (--data natural)", self.data)
         if self.sigma_max < self.sigma_min:
             raise InputError("sigma_max", f"at least sigma_min ({self.sigma_min})", self.sigma_max)
+        for name in ("kernel_steps", "kernel_sharpen"):
+            if getattr(self, name) and self.family != "free":
+                raise InputError(name, "0 unless the family is free (a free kernel branch's option)", getattr(self, name))
         if self.kernel_size > self.patch:
             raise InputError("kernel_size", f"a support no larger than the patch ({self.patch})", self.kernel_size)
         if self.family == "gaussian" and self.theta_max > self.kernel_size / 2:
@@ -96,14 +101,15 @@ class UnrolledTrainConfig:
         if self.family == "motion":
             lo, hi = lo + [ANGLE_RANGE[0]], hi + [ANGLE_RANGE[1]]
         spec = {"name": self.family, "size": self.kernel_size, "lo": lo, "hi": hi}
-        return {**spec, "kernel_steps": self.kernel_steps} if self.kernel_steps else spec
+        extra = {k: v for k, v in (("kernel_steps", self.kernel_steps), ("kernel_sharpen", self.kernel_sharpen)) if v}
+        return {**spec, **extra}
 
 
 def _shape(config: dict) -> dict:
     """An unrolled model's configuration without what its weights do not depend on (a free kernel branch's
-    support; its data steps add step sizes, initialised fresh)."""
+    support; its data steps add step sizes and its sharpening CNN its own weights, initialised fresh)."""
     fam = {k: v for k, v in config["family"].items() if not (config["family"]["name"] == "free"
-                                                            and k in ("size", "kernel_steps"))}
+                                                            and k in ("size", "kernel_steps", "kernel_sharpen"))}
     return {**config, "family": fam}
 
 
@@ -161,7 +167,7 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
             raise InputError("init", f"an unrolled model shaped as this one ({model.config}; the free kernel "
                              "branch's support and steps may differ)", src.config)
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
-        if unexpected or any(not k.startswith("kernel_branch.log_tau") for k in missing):
+        if unexpected or any(not k.startswith(("kernel_branch.log_tau", "kernel_branch.sharpen.")) for k in missing):
             raise InputError("init", "an unrolled model whose weights fit this one", f"{missing} {unexpected}")
     elif cfg.init != "none":
         src = nets.load(weights_path(cfg.init))

@@ -90,11 +90,14 @@ class FreeKernelBranch(nn.Module):
     gradient steps on the data misfit :math:`\|h \star z - y\|^2` over the simplex, each seeing the data
     residual :math:`h \star z - y` along :math:`-\mathrm{crop}(z \star' (h \star z - y))` (half the gradient),
     with learned step sizes :math:`\tau_t / \max_{\omega \ne 0} |\hat z(\omega)|^2` (the kernel's sum is fixed on the
-    simplex, so the DC term does not bound the step; 0 steps: the earlier models). One kernel blurs every
+    simplex, so the DC term does not bound the step; 0 steps: the earlier models). With ``sharpen > 0`` the kernel
+    is fitted to :math:`z + S(y, z)` instead of :math:`z`, :math:`S` a small dilated CNN (receptive field 15 px,
+    ``sharpen`` channels, its last layer initialised at zero so that it starts as the identity): the iterate the
+    image step wants and the one a kernel fit wants need not be the same. One kernel blurs every
     channel of a colour image, so the least-squares sums, the residual's gradient and the curvature are
     summed over the channels."""
 
-    def __init__(self, size: int, width: int = 16, steps: int = 0, image_channels: int = 1):
+    def __init__(self, size: int, width: int = 16, steps: int = 0, image_channels: int = 1, sharpen: int = 0):
         super().__init__()
         self.size = size
         self.image_channels = int(image_channels)
@@ -105,6 +108,14 @@ class FreeKernelBranch(nn.Module):
         self.log_temp = nn.Parameter(torch.tensor(math.log(50.0)))
         if steps:
             self.log_tau = nn.Parameter(torch.full((steps,), math.log(0.5)))
+        if sharpen:
+            C = self.image_channels
+            self.sharpen = nn.Sequential(nn.Conv2d(2 * C, sharpen, 3, padding=1), nn.SiLU(),
+                                         nn.Conv2d(sharpen, sharpen, 3, padding=2, dilation=2), nn.SiLU(),
+                                         nn.Conv2d(sharpen, sharpen, 3, padding=4, dilation=4), nn.SiLU(),
+                                         nn.Conv2d(sharpen, C, 3, padding=1))
+            nn.init.zeros_(self.sharpen[-1].weight)
+            nn.init.zeros_(self.sharpen[-1].bias)
 
     def _crop(self, a: torch.Tensor) -> torch.Tensor:
         r = self.size // 2
@@ -112,6 +123,8 @@ class FreeKernelBranch(nn.Module):
 
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         y, z = _channels_first(y, self.image_channels), _channels_first(z, self.image_channels)   # (B, C, H, W)
+        if hasattr(self, "sharpen"):
+            z = z + self.sharpen(torch.cat([y, z], 1))
         yc, zc = y - y.mean((-2, -1), keepdim=True), z - z.mean((-2, -1), keepdim=True)
         Y, Zf = torch.fft.rfft2(yc), torch.fft.rfft2(zc)
         n = y.shape[-1] * y.shape[-2]
@@ -159,7 +172,8 @@ class UnrolledBlind(nn.Module):
         C = self.image_channels
         if self.free:
             self.family = None
-            self.kernel_branch = FreeKernelBranch(self.size, steps=int(family.get("kernel_steps", 0)), image_channels=C)
+            self.kernel_branch = FreeKernelBranch(self.size, steps=int(family.get("kernel_steps", 0)), image_channels=C,
+                                                  sharpen=int(family.get("kernel_sharpen", 0)))
         else:
             self.family = _kernels.get(family["name"], self.size)
             self.kernel_branch = ThetaBranch(self.family.n_params, family["lo"], family["hi"], image_channels=C)
