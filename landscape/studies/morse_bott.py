@@ -27,7 +27,8 @@ eigenvalues are the inverse spectrum :math:`1/C_k(\omega)` of each colour compon
 ``--color``: colour crops :math:`(3, n, n)` of the held-out colour photographs (``data.COLOR_TEST``; an
 ``--image-file`` keeps its colour), :math:`d = 3n^2`, every prior in its colour version (by default the
 shipped colour denoiser's Tweedie score and the colour Gaussian with its fitted inter-channel covariance;
-``gs`` the colour gradient-step network, ``gmm`` a whole-image mixture fitted to colour crops): the setting of the seed paper's counts (32x32x3 CIFAR crops).
+``gs`` the colour gradient-step network, ``gmm`` a whole-image mixture fitted to colour crops): the setting of
+the seed paper's counts (32x32x3 CIFAR crops).
 """
 
 from __future__ import annotations

@@ -162,9 +162,9 @@ def cases(config: Config) -> list[Config]:
 
 
 def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any,
-              colour: BlindDeblur | None = None) -> np.ndarray:
-    """``name``'s kernel estimate from the gray blind ``problem`` (the luminance problem with ``--color``; a colour
-    unrolled network sees the ``colour`` problem instead)."""
+              network: Any) -> np.ndarray:
+    """``name``'s kernel estimate from the blind ``problem``: the gray one (the luminance problem with ``--color``),
+    or the colour one for a colour unrolled ``network`` (loaded once per case by :func:`run_part`)."""
     y, sig, K, dev = io.host(problem.y), problem.noise, problem.family.size, problem.device
     if name == "true":
         return io.host(problem.kernel_true)
@@ -175,11 +175,7 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
     if name == "map_k_mog":
         return ke.map_k_mog(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
     if name == "unrolled":
-        model = load_unrolled(cfg.model, device=dev)
-        if model.image_channels == 3 and colour is None:
-            raise InputError("model", "a gray unrolled network for gray images (a colour one needs --color)", cfg.model)
-        src = colour if model.image_channels == 3 else problem
-        return reconstruct(model, src.y, src.noise)["kernel"]
+        return reconstruct(network, problem.y, sig)["kernel"]
     opts = pnp.PnPOptions(variant=cfg.pnp_variant, s=cfg.s, n_iter=cfg.pnp_iter)
     single = BlindDeblur(problem.y, problem.family, sig, dtype=torch.float32)      # the network's precision
     th = pnp.pnp_blind(single, pnp_prior, problem.family.zero(dtype=torch.float32, device=dev), options=opts)["theta"]
@@ -204,6 +200,10 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                                theta_true=fam.theta_of(h_true), device=cfg.device)
     else:
         gray_img, kproblem = img, problem
+    network = None if "unrolled" in cfg.skip else load_unrolled(cfg.model, device=cfg.device)
+    colour_network = network is not None and network.image_channels == 3
+    if colour_network and not cfg.color:
+        raise InputError("model", "a gray unrolled network for gray images (a colour one needs --color)", cfg.model)
     gray = gray_img.shape
     joint_prior = make_prior(cfg.prior, gray, PriorSettings(s=cfg.s, device=cfg.device))
     nb_prior = make_prior(cfg.nonblind, img.shape, PriorSettings(s=cfg.s, device=cfg.device))
@@ -224,7 +224,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             ks.append(np.full((GALLERY, GALLERY), np.nan))
             continue
         t0 = time.perf_counter()
-        h = _estimate(e, cfg, kproblem, joint_prior, pnp_prior, problem if cfg.color else None)
+        h = _estimate(e, cfg, problem if e == "unrolled" and colour_network else kproblem, joint_prior, pnp_prior,
+                      network)
         seconds = time.perf_counter() - t0
         x = ke.nonblind(y, sig, h, nb_prior, device=cfg.device)
         ssd, shift = metrics.shift_tolerant_ssd(x, img)
@@ -272,9 +273,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             ds[k].attrs["problem"] = "luminance (noise sigma * ||LUMA||_2)"
     ds.attrs.update(io.provenance(NAME, asdict(cfg), prior_description=joint_prior.describe(),
                                   kernels_estimated_on="luminance" if cfg.color else "the image",
-                                  unrolled_input=("colour" if cfg.color and "unrolled" not in cfg.skip
-                                                  and load_unrolled(cfg.model).image_channels == 3
-                                                  else "luminance" if cfg.color else "the image"),
+                                  unrolled_input="colour" if colour_network else "luminance" if cfg.color
+                                  else "the image",
                                   nonblind_description=nb_prior.describe(),
                                   pnp_description=pnp_prior.describe() if pnp_prior is not None else "skipped"))
     return ds
