@@ -57,3 +57,47 @@ def test_blocks_of_items_give_each_item_the_one_batch_iterates(quad):
     assert torch.equal(binfo.f, info.f) and torch.equal(binfo.converged, info.converged)
     assert binfo.n_item_evals == info.n_item_evals
     torch.testing.assert_close(binfo.f, fstar, rtol=1e-12, atol=1e-12)
+
+
+def _two_loop(g, mg, pairs, M):
+    """The textbook two-loop recursion (Nocedal & Wright, Algorithm 7.4) with H0 = gamma M, gamma from the newest
+    pair, pairs with s^T y <= 0 left out (rho = 0): the reference the compact form must equal."""
+    q, alphas = g.clone(), []
+    for s, y in reversed(pairs):
+        rho = 1 / float(s @ y) if float(s @ y) > 0 else 0.0
+        a = rho * float(s @ q)
+        q = q - a * y
+        alphas.append((rho, a))
+    s, y = pairs[-1]
+    gamma = float(s @ y) / float(y @ M @ y) if float(s @ y) > 0 else 1.0
+    r = gamma * M @ q
+    for (s, y), (rho, a) in zip(pairs, reversed(alphas)):
+        r = r + s * (a - rho * float(y @ r))
+    return r
+
+
+def test_compact_memory_equals_the_two_loop_recursion_with_left_out_pairs_and_a_full_ring():
+    """The compact form (Byrd, Nocedal & Schnabel) of H g with H0 = gamma M, for a dense symmetric positive-definite
+    M, against the two-loop recursion, after each of 7 pushes into a memory of 3 (the ring wraps twice), one pair
+    with s^T y < 0 (left out) among them; per item of a batch of 2 with different pairs."""
+    from landscape.optim import _CompactMemory
+    g0 = torch.Generator().manual_seed(1)
+    n, N, m = 2, 12, 3
+    A = torch.randn(N, N, generator=g0, dtype=torch.float64)
+    M = A @ A.T / N + torch.eye(N, dtype=torch.float64)
+    Hq = torch.randn(N, N, generator=g0, dtype=torch.float64)
+    Hess = Hq @ Hq.T / N + 0.5 * torch.eye(N, dtype=torch.float64)      # y = Hess s: curvature pairs
+    mem = _CompactMemory(n, m, N, M)
+    pairs: list[list] = [[], []]
+    for k in range(7):
+        s = torch.randn(n, N, generator=g0, dtype=torch.float64)
+        y = s @ Hess
+        if k == 3:
+            y[1] = -s[1]                                   # item 1: s^T y < 0, left out
+        g = torch.randn(n, N, generator=g0, dtype=torch.float64)
+        mem.push(s, y, y @ M, g)
+        for i in range(n):
+            pairs[i] = (pairs[i] + [(s[i], y[i])])[-m:]
+        got = mem.apply(g, g @ M)
+        for i in range(n):
+            torch.testing.assert_close(got[i], _two_loop(g[i], M @ g[i], pairs[i], M), rtol=1e-10, atol=1e-12)
