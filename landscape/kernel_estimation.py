@@ -17,6 +17,11 @@ r"""Free-kernel estimation as the blind-deblurring literature runs it on measure
   tangent space. EM cannot increase :math:`-\log p(y \mid h)` (``marginal.marginal_nll``, the
   closed form); ``tests/test_kernel_estimation.py`` checks that, the dense :math:`Q` against its Fourier
   definition, and the marginal's gradient against finite differences.
+* Colour ``(C, H, W)`` data, one kernel for every channel: :func:`map_k` sums the M-step quadratics of the colour
+  Gaussian prior's independent components (:math:`u = A^\top y`, :math:`A` its orthonormal colour basis), so it
+  maximises the colour marginal; :func:`map_k_mog` puts the difference mixture on every channel; :func:`map_xk`
+  takes a prior built for colour images. Three identical channels give the gray kernel
+  (``tests/test_kernel_estimation.py``).
 * :func:`map_xk` — the joint MAP over :math:`(x, h)` from :math:`(\delta, y)`, alternating with delayed
   normalisation (Perrone & Favaro 2014; ``descent.descend(scheme="pam")``), coarse to fine, for any prior.
 * :func:`nonblind` — the non-blind step every estimate shares: :math:`\arg\min_x E(h, x)`.
@@ -77,10 +82,27 @@ def pyramid(image_shape: tuple[int, int], size: int, factor: float = FACTOR, min
 
 
 def _resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``a`` ``(H, W)`` or colour ``(C, H, W)`` resized to the spatial ``shape`` (channels kept), anti-aliased
+    when shrinking."""
     from skimage.transform import resize
-    if tuple(a.shape) == tuple(shape):
+    a = np.asarray(a, dtype=float)
+    shape = (*a.shape[:-2], *tuple(shape)[-2:])
+    if tuple(a.shape) == shape:
         return np.array(a, dtype=float)
-    return resize(np.asarray(a, dtype=float), shape, order=1, anti_aliasing=shape[0] < a.shape[0], mode="edge")
+    return resize(a, shape, order=1, anti_aliasing=shape[-2] < a.shape[-2], mode="edge")
+
+
+def _with_channels(y: np.ndarray, shape: tuple[int, int]) -> tuple[int, ...]:
+    """A pyramid level's image shape: ``y``'s channel axis (if any) before the spatial ``shape``."""
+    return (*y.shape[:-2], *tuple(shape)[-2:])
+
+
+def _image(y: Any) -> np.ndarray:
+    """``y`` as a float array: ``(H, W)``, or ``(C, H, W)`` for colour (the same kernel on every channel)."""
+    y = np.asarray(y, dtype=float)
+    if y.ndim not in (2, 3):
+        raise InputError("y", "an (H, W) image, or (C, H, W) for colour", y.shape)
+    return y
 
 
 def upsample_kernel(h: np.ndarray, size: int) -> np.ndarray:
@@ -127,6 +149,17 @@ def m_step_quadratic(y: torch.Tensor, mu: torch.Tensor, c: torch.Tensor, size: i
     return A, b, float((Y.abs() ** 2).sum())
 
 
+def _component_sum(u: torch.Tensor, mu: torch.Tensor, c: torch.Tensor, size: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    r""":func:`m_step_quadratic` summed over the independent components of a colour image (``u`` the data's
+    components, :math:`A^\top y` for the prior's colour basis :math:`A`, ``(C, H, W)``; one kernel blurs them all, so
+    :math:`Q(h) = \sum_k Q_k(h)`); a gray ``(H, W)`` image is one component."""
+    if u.ndim == 2:
+        u, mu, c = u[None], mu[None], c[None]
+    parts = [m_step_quadratic(u[k], mu[k], c[k], size) for k in range(u.shape[0])]
+    return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts)
+
+
 def _fista_simplex(A: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, n_iter: int) -> torch.Tensor:
     r"""FISTA on :math:`h^\top A h - 2 b^\top h` over the simplex from ``h0``. The step is :math:`1/2L`, :math:`L` the
     largest eigenvalue of :math:`A` on the simplex's tangent space (sum-zero vectors) from 30 power iterations with a
@@ -168,7 +201,7 @@ def _em_level(y: np.ndarray, noise: float, prior: GaussianPrior, h0: np.ndarray,
     for _ in range(n_em):
         nll.append(float(marginal.marginal_nll(prob, prior, fam.theta_of(h.reshape(size, size)))[0]))
         mu, c = e_step(yt, h.reshape(size, size), prior, noise)
-        A, b, _ = m_step_quadratic(yt, mu, c, size)
+        A, b, _ = _component_sum(prior.rotate(yt), mu, c, size)
         h = _fista_simplex(A, b, h, n_inner)
         if on_iter is not None:
             on_iter()
@@ -190,14 +223,16 @@ def map_k(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, int]],
 
     Parameters
     ----------
-    y : array ``(H, W)``
-        The observation (circular model).
+    y : array ``(H, W)``, or ``(C, H, W)`` for colour
+        The observation (circular model; a colour image's channels all blurred by the one kernel).
     noise : float
         :math:`\\sigma`.
     size : int
         Odd kernel support.
     prior : callable ``shape -> GaussianPrior``
-        The prior at each level's image shape (default: the spectrum fitted to the training images).
+        The prior at each level's image shape, ``(h, w)`` or ``(C, h, w)`` (default: the spectrum fitted to the
+        training images; in colour, per component of the fitted colour basis, whose components are independent:
+        the E-step runs per component and the M-step minimises the sum of their quadratics).
     n_em, n_inner : int
         EM iterations per level; FISTA iterations per M-step.
     factor : float
@@ -212,14 +247,15 @@ def map_k(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, int]],
         iterations, nats), ``levels`` (kernel sizes, coarse to fine).
     """
     from tqdm.auto import tqdm
-    y = np.asarray(y, dtype=float)
+    y = _image(y)
     positive("noise", noise)
-    levels = pyramid(y.shape, size, factor)
+    levels = pyramid(y.shape[-2:], size, factor)
     h = dirac(levels[0][1], device="cpu").numpy()
     bar = tqdm(total=n_em * len(levels), desc="MAP_k (EM)", disable=not progress, leave=False)
     for shape, k, r in levels:
         h = upsample_kernel(h, k)
-        h, nll = _em_level(_resize(y, shape), noise * r, prior(shape), h, n_em, n_inner, bar.update, device)
+        h, nll = _em_level(_resize(y, shape), noise * r, prior(_with_channels(y, shape)), h, n_em, n_inner,
+                           bar.update, device)
     bar.close()
     return {"kernel": h, "nll": np.array(nll), "levels": [k for _, k, _ in levels]}
 
@@ -345,7 +381,7 @@ def _mog_level(y: np.ndarray, noise: float, mixture: GradientMixture, h0: np.nda
                n_reweight: int, anneal: bool, on_iter: Callable | None = None, device: Any = None
                ) -> tuple[np.ndarray, list[float]]:
     on = dict(dtype=torch.float64, device=device or "cpu")
-    dy = differences(torch.as_tensor(y, **on))
+    dy = differences(torch.as_tensor(y, **on)).reshape(-1, *y.shape[-2:])    # (2C, H, W): every channel's pair
     k = h0.shape[0]
     ht = torch.as_tensor(h0, **on)
     floor2 = 2 * noise ** 2
@@ -405,10 +441,10 @@ def map_k_mog(y: Any, noise: float, size: int, *, mixture: GradientMixture | Non
         iterations), ``levels``.
     """
     from tqdm.auto import tqdm
-    y = np.asarray(y, dtype=float)
+    y = _image(y)
     positive("noise", noise)
     mixture = mixture or fit_gradient_mixture()
-    levels = pyramid(y.shape, size, factor)
+    levels = pyramid(y.shape[-2:], size, factor)
     h = dirac(levels[0][1], device="cpu").numpy()
     bar = tqdm(total=n_em * len(levels), desc="MAP_k (MoG, EM)", disable=not progress, leave=False)
     for shape, k, r in levels:
@@ -437,20 +473,20 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
     Returns
     -------
     dict
-        ``kernel`` ``(size, size)``, ``x`` ``(H, W)``, ``energy`` (the finest level's joint energy at its end),
+        ``kernel`` ``(size, size)``, ``x`` (``y``'s shape), ``energy`` (the finest level's joint energy at its end),
         ``levels``.
     """
     from tqdm.auto import tqdm
 
     from .descent import descend
-    y = np.asarray(y, dtype=float)
-    levels = pyramid(y.shape, size, factor)
+    y = _image(y)
+    levels = pyramid(y.shape[-2:], size, factor)
     h, x = dirac(levels[0][1], device="cpu").numpy(), None
     for shape, k, r in tqdm(levels, desc="MAP_xk (PAM)", disable=not progress, leave=False):
         h = upsample_kernel(h, k)
         yl = _resize(y, shape)
         x = yl if x is None else _resize(x, shape)
-        p = prior(shape) if callable(prior) and not isinstance(prior, Prior) else prior
+        p = prior(_with_channels(y, shape)) if callable(prior) and not isinstance(prior, Prior) else prior
         post = Posterior(kernel_problem(yl, noise * r, k, device=device), p)
         fam, dev = post.problem.family, post.problem.device
         ds = descend(post, fam.theta_of(h), torch.as_tensor(x, device=dev)[None], scheme="pam",

@@ -158,7 +158,7 @@ class _CompactMemory:
     def push(self, s: torch.Tensor, y: torch.Tensor, my: torch.Tensor, g: torch.Tensor) -> None:
         """Add the pair ``(s, y)`` (with ``my`` = M y; left out where :math:`s^\\top y \\le 0`) and take the
         dot products with the new gradient ``g`` the next :meth:`apply` needs."""
-        m, n, k = self.m, s.shape[0], self.count % self.m
+        m, k = self.m, self.count % self.m
         sy = _dot(s, y)
         ok = sy > 0
         okc = _col(ok, s)

@@ -26,15 +26,13 @@ error (both centred on their centre of mass), PSNR / SSIM, Levin et al.'s error 
 prior. ``combine`` stores the cumulative success rates (fraction of cases with :math:`r \le t`) per estimator.
 
 ``--color``: colour crops :math:`(3, n, n)` of the held-out colour photographs (``data.COLOR_TEST``), the same
-kernel on every channel, :math:`y_c = h^\star \star x_c + \sigma n_c`. The kernel estimators run on the
-luminance :math:`y_\ell = \sum_c w_c y_c` (:data:`landscape.data.LUMA`), which is exactly a gray blind problem
-:math:`y_\ell = h^\star \star x_\ell + \sigma_\ell n` with :math:`\sigma_\ell = \sigma \|w\|_2`, under the
-gray priors and networks (as practitioners estimate shake), except the colour unrolled network
-(``unrolled-shake-color``, the default ``--model`` there), which reads the colour :math:`y` (one kernel for the three
-channels); the non-blind step, the SSD, the ratio and PSNR /
-SSIM are in colour (the colour Gaussian prior's Wiener filter, the sparse prior summed over the channels, or a user
-prior built for :math:`(3, n, n)`). The
-energies and the marginal likelihood are those of the luminance problem, at :math:`\hat x_\ell`.
+kernel on every channel, :math:`y_c = h^\star \star x_c + \sigma n_c`, and every estimator reads the colour
+:math:`y`: MAP_k under the colour Gaussian prior (its colour basis's components are independent, so the M-step sums
+their quadratics), the sparse MAP_k with the difference mixture on every channel, MAP_xk and PnP under the colour
+version of their prior (or a user prior built for :math:`(3, n, n)`), and the colour unrolled network
+(``unrolled-shake-color``, the default ``--model`` there; a gray network's weights file runs on the luminance
+:math:`\sum_c w_c y_c`, :data:`landscape.data.LUMA`, at noise :math:`\sigma\|w\|_2`). The non-blind step, the SSD,
+the ratio, PSNR / SSIM, the energies and the marginal likelihood are those of the colour problem.
 """
 
 from __future__ import annotations
@@ -110,12 +108,13 @@ class Config:
                                      + ", the default there)", subset_of(data.TEST + data.COLOR_TEST))
     image_file: tuple[str, ...] = option((), "your own image file(s), comma-separated, luminance unless --color; "
                                          "replace --images", files_or_empty("an image file"))
-    color: bool = option(False, "colour crops (3, crop, crop), the same kernel on every channel: the kernels "
-                         "estimated on the luminance, the non-blind step, SSD and ratio in colour", flag())
+    color: bool = option(False, "colour crops (3, crop, crop), the same kernel on every channel: every estimator, "
+                         "the non-blind step, SSD and ratio on the colour y", flag())
     crop: int = option(128, "central crop size (at least 64: Levin's 15 px border and the largest kernel)",
                        integer(64))
     noise: tuple[float, ...] = option((0.01,), "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
-    prior: str = option("sparse", "prior of the joint MAP_xk (sparse, gs, or a user prior spec)",
+    prior: str = option("sparse", "prior of the joint MAP_xk (sparse, gs, or a user prior spec; with --color its "
+                        "colour version, or a user prior built for (3, crop, crop))",
                         prior_name(("sparse", "gs", "tweedie")))
     nonblind: str = option("gaussian", "prior of the shared non-blind step: gaussian (the Wiener filter of the fitted "
                            "spectrum, exact), sparse, gs, or a user prior; with --color: gaussian (fitted per "
@@ -163,8 +162,8 @@ def cases(config: Config) -> list[Config]:
 
 def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any,
               network: Any) -> np.ndarray:
-    """``name``'s kernel estimate from the blind ``problem``: the gray one (the luminance problem with ``--color``),
-    or the colour one for a colour unrolled ``network`` (loaded once per case by :func:`run_part`)."""
+    """``name``'s kernel estimate from the blind ``problem`` (gray or colour; a gray unrolled ``network``, loaded once
+    per case by :func:`run_part`, reads a colour problem's luminance)."""
     y, sig, K, dev = io.host(problem.y), problem.noise, problem.family.size, problem.device
     if name == "true":
         return io.host(problem.kernel_true)
@@ -175,6 +174,8 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
     if name == "map_k_mog":
         return ke.map_k_mog(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
     if name == "unrolled":
+        if network.image_channels == 1 and problem.event_ndim == 3:    # a gray network on the luminance
+            return reconstruct(network, torch.as_tensor(data.luminance(y)), sig * LUMA_NORM)["kernel"]
         return reconstruct(network, problem.y, sig)["kernel"]
     opts = pnp.PnPOptions(variant=cfg.pnp_variant, s=cfg.s, n_iter=cfg.pnp_iter)
     single = BlindDeblur(problem.y, problem.family, sig, dtype=torch.float32)      # the network's precision
@@ -194,24 +195,16 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     fam = kernels.Free(K)
     problem = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), sig, rng=cfg.seed, device=cfg.device)
     y = io.host(problem.y)
-    if cfg.color:      # the kernels from the luminance: exactly a gray blind problem, noise sigma * ||LUMA||
-        gray_img = data.luminance(img)
-        kproblem = BlindDeblur(data.luminance(y), fam, sig * LUMA_NORM, x_true=gray_img,
-                               theta_true=fam.theta_of(h_true), device=cfg.device)
-    else:
-        gray_img, kproblem = img, problem
     network = None if "unrolled" in cfg.skip else load_unrolled(cfg.model, device=cfg.device)
     colour_network = network is not None and network.image_channels == 3
     if colour_network and not cfg.color:
         raise InputError("model", "a gray unrolled network for gray images (a colour one needs --color)", cfg.model)
-    gray = gray_img.shape
-    joint_prior = make_prior(cfg.prior, gray, PriorSettings(s=cfg.s, device=cfg.device))
+    joint_prior = make_prior(cfg.prior, img.shape, PriorSettings(s=cfg.s, device=cfg.device))
     nb_prior = make_prior(cfg.nonblind, img.shape, PriorSettings(s=cfg.s, device=cfg.device))
-    pnp_prior = (make_prior(cfg.pnp_prior, gray, PriorSettings(s=cfg.s, dtype=torch.float32, device=cfg.device))
+    pnp_prior = (make_prior(cfg.pnp_prior, img.shape, PriorSettings(s=cfg.s, dtype=torch.float32, device=cfg.device))
                  if "pnp" not in cfg.skip else None)
-    gauss = ke.gaussian_prior(gray)                       # the same fit as the non-blind step's and MAP_k's
-    post = Posterior(kproblem, joint_prior)
-    to_gray = data.luminance if cfg.color else (lambda v: v)
+    gauss = ke.gaussian_prior(img.shape)                  # the same fit as the non-blind step's and MAP_k's
+    post = Posterior(problem, joint_prior)
     ref = np.nan                               # the true kernel's SSD: the ratio's denominator (first estimator)
     rows: dict[str, list] = {k: [] for k in ("kernel_error", "psnr", "ssim", "error_ratio", "energy",
                                             "marginal_nll", "seconds", "shift_row", "shift_col")}
@@ -224,19 +217,18 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             ks.append(np.full((GALLERY, GALLERY), np.nan))
             continue
         t0 = time.perf_counter()
-        h = _estimate(e, cfg, problem if e == "unrolled" and colour_network else kproblem, joint_prior, pnp_prior,
-                      network)
+        h = _estimate(e, cfg, problem, joint_prior, pnp_prior, network)
         seconds = time.perf_counter() - t0
         x = ke.nonblind(y, sig, h, nb_prior, device=cfg.device)
         ssd, shift = metrics.shift_tolerant_ssd(x, img)
         if e == "true":
             ref = ssd
-        nll_problem = ke.kernel_problem(io.host(kproblem.y), kproblem.noise, h.shape[0], device=cfg.device)
+        nll_problem = ke.kernel_problem(y, sig, h.shape[0], device=cfg.device)
         rows["kernel_error"].append(ke.kernel_error(h, h_true))
         rows["psnr"].append(metrics.psnr(x, img))
         rows["ssim"].append(metrics.ssim(x, img))
         rows["error_ratio"].append(ssd / ref if ref > 0 else (1.0 if ssd <= 0 else np.inf))
-        rows["energy"].append(post.energy_at_kernel(h, to_gray(x)))
+        rows["energy"].append(post.energy_at_kernel(h, x))
         rows["marginal_nll"].append(float(marginal.marginal_nll(nll_problem, gauss,
                                                                 nll_problem.family.theta_of(h))[0]))
         rows["seconds"].append(seconds)
@@ -259,20 +251,15 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                         {"long_name": f"estimated kernel, centred on a {GALLERY}x{GALLERY} support"})
     ds["y"] = (("case", *pixels), y[None], {"long_name": "observation"})
     ds["x_true"] = (("case", *pixels), img[None], {"long_name": "sharp image"})
-    ds["energy_trivial_pair"] = ("case", [post.energy_at_kernel(kernels.dirac(1, device="cpu").numpy(),
-                                                                to_gray(y))],
+    ds["energy_trivial_pair"] = ("case", [post.energy_at_kernel(kernels.dirac(1, device="cpu").numpy(), y)],
                                  {"long_name": "E(delta, y)", "units": "nats"})
-    ds["energy_truth"] = ("case", [post.energy_at_kernel(h_true, gray_img)],
+    ds["energy_truth"] = ("case", [post.energy_at_kernel(h_true, img)],
                           {"long_name": "E(h*, x*)", "units": "nats"})
     ds["kernel_size"] = ("case", [K])
     ds["case_kernel"] = ("case", [kname])
     ds["case_image"] = ("case", [iname])
     ds["case_noise"] = ("case", [sig])
-    if cfg.color:
-        for k in ("energy", "marginal_nll", "energy_trivial_pair", "energy_truth"):
-            ds[k].attrs["problem"] = "luminance (noise sigma * ||LUMA||_2)"
     ds.attrs.update(io.provenance(NAME, asdict(cfg), prior_description=joint_prior.describe(),
-                                  kernels_estimated_on="luminance" if cfg.color else "the image",
                                   unrolled_input="colour" if colour_network else "luminance" if cfg.color
                                   else "the image",
                                   nonblind_description=nb_prior.describe(),
