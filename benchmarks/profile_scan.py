@@ -12,8 +12,8 @@
             no prior), printed for comparison with earlier measurements.
 Also times the circular convolution of one image by 64 kernels in chunks of various sizes.
 ``--profile``: where the batched scan's time goes, from one more scan under ``cProfile``: its FFTs split by
-caller (the data misfit, the prior, the solver's preconditioner), the L-BFGS memory's passes (the dot products and
-the compact form's two batched matrix products, ``optim._CompactMemory``), and the rest.
+caller (the data misfit, the prior, the solver's preconditioner), the L-BFGS memory's vector passes (dot
+products and axpys), and the rest.
 """
 
 from __future__ import annotations
@@ -142,13 +142,13 @@ def breakdown(scan, t_floor: float) -> None:
                 key = cname if cname in fft else "energy_and_grad" if "prior" in cfile else None
                 if key:
                     fft[key] += cstat[2]
-        elif name in ("<built-in method torch._C._linalg.linalg_vecdot>", "<built-in method torch.bmm>",
-                      "<built-in method torch._C._linalg.linalg_solve_triangular>"):
+        elif name in ("<built-in method torch._C._linalg.linalg_vecdot>", "<method 'addcmul_' of "
+                      "'torch._C.TensorBase' objects>"):
             vector += tt
     print(f"\n  where the batched scan's {total * 1e3:.0f} ms go (cProfile, one more scan; floor {t_floor * 1e3:.0f} ms):")
     for label, v in (("FFTs of the data misfit", fft["misfit"]), ("FFTs of the prior", fft["energy_and_grad"]),
                      ("FFTs of the preconditioner", fft["_fourier"]),
-                     ("L-BFGS memory (dots, compact products)", vector)):
+                     ("L-BFGS vector passes (dots, axpys)", vector)):
         print(f"    {label:<38}{v * 1e3:8.0f} ms  {v / total:6.1%}")
     rest = total - sum(fft.values()) - vector
     print(f"    {'the rest (elementwise work, Python)':<38}{rest * 1e3:8.0f} ms  {rest / total:6.1%}")

@@ -3,9 +3,7 @@ r"""Batched smooth minimisation: many independent problems solved side by side.
 ``lbfgs`` minimises :math:`f_b(x_b)` for every batch item :math:`b` at once (e.g. the inner
 problem :math:`\min_x E(\theta_b, x)` for a grid of :math:`\theta_b`). Each item has its own
 L-BFGS memory, step length and stopping test. Items that stop are written out and the working
-arrays are compacted, so the cost of an iteration follows the number of items still running. The L-BFGS
-direction is formed in compact form (Byrd, Nocedal & Schnabel 1994), which reads the curvature memory in two
-batched matrix products per iteration instead of the two-loop recursion's many vector passes.
+arrays are compacted, so the cost of an iteration follows the number of items still running.
 """
 
 from __future__ import annotations
@@ -79,11 +77,10 @@ def lbfgs(fg: FG, x0: torch.Tensor, *, max_iter: int = 500, ftol: float = 1e-13,
     precond : callable ``(v, idx) -> M v``, optional
         A symmetric positive-definite approximation of the inverse Hessian, used as the
         initial L-BFGS matrix :math:`H_0 = \gamma M`, :math:`\gamma = s^\top y / y^\top M y`.
-        It must be linear, symmetric and fixed during the run: it is applied once per iteration, to the new
-        gradient. Every other product follows by linearity: :math:`M y_k = M g_{k+1} - M g_k` is kept beside each
-        pair, and the direction :math:`-H g` is formed in the compact representation (``_CompactMemory``: two
-        batched matrix products with the memory per iteration, the same direction as the two-loop recursion,
-        ``tests/test_optim.py``); the Newton decrement reuses :math:`M g`.
+        It must be linear and fixed during the run: it is applied once per iteration, to the new
+        gradient. Every other product follows by linearity: :math:`M y_k = M g_{k+1} - M g_k` is
+        kept beside each pair, and the two-loop's :math:`M q`, :math:`q = -g - \sum_k a_k y_k`, is
+        :math:`-M g - \sum_k a_k M y_k`; the Newton decrement reuses :math:`M g`.
 
     block : int, optional
         Items solved together (default: ``VALUES_PER_BLOCK`` values' worth, at least one). The items are
@@ -109,72 +106,6 @@ def lbfgs(fg: FG, x0: torch.Tensor, *, max_iter: int = 500, ftol: float = 1e-13,
         sum(i.n_calls for i in infos), sum(i.n_item_evals for i in infos))
 
 
-class _CompactMemory:
-    r"""The L-BFGS inverse Hessian in compact form (Byrd, Nocedal & Schnabel 1994, eq. 3.1), batched, with
-    :math:`H_0 = \gamma M`:
-
-    .. math::
-        H g = \gamma M g + S u - \gamma \hat Y w, \qquad w = R^{-1} S^\top g, \qquad
-        u = R^{-\top}\big((D + \gamma Y^\top \hat Y)\, w - \gamma \hat Y^\top g\big),
-
-    :math:`S`, :math:`Y` the last ``memory`` pairs (oldest first), :math:`\hat Y = M Y`, :math:`R` the upper
-    triangle of :math:`S^\top Y` and :math:`D` its diagonal. It equals the two-loop recursion's product (a pair
-    with :math:`s^\top y \le 0` is left out, as the two-loop's :math:`\rho = 0` leaves it out), but reads the
-    memory twice per iteration, in two batched matrix products, where the two-loop makes :math:`5m` passes (half
-    of them read-modify-write). Only :math:`S` and :math:`\hat Y` are kept (:math:`Y^\top\hat Y = \hat Y^\top Y`,
-    ``M`` symmetric), in one ring buffer ``V`` ``(n, 2m, N)``; an empty or left-out slot holds zeros, and its
-    row and column of :math:`R` the identity's."""
-
-    def __init__(self, n: int, memory: int, numel: int, like: torch.Tensor):
-        on = dict(dtype=like.dtype, device=like.device)
-        self.m, self.count = memory, 0
-        self.V = torch.zeros(n, 2 * memory, numel, **on)                 # [s_0 .. s_{m-1}, M y_0 .. M y_{m-1}]
-        self.SY = torch.eye(memory, **on).expand(n, memory, memory).clone()   # SY[:, i, j] = s_i^T y_j
-        self.YMY = torch.zeros(n, memory, memory, **on)                   # y_i^T M y_j
-        self.ab = torch.zeros(n, 2 * memory, **on)                        # [S^T g, (MY)^T g] at the gradient
-        self.gamma = torch.ones(n, **on)
-
-    def keep(self, k: torch.Tensor) -> None:
-        self.V, self.SY, self.YMY, self.ab, self.gamma = (t[k] for t in (self.V, self.SY, self.YMY, self.ab,
-                                                                          self.gamma))
-
-    def apply(self, g: torch.Tensor, mg: torch.Tensor) -> torch.Tensor:
-        """:math:`H g` for the current gradients ``g`` and their ``M g``."""
-        if self.count == 0:
-            return mg
-        m, n = self.m, g.shape[0]
-        o = (torch.arange(m, device=g.device) + self.count) % m        # slots, oldest first
-        SY = self.SY[:, o][:, :, o]
-        R, D = SY.triu(), SY.diagonal(dim1=1, dim2=2)
-        gam = self.gamma[:, None, None]
-        a, b = self.ab[:, :m][:, o, None], self.ab[:, m:][:, o, None]
-        w = torch.linalg.solve_triangular(R, a, upper=True)
-        rhs = D[..., None] * w + gam * (self.YMY[:, o][:, :, o] @ w) - gam * b
-        u = torch.linalg.solve_triangular(R.transpose(1, 2), rhs, upper=False)
-        coef = torch.empty(n, 1, 2 * m, dtype=g.dtype, device=g.device)
-        coef[:, 0, o], coef[:, 0, m + o] = u[..., 0], -gam[:, 0] * w[..., 0]
-        return (_col(self.gamma, mg) * mg + torch.bmm(coef, self.V).view_as(mg))
-
-    def push(self, s: torch.Tensor, y: torch.Tensor, my: torch.Tensor, g: torch.Tensor) -> None:
-        """Add the pair ``(s, y)`` (with ``my`` = M y; left out where :math:`s^\\top y \\le 0`) and take the
-        dot products with the new gradient ``g`` the next :meth:`apply` needs."""
-        m, k = self.m, self.count % self.m
-        sy = _dot(s, y)
-        ok = sy > 0
-        okc = _col(ok, s)
-        self.V[:, k] = torch.where(okc, s, 0).flatten(1)
-        self.V[:, m + k] = torch.where(okc, my, 0).flatten(1)
-        dots = torch.bmm(torch.stack([y.flatten(1), g.flatten(1)], 1), self.V.transpose(1, 2)).transpose(1, 2)
-        e = torch.zeros(m, dtype=s.dtype, device=s.device)
-        e[k] = 1
-        self.SY[:, :, k] = torch.where(ok[:, None], dots[:, :m, 0], e)
-        ymy = torch.where(ok[:, None], dots[:, m:, 0], 0)
-        self.YMY[:, :, k], self.YMY[:, k, :] = ymy, ymy
-        self.ab = dots[:, :, 1].clone()
-        self.gamma = torch.where(ok, sy / ymy[:, k].clamp_min(1e-300), torch.ones_like(sy))
-        self.count += 1
-
-
 def _lbfgs_block(fg: FG, M: PRECOND, x0: torch.Tensor, offset: int, *, max_iter: int, ftol: float, gtol: float,
                  etol: float, memory: int, progress: bool, desc: str) -> tuple[torch.Tensor, SolveInfo]:
     """:func:`lbfgs` on the items ``offset .. offset + len(x0) - 1`` of the batch (``act``: positions in
@@ -189,7 +120,10 @@ def _lbfgs_block(fg: FG, M: PRECOND, x0: torch.Tensor, offset: int, *, max_iter:
     x_out, f_out, g_norm = xw.clone(), fw.clone(), gw.flatten(1).norm(dim=1)
     info = SolveInfo(torch.zeros(B, dtype=torch.long, device=dev), torch.zeros(B, dtype=torch.bool, device=dev), f_out,
                      g_norm, 1, B)
-    mem = _CompactMemory(B, memory, xw[0].numel(), xw)
+    S: list[torch.Tensor] = []
+    Y: list[torch.Tensor] = []
+    MY: list[torch.Tensor] = []
+    R: list[torch.Tensor] = []
 
     def decrement(g, Mg):                                    # g^T M g / 2, the estimate of f - f*
         return 0.5 * _dot(g, Mg)
@@ -203,17 +137,34 @@ def _lbfgs_block(fg: FG, M: PRECOND, x0: torch.Tensor, offset: int, *, max_iter:
         if not keep.all():                                   # compact the working set
             act, xw, fw, gw, mg = act[keep], xw[keep], fw[keep], gw[keep], mg[keep]
             gact = act + offset if offset else act
-            mem.keep(keep)
+            S, Y, MY, R = ([v[keep] for v in S], [v[keep] for v in Y], [v[keep] for v in MY],
+                           [v[keep] for v in R])
         n = act.numel()
         if n == 0:
             break
-        d = -mem.apply(gw, mg)                               # the two-loop's direction, compact form
+        # two-loop recursion
+        q, r = -gw, -mg                                      # q and M q, updated together
+        alphas = []
+        for s, y, my, rho in zip(reversed(S), reversed(Y), reversed(MY), reversed(R)):
+            a = rho * _dot(s, q)
+            q.addcmul_(y, _col(-a, q))                       # in place: q and r are this iteration's own
+            r.addcmul_(my, _col(-a, r))
+            alphas.append(a)
+        if S:
+            s, y = S[-1], Y[-1]
+            gamma = torch.where(R[-1] > 0, _dot(s, y) / _dot(y, MY[-1]).clamp_min(1e-300),
+                                torch.ones_like(R[-1]))
+            r.mul_(_col(gamma, r))
+        for s, y, rho, a in zip(S, Y, R, reversed(alphas)):
+            b = rho * _dot(y, r)
+            r.addcmul_(s, _col(a - b, r))
+        d = r
         slope = _dot(gw, d)
         bad = slope >= 0                                     # not a descent direction: reset
         if bad.any():
             d = torch.where(_col(bad, d), -mg, d)
             slope = _dot(gw, d)
-        if mem.count == 0:                                   # first step: at most unit size
+        if not S:                                            # first step: at most unit size
             scale = torch.clamp(1.0 / d.flatten(1).abs().amax(1).clamp_min(1e-300), max=1.0)
             d = _col(scale, d) * d
             slope = slope * scale
@@ -249,7 +200,13 @@ def _lbfgs_block(fg: FG, M: PRECOND, x0: torch.Tensor, offset: int, *, max_iter:
         s_new = d if unit else _col(step, d) * d
         y_new = gnew - gw
         mg_new = M(gnew, gact)
-        mem.push(s_new, y_new, mg_new - mg, gnew)
+        sy = _dot(s_new, y_new)
+        S.append(s_new)
+        Y.append(y_new)
+        MY.append(mg_new - mg)
+        R.append(torch.where(sy > 0, 1.0 / sy.clamp_min(1e-300), torch.zeros_like(sy)))
+        if len(S) > memory:
+            S.pop(0), Y.pop(0), MY.pop(0), R.pop(0)
         decrease = fw - fnew
         xw, fw, gw, mg = (xt if unit else xw + s_new), fnew, gnew, mg_new     # xt = xw + d: the same sum
         info.n_iter[act] += 1
