@@ -54,7 +54,8 @@ def images(model_name: str, rng: np.random.Generator, color: bool = False, crop:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-shake,unrolled-gmm16,unrolled-gaussian-color",
+    ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-shake,unrolled-gmm16,"
+                    "unrolled-gaussian-color,unrolled-motion-color",
                     help="shipped names, or NAME:PATH for a weights file trained with NAME's recipe")
     ap.add_argument("--kernel-size", type=int, default=15,
                     help="free-kernel models: camera-shake draws of sizes 5..this, zero-padded to each model's support")

@@ -206,4 +206,6 @@ RECIPES: dict[str, dict] = {
     "unrolled-gaussian-color": {"family": "gaussian", "theta_max": 3.0, "color": True, "init": "denoiser-color",
                                 "patch": 48, "steps": 3000},
     "unrolled-shake-color": {"family": "free", "color": True, "init": "denoiser-color", "patch": 48, "steps": 3000},
+    "unrolled-motion-color": {"family": "motion", "theta_max": 13.0, "color": True, "init": "denoiser-color",
+                              "patch": 48, "steps": 3000},
 }

@@ -49,6 +49,8 @@ SHIPPED = {
                                "patches of data.COLOR_TRAIN",
     "unrolled-shake-color": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support, one kernel for the "
                             "three channels), RGB 48x48 patches of data.COLOR_TRAIN",
+    "unrolled-motion-color": "linear motion, length in [0, 13], any angle (one kernel for the three channels), RGB "
+                             "48x48 patches of data.COLOR_TRAIN",
 }
 
 
@@ -234,7 +236,7 @@ class UnrolledBlind(nn.Module):
 MODELS = {"gaussian": "unrolled-gaussian", "motion": "unrolled-motion", "free": "unrolled-shake",
           "sandbox": "unrolled-gmm16"}
 #: the shipped colour unrolled models, by kernel family
-COLOR_MODELS = {"gaussian": "unrolled-gaussian-color", "free": "unrolled-shake-color"}
+COLOR_MODELS = {"gaussian": "unrolled-gaussian-color", "motion": "unrolled-motion-color", "free": "unrolled-shake-color"}
 
 
 def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: Any = None) -> UnrolledBlind:

@@ -24,10 +24,10 @@ PSNR beats :math:`y`'s) and ``mmse_higher_energy_lower_error`` (against ``map_tr
 ``--sandbox`` (default off): 16x16 images drawn from the natural-crop GMM (held out by seed), the prior
 that GMM, and the exact MMSE; otherwise 64x64 crops of the held-out images with the gradient-step
 prior ``gs``. ``--color``: colour crops ``(3, n, n)`` of the held-out colour photographs
-(``data.COLOR_TEST``, or ``--image-file`` kept in colour), one Gaussian kernel blurring the three channels,
-the colour Tweedie prior (the shipped ``denoiser-color``) or a user prior built for ``(3, n, n)``, MAP_θ
-through the colour stationary Gaussian's marginal, and the colour unrolled network
-``unrolled-gaussian-color``; images are stored with a ``channel`` dimension.
+(``data.COLOR_TEST``, or ``--image-file`` kept in colour), one kernel of the ``--family`` (Gaussian or motion) or
+a ``--kernel-file`` blurring the three channels, the colour EPLL prior (or another colour prior, or a user prior
+built for ``(3, n, n)``), MAP_θ through the colour stationary Gaussian's marginal, and the family's colour unrolled
+network (``estimators.unrolled.COLOR_MODELS``); images are stored with a ``channel`` dimension.
 """
 
 from __future__ import annotations
@@ -95,9 +95,9 @@ class Config:
     image_file: tuple[str, ...] = option((),
                                          "your own image file(s) (.png/.npy/...), comma-separated, luminance unless "
                                          "--color; replace --images", files_or_empty("an image file"))
-    color: bool = option(False, "colour crops (3, crop, crop), one Gaussian kernel on the three channels, the prior "
-                         "patch-gmm (or tweedie, gaussian, yours), the unrolled network unrolled-gaussian-color",
-                         flag())
+    color: bool = option(False, "colour crops (3, crop, crop), one kernel (--family gaussian or motion, or "
+                         "--kernel-file) on the three channels, the prior patch-gmm (or tweedie, gaussian, yours), the "
+                         "family's colour unrolled network", flag())
     prior: str = option("gs", "prior of the joint MAP and PnP on natural images: gs, tweedie, patch-gmm (EPLL), "
                         "gaussian, or a user prior (file.py:factory, module:factory); with --color: patch-gmm (the "
                         "default there), gs, tweedie or gaussian", prior_name(("gs", "tweedie", "patch-gmm", "gaussian")))
@@ -125,12 +125,9 @@ class Config:
     def resolved(self) -> "Config":
         # colour: the EPLL prior; the quick run takes the closed-form Gaussian (the patch GMM's profile takes minutes)
         c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "prior": "gaussian" if self.quick else "patch-gmm"})
-        if c.color:
-            what = "with --color, natural colour crops blurred by a Gaussian kernel or a --kernel-file (the colour " \
-                   "unrolled models: " + ", ".join(COLOR_MODELS.values()) + ")"
-            for name, value, gray in (("sandbox", c.sandbox, False), ("family", c.family, "gaussian")):
-                if value != gray:
-                    raise InputError(name, what, value)
+        if c.color and c.sandbox:            # the sandbox's GMM and its network are gray
+            raise InputError("sandbox", "with --color, natural colour crops (the sandbox's 16x16 GMM and its unrolled "
+                             "network are gray)", c.sandbox)
         return c
 
 
