@@ -6,7 +6,11 @@ Each step draws a batch of training triples from the model's own generative proc
 ``kernels.camera_shake`` draw of a random odd size from 5 to ``kernel_size``, zero-padded to the
 support), :math:`\sigma` log-uniform on ``[sigma_min, sigma_max]``, and
 :math:`y = h \star x^\star + \sigma n` (circular). The loss is the image MSE of the last iterate
-plus ``kernel_weight`` times the kernel's squared error; its minimiser is the posterior mean.
+plus ``kernel_weight`` times the kernel's squared error; its minimiser is the posterior mean. With
+``kernel_smooth`` :math:`= s > 0` the kernel error also counts :math:`\|G_w \star (h - h^\star)\|^2 / \|G_w\|^2`
+for Gaussians of widths :math:`w = s, s/2` (:func:`kernel_loss`): two thin kernels that do not overlap (a motion
+kernel at the wrong angle) have a plain squared error that no small change of angle lowers, and a smoothed one
+that does.
 The loop (Adam, cosine decay, EMA, atomic checkpoints, bitwise resume) is ``denoisers.train.fit``.
 """
 
@@ -70,6 +74,10 @@ class UnrolledTrainConfig:
     sigma_min: float = option(0.005, "smallest training noise level", positive_number())
     sigma_max: float = option(0.05, "largest training noise level", positive_number())
     kernel_weight: float = option(0.1, "weight of the kernel's squared error in the loss", number(0.0))
+    kernel_smooth: float = option(0.0, "width (px) of Gaussians that also blur both kernels in the kernel loss, at "
+                                  "this width and half of it, each error normalised by the Gaussian's squared norm: "
+                                  "a kernel loss that still sees a far-off estimate (0: the plain squared error)",
+                                  number(0.0))
     seed: int = option(0, "seed (data, kernels, noise, initialisation)", integer(0))
     checkpoint_every: int = option(100, "steps between checkpoints", integer(1))
     threads: int = option(0, "torch threads (0: torch's default)", integer(0))
@@ -129,6 +137,23 @@ def draw_kernels(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> 
     return _kernels.get(cfg.family, cfg.kernel_size)(torch.as_tensor(th, device="cpu")).float()
 
 
+def kernel_loss(h: torch.Tensor, h_true: torch.Tensor, smooth: float = 0.0) -> torch.Tensor:
+    r"""Mean over the batch of :math:`\|h - h^\star\|^2`, plus, for ``smooth`` :math:`= s > 0`,
+    :math:`\sum_{w \in \{s, s/2\}} \|G_w \star (h - h^\star)\|^2 / \|G_w\|^2` (``G_w`` the sampled Gaussian of width
+    :math:`w` normalised to sum 1, zero padding; dividing by :math:`\|G_w\|^2` makes two far-apart Diracs cost the
+    same at every width). ``h``, ``h_true``: ``(B, k, k)``."""
+    d = h - h_true
+    loss = (d ** 2).sum((-2, -1))
+    for w in ((smooth, smooth / 2) if smooth > 0 else ()):
+        r = int(np.ceil(3 * w))
+        t = torch.arange(-r, r + 1, dtype=h.dtype, device=h.device)
+        g = torch.exp(-t ** 2 / (2 * w ** 2))
+        g2 = (g[:, None] * g[None]) / g.sum() ** 2
+        blurred = torch.nn.functional.conv2d(d[:, None], g2[None, None], padding=r)[:, 0]
+        loss = loss + (blurred ** 2).sum((-2, -1)) / (g2 ** 2).sum()
+    return loss.mean()
+
+
 def simulate(x: torch.Tensor, h: torch.Tensor, sigma: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """:math:`y = h \\star x + \\sigma n` (circular), batched, on ``x``'s device: gray ``x`` ``(B, H, W)`` or
     colour ``(B, C, H, W)`` (one kernel per image, shared by its channels); the noise is drawn from the host
@@ -186,8 +211,7 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
         y = simulate(x, h, sigma, gen)
         o = model(y, sigma)
         img = ((o["x"] - x) ** 2).mean()
-        ker = ((o["kernel"] - h) ** 2).sum((-2, -1)).mean()
-        return img + cfg.kernel_weight * ker
+        return img + cfg.kernel_weight * kernel_loss(o["kernel"], h, cfg.kernel_smooth)
 
     meta = {"family": cfg.family_spec(), "training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN")
             if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
