@@ -167,3 +167,28 @@ def test_the_smoothed_kernel_loss_is_the_gaussian_filtered_error_and_sees_a_moti
     smooth = [float(kernel_loss(at(a), at(30.0), 3.0)) for a in (60.0, 80.0, 150.0)]
     assert max(plain) - min(plain) < 0.05
     assert smooth[0] < smooth[1] < smooth[2]
+
+
+def test_reset_kernel_branch_keeps_the_inits_unet_and_levels_and_starts_the_branch_as_a_fresh_seeded_model(tmp_path):
+    """``--init FILE --reset-kernel-branch`` (the repair of a kernel branch whose features stopped depending on its
+    input): the UNet and the levels are the file's, bit for bit; the kernel branch is that of a fresh model built with
+    the same seed, not the file's; without the flag the branch is the file's; with a denoiser init the flag is refused
+    by name."""
+    from landscape._checks import InputError
+    from landscape.estimators.train_unrolled import UnrolledTrainConfig, initial_model
+    from landscape.estimators.unrolled import UnrolledBlind
+    base = dict(family="motion", theta_max=5.0, kernel_size=7, iterations=2, channels=4, patch=16, seed=3)
+    torch.manual_seed(11)
+    src = UnrolledBlind(UnrolledTrainConfig(**base).family_spec(), 2, 4)
+    torch.nn.init.normal_(src.log_s)
+    torch.save({"config": dict(src.config), "state_dict": src.state_dict()}, tmp_path / "src.pt")
+    fresh = initial_model(UnrolledTrainConfig(**base, init="none"))
+    reset = initial_model(UnrolledTrainConfig(**base, init=str(tmp_path / "src.pt"), reset_kernel_branch=True))
+    kept = initial_model(UnrolledTrainConfig(**base, init=str(tmp_path / "src.pt")))
+    for k, v in reset.state_dict().items():
+        want = (fresh if k.startswith("kernel_branch.") else src).state_dict()[k]
+        assert torch.equal(v, want), k
+    assert all(torch.equal(v, src.state_dict()[k]) for k, v in kept.state_dict().items())
+    assert not torch.equal(reset.kernel_branch.head[2].weight, src.kernel_branch.head[2].weight)
+    with pytest.raises(InputError, match="^reset_kernel_branch: "):
+        UnrolledTrainConfig(**base, init="denoiser-gray", reset_kernel_branch=True)

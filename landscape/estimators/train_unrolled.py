@@ -74,6 +74,8 @@ class UnrolledTrainConfig:
     sigma_min: float = option(0.005, "smallest training noise level", positive_number())
     sigma_max: float = option(0.05, "largest training noise level", positive_number())
     kernel_weight: float = option(0.1, "weight of the kernel's squared error in the loss", number(0.0))
+    reset_kernel_branch: bool = option(False, "with --init from unrolled weights: start the kernel branch afresh "
+                                       "(seeded), keeping the init's UNet and levels", flag())
     kernel_smooth: float = option(0.0, "width (px) of Gaussians that also blur both kernels in the kernel loss, at "
                                   "this width and half of it, each error normalised by the Gaussian's squared norm: "
                                   "a kernel loss that still sees a far-off estimate (0: the plain squared error)",
@@ -90,6 +92,9 @@ class UnrolledTrainConfig:
         validate(self)
         if self.color and self.data != "natural":
             raise InputError("color", "colour training on natural images (--data natural)", self.data)
+        if self.reset_kernel_branch and self.init in DENOISER_INITS + ("none",):
+            raise InputError("reset_kernel_branch", "an --init from unrolled weights (a denoiser init starts the kernel "
+                             "branch afresh anyway)", self.init)
         if self.sigma_max < self.sigma_min:
             raise InputError("sigma_max", f"at least sigma_min ({self.sigma_min})", self.sigma_max)
         for name in ("kernel_steps", "kernel_sharpen"):
@@ -164,6 +169,36 @@ def simulate(x: torch.Tensor, h: torch.Tensor, sigma: torch.Tensor, gen: torch.G
     return clean + sigma.to(x.device).reshape(-1, *[1] * (x.ndim - 1)) * n
 
 
+def initial_model(cfg: UnrolledTrainConfig) -> UnrolledBlind:
+    """The model training starts from, built on the host with ``cfg.seed``: fresh, its UNet from a shipped denoiser,
+    or every weight from unrolled weights (``--init``; a free kernel branch's new steps or sharpening CNN, and with
+    ``reset_kernel_branch`` the whole kernel branch, start fresh). :class:`InputError` naming ``init`` for weights
+    that do not fit."""
+    torch.manual_seed(cfg.seed)
+    with torch.device("cpu"):                  # initialised on the host, the same weights wherever it trains
+        model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels, image_channels=3 if cfg.color else 1)
+    if cfg.init not in DENOISER_INITS + ("none",):
+        src = load_unrolled(cfg.init)
+        if _shape(src.config) != _shape(model.config):
+            raise InputError("init", f"an unrolled model shaped as this one ({model.config}; the free kernel "
+                             "branch's support and steps may differ)", src.config)
+        state = {k: v for k, v in src.state_dict().items()
+                 if not (cfg.reset_kernel_branch and k.startswith("kernel_branch."))}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        fresh = ("kernel_branch.",) if cfg.reset_kernel_branch else ("kernel_branch.log_tau", "kernel_branch.sharpen.")
+        if unexpected or any(not k.startswith(fresh) for k in missing):
+            raise InputError("init", "an unrolled model whose weights fit this one", f"{missing} {unexpected}")
+    elif cfg.init != "none":
+        src = nets.load(weights_path(cfg.init))
+        if src.config.get("channels") != cfg.channels:
+            raise InputError("init", f"a denoiser with {cfg.channels} channels", src.config.get("channels"))
+        if src.image_channels != model.image_channels:
+            raise InputError("init", f"a denoiser on {model.image_channels}-channel images (colour: denoiser-color)",
+                             f"{cfg.init} ({src.image_channels}-channel)")
+        model.denoiser.load_state_dict(src.state_dict())
+    return model
+
+
 def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sampler | None = None,
                    progress: bool = True) -> Path:
     """Train (or resume) an unrolled model and write its EMA weights to ``out``.
@@ -183,25 +218,7 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
     """
     cfg.validate()
     sampler = training_data(cfg, sampler)
-    torch.manual_seed(cfg.seed)
-    with torch.device("cpu"):                  # initialised on the host, the same weights wherever it trains
-        model = UnrolledBlind(cfg.family_spec(), cfg.iterations, cfg.channels, image_channels=3 if cfg.color else 1)
-    if cfg.init not in DENOISER_INITS + ("none",):
-        src = load_unrolled(cfg.init)
-        if _shape(src.config) != _shape(model.config):
-            raise InputError("init", f"an unrolled model shaped as this one ({model.config}; the free kernel "
-                             "branch's support and steps may differ)", src.config)
-        missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
-        if unexpected or any(not k.startswith(("kernel_branch.log_tau", "kernel_branch.sharpen.")) for k in missing):
-            raise InputError("init", "an unrolled model whose weights fit this one", f"{missing} {unexpected}")
-    elif cfg.init != "none":
-        src = nets.load(weights_path(cfg.init))
-        if src.config.get("channels") != cfg.channels:
-            raise InputError("init", f"a denoiser with {cfg.channels} channels", src.config.get("channels"))
-        if src.image_channels != model.image_channels:
-            raise InputError("init", f"a denoiser on {model.image_channels}-channel images (colour: denoiser-color)",
-                             f"{cfg.init} ({src.image_channels}-channel)")
-        model.denoiser.load_state_dict(src.state_dict())
+    model = initial_model(cfg)
     lsig = np.log([cfg.sigma_min, cfg.sigma_max])
 
     def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
