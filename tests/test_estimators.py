@@ -56,6 +56,34 @@ def test_kernel_branch_stays_in_the_box_or_on_the_simplex(family, image_channels
 
 
 @pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])
+def test_the_normalised_theta_branch_ignores_brightness_and_contrast_and_sees_the_blur(image_channels, rng):
+    """``branch_normalise``: the parametric kernel branch reads its inputs high-passed and divided by their RMS, so
+    y -> a y + b (the same for z) leaves its output unchanged (to 1e-10), while a different blur of the same image
+    changes it; the raw branch's features barely move with the blur (its relative feature spread across six motion
+    blurs of camera is 0.003 against 0.086 normalised, at the seeded initialisation of ``unrolled-motion``'s repair;
+    here a fresh branch's output moves 345 (gray) and 183 (colour) times more with the blur when normalised, measured;
+    the bound is 100)."""
+    from landscape.estimators.unrolled import ThetaBranch
+    torch.manual_seed(0)
+    branch = {n: ThetaBranch(2, [0.0, 0.0], [13.0, 180.0], width=8, image_channels=image_channels, normalise=n).double()
+              for n in (False, True)}
+    shape = (2, 16, 16) if image_channels == 1 else (2, image_channels, 16, 16)
+    y, z = torch.as_tensor(rng.random(shape)), torch.as_tensor(rng.random(shape))
+    with torch.no_grad():
+        torch.testing.assert_close(branch[True](3.0 * y - 0.4, 3.0 * z - 0.4), branch[True](y, z), rtol=0, atol=1e-10)
+        assert not torch.allclose(branch[False](3.0 * y - 0.4, 3.0 * z - 0.4), branch[False](y, z), atol=1e-6)
+    img = torch.as_tensor(data.center_crop(data.load("camera"), 32))
+    if image_channels == 3:
+        img = img.expand(3, 32, 32)
+    fam = K.get("motion", 15)
+    blurred = [ls.operators.Blur(fam(torch.tensor([[L, 30.0]], dtype=torch.float64))[0], (32, 32),
+                                 channels=3 if image_channels == 3 else None)(img)[None] for L in (0.0, 9.0)]
+    with torch.no_grad():
+        moves = {n: float((b(blurred[0], blurred[0]) - b(blurred[1], blurred[1])).abs().max()) for n, b in branch.items()}
+    assert moves[True] > 100 * moves[False], moves
+
+
+@pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])
 def test_the_free_kernel_branchs_data_steps_lower_the_misfit_and_stay_on_the_simplex(image_channels, rng):
     """With its step sizes at their initial 1/L (tau = 1/2 of 1/max|z_hat|^2 for ||h * z - y||^2, summed over a
     colour image's channels), each projected gradient step of the kernel branch cannot raise the data misfit;

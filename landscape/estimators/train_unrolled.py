@@ -74,6 +74,8 @@ class UnrolledTrainConfig:
     sigma_min: float = option(0.005, "smallest training noise level", positive_number())
     sigma_max: float = option(0.05, "largest training noise level", positive_number())
     kernel_weight: float = option(0.1, "weight of the kernel's squared error in the loss", number(0.0))
+    branch_normalise: bool = option(False, "parametric families: the kernel branch reads its inputs high-passed and "
+                                    "normalised per image (estimators.unrolled.ThetaBranch)", flag())
     reset_kernel_branch: bool = option(False, "with --init from unrolled weights: start the kernel branch afresh "
                                        "(seeded), keeping the init's UNet and levels", flag())
     kernel_smooth: float = option(0.0, "width (px) of Gaussians that also blur both kernels in the kernel loss, at "
@@ -100,6 +102,8 @@ class UnrolledTrainConfig:
         for name in ("kernel_steps", "kernel_sharpen"):
             if getattr(self, name) and self.family != "free":
                 raise InputError(name, "0 unless the family is free (a free kernel branch's option)", getattr(self, name))
+        if self.branch_normalise and self.family == "free":
+            raise InputError("branch_normalise", "off for free kernels (a parametric kernel branch's option)", True)
         if self.kernel_size > self.patch:
             raise InputError("kernel_size", f"a support no larger than the patch ({self.patch})", self.kernel_size)
         if self.family == "gaussian" and self.theta_max > self.kernel_size / 2:
@@ -114,15 +118,17 @@ class UnrolledTrainConfig:
         if self.family == "motion":
             lo, hi = lo + [ANGLE_RANGE[0]], hi + [ANGLE_RANGE[1]]
         spec = {"name": self.family, "size": self.kernel_size, "lo": lo, "hi": hi}
-        extra = {k: v for k, v in (("kernel_steps", self.kernel_steps), ("kernel_sharpen", self.kernel_sharpen)) if v}
+        extra = {k: v for k, v in (("kernel_steps", self.kernel_steps), ("kernel_sharpen", self.kernel_sharpen),
+                                   ("branch_normalise", self.branch_normalise)) if v}
         return {**spec, **extra}
 
 
 def _shape(config: dict) -> dict:
     """An unrolled model's configuration without what its weights do not depend on (a free kernel branch's
-    support; its data steps add step sizes and its sharpening CNN its own weights, initialised fresh)."""
-    fam = {k: v for k, v in config["family"].items() if not (config["family"]["name"] == "free"
-                                                            and k in ("size", "kernel_steps", "kernel_sharpen"))}
+    support; its data steps add step sizes and its sharpening CNN its own weights, initialised fresh; a parametric
+    branch's input normalisation has no weights)."""
+    fam = {k: v for k, v in config["family"].items() if k != "branch_normalise" and not (
+        config["family"]["name"] == "free" and k in ("size", "kernel_steps", "kernel_sharpen"))}
     return {**config, "family": fam}
 
 
