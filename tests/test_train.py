@@ -192,3 +192,29 @@ def test_reset_kernel_branch_keeps_the_inits_unet_and_levels_and_starts_the_bran
     assert not torch.equal(reset.kernel_branch.head[2].weight, src.kernel_branch.head[2].weight)
     with pytest.raises(InputError, match="^reset_kernel_branch: "):
         UnrolledTrainConfig(**base, init="denoiser-gray", reset_kernel_branch=True)
+
+
+def test_the_theta_loss_is_the_box_scaled_error_with_a_periodic_length_weighted_motion_angle():
+    """``theta_loss``: zero at the truth; a Gaussian width off by a tenth of its box costs 0.01; a motion angle off by
+    180 degrees costs nothing (the same kernel), off by 90 degrees costs L*/L_max (the largest angle error, weighted by
+    the true length: nothing for the Dirac); ``draw`` gives the kernels ``draw_kernels`` gives and their parameters;
+    free kernels refuse ``theta_weight`` by name."""
+    import numpy as np
+
+    from landscape._checks import InputError
+    from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, draw_kernels, theta_loss
+    from landscape import kernels
+    th = torch.tensor([[6.5, 40.0], [0.0, 10.0]], dtype=torch.float64)
+    box = ([0.0, 0.0], [13.0, 180.0])
+    assert float(theta_loss(th, th, *box, "motion")) == 0.0
+    assert float(theta_loss(th + torch.tensor([0.0, 180.0], dtype=torch.float64), th, *box, "motion")) < 1e-28
+    off = torch.tensor([[6.5, 130.0], [0.0, 100.0]], dtype=torch.float64)
+    assert float(theta_loss(off, th, *box, "motion")) == pytest.approx((6.5 / 13 + 0.0) / 2, rel=1e-12)
+    w = torch.tensor([[1.5]], dtype=torch.float64)
+    assert float(theta_loss(w + 0.3, w, [0.0], [3.0], "gaussian")) == pytest.approx(0.01, rel=1e-12)
+    cfg = UnrolledTrainConfig(**RECIPES["unrolled-motion"])
+    h, t = draw(cfg, 3, np.random.default_rng(0))
+    assert torch.equal(h, draw_kernels(cfg, 3, np.random.default_rng(0)))
+    torch.testing.assert_close(h, kernels.get("motion", 15)(t.double()).float())
+    with pytest.raises(InputError, match="^theta_weight: "):
+        UnrolledTrainConfig(family="free", theta_weight=1.0)

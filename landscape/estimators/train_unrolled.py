@@ -78,6 +78,9 @@ class UnrolledTrainConfig:
                                     "normalised per image (estimators.unrolled.ThetaBranch)", flag())
     reset_kernel_branch: bool = option(False, "with --init from unrolled weights: start the kernel branch afresh "
                                        "(seeded), keeping the init's UNet and levels", flag())
+    theta_weight: float = option(0.0, "parametric families: weight of the parameters' squared error (each over its "
+                                 "box's width; a motion angle periodic and weighted by the length) in the loss",
+                                 number(0.0))
     kernel_smooth: float = option(0.0, "width (px) of Gaussians that also blur both kernels in the kernel loss, at "
                                   "this width and half of it, each error normalised by the Gaussian's squared norm: "
                                   "a kernel loss that still sees a far-off estimate (0: the plain squared error)",
@@ -102,8 +105,9 @@ class UnrolledTrainConfig:
         for name in ("kernel_steps", "kernel_sharpen"):
             if getattr(self, name) and self.family != "free":
                 raise InputError(name, "0 unless the family is free (a free kernel branch's option)", getattr(self, name))
-        if self.branch_normalise and self.family == "free":
-            raise InputError("branch_normalise", "off for free kernels (a parametric kernel branch's option)", True)
+        for name in ("branch_normalise", "theta_weight"):
+            if getattr(self, name) and self.family == "free":
+                raise InputError(name, "off for free kernels (a parametric kernel branch's option)", getattr(self, name))
         if self.kernel_size > self.patch:
             raise InputError("kernel_size", f"a support no larger than the patch ({self.patch})", self.kernel_size)
         if self.family == "gaussian" and self.theta_max > self.kernel_size / 2:
@@ -134,6 +138,12 @@ def _shape(config: dict) -> dict:
 
 def draw_kernels(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> torch.Tensor:
     """``n`` training kernels ``(n, k, k)`` (float32) from the configuration's family."""
+    return draw(cfg, n, rng)[0]
+
+
+def draw(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` training kernels ``(n, k, k)`` (float32) and, for a parametric family, their parameters ``(n, p)``
+    (uniform on the branch's box; ``None`` for free kernels)."""
     if cfg.family == "free":
         sizes = np.arange(5, cfg.kernel_size + 1, 2)
         out = np.zeros((n, cfg.kernel_size, cfg.kernel_size))
@@ -142,10 +152,24 @@ def draw_kernels(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> 
             h = _kernels.camera_shake(k, rng=rng)
             r = (cfg.kernel_size - k) // 2
             out[i, r:r + k, r:r + k] = h
-        return torch.as_tensor(out, dtype=torch.float32, device="cpu")
+        return torch.as_tensor(out, dtype=torch.float32, device="cpu"), None
     spec = cfg.family_spec()
-    th = rng.uniform(spec["lo"], spec["hi"], size=(n, len(spec["lo"])))
-    return _kernels.get(cfg.family, cfg.kernel_size)(torch.as_tensor(th, device="cpu")).float()
+    th = torch.as_tensor(rng.uniform(spec["lo"], spec["hi"], size=(n, len(spec["lo"]))), device="cpu")
+    return _kernels.get(cfg.family, cfg.kernel_size)(th).float(), th.float()
+
+
+def theta_loss(theta: torch.Tensor, theta_true: torch.Tensor, lo: list[float], hi: list[float],
+               family: str) -> torch.Tensor:
+    r"""Mean over the batch of the parameters' squared errors, each divided by its box's width squared; a motion
+    kernel's angle (period 180°) enters as :math:`(L^\star / L_{\max}) \sin^2(\pi(\hat\varphi - \varphi^\star)/180)`:
+    periodic, and weighted by the true length (the angle of a short kernel hardly matters; of the Dirac, not at all)."""
+    lo_t = torch.as_tensor(lo, dtype=theta.dtype, device=theta.device)
+    width = torch.as_tensor(hi, dtype=theta.dtype, device=theta.device) - lo_t
+    err = ((theta - theta_true) / width) ** 2
+    if family == "motion":
+        angle = torch.sin(torch.pi * (theta[:, 1] - theta_true[:, 1]) / 180.0) ** 2
+        err = torch.stack([err[:, 0], theta_true[:, 0] / width[0] * angle], 1)
+    return err.sum(1).mean()
 
 
 def kernel_loss(h: torch.Tensor, h_true: torch.Tensor, smooth: float = 0.0) -> torch.Tensor:
@@ -229,12 +253,17 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
 
     def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         x = sampler(cfg.batch, rng).to(cfg.device)
-        h = draw_kernels(cfg, cfg.batch, rng).to(cfg.device)
+        h, th = draw(cfg, cfg.batch, rng)
+        h = h.to(cfg.device)
         sigma = torch.as_tensor(np.exp(rng.uniform(*lsig, size=cfg.batch)), dtype=torch.float32, device=cfg.device)
         y = simulate(x, h, sigma, gen)
         o = model(y, sigma)
         img = ((o["x"] - x) ** 2).mean()
-        return img + cfg.kernel_weight * kernel_loss(o["kernel"], h, cfg.kernel_smooth)
+        loss = img + cfg.kernel_weight * kernel_loss(o["kernel"], h, cfg.kernel_smooth)
+        if cfg.theta_weight:
+            spec = cfg.family_spec()
+            loss = loss + cfg.theta_weight * theta_loss(o["theta"], th.to(cfg.device), spec["lo"], spec["hi"], cfg.family)
+        return loss
 
     meta = {"family": cfg.family_spec(), "training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN")
             if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
