@@ -86,7 +86,7 @@ def _resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     when shrinking."""
     from skimage.transform import resize
     a = np.asarray(a, dtype=float)
-    shape = (*a.shape[:-2], *tuple(shape)[-2:])
+    shape = _with_channels(a, shape)
     if tuple(a.shape) == shape:
         return np.array(a, dtype=float)
     return resize(a, shape, order=1, anti_aliasing=shape[-2] < a.shape[-2], mode="edge")

@@ -250,6 +250,7 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
     sampler = training_data(cfg, sampler)
     model = initial_model(cfg)
     lsig = np.log([cfg.sigma_min, cfg.sigma_max])
+    spec = cfg.family_spec()
 
     def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         x = sampler(cfg.batch, rng).to(cfg.device)
@@ -261,11 +262,10 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
         img = ((o["x"] - x) ** 2).mean()
         loss = img + cfg.kernel_weight * kernel_loss(o["kernel"], h, cfg.kernel_smooth)
         if cfg.theta_weight:
-            spec = cfg.family_spec()
             loss = loss + cfg.theta_weight * theta_loss(o["theta"], th.to(cfg.device), spec["lo"], spec["hi"], cfg.family)
         return loss
 
-    meta = {"family": cfg.family_spec(), "training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN")
+    meta = {"family": spec, "training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN")
             if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
     desc = f"train unrolled {cfg.family}/{cfg.data}" + ("/colour" if cfg.color else "")
     return fit(model, batch_loss, cfg, out, meta=meta, desc=desc,
