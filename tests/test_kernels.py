@@ -194,3 +194,24 @@ def test_motion_angle_is_counterclockwise_from_the_column_axis(angle):
         c = 15
         assert all(h[c - k, c + k] > 0.5 * h[c, c] for k in range(1, 5))       # up-right and down-left
         assert all(h[c + k, c + k] == 0 for k in range(2, 8))                 # not the main diagonal
+
+
+def test_parameter_error_is_box_scaled_and_the_motion_angle_periodic_and_weighted_by_the_true_length():
+    """``parameter_error``: zero at the truth; a Gaussian width off by a tenth of its box costs 0.01; a motion
+    segment turned by 180 degrees (the same kernel) costs nothing, turned by 90 degrees costs L*/L_max (the largest
+    angle error, weighted by the true length: nothing for the Dirac); the box defaults to the family's bounds."""
+    motion = K.get("motion", 15)
+    th = torch.tensor([[6.5, 40.0], [0.0, 10.0]], dtype=torch.float64)
+    box = ([0.0, 0.0], [13.0, 180.0])
+    assert motion.parameter_error(th, th, *box).tolist() == [0.0, 0.0]
+    turned = th + torch.tensor([0.0, 180.0], dtype=torch.float64)
+    torch.testing.assert_close(motion(turned), motion(th))
+    assert float(motion.parameter_error(turned, th, *box).max()) < 1e-28
+    off = torch.tensor([[6.5, 130.0], [0.0, 100.0]], dtype=torch.float64)
+    torch.testing.assert_close(motion.parameter_error(off, th, *box), torch.tensor([6.5 / 13, 0.0], dtype=torch.float64),
+                               rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(motion.parameter_error(off, th), torch.tensor([6.5 / 14, 0.0], dtype=torch.float64),
+                               rtol=1e-12, atol=1e-15)
+    w = torch.tensor([[1.5]], dtype=torch.float64)
+    gauss = K.get("gaussian", 15)
+    assert float(gauss.parameter_error(w + 0.3, w, [0.0], [3.0])) == pytest.approx(0.01, rel=1e-12)

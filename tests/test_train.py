@@ -2,6 +2,7 @@
 one thread: the same operations in the same order; the checkpoint holds model, EMA, optimiser,
 step and both random states)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -194,27 +195,59 @@ def test_reset_kernel_branch_keeps_the_inits_unet_and_levels_and_starts_the_bran
         UnrolledTrainConfig(**base, init="denoiser-gray", reset_kernel_branch=True)
 
 
-def test_the_theta_loss_is_the_box_scaled_error_with_a_periodic_length_weighted_motion_angle():
-    """``theta_loss``: zero at the truth; a Gaussian width off by a tenth of its box costs 0.01; a motion angle off by
-    180 degrees costs nothing (the same kernel), off by 90 degrees costs L*/L_max (the largest angle error, weighted by
-    the true length: nothing for the Dirac); ``draw`` gives the kernels ``draw_kernels`` gives and their parameters;
-    free kernels refuse ``theta_weight`` by name."""
+def test_draw_gives_the_kernels_and_their_parameters_and_free_kernels_refuse_the_parametric_options():
+    """``draw`` gives the kernels ``draw_kernels`` gives and the parameters that make them; free kernels refuse
+    ``theta_weight`` and ``branch_pretrain`` by name."""
     import numpy as np
 
     from landscape._checks import InputError
-    from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, draw_kernels, theta_loss
+    from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, draw_kernels
     from landscape import kernels
-    th = torch.tensor([[6.5, 40.0], [0.0, 10.0]], dtype=torch.float64)
-    box = ([0.0, 0.0], [13.0, 180.0])
-    assert float(theta_loss(th, th, *box, "motion")) == 0.0
-    assert float(theta_loss(th + torch.tensor([0.0, 180.0], dtype=torch.float64), th, *box, "motion")) < 1e-28
-    off = torch.tensor([[6.5, 130.0], [0.0, 100.0]], dtype=torch.float64)
-    assert float(theta_loss(off, th, *box, "motion")) == pytest.approx((6.5 / 13 + 0.0) / 2, rel=1e-12)
-    w = torch.tensor([[1.5]], dtype=torch.float64)
-    assert float(theta_loss(w + 0.3, w, [0.0], [3.0], "gaussian")) == pytest.approx(0.01, rel=1e-12)
     cfg = UnrolledTrainConfig(**RECIPES["unrolled-motion"])
     h, t = draw(cfg, 3, np.random.default_rng(0))
     assert torch.equal(h, draw_kernels(cfg, 3, np.random.default_rng(0)))
     torch.testing.assert_close(h, kernels.get("motion", 15)(t.double()).float())
-    with pytest.raises(InputError, match="^theta_weight: "):
-        UnrolledTrainConfig(family="free", theta_weight=1.0)
+    for name, value in (("theta_weight", 1.0), ("branch_pretrain", 10)):
+        with pytest.raises(InputError, match=f"^{name}: "):
+            UnrolledTrainConfig(family="free", **{name: value})
+
+
+def test_branch_pretraining_trains_the_kernel_branch_alone_resumably_and_the_network_starts_from_it(tmp_path):
+    """``--branch-pretrain``: the kernel branch alone learns the motion parameters from y: over its last 100 steps
+    its training loss (the theta terms dominate it) averages below 0.8 times 1/3, the expected loss of the best
+    branch that ignores y (a length of 4.5 costs var(L)/9^2 = 1/12; any fixed angle, E[L/9] E[sin^2] = 1/4). Then the whole network trains
+    from it: with a vanishing main learning rate the written UNet and levels are the initial ones and the branch is
+    the pretrained EMA; an interrupted pretraining resumes to the same weights bit for bit; its weights file is
+    removed once loaded (the network's checkpoint holds them)."""
+    from landscape.estimators.train_unrolled import UnrolledTrainConfig, initial_model, train_unrolled
+
+    base = dict(family="motion", theta_max=9.0, kernel_size=11, iterations=2, channels=4, patch=32, batch=8, seed=2,
+                init="none", branch_normalise=True, theta_weight=1.0, branch_pretrain=500, branch_lr=3e-3, steps=1,
+                lr=1e-12, threads=1, checkpoint_every=200)
+    cfg = UnrolledTrainConfig(**base)
+    a = train_unrolled(cfg, tmp_path / "a.pt", progress=False)
+    pre = torch.load(tmp_path / "a.branch.ckpt", map_location="cpu", weights_only=False)
+    assert not (tmp_path / "a.branch.pt").exists() and pre["step"] == 500
+    assert np.mean(pre["losses"][-100:]) < 0.8 / 3
+    wa, start = _weights(a), initial_model(cfg).state_dict()
+    for k, v in wa.items():
+        if k.startswith("kernel_branch."):
+            torch.testing.assert_close(v, pre["ema"][k], rtol=0, atol=1e-6)
+        else:
+            torch.testing.assert_close(v, start[k], rtol=0, atol=1e-6)
+    assert any(not torch.equal(v, start[k]) for k, v in wa.items() if k.startswith("kernel_branch.") and v.numel() > 1)
+
+    from landscape.denoisers.train import PatchSampler
+    real, calls = PatchSampler(32), {"n": 0}
+
+    def dies_at_step_300(batch, rng):            # the branch's checkpoint of step 200 is on disk by then
+        calls["n"] += 1
+        if calls["n"] == 300:
+            raise _Interrupt
+        return real(batch, rng)
+
+    with pytest.raises(_Interrupt):
+        train_unrolled(cfg, tmp_path / "b.pt", sampler=dies_at_step_300, progress=False)
+    assert (tmp_path / "b.branch.ckpt").exists() and not (tmp_path / "b.ckpt").exists()
+    wb = _weights(train_unrolled(cfg, tmp_path / "b.pt", progress=False))
+    assert all(torch.equal(v, wb[k]) for k, v in wa.items())

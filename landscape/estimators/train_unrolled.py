@@ -10,13 +10,17 @@ plus ``kernel_weight`` times the kernel's squared error; its minimiser is the po
 ``kernel_smooth`` :math:`= s > 0` the kernel error also counts :math:`\|G_w \star (h - h^\star)\|^2 / \|G_w\|^2`
 for Gaussians of widths :math:`w = s, s/2` (:func:`kernel_loss`): two thin kernels that do not overlap (a motion
 kernel at the wrong angle) have a plain squared error that no small change of angle lowers, and a smoothed one
-that does.
+that does. With ``theta_weight`` a parametric branch's parameters also enter the loss, by the family's
+``parameter_error`` (box-scaled; a motion angle periodic and weighted by the length). With ``branch_pretrain``
+the kernel branch first trains alone, on the loss's kernel terms, from :math:`(y, y)` (what it reads at the first
+iteration): inside the network an image loss hardly depends on it and a fresh branch settles on one constant
+kernel (docs/mmse.md).
 The loop (Adam, cosine decay, EMA, atomic checkpoints, bitwise resume) is ``denoisers.train.fit``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +89,11 @@ class UnrolledTrainConfig:
                                   "this width and half of it, each error normalised by the Gaussian's squared norm: "
                                   "a kernel loss that still sees a far-off estimate (0: the plain squared error)",
                                   number(0.0))
+    branch_pretrain: int = option(0, "parametric families: steps that first train the kernel branch alone, on "
+                                  "(y, y) (what it reads at the first iteration), with the loss's kernel terms; "
+                                  "resumable (a checkpoint beside the output), then the whole network trains",
+                                  integer(0))
+    branch_lr: float = option(1e-3, "peak learning rate of --branch-pretrain", number(0.0, 1.0, lo_open=True))
     seed: int = option(0, "seed (data, kernels, noise, initialisation)", integer(0))
     checkpoint_every: int = option(100, "steps between checkpoints", integer(1))
     threads: int = option(0, "torch threads (0: torch's default)", integer(0))
@@ -105,7 +114,7 @@ class UnrolledTrainConfig:
         for name in ("kernel_steps", "kernel_sharpen"):
             if getattr(self, name) and self.family != "free":
                 raise InputError(name, "0 unless the family is free (a free kernel branch's option)", getattr(self, name))
-        for name in ("branch_normalise", "theta_weight"):
+        for name in ("branch_normalise", "theta_weight", "branch_pretrain"):
             if getattr(self, name) and self.family == "free":
                 raise InputError(name, "off for free kernels (a parametric kernel branch's option)", getattr(self, name))
         if self.kernel_size > self.patch:
@@ -156,20 +165,6 @@ def draw(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> tuple[to
     spec = cfg.family_spec()
     th = torch.as_tensor(rng.uniform(spec["lo"], spec["hi"], size=(n, len(spec["lo"]))), device="cpu")
     return _kernels.get(cfg.family, cfg.kernel_size)(th).float(), th.float()
-
-
-def theta_loss(theta: torch.Tensor, theta_true: torch.Tensor, lo: list[float], hi: list[float],
-               family: str) -> torch.Tensor:
-    r"""Mean over the batch of the parameters' squared errors, each divided by its box's width squared; a motion
-    kernel's angle (period 180°) enters as :math:`(L^\star / L_{\max}) \sin^2(\pi(\hat\varphi - \varphi^\star)/180)`:
-    periodic, and weighted by the true length (the angle of a short kernel hardly matters; of the Dirac, not at all)."""
-    lo_t = torch.as_tensor(lo, dtype=theta.dtype, device=theta.device)
-    width = torch.as_tensor(hi, dtype=theta.dtype, device=theta.device) - lo_t
-    err = ((theta - theta_true) / width) ** 2
-    if family == "motion":
-        angle = torch.sin(torch.pi * (theta[:, 1] - theta_true[:, 1]) / 180.0) ** 2
-        err = torch.stack([err[:, 0], theta_true[:, 0] / width[0] * angle], 1)
-    return err.sum(1).mean()
 
 
 def kernel_loss(h: torch.Tensor, h_true: torch.Tensor, smooth: float = 0.0) -> torch.Tensor:
@@ -252,24 +247,51 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
     lsig = np.log([cfg.sigma_min, cfg.sigma_max])
     spec = cfg.family_spec()
 
-    def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+    def batch(rng: np.random.Generator, gen: torch.Generator):
         x = sampler(cfg.batch, rng).to(cfg.device)
         h, th = draw(cfg, cfg.batch, rng)
-        h = h.to(cfg.device)
         sigma = torch.as_tensor(np.exp(rng.uniform(*lsig, size=cfg.batch)), dtype=torch.float32, device=cfg.device)
-        y = simulate(x, h, sigma, gen)
-        o = model(y, sigma)
-        img = ((o["x"] - x) ** 2).mean()
-        loss = img + cfg.kernel_weight * kernel_loss(o["kernel"], h, cfg.kernel_smooth)
+        h = h.to(cfg.device)
+        return x, h, None if th is None else th.to(cfg.device), sigma, simulate(x, h, sigma, gen)
+
+    def kernel_terms(kernel, theta, h, th) -> torch.Tensor:
+        loss = cfg.kernel_weight * kernel_loss(kernel, h, cfg.kernel_smooth)
         if cfg.theta_weight:
-            loss = loss + cfg.theta_weight * theta_loss(o["theta"], th.to(cfg.device), spec["lo"], spec["hi"], cfg.family)
+            loss = loss + cfg.theta_weight * model.family.parameter_error(theta, th, spec["lo"], spec["hi"]).mean()
         return loss
+
+    def batch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+        x, h, th, sigma, y = batch(rng, gen)
+        o = model(y, sigma)
+        return ((o["x"] - x) ** 2).mean() + kernel_terms(o["kernel"], o["theta"], h, th)
+
+    def branch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+        _, h, th, _, y = batch(rng, gen)
+        theta = model.kernel_branch(y, y)
+        return kernel_terms(model.family(theta), theta, h, th)
 
     meta = {"family": spec, "training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN")
             if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
     desc = f"train unrolled {cfg.family}/{cfg.data}" + ("/colour" if cfg.color else "")
-    return fit(model, batch_loss, cfg, out, meta=meta, desc=desc,
-               progress=progress)
+    out = Path(out)
+    if cfg.branch_pretrain and not out.with_suffix(".ckpt").exists():
+        # the branch alone first (its own resumable fit); once the whole network's checkpoint exists it holds it
+        pre = out.with_suffix(".branch.pt")
+        fit(_BranchAlone(model), branch_loss, replace(cfg, steps=cfg.branch_pretrain, lr=cfg.branch_lr), pre,
+            meta=meta, desc=desc + " (kernel branch)", progress=progress)
+        model.load_state_dict(torch.load(pre, map_location="cpu", weights_only=True)["state_dict"], strict=False)
+        pre.unlink()
+    return fit(model, batch_loss, cfg, out, meta=meta, desc=desc, progress=progress)
+
+
+class _BranchAlone(torch.nn.Module):
+    """An unrolled model's kernel branch as a network of its own (``--branch-pretrain``); its weights keep the
+    whole model's names (``kernel_branch.*``)."""
+
+    def __init__(self, model: UnrolledBlind):
+        super().__init__()
+        self.kernel_branch = model.kernel_branch
+        self.config = {**model.config, "arch": "unrolled-kernel-branch"}
 
 
 #: what each shipped model was trained with (``landscape train-unrolled NAME`` uses these as defaults)
