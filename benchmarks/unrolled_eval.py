@@ -8,8 +8,9 @@ model: (3, 64, 64) crops of the held-out colour photographs chelsea and coffee, 
 drawn from the model's training range (seeded: Gaussian widths or motion (length, angle) uniform on the
 box, camera-shake draws of sizes 5-15, or 5..--kernel-size, zero-padded to a free model's support: the same
 draws for every free model), sigma in {0.01, 0.03}. The GMM model: 16x16 draws of its GMM.
-Reports means over the cases: PSNR of y and of the reconstruction, ||h_hat - h*||, and |theta_hat - theta*|
-(first parameter) for the parametric models.
+Reports means over the cases: PSNR of y and of the reconstruction, ||h_hat - h*||, and for the parametric models
+|theta_hat - theta*| (the first parameter: a width or a length, px) and a motion model's angle error (degrees,
+modulo 180), against the parameters each kernel was drawn with.
 
 A colour model is also compared with its gray counterpart (the name without ``-color``) run on each channel
 as a separate gray image (three kernels; the row reports their mean kernel error), on the same cases.
@@ -35,7 +36,7 @@ import torch
 
 from landscape import data, priors
 from landscape.kernel_estimation import least_squares_kernel, map_k, map_k_mog
-from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw_kernels, simulate
+from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, simulate
 from landscape.estimators.unrolled import check_kernel_for, load_unrolled
 
 
@@ -66,7 +67,7 @@ def main() -> None:
                     help="free-kernel models: also MAP_k's kernel error (Gaussian and sparse-mixture priors)")
     ap.add_argument("--crop", type=int, default=64, help="natural models: crop size of the held-out images")
     args = ap.parse_args()
-    print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}"
+    print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}{'angle err':>11}"
           + (f"{'LS(x*)':>9}{'LS(x_hat)':>11}{'branch(x*)':>12}" if args.oracle else "")
           + (f"{'MAP_k':>8}{'MAP_k MoG':>11}" if args.classical else ""))
     for entry in args.models.split(","):
@@ -85,21 +86,19 @@ def main() -> None:
         for img in images(name, rng, color=model.image_channels == 3, crop=args.crop):
             for sig in (0.01, 0.03):
                 x = torch.as_tensor(img, dtype=torch.float32)[None]
-                h = draw_kernels(cfg, 1, rng)
+                h, th = draw(cfg, 1, rng)
                 if free:                          # the same draws for every free model, on its own support
                     h = torch.as_tensor(check_kernel_for(model, h[0].double().numpy()), dtype=torch.float32)[None]
                 y = simulate(x, h, torch.tensor([sig]), gen)
                 with torch.no_grad():
                     o = model(y, sig)
                 psnr = lambda a: 10 * np.log10(1 / float(((a - x) ** 2).mean()))
-                th_err = np.nan
-                if o["theta"] is not None:       # the true theta: the closest in the family (kernels are exact there)
-                    fam = model.family
-                    grid = torch.linspace(float(model.kernel_branch.lo[0]), float(model.kernel_branch.hi[0]), 301)
-                    if fam.n_params == 1:
-                        cand = fam(grid[:, None].double()).float()
-                        true_th = float(grid[int(((cand - h) ** 2).sum((-2, -1)).argmin())])
-                        th_err = abs(float(o["theta"][0, 0]) - true_th)
+                th_err = angle_err = np.nan
+                if o["theta"] is not None:       # the parameters the kernel was drawn with
+                    th_err = abs(float(o["theta"][0, 0] - th[0, 0]))
+                    if model.family.name == "motion":        # the angle's period is 180 degrees
+                        d = abs(float(o["theta"][0, 1] - th[0, 1])) % 180.0
+                        angle_err = min(d, 180.0 - d)
                 oracle, classical = (np.nan,) * 3, (np.nan,) * 2
                 size, yy, ht = h.shape[-1], y[0].double().numpy(), h[0].double().numpy()
                 if args.oracle and model.image_channels == 1:     # the same circular model y was simulated with
@@ -109,7 +108,8 @@ def main() -> None:
                         oracle += (float((model.kernel(y, x)[0] - h).norm()),)
                 if args.classical and free and model.image_channels == 1:
                     classical = tuple(float(np.linalg.norm(est(yy, sig, size)["kernel"] - ht)) for est in (map_k, map_k_mog))
-                rows.append((psnr(y), psnr(o["x"]), float((o["kernel"] - h).norm()), th_err, *oracle, *classical))
+                rows.append((psnr(y), psnr(o["x"]), float((o["kernel"] - h).norm()), th_err, *oracle, *classical,
+                             angle_err))
                 if gray is not None:                 # the gray model on each channel as its own image
                     with torch.no_grad():
                         og = gray(y[0], sig)
@@ -118,6 +118,7 @@ def main() -> None:
         r = np.array(rows)
         print(f"{entry:<20}{len(r):6d}{r[:, 0].mean():9.2f}{r[:, 1].mean():12.2f}{r[:, 2].mean():10.3f}"
               f"{np.nanmean(r[:, 3]) if np.isfinite(r[:, 3]).any() else float('nan'):18.3f}"
+              f"{np.nanmean(r[:, -1]) if np.isfinite(r[:, -1]).any() else float('nan'):11.1f}"
               + (f"{r[:, 4].mean():9.3f}{r[:, 5].mean():11.3f}{r[:, 6].mean():12.3f}" if args.oracle else "")
               + (f"{r[:, 7].mean():8.3f}{r[:, 8].mean():11.3f}" if args.classical else ""))
         if per_channel:
