@@ -15,12 +15,14 @@ modulo 180), against the parameters each kernel was drawn with.
 A colour model is also compared with its gray counterpart (the name without ``-color``) run on each channel
 as a separate gray image (three kernels; the row reports their mean kernel error), on the same cases.
 
-``--oracle``: two more kernel errors per case (gray models) (the same ||h - h*||, no re-centring), of the simplex
+``--oracle``: three more kernel errors per case (gray models) (the same ||h - h*||, no re-centring), of the simplex
 least-squares kernel (``kernel_estimation.least_squares_kernel``, on h*'s support) fitted to y from the *true* image x*
 (the oracle: what a least-squares kernel step reaches with a perfect image) and from the model's own
 reconstruction x_hat. The first bounds what a better kernel step could gain; the gap between the two is
 the part of the kernel error that comes from the image estimate. A third column feeds the model's own kernel
-branch the true image (its first step, ``kernel(y, x*)``): what the branch makes of a perfect image.
+branch the true image (its first step, ``kernel(y, x*)``): what the branch makes of a perfect image. ``PSNR(h*)``: the
+network's image steps given the true kernel at every iteration (``model(y, sigma, kernel=h*)``): the reconstruction
+a perfect kernel branch would allow.
 
 ``--classical`` (free-kernel models): the kernel errors of the classical estimators on the same cases, MAP_k under
 the stationary Gaussian prior (``kernel_estimation.map_k``) and under the sparse mixture prior (``map_k_mog``),
@@ -68,7 +70,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=64, help="natural models: crop size of the held-out images")
     args = ap.parse_args()
     print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}{'angle err':>11}"
-          + (f"{'LS(x*)':>9}{'LS(x_hat)':>11}{'branch(x*)':>12}" if args.oracle else "")
+          + (f"{'LS(x*)':>9}{'LS(x_hat)':>11}{'branch(x*)':>12}{'PSNR(h*)':>10}" if args.oracle else "")
           + (f"{'MAP_k':>8}{'MAP_k MoG':>11}" if args.classical else ""))
     for entry in args.models.split(","):
         name, _, path = entry.partition(":")
@@ -99,13 +101,16 @@ def main() -> None:
                     if model.family.name == "motion":        # the angle's period is 180 degrees
                         d = abs(float(o["theta"][0, 1] - th[0, 1])) % 180.0
                         angle_err = min(d, 180.0 - d)
-                oracle, classical = (np.nan,) * 3, (np.nan,) * 2
+                oracle, classical = (np.nan,) * 4, (np.nan,) * 2
                 size, yy, ht = h.shape[-1], y[0].double().numpy(), h[0].double().numpy()
                 if args.oracle and model.image_channels == 1:     # the same circular model y was simulated with
                     oracle = tuple(float(np.linalg.norm(least_squares_kernel(yy, im, size) - ht))
                                    for im in (x[0].double().numpy(), o["x"][0].double().numpy()))
                     with torch.no_grad():
                         oracle += (float((model.kernel(y, x)[0] - h).norm()),)
+                if args.oracle:                          # the image steps given the true kernel
+                    with torch.no_grad():
+                        oracle = (*oracle[:3], psnr(model(y, sig, kernel=h)["x"]))
                 if args.classical and free and model.image_channels == 1:
                     classical = tuple(float(np.linalg.norm(est(yy, sig, size)["kernel"] - ht)) for est in (map_k, map_k_mog))
                 rows.append((psnr(y), psnr(o["x"]), float((o["kernel"] - h).norm()), th_err, *oracle, *classical,
@@ -119,8 +124,9 @@ def main() -> None:
         print(f"{entry:<20}{len(r):6d}{r[:, 0].mean():9.2f}{r[:, 1].mean():12.2f}{r[:, 2].mean():10.3f}"
               f"{np.nanmean(r[:, 3]) if np.isfinite(r[:, 3]).any() else float('nan'):18.3f}"
               f"{np.nanmean(r[:, -1]) if np.isfinite(r[:, -1]).any() else float('nan'):11.1f}"
-              + (f"{r[:, 4].mean():9.3f}{r[:, 5].mean():11.3f}{r[:, 6].mean():12.3f}" if args.oracle else "")
-              + (f"{r[:, 7].mean():8.3f}{r[:, 8].mean():11.3f}" if args.classical else ""))
+              + ("".join(f"{np.mean(r[:, i]):{w}.{d}f}" for i, w, d in ((4, 9, 3), (5, 11, 3), (6, 12, 3), (7, 10, 2)))
+                 if args.oracle else "")
+              + (f"{r[:, 8].mean():8.3f}{r[:, 9].mean():11.3f}" if args.classical else ""))
         if per_channel:
             g = np.array(per_channel)
             label = name.removesuffix("-color") + " per channel"

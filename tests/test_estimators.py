@@ -56,6 +56,26 @@ def test_kernel_branch_stays_in_the_box_or_on_the_simplex(family, image_channels
 
 
 @pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])
+def test_given_a_kernel_the_unrolled_network_is_its_hqs_iterations_with_that_kernel(image_channels, rng):
+    """``model(y, sigma, kernel=h)``: every iteration's data step uses h (the kernel branch is not called), so the
+    output is x_k = data_step(h, y, z_{k-1}, sigma, s_k), z_k = D(x_k, s_k) from z_0 = y, to 1e-12."""
+    torch.manual_seed(0)
+    model = UnrolledBlind({"name": "motion", "size": 9, "lo": [0.0, 0.0], "hi": [7.0, 180.0]}, iterations=3,
+                          channels=4, image_channels=image_channels).double()
+    y = torch.as_tensor(rng.random((2, 16, 16) if image_channels == 1 else (2, image_channels, 16, 16)))
+    h = K.get("motion", 9)(torch.tensor([[5.0, 30.0], [3.0, 120.0]], dtype=torch.float64))
+    model.kernel_branch.forward = None                # never called with a given kernel
+    with torch.no_grad():
+        out = model(y, 0.02, kernel=h)
+        z, sig = y, torch.full((2,), 0.02, dtype=torch.float64)
+        for k in range(3):
+            s = torch.exp(model.log_s[k]).expand(2)
+            z = model.denoiser(UnrolledBlind.data_step(h, y, z, sig, s), s)
+    torch.testing.assert_close(out["x"], z, rtol=0, atol=1e-12)
+    assert torch.equal(out["kernel"], h) and out["theta"] is None
+
+
+@pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])
 def test_the_normalised_theta_branch_ignores_brightness_and_contrast_and_sees_the_blur(image_channels, rng):
     """``branch_normalise``: the parametric kernel branch reads its inputs high-passed and divided by their RMS, so
     y -> a y + b (the same for z) leaves its output unchanged (to 1e-10), while a different blur of the same image

@@ -219,12 +219,15 @@ class UnrolledBlind(nn.Module):
         channels = y.shape[-3] if y.ndim == h.ndim + 1 else None
         return Blur(h, tuple(y.shape[-2:]), chunk=None, channels=channels).data_prox(y, z, sigma, s)
 
-    def forward(self, y: torch.Tensor, sigma: Any, *, trace: bool = False) -> dict[str, Any]:
+    def forward(self, y: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None,
+                trace: bool = False) -> dict[str, Any]:
         """Reconstruct from ``y`` ``(B, H, W)`` (colour: ``(B, C, H, W)``) at noise levels ``sigma``
-        (float or ``(B,)``).
+        (float or ``(B,)``). With ``kernel`` ``(B, k, k)`` every iteration uses it instead of the kernel
+        branch's estimate: the same network, non-blind (what its image steps make of a known kernel).
 
         Returns ``{"x": y's shape, "kernel": (B, k, k), "theta": (B, p) or None}`` (the last
-        iteration's), plus ``"iterates"`` (a list of the ``z_k``) when ``trace``.
+        iteration's; ``theta`` None with a given ``kernel``), plus ``"iterates"`` (a list of the ``z_k``)
+        when ``trace``.
         """
         B = y.shape[0]
         sig = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).expand(B)
@@ -232,7 +235,7 @@ class UnrolledBlind(nn.Module):
         h, th = None, None
         for k in range(self.iterations):
             s = torch.exp(self.log_s[k]).to(y.dtype).expand(B)
-            h, th = self.kernel(y, z)
+            h, th = self.kernel(y, z) if kernel is None else (kernel.to(y.dtype), None)
             x = self.data_step(h, y, z, sig, s)
             z = self.denoiser(x, s)
             if trace:
