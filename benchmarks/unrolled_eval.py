@@ -1,7 +1,7 @@
 """The shipped unrolled models on held-out data: PSNR, kernel error and parameter error, in one run.
 
     python benchmarks/unrolled_eval.py [--models unrolled-gaussian,unrolled-shake,unrolled-gmm16] [--oracle]
-                                       [--classical] [--crop 64]
+                                       [--classical] [--marginal] [--crop 64]
 
 Natural models: 64x64 crops (``--crop``) of the held-out images (camera, ascent, aero; three places each; a colour
 model: (3, 64, 64) crops of the held-out colour photographs chelsea and coffee, three places each), kernels
@@ -24,6 +24,10 @@ branch the true image (its first step, ``kernel(y, x*)``): what the branch makes
 network's image steps given the true kernel at every iteration (``model(y, sigma, kernel=h*)``): the reconstruction
 a perfect kernel branch would allow.
 
+``--marginal`` (gray parametric models): MAP_theta's kernel, the minimiser of the closed-form -log p(y | theta) under
+the stationary Gaussian prior over a grid of the model's box (``marginal.marginal_nll``), its error, and the PSNR of
+the network's image steps given it (``model(y, sigma, kernel=h_MAP)``): the network made non-blind by MAP_theta.
+
 ``--classical`` (free-kernel models): the kernel errors of the classical estimators on the same cases, MAP_k under
 the stationary Gaussian prior (``kernel_estimation.map_k``) and under the sparse mixture prior (``map_k_mog``),
 each on the model's support (Levin et al. 2011's MAP_k: the reference the unrolled kernel is measured against).
@@ -37,6 +41,8 @@ import numpy as np
 import torch
 
 from landscape import data, priors
+from landscape.marginal import marginal_nll
+from landscape.posterior import BlindDeblur
 from landscape.kernel_estimation import least_squares_kernel, map_k, map_k_mog
 from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, simulate
 from landscape.estimators.unrolled import check_kernel_for, load_unrolled
@@ -55,6 +61,18 @@ def images(model_name: str, rng: np.random.Generator, color: bool = False, crop:
     return out
 
 
+def map_theta_kernel(model, y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """MAP_theta's kernel ``(1, k, k)``: the minimiser of the closed-form -log p(y | theta) under the stationary
+    Gaussian prior over a grid of the model's training box (27 points for the first parameter; a motion angle every
+    5 degrees)."""
+    lo, hi = model.kernel_branch.lo.tolist(), model.kernel_branch.hi.tolist()
+    axes = [np.linspace(lo[0], hi[0], 27)] + [np.arange(lo[j], hi[j], 5.0) for j in range(1, len(lo))]
+    grid = np.stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")], 1)
+    problem = BlindDeblur(y.double(), model.family, sigma)
+    nll = marginal_nll(problem, priors.make_prior("gaussian", problem.event_shape), grid)
+    return model.family(torch.as_tensor(grid[int(torch.argmin(nll))][None])).float()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-shake,unrolled-gmm16,"
@@ -67,11 +85,15 @@ def main() -> None:
                     "fed x*")
     ap.add_argument("--classical", action="store_true",
                     help="free-kernel models: also MAP_k's kernel error (Gaussian and sparse-mixture priors)")
+    ap.add_argument("--marginal", action="store_true",
+                    help="gray parametric models: MAP_theta under the stationary Gaussian prior on a grid of the "
+                    "branch's box, its kernel error, and the network's image steps given that kernel")
     ap.add_argument("--crop", type=int, default=64, help="natural models: crop size of the held-out images")
     args = ap.parse_args()
     print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}{'angle err':>11}"
           + (f"{'LS(x*)':>9}{'LS(x_hat)':>11}{'branch(x*)':>12}{'PSNR(h*)':>10}" if args.oracle else "")
-          + (f"{'MAP_k':>8}{'MAP_k MoG':>11}" if args.classical else ""))
+          + (f"{'MAP_k':>8}{'MAP_k MoG':>11}" if args.classical else "")
+          + (f"{'MAP_theta':>12}{'PSNR(MAPth)':>13}" if args.marginal else ""))
     for entry in args.models.split(","):
         name, _, path = entry.partition(":")
         try:
@@ -113,8 +135,13 @@ def main() -> None:
                         oracle = (*oracle[:3], psnr(model(y, sig, kernel=h)["x"]))
                 if args.classical and free and model.image_channels == 1:
                     classical = tuple(float(np.linalg.norm(est(yy, sig, size)["kernel"] - ht)) for est in (map_k, map_k_mog))
+                marg = (np.nan,) * 2
+                if args.marginal and o["theta"] is not None and model.image_channels == 1:
+                    h_map = map_theta_kernel(model, y[0], sig)
+                    with torch.no_grad():
+                        marg = (float((h_map - h).norm()), psnr(model(y, sig, kernel=h_map)["x"]))
                 rows.append((psnr(y), psnr(o["x"]), float((o["kernel"] - h).norm()), th_err, *oracle, *classical,
-                             angle_err))
+                             *marg, angle_err))
                 if gray is not None:                 # the gray model on each channel as its own image
                     with torch.no_grad():
                         og = gray(y[0], sig)
@@ -126,7 +153,8 @@ def main() -> None:
               f"{np.nanmean(r[:, -1]) if np.isfinite(r[:, -1]).any() else float('nan'):11.1f}"
               + ("".join(f"{np.mean(r[:, i]):{w}.{d}f}" for i, w, d in ((4, 9, 3), (5, 11, 3), (6, 12, 3), (7, 10, 2)))
                  if args.oracle else "")
-              + (f"{r[:, 8].mean():8.3f}{r[:, 9].mean():11.3f}" if args.classical else ""))
+              + (f"{r[:, 8].mean():8.3f}{r[:, 9].mean():11.3f}" if args.classical else "")
+              + (f"{r[:, 10].mean():12.3f}{r[:, 11].mean():13.2f}" if args.marginal else ""))
         if per_channel:
             g = np.array(per_channel)
             label = name.removesuffix("-color") + " per channel"
