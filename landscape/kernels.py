@@ -146,14 +146,12 @@ class KernelFamily:
         :math:`\sum_j ((\theta_j - \theta^\star_j) / (hi_j - lo_j))^2`, shape ``(B,)`` (the box defaults to
         ``[lower, upper]``; a network's branch predicts in its own training box). Families whose parameters are
         periodic or matter only through another (a motion angle) override it."""
-        _, width = self._box(theta, lo, hi)
-        return (((theta - theta_true) / width) ** 2).sum(1)
+        return (((theta - theta_true) / self._width(theta, lo, hi)) ** 2).sum(1)
 
-    def _box(self, theta: torch.Tensor, lo: Sequence[float] | None,
-             hi: Sequence[float] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _width(self, theta: torch.Tensor, lo: Sequence[float] | None, hi: Sequence[float] | None) -> torch.Tensor:
+        """The box's widths ``hi - lo`` (default ``[lower, upper]``) on ``theta``'s dtype and device."""
         lo_t = torch.as_tensor(self.lower if lo is None else lo, dtype=theta.dtype, device=theta.device)
-        hi_t = torch.as_tensor(self.upper if hi is None else hi, dtype=theta.dtype, device=theta.device)
-        return lo_t, hi_t - lo_t
+        return torch.as_tensor(self.upper if hi is None else hi, dtype=theta.dtype, device=theta.device) - lo_t
 
     # -- kernels ------------------------------------------------------------------------
     def grid(self, dtype: torch.dtype, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,7 +301,7 @@ class Motion(KernelFamily):
         :math:`(L^\star / L_{\max}) \sin^2(\pi(\hat\varphi - \varphi^\star)/180)`: periodic (the segment at
         :math:`\varphi + 180°` is the same kernel) and weighted by the true length (the angle of a short kernel
         hardly matters; of the Dirac, not at all). Shape ``(B,)``."""
-        _, width = self._box(theta, lo, hi)
+        width = self._width(theta, lo, hi)
         length = ((theta[:, 0] - theta_true[:, 0]) / width[0]) ** 2
         angle = torch.sin(torch.pi * (theta[:, 1] - theta_true[:, 1]) / 180.0) ** 2
         return length + theta_true[:, 0] / width[0] * angle

@@ -73,6 +73,8 @@ def test_given_a_kernel_the_unrolled_network_is_its_hqs_iterations_with_that_ker
             z = model.denoiser(UnrolledBlind.data_step(h, y, z, sig, s), s)
     torch.testing.assert_close(out["x"], z, rtol=0, atol=1e-12)
     assert torch.equal(out["kernel"], h) and out["theta"] is None
+    with pytest.raises(InputError, match="^kernel: "):
+        model(y, 0.02, kernel=h[:1])
 
 
 @pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])

@@ -13,8 +13,7 @@ kernel at the wrong angle) have a plain squared error that no small change of an
 that does. With ``theta_weight`` a parametric branch's parameters also enter the loss, by the family's
 ``parameter_error`` (box-scaled; a motion angle periodic and weighted by the length). With ``branch_pretrain``
 the kernel branch first trains alone, on the loss's kernel terms, from :math:`(y, y)` (what it reads at the first
-iteration): inside the network an image loss hardly depends on it and a fresh branch settles on one constant
-kernel (docs/mmse.md).
+iteration): inside the network a fresh branch settles on one constant kernel (docs/mmse.md).
 The loop (Adam, cosine decay, EMA, atomic checkpoints, bitwise resume) is ``denoisers.train.fit``.
 """
 

@@ -230,6 +230,8 @@ class UnrolledBlind(nn.Module):
         when ``trace``.
         """
         B = y.shape[0]
+        if kernel is not None and (kernel.ndim != 3 or kernel.shape[0] != B):
+            raise InputError("kernel", f"one kernel per image, shape ({B}, k, k)", tuple(kernel.shape))
         sig = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).expand(B)
         z, zs = y, []
         h, th = None, None
