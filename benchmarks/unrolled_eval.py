@@ -125,14 +125,14 @@ def main() -> None:
                         angle_err = min(d, 180.0 - d)
                 oracle, classical = (np.nan,) * 4, (np.nan,) * 2
                 size, yy, ht = h.shape[-1], y[0].double().numpy(), h[0].double().numpy()
-                if args.oracle and model.image_channels == 1:     # the same circular model y was simulated with
-                    oracle = tuple(float(np.linalg.norm(least_squares_kernel(yy, im, size) - ht))
-                                   for im in (x[0].double().numpy(), o["x"][0].double().numpy()))
+                if args.oracle:
                     with torch.no_grad():
-                        oracle += (float((model.kernel(y, x)[0] - h).norm()),)
-                if args.oracle:                          # the image steps given the true kernel
-                    with torch.no_grad():
-                        oracle = (*oracle[:3], psnr(model(y, sig, kernel=h)["x"]))
+                        oracle = (np.nan,) * 3
+                        if model.image_channels == 1:     # the same circular model y was simulated with
+                            oracle = tuple(float(np.linalg.norm(least_squares_kernel(yy, im, size) - ht))
+                                           for im in (x[0].double().numpy(), o["x"][0].double().numpy()))
+                            oracle += (float((model.kernel(y, x)[0] - h).norm()),)
+                        oracle += (psnr(model(y, sig, kernel=h)["x"]),)     # the image steps given the true kernel
                 if args.classical and free and model.image_channels == 1:
                     classical = tuple(float(np.linalg.norm(est(yy, sig, size)["kernel"] - ht)) for est in (map_k, map_k_mog))
                 marg = (np.nan,) * 2

@@ -196,16 +196,15 @@ def test_reset_kernel_branch_keeps_the_inits_unet_and_levels_and_starts_the_bran
 
 
 def test_draw_gives_the_kernels_and_their_parameters_and_free_kernels_refuse_the_parametric_options():
-    """``draw`` gives the kernels ``draw_kernels`` gives and the parameters that make them; free kernels refuse
+    """``draw`` gives the kernels and the parameters that make them; free kernels refuse
     ``theta_weight`` and ``branch_pretrain`` by name."""
     import numpy as np
 
     from landscape._checks import InputError
-    from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, draw_kernels
+    from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw
     from landscape import kernels
     cfg = UnrolledTrainConfig(**RECIPES["unrolled-motion"])
     h, t = draw(cfg, 3, np.random.default_rng(0))
-    assert torch.equal(h, draw_kernels(cfg, 3, np.random.default_rng(0)))
     torch.testing.assert_close(h, kernels.get("motion", 15)(t.double()).float())
     for name, value in (("theta_weight", 1.0), ("branch_pretrain", 10)):
         with pytest.raises(InputError, match=f"^{name}: "):

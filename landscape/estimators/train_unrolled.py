@@ -144,11 +144,6 @@ def _shape(config: dict) -> dict:
     return {**config, "family": fam}
 
 
-def draw_kernels(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> torch.Tensor:
-    """``n`` training kernels ``(n, k, k)`` (float32) from the configuration's family."""
-    return draw(cfg, n, rng)[0]
-
-
 def draw(cfg: UnrolledTrainConfig, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` training kernels ``(n, k, k)`` (float32) and, for a parametric family, their parameters ``(n, p)``
     (uniform on the branch's box; ``None`` for free kernels)."""
@@ -266,8 +261,7 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
 
     def branch_loss(rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         _, h, th, _, y = batch(rng, gen)
-        theta = model.kernel_branch(y, y)
-        return kernel_terms(model.family(theta), theta, h, th)
+        return kernel_terms(*model.kernel(y, y), h, th)
 
     meta = {"family": spec, "training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN")
             if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
