@@ -24,8 +24,9 @@ branch the true image (its first step, ``kernel(y, x*)``): what the branch makes
 network's image steps given the true kernel at every iteration (``model(y, sigma, kernel=h*)``): the reconstruction
 a perfect kernel branch would allow.
 
-``--marginal`` (gray parametric models): MAP_theta's kernel, the minimiser of the closed-form -log p(y | theta) under
-the stationary Gaussian prior over a grid of the model's box (``marginal.marginal_nll``), its error, and the PSNR of
+``--marginal`` (parametric models, gray or colour): MAP_theta's kernel, the minimiser of the closed-form
+-log p(y | theta) under the stationary Gaussian prior over a grid of the model's box (``marginal.marginal_nll``'s
+closed form as ``estimators.unrolled.MarginalKernelStep`` evaluates it), its error, and the PSNR of
 the network's image steps given it (``model(y, sigma, kernel=h_MAP)``): the network made non-blind by MAP_theta.
 
 ``--classical`` (free-kernel models): the kernel errors of the classical estimators on the same cases, MAP_k under
@@ -41,11 +42,10 @@ import numpy as np
 import torch
 
 from landscape import data, priors
-from landscape.marginal import marginal_nll
-from landscape.posterior import BlindDeblur
 from landscape.kernel_estimation import least_squares_kernel, map_k, map_k_mog
-from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, simulate
-from landscape.estimators.unrolled import check_kernel_for, load_unrolled
+from landscape.estimators.train_unrolled import (MARGINAL_ANGLE_STEP, MARGINAL_GRID, RECIPES, UnrolledTrainConfig,
+                                                 draw, simulate)
+from landscape.estimators.unrolled import MarginalKernelStep, check_kernel_for, load_unrolled
 
 
 def images(model_name: str, rng: np.random.Generator, color: bool = False, crop: int = 64) -> list[np.ndarray]:
@@ -63,14 +63,13 @@ def images(model_name: str, rng: np.random.Generator, color: bool = False, crop:
 
 def map_theta_kernel(model, y: torch.Tensor, sigma: float) -> torch.Tensor:
     """MAP_theta's kernel ``(1, k, k)``: the minimiser of the closed-form -log p(y | theta) under the stationary
-    Gaussian prior over a grid of the model's training box (27 points for the first parameter; a motion angle every
-    5 degrees)."""
+    Gaussian prior (gray or colour) over ``--marginal``'s grid of the model's training box (27 points for the first
+    parameter; a motion angle every 5 degrees), by ``estimators.unrolled.MarginalKernelStep``."""
     lo, hi = model.kernel_branch.lo.tolist(), model.kernel_branch.hi.tolist()
-    axes = [np.linspace(lo[0], hi[0], 27)] + [np.arange(lo[j], hi[j], 5.0) for j in range(1, len(lo))]
-    grid = np.stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")], 1)
-    problem = BlindDeblur(y.double(), model.family, sigma)
-    nll = marginal_nll(problem, priors.make_prior("gaussian", problem.event_shape), grid)
-    return model.family(torch.as_tensor(grid[int(torch.argmin(nll))][None])).float()
+    counts = [MARGINAL_GRID] + [int(round((b - a) / MARGINAL_ANGLE_STEP)) for a, b in zip(lo[1:], hi[1:])]
+    step = MarginalKernelStep(model.family, lo, hi, counts, image_channels=model.image_channels)
+    nll = step.nll(y[None].double(), torch.tensor([sigma], dtype=torch.float64))
+    return step.kernels[nll.argmin(1)]
 
 
 def main() -> None:
@@ -86,7 +85,7 @@ def main() -> None:
     ap.add_argument("--classical", action="store_true",
                     help="free-kernel models: also MAP_k's kernel error (Gaussian and sparse-mixture priors)")
     ap.add_argument("--marginal", action="store_true",
-                    help="gray parametric models: MAP_theta under the stationary Gaussian prior on a grid of the "
+                    help="parametric models: MAP_theta under the stationary Gaussian prior on a grid of the "
                     "branch's box, its kernel error, and the network's image steps given that kernel")
     ap.add_argument("--crop", type=int, default=64, help="natural models: crop size of the held-out images")
     args = ap.parse_args()
@@ -136,7 +135,7 @@ def main() -> None:
                 if args.classical and free and model.image_channels == 1:
                     classical = tuple(float(np.linalg.norm(est(yy, sig, size)["kernel"] - ht)) for est in (map_k, map_k_mog))
                 marg = (np.nan,) * 2
-                if args.marginal and o["theta"] is not None and model.image_channels == 1:
+                if args.marginal and not free:
                     h_map = map_theta_kernel(model, y[0], sig)
                     with torch.no_grad():
                         marg = (float((h_map - h).norm()), psnr(model(y, sig, kernel=h_map)["x"]))

@@ -75,6 +75,11 @@ class KernelFamily:
     name: str = ""
     param_names: tuple[str, ...] = ()
 
+    @property
+    def periodic(self) -> tuple[bool, ...]:
+        """Which parameters are periodic over their box (a motion angle: the segment at 180° is the one at 0°)."""
+        return (False,) * self.n_params
+
     def __init__(self, size: int = 15):
         if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
             raise InputError("size", "an odd positive integer kernel size", size)
@@ -295,6 +300,10 @@ class Motion(KernelFamily):
     @property
     def upper(self):
         return (float(self.size - 1), 180.0)
+
+    @property
+    def periodic(self):
+        return (False, True)
 
     def parameter_error(self, theta, theta_true, lo=None, hi=None):
         r"""The length's squared error over its box's width squared, plus the angle's as

@@ -78,6 +78,48 @@ def test_given_a_kernel_the_unrolled_network_is_its_hqs_iterations_with_that_ker
 
 
 @pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])
+def test_the_marginal_kernel_step_is_the_closed_form_gaussian_marginal_and_its_mode_is_map_theta(image_channels):
+    """``MarginalKernelStep.nll`` on blurred camera/astronaut crops equals ``marginal.marginal_nll`` (dense-free
+    closed form, the colour prior's basis and spectra) up to a constant per image, to 1e-6 of its range; with a
+    vanishing temperature and no pull the network's kernel is the family's kernel at the grid's argmin of the
+    closed form (MAP_theta on the grid), and a strong pull takes it to the grid point nearest the branch's estimate."""
+    from landscape.marginal import marginal_nll
+    from landscape.posterior import BlindDeblur
+    fam = {"name": "motion", "size": 9, "lo": [0.0, 0.0], "hi": [8.0, 180.0], "marginal": [9, 12]}
+    torch.manual_seed(0)
+    model = UnrolledBlind(fam, iterations=2, channels=4, image_channels=image_channels).double()
+    im = data.load("astronaut", color=True)[:, 100:132, 200:236] if image_channels == 3 else \
+        data.load("camera")[100:132, 200:236]
+    x = torch.as_tensor(np.stack([im, im[..., ::-1, :].copy()]))
+    h_true = K.get("motion", 9)(torch.tensor([[6.0, 30.0], [4.0, 120.0]], dtype=torch.float64))
+    sig = torch.tensor([0.01, 0.03], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    from landscape.estimators.train_unrolled import simulate
+    y = simulate(x, h_true, sig, gen)
+    nll = model.marginal.nll(y, sig)
+    grid = model.marginal.grid.double()
+    ref = torch.stack([marginal_nll(pb, P.make_prior("gaussian", pb.event_shape), grid) for pb in
+                       (BlindDeblur(y[b], model.family, float(sig[b])) for b in range(2))])
+    for b in range(2):
+        d, d_ref = nll[b] - nll[b].mean(), ref[b] - ref[b].mean()
+        assert float((d - d_ref).abs().max()) <= 1e-6 * float(d_ref.max() - d_ref.min())
+    with torch.no_grad():
+        model.marginal.log_temp.fill_(-20.0)
+        model.marginal.log_lam.fill_(-60.0)
+        out = model(y, sig)
+        best = ref.argmin(1)
+        torch.testing.assert_close(out["kernel"], model.family(grid[best]), rtol=0, atol=1e-6)
+        torch.testing.assert_close(out["theta"], grid[best])
+        model.marginal.log_temp.fill_(20.0)          # the data forgotten: the pull alone decides
+        model.marginal.log_lam.fill_(10.0)
+        pulled = model(y, sig, trace=True)
+        th_hat = model.kernel(y, pulled["iterates"][-2])[1]      # the last iteration's branch reads z_{K-1}
+        near = model.family.parameter_error(th_hat.repeat_interleave(len(grid), 0), grid.repeat(2, 1),
+                                            fam["lo"], fam["hi"]).reshape(2, -1).argmin(1)
+        torch.testing.assert_close(pulled["theta"], grid[near])
+
+
+@pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])
 def test_the_normalised_theta_branch_ignores_brightness_and_contrast_and_sees_the_blur(image_channels, rng):
     """``branch_normalise``: the parametric kernel branch reads its inputs high-passed and divided by their RMS, so
     y -> a y + b (the same for z) leaves its output unchanged (to 1e-10), while a different blur of the same image

@@ -206,9 +206,28 @@ def test_draw_gives_the_kernels_and_their_parameters_and_free_kernels_refuse_the
     cfg = UnrolledTrainConfig(**RECIPES["unrolled-motion"])
     h, t = draw(cfg, 3, np.random.default_rng(0))
     torch.testing.assert_close(h, kernels.get("motion", 15)(t.double()).float())
-    for name, value in (("theta_weight", 1.0), ("branch_pretrain", 10)):
+    for name, value in (("theta_weight", 1.0), ("branch_pretrain", 10), ("marginal", True)):
         with pytest.raises(InputError, match=f"^{name}: "):
             UnrolledTrainConfig(family="free", **{name: value})
+    with pytest.raises(InputError, match="^theta_weight: "):          # the marginal step's theta has no gradient
+        UnrolledTrainConfig(**RECIPES["unrolled-motion"], marginal=True, theta_weight=1.0)
+
+
+def test_a_marginal_kernel_step_starts_fresh_on_unrolled_weights_without_one(tmp_path):
+    """``--init FILE --marginal``: every weight of the file is kept, bit for bit, and the marginal step's two scalars
+    start at their initial values (T = lambda = 1); its grid is 27 lengths x 36 angles (every 5 degrees)."""
+    from landscape.estimators.train_unrolled import UnrolledTrainConfig, initial_model
+    from landscape.estimators.unrolled import UnrolledBlind
+    base = dict(family="motion", theta_max=5.0, kernel_size=7, iterations=2, channels=4, patch=16, seed=3)
+    torch.manual_seed(11)
+    src = UnrolledBlind(UnrolledTrainConfig(**base).family_spec(), 2, 4)
+    torch.save({"config": dict(src.config), "state_dict": src.state_dict()}, tmp_path / "src.pt")
+    model = initial_model(UnrolledTrainConfig(**base, init=str(tmp_path / "src.pt"), marginal=True))
+    for k, v in src.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    assert model.marginal.log_temp.item() == 0.0 and model.marginal.log_lam.item() == 0.0
+    grid = model.marginal.grid
+    assert grid.shape == (27 * 36, 2) and float(grid[:, 0].max()) == 5.0 and float(grid[:, 1].max()) == 175.0
 
 
 def test_branch_pretraining_trains_the_kernel_branch_alone_resumably_and_the_network_starts_from_it(tmp_path):

@@ -38,6 +38,8 @@ DENOISER_INITS = ("denoiser-gray", "denoiser-gmm16", "denoiser-color")
 
 #: the training box of each family's kernel branch (upper end of the first parameter from ``theta_max``)
 ANGLE_RANGE = (0.0, 180.0)
+#: ``--marginal``'s grid: points on the first parameter's box, and degrees between motion angles
+MARGINAL_GRID, MARGINAL_ANGLE_STEP = 27, 5.0
 
 
 @dataclass
@@ -92,6 +94,10 @@ class UnrolledTrainConfig:
                                   "(y, y) (what it reads at the first iteration), with the loss's kernel terms; "
                                   "resumable (a checkpoint beside the output), then the whole network trains",
                                   integer(0))
+    marginal: bool = option(False, "parametric families: every kernel is the tempered theta-posterior mean under the "
+                            "stationary Gaussian prior on a grid of the box (27 points on the first parameter, "
+                            "a motion angle every 5 degrees), the branch's estimate a learned pull "
+                            "(estimators.unrolled.MarginalKernelStep)", flag())
     branch_lr: float = option(1e-3, "peak learning rate of --branch-pretrain", number(0.0, 1.0, lo_open=True))
     seed: int = option(0, "seed (data, kernels, noise, initialisation)", integer(0))
     checkpoint_every: int = option(100, "steps between checkpoints", integer(1))
@@ -113,7 +119,10 @@ class UnrolledTrainConfig:
         for name in ("kernel_steps", "kernel_sharpen"):
             if getattr(self, name) and self.family != "free":
                 raise InputError(name, "0 unless the family is free (a free kernel branch's option)", getattr(self, name))
-        for name in ("branch_normalise", "theta_weight", "branch_pretrain"):
+        if self.marginal and self.theta_weight:
+            raise InputError("theta_weight", "0 with --marginal (its theta is the grid's mode, with no gradient)",
+                             self.theta_weight)
+        for name in ("branch_normalise", "theta_weight", "branch_pretrain", "marginal"):
             if getattr(self, name) and self.family == "free":
                 raise InputError(name, "off for free kernels (a parametric kernel branch's option)", getattr(self, name))
         if self.kernel_size > self.patch:
@@ -130,16 +139,18 @@ class UnrolledTrainConfig:
         if self.family == "motion":
             lo, hi = lo + [ANGLE_RANGE[0]], hi + [ANGLE_RANGE[1]]
         spec = {"name": self.family, "size": self.kernel_size, "lo": lo, "hi": hi}
+        grid = [MARGINAL_GRID] + [int(round((hi[1] - lo[1]) / MARGINAL_ANGLE_STEP))] * (self.family == "motion")
         extra = {k: v for k, v in (("kernel_steps", self.kernel_steps), ("kernel_sharpen", self.kernel_sharpen),
-                                   ("branch_normalise", self.branch_normalise)) if v}
+                                   ("branch_normalise", self.branch_normalise),
+                                   ("marginal", grid if self.marginal else None)) if v}
         return {**spec, **extra}
 
 
 def _shape(config: dict) -> dict:
     """An unrolled model's configuration without what its weights do not depend on (a free kernel branch's
     support; its data steps add step sizes and its sharpening CNN its own weights, initialised fresh; a parametric
-    branch's input normalisation has no weights)."""
-    fam = {k: v for k, v in config["family"].items() if k != "branch_normalise" and not (
+    branch's input normalisation has no weights, and a marginal kernel step two scalars, initialised fresh)."""
+    fam = {k: v for k, v in config["family"].items() if k not in ("branch_normalise", "marginal") and not (
         config["family"]["name"] == "free" and k in ("size", "kernel_steps", "kernel_sharpen"))}
     return {**config, "family": fam}
 
@@ -205,6 +216,7 @@ def initial_model(cfg: UnrolledTrainConfig) -> UnrolledBlind:
                  if not (cfg.reset_kernel_branch and k.startswith("kernel_branch."))}
         missing, unexpected = model.load_state_dict(state, strict=False)
         fresh = ("kernel_branch.",) if cfg.reset_kernel_branch else ("kernel_branch.log_tau", "kernel_branch.sharpen.")
+        fresh += ("marginal.",)
         if unexpected or any(not k.startswith(fresh) for k in missing):
             raise InputError("init", "an unrolled model whose weights fit this one", f"{missing} {unexpected}")
     elif cfg.init != "none":

@@ -156,6 +156,80 @@ class FreeKernelBranch(nn.Module):
         return h
 
 
+class MarginalKernelStep(nn.Module):
+    r"""A parametric kernel from the data: the tempered :math:`\theta`-posterior under the stationary Gaussian
+    prior on a grid :math:`\{\theta_j\}` of the training box, its mean kernel
+
+    .. math::
+        \hat h = \sum_j w_j\, h(\theta_j), \qquad
+        w_j \propto \exp\big(-\ell_j / T - \lambda\, d(\theta_j, \hat\theta)\big),
+
+    with :math:`\ell_j = -\log p(y \mid \theta_j)` up to a constant (``marginal.marginal_nll``'s closed form,
+    diagonal in Fourier, the DC term left out: a kernel summing to 1 does not change it), :math:`\hat\theta` the
+    kernel branch's estimate, :math:`d` the family's ``parameter_error`` (box-scaled; a motion angle periodic) and
+    the temperature :math:`T` and weight :math:`\lambda` learned (initialised at 1: the exact posterior under the
+    Gaussian prior and a uniform prior on the grid, the branch a weak pull). The prior is the toolkit's Gaussian
+    fitted to the training images at ``y``'s size (``priors.make_prior("gaussian", shape)``; colour: its colour
+    basis and one spectrum per component). A natural image is not a Gaussian draw, so MAP_theta under it has
+    outliers (docs/mmse.md); the branch's pull is what can overrule them."""
+
+    def __init__(self, family: _kernels.KernelFamily, lo: list[float], hi: list[float], counts: list[int],
+                 image_channels: int = 1):
+        super().__init__()
+        if len(counts) != family.n_params or any(int(n) < 2 for n in counts):
+            raise InputError("marginal", f"{family.n_params} grid counts of at least 2 (one per parameter of "
+                             f"{family.name!r})", counts)
+        axes = [np.linspace(a, b, int(n), endpoint=not periodic)
+                for a, b, n, periodic in zip(lo, hi, counts, family.periodic)]
+        grid = torch.as_tensor(np.stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")], 1))
+        self.family, self.image_channels = family, int(image_channels)
+        self.lo, self.hi = list(lo), list(hi)
+        self.register_buffer("grid", grid.float(), persistent=False)
+        self.register_buffer("kernels", family(grid).float(), persistent=False)
+        self.log_temp = nn.Parameter(torch.zeros(()))
+        self.log_lam = nn.Parameter(torch.zeros(()))
+
+    def _prior(self, shape: tuple[int, ...]):
+        from ..priors import make_prior        # the fitted spectrum is cached per shape
+        return make_prior("gaussian", shape)
+
+    @torch.no_grad()
+    def nll(self, y: torch.Tensor, sigma: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+        r""":math:`-\log p(y_b \mid \theta_j)` ``(B, J)`` up to a constant per image, in ``y``'s dtype:
+        :math:`\sum_{\omega \ne 0} |U(\omega)|^2 / 2v + \tfrac12 \log v`, :math:`v = |\hat h_j|^2 P + \sigma_b^2`,
+        summed over the colour components :math:`U = \mathcal F(A^\top y)` (unitary)."""
+        C, (H, W) = self.image_channels, y.shape[-2:]
+        prior = self._prior((H, W) if C == 1 else (C, H, W))
+        u = prior.rotate(_channels_first(y, C))                                  # (B, C, H, W)
+        U2 = torch.fft.rfft2(u, norm="ortho").abs() ** 2
+        P = prior.spectrum.to(dtype=y.dtype, device=y.device).reshape(-1, H, W)[..., :W // 2 + 1]
+        mult = torch.full((W // 2 + 1,), 2.0, dtype=y.dtype, device=y.device)   # rfft columns stand for two
+        mult[0] = 1.0
+        if W % 2 == 0:
+            mult[-1] = 1.0
+        mult = mult.expand(H, -1).clone()
+        mult[0, 0] = 0.0                                                         # the DC term: the same for all j
+        s2 = (sigma.to(y.dtype) ** 2)[:, None, None, None, None]                # (B, 1, 1, 1, 1)
+        out = []
+        for k in self.kernels.split(chunk):
+            Hk2 = (otf(k.to(y.dtype), (H, W)).abs() ** 2)[None, :, None]          # (1, J', 1, H, W')
+            v = Hk2 * P[None, None] + s2                                         # (B, J', C, H, W')
+            out.append(((U2[:, None] / (2 * v) + 0.5 * torch.log(v)) * mult).sum((-3, -2, -1)))
+        return torch.cat(out, 1)
+
+    def forward(self, nll: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h (B, k, k), theta (B, p))`` from the ``nll`` of :meth:`nll` and the branch's ``theta``: the
+        weighted mean kernel and the grid's mode."""
+        B, J = nll.shape
+        grid = self.grid.to(theta.dtype)
+        d = self.family.parameter_error(theta.repeat_interleave(J, 0), grid.repeat(B, 1), self.lo, self.hi)
+        logits = -(nll - nll.min(1, keepdim=True).values).to(theta.dtype) / torch.exp(self.log_temp) \
+            - torch.exp(self.log_lam) * d.reshape(B, J)
+        w = torch.softmax(logits, 1)
+        h = torch.einsum("bj,jkl->bkl", w, self.kernels.to(theta.dtype))
+        return h, grid[w.argmax(1)]
+
+
 class UnrolledBlind(nn.Module):
     """Blind unrolled HQS network (module docstring).
 
@@ -170,6 +244,10 @@ class UnrolledBlind(nn.Module):
         Base width of the shared EDM UNet (32: the shipped denoiser's).
     image_channels : int
         1 for gray images ``(B, H, W)``, 3 for colour ``(B, 3, H, W)`` (one kernel blurs every channel).
+
+    A parametric ``family`` with ``"marginal": [n_1, ..., n_p]`` (grid points per parameter) takes every iteration's
+    kernel from :class:`MarginalKernelStep`, the branch's estimate a learned pull on it; ``theta`` is then the
+    grid's mode.
     """
 
     def __init__(self, family: dict, iterations: int = 4, channels: int = 32, image_channels: int = 1):
@@ -190,6 +268,9 @@ class UnrolledBlind(nn.Module):
             self.family = _kernels.get(family["name"], self.size)
             self.kernel_branch = ThetaBranch(self.family.n_params, family["lo"], family["hi"], image_channels=C,
                                              normalise=bool(family.get("branch_normalise", False)))
+            if family.get("marginal"):
+                self.marginal = MarginalKernelStep(self.family, family["lo"], family["hi"], family["marginal"],
+                                                   image_channels=C)
         self.denoiser = nets.EDMDenoiser(channels, image_channels=C)
         # learned prior levels s_k, geometric from 0.1 to 0.02 at initialisation
         self.log_s = nn.Parameter(torch.log(torch.logspace(-1, math.log10(0.02), iterations)))
@@ -235,9 +316,12 @@ class UnrolledBlind(nn.Module):
         sig = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).expand(B)
         z, zs = y, []
         h, th = None, None
+        nll = self.marginal.nll(y, sig) if kernel is None and hasattr(self, "marginal") else None
         for k in range(self.iterations):
             s = torch.exp(self.log_s[k]).to(y.dtype).expand(B)
             h, th = self.kernel(y, z) if kernel is None else (kernel.to(y.dtype), None)
+            if nll is not None:
+                h, th = self.marginal(nll, th)
             x = self.data_step(h, y, z, sig, s)
             z = self.denoiser(x, s)
             if trace:
