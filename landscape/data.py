@@ -156,11 +156,17 @@ def center_crop(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 def random_crops(images: Sequence[np.ndarray] | Sequence[str], size: int | tuple[int, int], n: int,
                  rng: Any = 0) -> np.ndarray:
-    """``n`` random crops ``(n, h, w)`` drawn uniformly over images then positions (of the last two axes:
-    colour images ``(C, H, W)``, all with the same ``C``, give ``(n, C, h, w)``)."""
+    """``n`` random crops ``(n, h, w)`` drawn uniformly over the images at least that large, then positions (of the
+    last two axes: colour images ``(C, H, W)``, all with the same ``C``, give ``(n, C, h, w)``); :class:`InputError`
+    naming ``size`` when no image is."""
     g = np.random.default_rng(rng)
     imgs = [load(i) if isinstance(i, str) else np.asarray(i, dtype=np.float64) for i in images]
     h, w = (size, size) if np.isscalar(size) else size
+    fits = [im for im in imgs if im.shape[-2] >= h and im.shape[-1] >= w]    # crops come from the images they fit
+    if not fits:
+        raise InputError("size", "a crop that fits inside at least one image (their sizes: "
+                         + ", ".join(f"{im.shape[-2]}x{im.shape[-1]}" for im in imgs) + ")", f"{h}x{w}")
+    imgs = fits
     out = np.empty((n, *imgs[0].shape[:-2], h, w))
     which = g.integers(0, len(imgs), n)
     for i, k in enumerate(which):

@@ -134,6 +134,29 @@ def test_gaussian_fit_recovers_a_known_power_law():
     assert abs(gp.mean - 0.4) < 0.01
 
 
+def test_the_gaussian_fits_sizes_some_or_no_training_image_holds():
+    """Crops come from the images that hold them (a 320x320 crop: not coins, 303 rows, nor chelsea, 300; it crashed
+    before); a size larger than every image gets the power law fitted on the largest crop some image holds and
+    evaluated on its own grid (the same parameters as that crop's own fit, and exactly ``power_law`` of them), the
+    empirical spectrum and ``random_crops`` refuse it by name."""
+    crops = data.random_crops([np.zeros((10, 10)), np.ones((40, 40))], (20, 20), 30, rng=0)
+    assert crops.shape == (30, 20, 20) and (crops == 1).all()          # only the image that holds the crop
+    imgs = [data.load(n) for n in data.TRAIN]
+    assert P.make_prior("gaussian", (320, 320)).spectrum.shape == (320, 320)
+    big = P.GaussianPrior.fit(imgs, (600, 800), n_crops=20)
+    crop = tuple(big.info["crop"])
+    assert crop == (500, 741)                         # motorcycle_left's whole frame: the largest within 600x800
+    same = P.GaussianPrior.fit(imgs, crop, n_crops=20)
+    for k in ("amplitude", "exponent", "f0"):
+        assert big.info[k] == same.info[k]
+    want = P.power_law((600, 800), big.info["amplitude"], big.info["exponent"], big.info["f0"]).double()
+    torch.testing.assert_close(big.spectrum, want, rtol=0, atol=0)
+    with pytest.raises(InputError, match="^shape: "):
+        P.GaussianPrior.fit(imgs, (600, 800), model="empirical", n_crops=20)
+    with pytest.raises(InputError, match="^size: "):
+        data.random_crops(imgs, (600, 800), 5)
+
+
 def test_empirical_spectrum_is_even():
     gp2 = P.GaussianPrior.fit(data.TRAIN, (32, 32), model="empirical", n_crops=200)
     assert torch.allclose(gp2.spectrum, gp2.spectrum.flip(0).roll(1, 0), rtol=1e-12)   # P(w) = P(-w)

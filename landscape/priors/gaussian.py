@@ -189,15 +189,22 @@ class GaussianPrior(Prior):
           squares on log-power over the FFT grid, or
         * ``model="empirical"``: the averaged periodogram itself, symmetrised and
           radially smoothed (averaged over rings of width one frequency bin).
+
+        A ``shape`` larger than every image: the power law (its parameters are per frequency, the same at every
+        size) is fitted on the largest crops the images hold and evaluated on ``shape``'s grid; the empirical
+        spectrum refuses it, naming ``shape``.
         """
-        from ..data import random_crops
+        from ..data import load, random_crops
 
         if model not in ("power-law", "empirical"):
             raise InputError("model", "'power-law' or 'empirical'", repr(model))
-        crops = random_crops(images, shape, n_crops, rng=rng)
+        imgs = [load(i) if isinstance(i, str) else np.asarray(i, dtype=np.float64) for i in images]
+        shape = tuple(int(v) for v in shape)
+        crop = _crop_shape(imgs, shape, model)
+        crops = random_crops(imgs, crop, n_crops, rng=rng)
         mu = float(crops.mean())
-        P, info = _fit_spectrum(crops - mu, shape, model)
-        return cls(P, mean=mu, info={**info, "n_crops": n_crops})
+        P, info = _fit_spectrum(crops - mu, crop, model, shape)
+        return cls(P, mean=mu, info={**info, "n_crops": n_crops} | ({"crop": list(crop)} if crop != shape else {}))
 
     @classmethod
     def fit_color(cls, images: Sequence[Any], shape: tuple[int, int], *, model: str = "power-law",
@@ -213,16 +220,18 @@ class GaussianPrior(Prior):
         imgs = [load(i, color=True) if isinstance(i, str) else np.asarray(i, dtype=np.float64) for i in images]
         if not imgs or any(im.ndim != 3 or im.shape[0] != imgs[0].shape[0] for im in imgs):
             raise InputError("images", "colour images (C, H, W) with the same channels", [np.shape(i) for i in imgs])
-        crops = random_crops(imgs, shape, n_crops, rng=rng)
-        h, w = shape
+        shape = tuple(int(v) for v in shape)
+        crop = _crop_shape(imgs, shape, model)
+        crops = random_crops(imgs, crop, n_crops, rng=rng)
+        h, w = crop
         mu = crops.mean(axis=(0, 2, 3))
         z = crops - mu[:, None, None]
         lam, A = np.linalg.eigh(np.einsum("nchw,ndhw->cd", z, z) / (n_crops * h * w))
         A = A[:, ::-1] * np.sign(A[:, ::-1].sum(0, keepdims=True) + 1e-300)    # largest first, luminance-like > 0
         u = np.einsum("ck,nchw->nkhw", A, z)
-        fits = [_fit_spectrum(u[:, k], shape, model) for k in range(u.shape[1])]
+        fits = [_fit_spectrum(u[:, k], crop, model, shape) for k in range(u.shape[1])]
         info = {"model": model, "n_crops": n_crops, "components": [f for _, f in fits],
-                "component_variance": lam[::-1].tolist()}
+                "component_variance": lam[::-1].tolist()} | ({"crop": list(crop)} if crop != shape else {})
         return cls(np.stack([P for P, _ in fits]), mean=mu, basis=A, info=info)
 
     def describe(self):
@@ -231,9 +240,25 @@ class GaussianPrior(Prior):
         return out if self.basis is None else {**out, "basis": self.basis.tolist()}
 
 
-def _fit_spectrum(z: np.ndarray, shape: tuple[int, int], model: str) -> tuple[np.ndarray, dict]:
+def _crop_shape(images: Sequence[np.ndarray], shape: tuple[int, int], model: str) -> tuple[int, int]:
+    """``shape`` when an image holds it; else, for the power law, the largest crop (by area) within ``shape`` that
+    an image holds. :class:`InputError` naming ``shape`` for the empirical spectrum of a shape no image holds."""
+    shape = tuple(int(v) for v in shape)
+    held = [(min(shape[0], im.shape[-2]), min(shape[1], im.shape[-1])) for im in images]
+    if shape in held or not held:
+        return shape
+    if model == "empirical":
+        raise InputError("shape", "a size some image holds for the empirical spectrum (the power law fits any "
+                         "size); image sizes: " + ", ".join(f"{im.shape[-2]}x{im.shape[-1]}" for im in images),
+                         f"{shape[0]}x{shape[1]}")
+    return max(held, key=lambda c: c[0] * c[1])
+
+
+def _fit_spectrum(z: np.ndarray, shape: tuple[int, int], model: str,
+                  out: tuple[int, int] | None = None) -> tuple[np.ndarray, dict]:
     """The spectrum of zero-mean crops ``z`` ``(n, h, w)``: the averaged periodogram, radially smoothed
-    (``empirical``) or fitted by a power law (``power-law``)."""
+    (``empirical``) or fitted by a power law (``power-law``), the latter evaluated on the grid ``out`` (default
+    ``shape``)."""
     per = (np.abs(np.fft.fft2(z)) ** 2).mean(axis=0) / (shape[0] * shape[1])
     f = radial_frequency(shape).numpy()
     if model == "empirical":
@@ -250,6 +275,6 @@ def _fit_spectrum(z: np.ndarray, shape: tuple[int, int], model: str) -> tuple[np
 
     sol = least_squares(resid, x0=[np.log(per[mask].mean()), 2.0, np.log(0.01)])
     loga, gam, logf0 = sol.x
-    P = power_law(shape, float(np.exp(loga)), float(gam), float(np.exp(logf0))).numpy()
+    P = power_law(tuple(out or shape), float(np.exp(loga)), float(gam), float(np.exp(logf0))).numpy()
     return P, {"model": "power-law", "amplitude": float(np.exp(loga)), "exponent": float(gam),
                "f0": float(np.exp(logf0))}
