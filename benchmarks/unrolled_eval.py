@@ -74,8 +74,8 @@ def map_theta_kernel(model, y: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-shake,unrolled-gmm16,"
-                    "unrolled-gaussian-color,unrolled-motion-color",
+    ap.add_argument("--models", default="unrolled-gaussian,unrolled-motion,unrolled-motion-marginal,unrolled-shake,"
+                    "unrolled-gmm16,unrolled-gaussian-color,unrolled-motion-color,unrolled-motion-marginal-color",
                     help="shipped names, or NAME:PATH for a weights file trained with NAME's recipe")
     ap.add_argument("--kernel-size", type=int, default=15,
                     help="free-kernel models: camera-shake draws of sizes 5..this, zero-padded to each model's support")

@@ -203,6 +203,22 @@ def test_map_vs_mmse_in_colour_with_a_measured_kernel_runs_the_colour_camera_sha
     assert float(ds.kernel_error.sel(estimator="map_trivial")[0]) == pytest.approx(float(ds.kernel_error_dirac[0]))
 
 
+def test_map_vs_mmse_runs_the_network_given_by_model_and_refuses_one_of_another_family():
+    """--model unrolled-motion-marginal (--quick --family motion): the study's network is the one named, its kernel
+    and image are that network's on the stored y (``reconstruct``, to float tolerance), and a motion network for a
+    Gaussian-family case is refused naming ``model``."""
+    from landscape.estimators.unrolled import load_unrolled, reconstruct
+    from landscape.studies import map_vs_mmse as S
+    ds = S.run(S.Config(quick=True, family="motion", theta_true=7.0, model="unrolled-motion-marginal"), progress=False)
+    assert ds.attrs["model"] == "unrolled-motion-marginal"
+    y = ds.images.sel(panel="y").values[0]
+    want = reconstruct(load_unrolled("unrolled-motion-marginal"), y, float(ds.case_noise[0]))
+    np.testing.assert_allclose(ds.kernels.sel(kpanel="unrolled").values[0][:15, :15], want["kernel"], atol=1e-6)
+    np.testing.assert_allclose(ds.images.sel(panel="unrolled").values[0], want["x"], atol=1e-5)
+    with pytest.raises(InputError, match="^model: expected an unrolled network of the 'gaussian' family"):
+        S.run(S.Config(quick=True, model="unrolled-motion-marginal"), progress=False)
+
+
 def test_map_vs_mmse_kernel_file_larger_than_the_model_support_exits_2(tmp_path, capsys):
     from landscape.cli import main
     k = np.ones((21, 21)) / 441

@@ -228,6 +228,7 @@ def test_a_marginal_kernel_step_starts_fresh_on_unrolled_weights_without_one(tmp
     assert model.marginal.log_temp.item() == 0.0 and model.marginal.log_lam.item() == 0.0
     grid = model.marginal.grid
     assert grid.shape == (27 * 36, 2) and float(grid[:, 0].max()) == 5.0 and float(grid[:, 1].max()) == 175.0
+    assert UnrolledTrainConfig(family="gaussian", marginal=True).family_spec()["marginal"] == [27]
 
 
 def test_branch_pretraining_trains_the_kernel_branch_alone_resumably_and_the_network_starts_from_it(tmp_path):

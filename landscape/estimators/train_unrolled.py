@@ -139,7 +139,7 @@ class UnrolledTrainConfig:
         if self.family == "motion":
             lo, hi = lo + [ANGLE_RANGE[0]], hi + [ANGLE_RANGE[1]]
         spec = {"name": self.family, "size": self.kernel_size, "lo": lo, "hi": hi}
-        grid = [MARGINAL_GRID] + [int(round((hi[1] - lo[1]) / MARGINAL_ANGLE_STEP))] * (self.family == "motion")
+        grid = [MARGINAL_GRID] + [int(round((b - a) / MARGINAL_ANGLE_STEP)) for a, b in zip(lo[1:], hi[1:])]
         extra = {k: v for k, v in (("kernel_steps", self.kernel_steps), ("kernel_sharpen", self.kernel_sharpen),
                                    ("branch_normalise", self.branch_normalise),
                                    ("marginal", grid if self.marginal else None)) if v}
@@ -311,4 +311,9 @@ RECIPES: dict[str, dict] = {
     "unrolled-shake-color": {"family": "free", "color": True, "init": "denoiser-color", "patch": 48, "steps": 3000},
     "unrolled-motion-color": {"family": "motion", "theta_max": 13.0, "color": True, "init": "denoiser-color",
                               "patch": 48, "steps": 3000},
+    "unrolled-motion-marginal": {"family": "motion", "theta_max": 13.0, "marginal": True, "init": "unrolled-motion",
+                                 "steps": 1500, "lr": 1e-4, "seed": 5},
+    "unrolled-motion-marginal-color": {"family": "motion", "theta_max": 13.0, "marginal": True, "color": True,
+                                       "init": "unrolled-motion-color", "patch": 48, "steps": 1500, "lr": 1e-4,
+                                       "seed": 5},
 }

@@ -51,6 +51,10 @@ SHIPPED = {
                             "three channels), RGB 48x48 patches of data.COLOR_TRAIN",
     "unrolled-motion-color": "linear motion, length in [0, 13], any angle (one kernel for the three channels), RGB "
                              "48x48 patches of data.COLOR_TRAIN",
+    "unrolled-motion-marginal": "unrolled-motion fine-tuned with its kernel from the data (MarginalKernelStep: the "
+                                "Gaussian marginal's theta-posterior on a grid of the box)",
+    "unrolled-motion-marginal-color": "unrolled-motion-color fine-tuned with its kernel from the data "
+                                      "(MarginalKernelStep, the colour Gaussian's marginal)",
 }
 
 
@@ -171,7 +175,8 @@ class MarginalKernelStep(nn.Module):
     Gaussian prior and a uniform prior on the grid, the branch a weak pull). The prior is the toolkit's Gaussian
     fitted to the training images at ``y``'s size (``priors.make_prior("gaussian", shape)``; colour: its colour
     basis and one spectrum per component). A natural image is not a Gaussian draw, so MAP_theta under it has
-    outliers (docs/mmse.md); the branch's pull is what can overrule them."""
+    outliers, which the branch's pull was meant to overrule; measured, it does not (docs/mmse.md), and on natural
+    crops the posterior is one grid point (the softmax saturates, T and lambda stay near 1)."""
 
     def __init__(self, family: _kernels.KernelFamily, lo: list[float], hi: list[float], counts: list[int],
                  image_channels: int = 1):

@@ -33,6 +33,7 @@ network (``estimators.unrolled.COLOR_MODELS``); images are stored with a ``chann
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ from ..._checks import (
     subset_of,
 )
 from ...estimators.compare import point_estimates
-from ...estimators.unrolled import COLOR_MODELS, MODELS, check_kernel_for, load_unrolled
+from ...estimators.unrolled import COLOR_MODELS, MODELS, SHIPPED, check_kernel_for, load_unrolled
 from ...metrics import psnr, ssim
 from ...posterior import BlindDeblur, Posterior
 from ...priors import PriorSettings, make_prior
@@ -114,6 +115,13 @@ class Config:
     n_draws: int = option(2, "sandbox: images drawn from the GMM per noise level", integer(1))
     first_draw: int = option(0, "sandbox: index of the first GMM draw (draws first_draw .. first_draw + n_draws - 1)",
                              integer(0))
+    model: str = option("", "the unrolled network: a shipped name (e.g. unrolled-motion-marginal) or a weights file of "
+                        "landscape train-unrolled, of the case's kernel family and channels (default: the family's "
+                        "shipped network)",
+                        Check("empty, a shipped unrolled model or an existing weights file",
+                              lambda v: v == "" or v in SHIPPED or Path(str(v)).is_file(),
+                              ("/no/such/model.pt", "no-such-model"),
+                              reads=lambda v: [Path(v)] if Path(str(v)).is_file() else []))
     n_theta: int = option(13, "profile grid points on [0, 2 theta*]", grid_points(5))
     s: float = option(0.02, "level of the gradient-step prior (natural images)", positive_number())
     etol: float = option(0.01, "inner solver energy tolerance (nats)", Check("a positive tolerance",
@@ -134,12 +142,12 @@ class Config:
 def _setup(cfg: Config):
     """Family, true parameters (one row per case value) and model of the configuration."""
     if cfg.kernel_file:                 # the path delta -> h*, h* padded to the model's support in run()
-        return None, np.array([[1.0]]), (COLOR_MODELS if cfg.color else MODELS)["free"]
+        return None, np.array([[1.0]]), cfg.model or (COLOR_MODELS if cfg.color else MODELS)["free"]
     name = "gaussian" if cfg.sandbox else cfg.family
     fam = kernels.get(name, 15)
     truths = np.array([[t, *OTHER_PARAMS[name]] for t in cfg.theta_true])
     fam.check(truths)
-    return fam, truths, COLOR_MODELS[name] if cfg.color else MODELS["sandbox" if cfg.sandbox else name]
+    return fam, truths, cfg.model or (COLOR_MODELS[name] if cfg.color else MODELS["sandbox" if cfg.sandbox else name])
 
 
 #: the list options whose product makes the cases, with the image (``images``, ``image_file``, or the
@@ -165,6 +173,11 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         raise InputError("n_draws", "1 for one case (cases() makes them)", cfg.n_draws)
     fam, truths, model_name = _setup(cfg)
     model = load_unrolled(model_name, device=cfg.device)
+    want = "free" if cfg.kernel_file else ("gaussian" if cfg.sandbox else cfg.family)
+    if cfg.model and (model.config["family"]["name"] != want or model.image_channels != (3 if cfg.color else 1)):
+        got = f"{cfg.model} ({model.config['family']['name']}, {model.image_channels} channel(s))"
+        raise InputError("model", f"an unrolled network of the {want!r} family on "
+                         f"{'colour' if cfg.color else 'gray'} images", got)
     if cfg.kernel_file:
         fam = kernels.Path(check_kernel_for(model, kernels.load(cfg.kernel_file)), name="kernel_file")
     dtype = torch.float64 if cfg.sandbox else torch.float32
