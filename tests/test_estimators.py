@@ -117,6 +117,8 @@ def test_the_marginal_kernel_step_is_the_closed_form_gaussian_marginal_and_its_m
         near = model.family.parameter_error(th_hat.repeat_interleave(len(grid), 0), grid.repeat(2, 1),
                                             fam["lo"], fam["hi"]).reshape(2, -1).argmin(1)
         torch.testing.assert_close(pulled["theta"], grid[near])
+    with pytest.raises(InputError, match="^marginal: "):                   # one grid count per parameter
+        UnrolledBlind({**fam, "marginal": [9]}, iterations=1, channels=4)
 
 
 @pytest.mark.parametrize("image_channels", [1, 3], ids=["gray", "colour"])

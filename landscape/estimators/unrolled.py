@@ -14,6 +14,9 @@ kernel step. With :math:`z_0 = y`, for :math:`k = 1, \dots, K`:
 
 with :math:`D` the same noise-conditional EDM UNet as the shipped denoiser (one set of weights
 shared by the iterations, initialised from a shipped denoiser) and learned levels :math:`s_k`.
+With a ``marginal`` grid (``--marginal``) a parametric :math:`h_k` is instead the tempered
+:math:`\theta`-posterior's mean kernel under the stationary Gaussian prior, the branch's
+:math:`\hat\theta_k` a learned pull on it (:class:`MarginalKernelStep`).
 Training minimises :math:`\|z_K - x^\star\|^2/N + \beta\|h_K - h^\star\|^2` over random
 :math:`(x^\star, \theta \text{ or } h^\star, \sigma)` (``train_unrolled``); the minimiser of an
 expected squared error is the posterior mean, hence "MMSE". The data step is exact for the circular
