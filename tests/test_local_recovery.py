@@ -99,7 +99,9 @@ def test_cases_of_different_image_sizes_combine_nan_padded():
 
 
 @pytest.mark.parametrize("prior,x_star,color", [("sandbox", "critical", False), ("gaussian", "natural", False),
-                                                 ("tweedie", "natural", False), ("sandbox", "critical", True)])
+                                                 # 64 s: the network's Hessian on meta; gaussian-natural covers the path
+                                                 pytest.param("tweedie", "natural", False, marks=pytest.mark.slow),
+                                                 ("sandbox", "critical", True)])
 def test_a_case_allocates_nothing_off_its_device(prior, x_star, color, same_on_meta):
     """One case (H, the ladder with its certificates, the segment, C4's descents) with torch's default device
     set to ``meta`` and ``device="cpu"``: a tensor made without the case's device lands on ``meta`` and fails
