@@ -43,8 +43,7 @@ import torch
 
 from landscape import data, priors
 from landscape.kernel_estimation import least_squares_kernel, map_k, map_k_mog
-from landscape.estimators.train_unrolled import (MARGINAL_ANGLE_STEP, MARGINAL_GRID, RECIPES, UnrolledTrainConfig,
-                                                 draw, simulate)
+from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, marginal_grid, simulate
 from landscape.estimators.unrolled import MarginalKernelStep, check_kernel_for, load_unrolled
 
 
@@ -66,8 +65,7 @@ def map_theta_kernel(model, y: torch.Tensor, sigma: float) -> torch.Tensor:
     Gaussian prior (gray or colour) over ``--marginal``'s grid of the model's training box (27 points for the first
     parameter; a motion angle every 5 degrees), by ``estimators.unrolled.MarginalKernelStep``."""
     lo, hi = model.kernel_branch.lo.tolist(), model.kernel_branch.hi.tolist()
-    counts = [MARGINAL_GRID] + [int(round((b - a) / MARGINAL_ANGLE_STEP)) for a, b in zip(lo[1:], hi[1:])]
-    step = MarginalKernelStep(model.family, lo, hi, counts, image_channels=model.image_channels)
+    step = MarginalKernelStep(model.family, lo, hi, marginal_grid(lo, hi), image_channels=model.image_channels)
     nll = step.nll(y[None].double(), torch.tensor([sigma], dtype=torch.float64))
     return step.kernels[nll.argmin(1)]
 

@@ -42,6 +42,12 @@ ANGLE_RANGE = (0.0, 180.0)
 MARGINAL_GRID, MARGINAL_ANGLE_STEP = 27, 5.0
 
 
+def marginal_grid(lo: list[float], hi: list[float]) -> list[int]:
+    """``--marginal``'s grid counts on the box ``[lo, hi]``: ``MARGINAL_GRID`` points on the first parameter, one every
+    ``MARGINAL_ANGLE_STEP`` on the others (a motion angle)."""
+    return [MARGINAL_GRID] + [int(round((b - a) / MARGINAL_ANGLE_STEP)) for a, b in zip(lo[1:], hi[1:])]
+
+
 @dataclass
 class UnrolledTrainConfig:
     """Options of ``landscape train-unrolled`` (stored in the weights file)."""
@@ -139,10 +145,9 @@ class UnrolledTrainConfig:
         if self.family == "motion":
             lo, hi = lo + [ANGLE_RANGE[0]], hi + [ANGLE_RANGE[1]]
         spec = {"name": self.family, "size": self.kernel_size, "lo": lo, "hi": hi}
-        grid = [MARGINAL_GRID] + [int(round((b - a) / MARGINAL_ANGLE_STEP)) for a, b in zip(lo[1:], hi[1:])]
         extra = {k: v for k, v in (("kernel_steps", self.kernel_steps), ("kernel_sharpen", self.kernel_sharpen),
                                    ("branch_normalise", self.branch_normalise),
-                                   ("marginal", grid if self.marginal else None)) if v}
+                                   ("marginal", marginal_grid(lo, hi) if self.marginal else None)) if v}
         return {**spec, **extra}
 
 

@@ -39,7 +39,7 @@ from .. import kernels as _kernels
 from .._checks import InputError
 from ..denoisers import nets
 from ..io import host
-from ..operators import Blur, otf
+from ..operators import Blur, otf, rfft_weights
 from ..resources import weights_path
 
 #: shipped unrolled models: name -> what they were trained on (README lists the commands)
@@ -211,11 +211,7 @@ class MarginalKernelStep(nn.Module):
         u = prior.rotate(_channels_first(y, C))                                  # (B, C, H, W)
         U2 = torch.fft.rfft2(u, norm="ortho").abs() ** 2
         P = prior.spectrum.to(dtype=y.dtype, device=y.device).reshape(-1, H, W)[..., :W // 2 + 1]
-        mult = torch.full((W // 2 + 1,), 2.0, dtype=y.dtype, device=y.device)   # rfft columns stand for two
-        mult[0] = 1.0
-        if W % 2 == 0:
-            mult[-1] = 1.0
-        mult = mult.expand(H, -1).clone()
+        mult = rfft_weights(W, y.dtype, y.device).expand(H, -1).clone()          # rfft columns stand for two
         mult[0, 0] = 0.0                                                         # the DC term: the same for all j
         s2 = (sigma.to(y.dtype) ** 2)[:, None, None, None, None]                # (B, 1, 1, 1, 1)
         out = []
