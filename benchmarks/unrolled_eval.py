@@ -7,7 +7,8 @@ Natural models: 64x64 crops (``--crop``) of the held-out images (camera, ascent,
 model: (3, 64, 64) crops of the held-out colour photographs chelsea and coffee, three places each), kernels
 drawn from the model's training range (seeded: Gaussian widths or motion (length, angle) uniform on the
 box, camera-shake draws of sizes 5-15, or 5..--kernel-size, zero-padded to a free model's support: the same
-draws for every free model), sigma in {0.01, 0.03}. The GMM model: 16x16 draws of its GMM.
+draws for every free model), sigma in {0.01, 0.03}. The GMM models: 16x16 draws of their GMM ((3, 16, 16) for
+unrolled-gmm16-color).
 Reports means over the cases: PSNR of y and of the reconstruction, ||h_hat - h*||, and for the parametric models
 |theta_hat - theta*| (the first parameter: a width or a length, px) and a motion model's angle error (degrees,
 modulo 180), against the parameters each kernel was drawn with.
@@ -43,13 +44,13 @@ import torch
 
 from landscape import data, priors
 from landscape.kernel_estimation import least_squares_kernel, map_k, map_k_mog
-from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, marginal_grid, simulate
+from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, gmm_shape, marginal_grid, simulate
 from landscape.estimators.unrolled import MarginalKernelStep, check_kernel_for, load_unrolled
 
 
 def images(model_name: str, rng: np.random.Generator, color: bool = False, crop: int = 64) -> list[np.ndarray]:
-    if model_name == "unrolled-gmm16":
-        gmm = priors.fit_natural_gmm((16, 16), 10, 10000, progress=False)
+    if model_name.startswith("unrolled-gmm16"):
+        gmm = priors.fit_natural_gmm(gmm_shape(color), 10, 10000, progress=False)
         return [x.numpy() for x in gmm.sample(9, rng=rng)]
     out = []
     for name in data.COLOR_TEST if color else ("camera", "ascent", "aero"):

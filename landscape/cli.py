@@ -162,7 +162,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise InputError("file", f"a results file of study {study} (the variables its figure draws)",
                          f"{path} ({type(exc).__name__}: {exc})") from None
     fig = (ax if hasattr(ax, "figure") else ax.flat[0]).figure     # one axes, or an array of panels
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:                              # a figure that lays itself out keeps its engine
+        fig.tight_layout()
     from .io import atomic_path
     with atomic_path(fig_out) as tmp:
         fig.savefig(tmp, dpi=130, format=fig_out.suffix[1:].lower())
@@ -173,14 +174,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def training_sampler(cfg) -> object | None:
     """The training data of ``--data``: ``None`` for natural patches (the trainer's own), exact
-    samples of the GMM fitted to 16x16 natural crops for ``gmm`` (built here, in the interface
-    layer, so the networks' layer never imports the priors)."""
+    samples of the GMM fitted to 16x16 natural crops for ``gmm`` (colour crops ``(3, 16, 16)`` with ``color``; built
+    here, in the interface layer, so the networks' layer never imports the priors)."""
     if cfg.data != "gmm":
         return None
     import torch
 
+    from .estimators.train_unrolled import gmm_shape
     from .priors import fit_natural_gmm
-    gmm = fit_natural_gmm((16, 16), 10, 10000, progress=False)
+    gmm = fit_natural_gmm(gmm_shape(getattr(cfg, "color", False)), 10, 10000, progress=False)
     return lambda batch, rng: gmm.sample(batch, rng=rng, dtype=torch.float32)
 
 

@@ -113,6 +113,15 @@ def test_exact_mmse_is_bayes_optimal_over_draws_from_the_sandbox():
     assert diff.mean() > 2 * diff.std(ddof=1) / np.sqrt(len(diff))
 
 
+def _colour_gmm(seed: int, weights: list[float]):
+    """A two-component GMM on (3, 4, 4) images (channel-major, d = 48), its means and covariances."""
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(2, 48, 48)) * 0.04
+    cov = A @ A.transpose(0, 2, 1) + 0.002 * np.eye(48)
+    mu = 0.3 + 0.4 * rng.random((2, 48))
+    return P.GMMPrior(weights, mu, cov, (3, 4, 4)), mu, cov
+
+
 def test_a_colour_gmm_posterior_is_the_dense_mixture_posterior():
     """(3, 4, 4) images, the same blur on every channel (H = I_3 (x) H_gray on channel-major vectors), a
     two-component colour GMM, two widths: the evidences are scipy's N(y; H mu_k, H Sigma_k H^T + sigma^2 I),
@@ -120,11 +129,7 @@ def test_a_colour_gmm_posterior_is_the_dense_mixture_posterior():
     come out as (3, 4, 4) images."""
     import scipy.stats as st
     from landscape.operators import Blur
-    rng = np.random.default_rng(11)
-    A = rng.normal(size=(2, 48, 48)) * 0.04
-    cov = A @ A.transpose(0, 2, 1) + 0.002 * np.eye(48)
-    mu = 0.3 + 0.4 * rng.random((2, 48))
-    gmm = P.GMMPrior([0.3, 0.7], mu, cov, (3, 4, 4))
+    gmm, mu, cov = _colour_gmm(11, [0.3, 0.7])
     prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=3)[0].numpy(), K.Gaussian(3), 1.0, 0.05, rng=4)
     grid = np.array([0.6, 1.0])
     post = GMMPosterior(prob, gmm, grid)
@@ -152,3 +157,28 @@ def test_a_colour_gmm_posterior_is_the_dense_mixture_posterior():
     assert out["x_mmse"].shape == (3, 4, 4) and post.sample(3, rng=0)[1].shape == (3, 3, 4, 4)
     nll = marginal.marginal_nll(prob, gmm, grid[:, None]).numpy()     # the study-side route to the same evidences
     np.testing.assert_allclose(nll, -np.logaddexp(logj[0::2], logj[1::2]), rtol=1e-9)
+
+
+def test_perturbation_draws_are_exactly_the_component_posteriors():
+    """``GMMPosterior.conditional``'s draw is affine in its standard normals (e1, e2): at zero it is the component's
+    posterior mean, and its Jacobian J (read column by column from unit inputs) gives J J^T equal to the dense
+    posterior covariance Sigma - Sigma H^T S^-1 H Sigma, to round-off; a (3, 4, 4) colour GMM, two components."""
+    from landscape.operators import Blur
+    gmm, mu, cov = _colour_gmm(5, [0.4, 0.6])
+    prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=1)[0].numpy(), K.Gaussian(3), 0.9, 0.05, rng=2)
+    post = GMMPosterior(prob, gmm, [0.5, 0.9])
+    c = post.conditional(1)
+    Hg = Blur(prob.family(torch.tensor([[0.9]], dtype=torch.float64))[0], (4, 4)).matrix().numpy()
+    H = np.kron(np.eye(3), Hg)
+    y = prob.y.numpy().reshape(-1)
+    for k in range(2):
+        S = H @ cov[k] @ H.T + 0.05 ** 2 * np.eye(48)
+        G = cov[k] @ H.T @ np.linalg.inv(S)
+        comp = torch.full((97,), k)
+        e = torch.zeros(97, 96, dtype=torch.float64)
+        e[1:] = torch.eye(96, dtype=torch.float64)                   # row 0: zeros; then each unit input
+        x = c.draw(comp, e[:, :48], e[:, 48:]).numpy()
+        np.testing.assert_allclose(x[0], mu[k] + G @ (y - H @ mu[k]), atol=1e-10)
+        J = (x[1:] - x[0]).T                                          # (48, 96)
+        np.testing.assert_allclose(J @ J.T, cov[k] - G @ H @ cov[k], atol=1e-10)
+    np.testing.assert_allclose(c.weights.numpy(), torch.softmax(post.at(1).log_evidence, 0).numpy(), rtol=1e-12)

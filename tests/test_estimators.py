@@ -232,3 +232,27 @@ def test_pnp_options_and_problems_are_checked():
     circ = ls.BlindDeblur.synthetic(img, K.Gaussian(5), 1.0, 0.02, rng=0)
     with pytest.raises(InputError, match="prior"):
         pnp.pnp_nonblind(circ, P.load("denoiser-gray"), [1.0], pnp.PnPOptions(variant="gradient-step"))
+
+
+def test_point_estimates_share_a_given_exact_posterior_and_refuse_one_on_another_grid():
+    """``point_estimates(exact=GMMPosterior)`` (a two-component 16x16 GMM, Gaussian blur 1.0, grid 0..2 and
+    theta* on it) gives the exact MMSE, MAP_theta and its kernel identical to ``exact=True``'s, and the posterior
+    it was given holds the evidences it used; one built on another grid is an error naming ``exact``."""
+    from landscape.estimators.bayes import GMMPosterior
+    from landscape.estimators.compare import point_estimates
+    g = np.random.default_rng(2)
+    A = g.normal(size=(2, 256, 256)) * 0.01
+    gmm = P.GMMPrior([0.5, 0.5], 0.3 + 0.4 * g.random((2, 256)), A @ A.transpose(0, 2, 1) + 1e-3 * np.eye(256),
+                     (16, 16))
+    prob = ls.BlindDeblur.synthetic(gmm.sample(1, rng=1)[0].numpy(), K.Gaussian(15), [1.0], 0.02, rng=2)
+    model = load_unrolled("unrolled-gmm16", dtype=torch.float64)
+    first = np.linspace(0, 2, 5)
+    shared = GMMPosterior(prob, gmm, first[:, None])
+    a, ea = point_estimates(prob, gmm, model, np.array([1.0]), first, exact=shared)
+    b, eb = point_estimates(prob, gmm, model, np.array([1.0]), first, exact=True)
+    for name in ("mmse_exact", "map_theta"):
+        for u, v in zip(a[name], b[name]):
+            torch.testing.assert_close(u, v, rtol=0, atol=0)
+    assert ea["theta_map_theta"] == eb["theta_map_theta"] and sorted(shared._cache) == list(range(5))
+    with pytest.raises(InputError, match="^exact: "):
+        point_estimates(prob, gmm, model, np.array([1.0]), first, exact=GMMPosterior(prob, gmm, first[:4, None]))

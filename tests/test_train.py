@@ -102,8 +102,8 @@ def test_a_checkpoint_resumes_under_another_device_option(tmp_path):
 
 
 def test_a_colour_unrolled_model_starts_only_from_a_colour_denoiser(tmp_path):
-    """``--color`` builds a 3-channel UNet: the gray denoiser's weights do not fit it, and colour training is
-    on natural images only; each refusal names its option."""
+    """``--color`` builds a 3-channel UNet: the gray denoiser's weights do not fit it; colour GMM data
+    (``--data gmm``, (3, 16, 16) draws) train it, with a 16-pixel patch only; each refusal names its option."""
     from landscape._checks import InputError
     from landscape.estimators.train_unrolled import UnrolledTrainConfig, train_unrolled
     cfg = UnrolledTrainConfig(family="gaussian", color=True, init="denoiser-gray", iterations=1, patch=16,
@@ -111,8 +111,13 @@ def test_a_colour_unrolled_model_starts_only_from_a_colour_denoiser(tmp_path):
     with pytest.raises(InputError, match=r"init: expected a denoiser on 3-channel images"):
         train_unrolled(cfg, tmp_path / "w.pt", progress=False)
     assert not (tmp_path / "w.pt").exists()
-    with pytest.raises(InputError, match="color"):
-        UnrolledTrainConfig(family="gaussian", color=True, data="gmm", patch=16)
+    with pytest.raises(InputError, match="^patch: "):
+        UnrolledTrainConfig(family="gaussian", color=True, data="gmm", patch=32)
+    gmm = UnrolledTrainConfig(family="gaussian", color=True, data="gmm", patch=16, init="unrolled-gaussian-color",
+                              batch=2, steps=1, threads=1)
+    draws = lambda n, rng: torch.as_tensor(rng.random((n, 3, 16, 16)), dtype=torch.float32)
+    meta = torch.load(train_unrolled(gmm, tmp_path / "g.pt", sampler=draws, progress=False), weights_only=True)["meta"]
+    assert meta["training_images"] == "fit_natural_gmm((3, 16, 16),10,10000)"
 
 
 def test_the_kernel_sharpening_cnn_starts_as_the_identity_and_learns_from_the_kernel_loss():

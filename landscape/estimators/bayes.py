@@ -41,13 +41,12 @@ from ..priors.gmm import GMMPrior
 @dataclass
 class ThetaSlice:
     """The exact posterior at one :math:`\\theta`: component log-evidences ``log_evidence`` ``(K,)``
-    (:math:`\\log \\pi_k + \\log p(y \\mid \\theta, k)`), means ``(K, D)``, and either the variances
-    ``(K, D)`` or full covariances ``(K, D, D)``."""
+    (:math:`\\log \\pi_k + \\log p(y \\mid \\theta, k)`), means ``(K, D)`` and the per-pixel variances
+    ``(K, D)``."""
 
     log_evidence: torch.Tensor
     means: torch.Tensor
-    variances: torch.Tensor | None = None
-    covariances: torch.Tensor | None = None
+    variances: torch.Tensor
 
 
 class GMMPosterior:
@@ -93,25 +92,38 @@ class GMMPosterior:
         self._cache: dict[int, ThetaSlice] = {}
 
     # -- one theta ---------------------------------------------------------------------------
-    def at(self, j: int, *, full: bool = False) -> ThetaSlice:
-        """The exact posterior at grid point ``j``: component evidences, means and variances
-        (``full=True``: full covariances ``(K, D, D)``, for sampling)."""
-        if not full and j in self._cache:
+    def at(self, j: int) -> ThetaSlice:
+        """The exact posterior at grid point ``j``: component evidences, means and per-pixel variances (cached)."""
+        if j in self._cache:
             return self._cache[j]
-        A = self._sqrt                                                  # (K, D, D): columns a_i
-        ev = gmm_evidence(self.problem, self.problem.blur(self.theta[j:j + 1]), self._w, self._mu, A)
-        HA, L, log_ev = ev["HA"], ev["chol"], ev["log_evidence"]
+        ev = self._evidence(j)
+        A, HA, L = self._sqrt, ev["HA"], ev["chol"]                     # A: (K, D, D), columns a_i
         a = torch.cholesky_solve(ev["residual"][..., None], L)[..., 0]    # S^-1 r, (K, M)
         SigHt = A @ HA                                                  # Sigma_k H^T = A_k (H A_k)^T, (K, D, M)
         means = self._mu + (SigHt @ a[..., None])[..., 0]
         Linv = torch.linalg.solve_triangular(L, SigHt.transpose(1, 2), upper=False)   # L^-1 H Sigma, (K, M, D)
-        if full:
-            cov = A @ A.transpose(1, 2) - Linv.transpose(1, 2) @ Linv
-            return ThetaSlice(log_ev, means, torch.diagonal(cov, dim1=-2, dim2=-1), 0.5 * (cov + cov.transpose(1, 2)))
         var = (A ** 2).sum(-1) - (Linv ** 2).sum(1)
-        out = ThetaSlice(log_ev, means, var.clamp_min(0))
+        out = ThetaSlice(ev["log_evidence"], means, var.clamp_min(0))
         self._cache[j] = out
         return out
+
+    def _evidence(self, j: int) -> dict[str, torch.Tensor]:
+        return gmm_evidence(self.problem, self.problem.blur(self.theta[j:j + 1]), self._w, self._mu, self._sqrt)
+
+    def conditional(self, j: int) -> "ConditionalDraws":
+        r"""Exact draws of :math:`x \mid y, \theta_j` (a Gaussian mixture) by perturbation, with no
+        :math:`D \times D` factorisation beyond the evidences' own Cholesky factors of :math:`S_k`: for
+        :math:`x_0 = \mu_k + A_k e_1 \sim N(\mu_k, \Sigma_k)` and :math:`n_0 = \sigma e_2`,
+
+        .. math:: x = x_0 + \Sigma_k H^\top S_k^{-1}(y - H x_0 - n_0)
+                    = \mu_k + A_k\big(e_1 + (H A_k)^\top S_k^{-1}(r_k - H A_k e_1 - \sigma e_2)\big)
+
+        is distributed as :math:`N(m_{\theta k}, C_{\theta k})` (Hoffman & Ribak 1991; "Matheron's rule"):
+        :math:`x - m` is linear in :math:`(e_1, e_2)` with covariance
+        :math:`\Sigma - \Sigma H^\top S^{-1} H \Sigma`."""
+        ev = self._evidence(j)
+        return ConditionalDraws(torch.softmax(ev["log_evidence"], 0), self._mu, self._sqrt, ev["HA"], ev["chol"],
+                                ev["residual"], float(self.problem.noise))
 
     # -- the whole grid ------------------------------------------------------------------------
     def log_joint(self) -> torch.Tensor:
@@ -164,14 +176,40 @@ class GMMPosterior:
         pick = g.choice(w.size, size=n, p=w / w.sum())
         K = lj.shape[1]
         out = torch.empty(n, *self.problem.event_shape, dtype=self.problem.dtype, device=self.problem.device)
-        D = self._mu.shape[1]
-        e = torch.as_tensor(g.standard_normal((n, D)), dtype=out.dtype, device=out.device)
+        D, M = self._mu.shape[1], self.problem.y.numel()
+        on = dict(dtype=out.dtype, device=out.device)
+        e1, e2 = (torch.as_tensor(g.standard_normal((n, m)), **on) for m in (D, M))
         for j in np.unique(pick // K):
-            sl = self.at(int(j), full=True)
-            # C = V diag(l) V^T (PSD up to round-off): x = m + V sqrt(l) e
-            lam, V = torch.linalg.eigh(sl.covariances)
-            root = V * lam.clamp_min(0).sqrt()[:, None, :]
-            for k in np.unique(pick[pick // K == j] % K):
-                i = torch.as_tensor(np.flatnonzero(pick == j * K + k), device=out.device)
-                out[i] = (sl.means[k] + e[i] @ root[k].T).reshape(-1, *self.problem.event_shape)
+            i = np.flatnonzero(pick // K == j)
+            ks = torch.as_tensor(pick[i] % K, device=out.device)
+            it = torch.as_tensor(i, device=out.device)
+            out[it] = self.conditional(int(j)).draw(ks, e1[it], e2[it]).reshape(-1, *self.problem.event_shape)
         return torch.as_tensor(pick // K, device="cpu"), out
+
+
+@dataclass
+class ConditionalDraws:
+    r"""The parts of exact draws from :math:`x \mid y, \theta` (``GMMPosterior.conditional``): component
+    probabilities ``weights`` ``(K,)``, prior means ``(K, D)``, square roots ``sqrt_cov`` :math:`A_k` ``(K, D, D)``,
+    ``HA`` :math:`(H A_k)^\top` ``(K, D, M)``, ``chol`` of :math:`S_k` ``(K, M, M)``, residuals
+    :math:`r_k = y - H\mu_k` ``(K, M)`` and the noise level."""
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    sqrt_cov: torch.Tensor
+    HA: torch.Tensor
+    chol: torch.Tensor
+    residual: torch.Tensor
+    noise: float
+
+    def draw(self, components: torch.Tensor, e_prior: torch.Tensor, e_noise: torch.Tensor) -> torch.Tensor:
+        r"""Draws ``(n, D)`` of components ``(n,)`` from standard normals ``e_prior`` ``(n, D)`` and ``e_noise``
+        ``(n, M)``: :math:`\mu_k + A_k(e_1 + (HA_k)^\top S_k^{-1}(r_k - HA_k e_1 - \sigma e_2))`."""
+        out = torch.empty_like(e_prior)
+        for k in torch.unique(components).tolist():          # one component's factors at a time: no (n, D, M) copies
+            i = components == k
+            e1, HA = e_prior[i].T, self.HA[k]                           # (D, m), (D, M)
+            u = self.residual[k][:, None] - HA.T @ e1 - self.noise * e_noise[i].T
+            v = torch.cholesky_solve(u, self.chol[k])                   # S^-1 u, (M, m)
+            out[i] = (self.means[k][:, None] + self.sqrt_cov[k] @ (e1 + HA @ v)).T
+        return out

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .. import marginal, scan
+from .._checks import InputError
 from ..io import host
 from ..posterior import BlindDeblur, Posterior
 from ..priors import EXACT, UP_TO_CONSTANT, make_prior
@@ -24,7 +25,7 @@ from .unrolled import reconstruct
 
 
 def point_estimates(problem: BlindDeblur, prior: Any, model: Any, theta_true: np.ndarray, first: np.ndarray, *,
-                    etol: float = 0.01, s: float = 0.02, exact: bool = False, progress: bool = False
+                    etol: float = 0.01, s: float = 0.02, exact: bool | GMMPosterior = False, progress: bool = False
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every point estimate of one problem: ``(estimates, extras)``; estimates maps name -> ``(x, kernel)``.
 
@@ -40,14 +41,19 @@ def point_estimates(problem: BlindDeblur, prior: Any, model: Any, theta_true: np
         Inner solver energy tolerance (nats).
     s : float
         Level of the PnP denoiser in MAP_θ's non-blind step (natural images).
-    exact : bool
-        ``prior`` is the sandbox's GMM: MAP_θ and the MMSE from the exact posterior (``GMMPosterior``).
+    exact : bool or GMMPosterior
+        ``prior`` is the sandbox's GMM: MAP_θ and the MMSE from the exact posterior (``GMMPosterior``; pass one
+        already built on this problem, prior and grid (``first`` with ``theta_true`` added) to share its evidences).
     """
     fam = problem.family
     post = Posterior(problem, prior)
     grid = np.tile(theta_true, (len(first), 1))
     grid[:, 0] = first
     grid = np.unique(np.vstack([grid, theta_true[None]]), axis=0)
+    if isinstance(exact, GMMPosterior) and not (
+            exact.problem is problem and exact.prior is prior and np.array_equal(host(exact.theta), grid)):
+        raise InputError("exact", "a GMMPosterior of this problem and prior on the grid of first and theta_true",
+                         f"one on {exact.theta.shape[0]} points")
     solver = SolverOptions(etol=etol, max_iter=500)
     prof = scan.profile(post, grid, warm_start=True, store_images=True, solver=solver, progress=progress)
     e, g = prof.profile_energy.values, grid[:, 0]
@@ -61,9 +67,8 @@ def point_estimates(problem: BlindDeblur, prior: Any, model: Any, theta_true: np
     est = {"map_trivial": (torch.as_tensor(xh[prof.best_branch.values[i_map], i_map], **on), kern(i_map)),
            "map_near_truth": (torch.as_tensor(xh[1, i_near], **on), kern(i_near))}
     extras: dict[str, Any] = {"theta_map": float(g[i_map]), "theta_near_truth": float(g[i_near])}
-    if exact:
-        exact = GMMPosterior(problem, prior, grid)
-        m = exact.mmse()
+    if exact is not False:
+        m = (exact if isinstance(exact, GMMPosterior) else GMMPosterior(problem, prior, grid)).mmse()
         j = int(np.argmin(host(m["marginal_nll"])))
         est["map_theta"] = (m["x_given_theta"][j], kern(j))
         est["mmse_exact"] = (m["x_mmse"], m["kernel_mmse"])

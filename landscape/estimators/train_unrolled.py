@@ -42,6 +42,11 @@ ANGLE_RANGE = (0.0, 180.0)
 MARGINAL_GRID, MARGINAL_ANGLE_STEP = 27, 5.0
 
 
+def gmm_shape(color: bool) -> tuple[int, ...]:
+    """The image shape of ``--data gmm``'s whole-image GMM: ``(16, 16)``, or ``(3, 16, 16)`` in colour."""
+    return (3, 16, 16) if color else (16, 16)
+
+
 def marginal_grid(lo: list[float], hi: list[float]) -> list[int]:
     """``--marginal``'s grid counts on the box ``[lo, hi]``: ``MARGINAL_GRID`` points on the first parameter, one every
     ``MARGINAL_ANGLE_STEP`` on the others (a motion angle)."""
@@ -54,10 +59,11 @@ class UnrolledTrainConfig:
 
     family: str = option("gaussian", "kernel family: gaussian, motion or free (camera shake)",
                          one_of(("gaussian", "motion", "free")))
-    data: str = option("natural", "natural (data.TRAIN patches) or gmm (exact 16x16 GMM samples)",
-                       one_of(("natural", "gmm")))
-    color: bool = option(False, "colour (RGB) patches of data.COLOR_TRAIN, one kernel for the three channels, "
-                         "a 3-channel UNet (natural data only; start it from denoiser-color)", flag())
+    data: str = option("natural", "natural (data.TRAIN patches) or gmm (exact 16x16 GMM samples; with --color the "
+                       "(3, 16, 16) colour GMM's)", one_of(("natural", "gmm")))
+    color: bool = option(False, "colour (RGB) patches of data.COLOR_TRAIN (or colour GMM samples), one kernel for the "
+                         "three channels, a 3-channel UNet (start it from denoiser-color or a colour unrolled model)",
+                         flag())
     theta_max: float = option(3.0, "upper end of the first parameter's training range (width, length)",
                               positive_number())
     kernel_size: int = option(15, "kernel support (odd)", Check("an odd integer >= 3",
@@ -115,8 +121,6 @@ class UnrolledTrainConfig:
 
     def validate(self) -> "UnrolledTrainConfig":
         validate(self)
-        if self.color and self.data != "natural":
-            raise InputError("color", "colour training on natural images (--data natural)", self.data)
         if self.reset_kernel_branch and self.init in DENOISER_INITS + ("none",):
             raise InputError("reset_kernel_branch", "an --init from unrolled weights (a denoiser init starts the kernel "
                              "branch afresh anyway)", self.init)
@@ -131,6 +135,8 @@ class UnrolledTrainConfig:
         for name in ("branch_normalise", "theta_weight", "branch_pretrain", "marginal"):
             if getattr(self, name) and self.family == "free":
                 raise InputError(name, "off for free kernels (a parametric kernel branch's option)", getattr(self, name))
+        if self.data == "gmm" and self.patch != 16:
+            raise InputError("patch", "16 with --data gmm (the GMM's samples are 16x16)", self.patch)
         if self.kernel_size > self.patch:
             raise InputError("kernel_size", f"a support no larger than the patch ({self.patch})", self.kernel_size)
         if self.family == "gaussian" and self.theta_max > self.kernel_size / 2:
@@ -281,7 +287,7 @@ def train_unrolled(cfg: UnrolledTrainConfig, out: str | Path, *, sampler: Sample
         return kernel_terms(*model.kernel(y, y), h, th)
 
     meta = {"family": spec, "training_images": ("data.COLOR_TRAIN" if cfg.color else "data.TRAIN")
-            if cfg.data == "natural" else "fit_natural_gmm((16,16),10,10000)"}
+            if cfg.data == "natural" else f"fit_natural_gmm({gmm_shape(cfg.color)},10,10000)"}
     desc = f"train unrolled {cfg.family}/{cfg.data}" + ("/colour" if cfg.color else "")
     out = Path(out)
     if cfg.branch_pretrain and not out.with_suffix(".ckpt").exists():
@@ -311,6 +317,8 @@ RECIPES: dict[str, dict] = {
     "unrolled-shake": {"family": "free"},
     "unrolled-gmm16": {"family": "gaussian", "theta_max": 3.0, "data": "gmm", "patch": 16, "batch": 32,
                        "init": "denoiser-gmm16", "steps": 3000},
+    "unrolled-gmm16-color": {"family": "gaussian", "theta_max": 3.0, "data": "gmm", "color": True, "patch": 16,
+                             "batch": 32, "init": "unrolled-gaussian-color", "steps": 2000, "lr": 1e-4},
     "unrolled-gaussian-color": {"family": "gaussian", "theta_max": 3.0, "color": True, "init": "denoiser-color",
                                 "patch": 48, "steps": 3000},
     "unrolled-shake-color": {"family": "free", "color": True, "init": "denoiser-color", "patch": 48, "steps": 3000},

@@ -48,6 +48,8 @@ SHIPPED = {
     "unrolled-motion": "linear motion, length in [0, 13], any angle, natural 64x64 patches",
     "unrolled-shake": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support), natural patches",
     "unrolled-gmm16": "Gaussian blur, width in [0, 3], exact samples of the 16x16 natural-crop GMM",
+    "unrolled-gmm16-color": "Gaussian blur (one kernel for the three channels), width in [0, 3], exact samples of the "
+                            "(3, 16, 16) colour-crop GMM",
     "unrolled-gaussian-color": "Gaussian blur (one kernel for the three channels), width in [0, 3], RGB 48x48 "
                                "patches of data.COLOR_TRAIN",
     "unrolled-shake-color": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support, one kernel for the "
@@ -340,7 +342,8 @@ class UnrolledBlind(nn.Module):
 MODELS = {"gaussian": "unrolled-gaussian", "motion": "unrolled-motion", "free": "unrolled-shake",
           "sandbox": "unrolled-gmm16"}
 #: the shipped colour unrolled models, by kernel family
-COLOR_MODELS = {"gaussian": "unrolled-gaussian-color", "motion": "unrolled-motion-color", "free": "unrolled-shake-color"}
+COLOR_MODELS = {"gaussian": "unrolled-gaussian-color", "motion": "unrolled-motion-color", "free": "unrolled-shake-color",
+                "sandbox": "unrolled-gmm16-color"}
 
 
 def load_unrolled(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: Any = None) -> UnrolledBlind:

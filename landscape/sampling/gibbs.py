@@ -88,7 +88,7 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
     if exact:
         from ..estimators.bayes import GMMPosterior
         sandbox = GMMPosterior(post.problem, post.prior, g)         # raises unless a whole-image GMM
-        roots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        parts: dict[int, Any] = {}
     if not isinstance(x_steps, int) or x_steps < 1:
         raise InputError("x_steps", "an integer >= 1", x_steps)
     on = dict(dtype=g.dtype, device=g.device)
@@ -103,7 +103,7 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
     acc = torch.zeros(chains, **on)
     for k in tqdm(range(sweeps), desc=f"gibbs ({chains} chains)", disable=not progress, leave=False):
         if exact:
-            x = _exact_x(sandbox, roots, idx, gen, post.problem.event_shape)
+            x = _exact_x(sandbox, parts, idx, gen, post.problem.event_shape)
         else:
             blur = post.problem.blur(g[idx])
             state = MalaState(None, None, torch.zeros(chains, **on))
@@ -126,18 +126,18 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
             "theta_posterior": hist / hist.sum(), "grid": g}
 
 
-def _exact_x(sandbox, roots: dict, idx: torch.Tensor, gen: torch.Generator, shape) -> torch.Tensor:
-    """One exact draw of x | theta_idx, y per chain (component, then Gaussian), square roots cached."""
+def _exact_x(sandbox, parts: dict, idx: torch.Tensor, gen: torch.Generator, shape) -> torch.Tensor:
+    """One exact draw of x | theta_idx, y per chain (component, then ``GMMPosterior.conditional``'s perturbation
+    draw), each grid point's factors cached."""
     out = []
     for j in idx.tolist():
-        if j not in roots:
-            sl = sandbox.at(j, full=True)
-            lam, V = torch.linalg.eigh(sl.covariances)
-            roots[j] = (torch.softmax(sl.log_evidence, 0), sl.means, V * lam.clamp_min(0).sqrt()[:, None, :])
-        w, means, root = roots[j]
-        k = int(torch.multinomial(w.cpu(), 1, generator=gen))
-        e = torch.randn(means.shape[1], generator=gen, dtype=means.dtype, device=gen.device).to(means.device)
-        out.append((means[k] + root[k] @ e).reshape(shape))
+        if j not in parts:
+            parts[j] = sandbox.conditional(j)
+        c = parts[j]
+        k = torch.multinomial(c.weights.cpu(), 1, generator=gen).to(c.means.device)
+        e1, e2 = (torch.randn(1, m, generator=gen, dtype=c.means.dtype, device=gen.device).to(c.means.device)
+                  for m in (c.means.shape[1], c.residual.shape[1]))
+        out.append(c.draw(k, e1, e2)[0].reshape(shape))
     return torch.stack(out)
 
 

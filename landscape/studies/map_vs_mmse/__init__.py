@@ -22,7 +22,9 @@ MMSE's error and the exact posterior standard deviation. Verdicts per case:
 PSNR beats :math:`y`'s) and ``mmse_higher_energy_lower_error`` (against ``map_trivial``).
 
 ``--sandbox`` (default off): 16x16 images drawn from the natural-crop GMM (held out by seed), the prior
-that GMM, and the exact MMSE; otherwise 64x64 crops of the held-out images with the gradient-step
+that GMM, the exact MMSE and the network trained on the GMM's draws (``unrolled-gmm16``); with ``--color``,
+``(3, 16, 16)`` draws of the GMM fitted to colour crops (its covariance couples channels and pixels, d = 768)
+and ``unrolled-gmm16-color``; otherwise 64x64 crops of the held-out images with the gradient-step
 prior ``gs``. ``--color``: colour crops ``(3, n, n)`` of the held-out colour photographs
 (``data.COLOR_TEST``, or ``--image-file`` kept in colour), one kernel of the ``--family`` (Gaussian or motion) or
 a ``--kernel-file`` blurring the three channels, the colour EPLL prior (or another colour prior, or a user prior
@@ -57,6 +59,7 @@ from ..._checks import (
     subset_of,
 )
 from ...estimators.compare import point_estimates
+from ...estimators.train_unrolled import gmm_shape
 from ...estimators.unrolled import COLOR_MODELS, MODELS, SHIPPED, check_kernel_for, load_unrolled
 from ...metrics import psnr, ssim
 from ...posterior import BlindDeblur, Posterior
@@ -111,7 +114,8 @@ class Config:
                                            "true first parameter(s) (width; motion length at 30 degrees), comma-separated",
                                            numbers(0.0, lo_open=True))
     noise: tuple[float, ...] = option((0.01, 0.03), "noise levels sigma, comma-separated", numbers(0.0, lo_open=True))
-    sandbox: bool = option(False, "16x16 GMM samples, the GMM prior and the exact MMSE", flag())
+    sandbox: bool = option(False, "16x16 GMM samples, the GMM prior and the exact MMSE (with --color: (3, 16, 16) "
+                           "samples of the colour GMM)", flag())
     n_draws: int = option(2, "sandbox: images drawn from the GMM per noise level", integer(1))
     first_draw: int = option(0, "sandbox: index of the first GMM draw (draws first_draw .. first_draw + n_draws - 1)",
                              integer(0))
@@ -133,9 +137,6 @@ class Config:
     def resolved(self) -> "Config":
         # colour: the EPLL prior; the quick run takes the closed-form Gaussian (the patch GMM's profile takes minutes)
         c = color_resolved(self, QUICK, {"images": data.COLOR_TEST, "prior": "gaussian" if self.quick else "patch-gmm"})
-        if c.color and c.sandbox:            # the sandbox's GMM and its network are gray
-            raise InputError("sandbox", "with --color, natural colour crops (the sandbox's 16x16 GMM and its unrolled "
-                             "network are gray)", c.sandbox)
         return c
 
 
@@ -147,7 +148,7 @@ def _setup(cfg: Config):
     fam = kernels.get(name, 15)
     truths = np.array([[t, *OTHER_PARAMS[name]] for t in cfg.theta_true])
     fam.check(truths)
-    return fam, truths, cfg.model or (COLOR_MODELS[name] if cfg.color else MODELS["sandbox" if cfg.sandbox else name])
+    return fam, truths, cfg.model or (COLOR_MODELS if cfg.color else MODELS)["sandbox" if cfg.sandbox else name]
 
 
 #: the list options whose product makes the cases, with the image (``images``, ``image_file``, or the
@@ -182,7 +183,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         fam = kernels.Path(check_kernel_for(model, kernels.load(cfg.kernel_file)), name="kernel_file")
     dtype = torch.float64 if cfg.sandbox else torch.float32
     if cfg.sandbox:
-        gmm = make_prior("gmm", (16, 16), PriorSettings(progress=progress))
+        gmm = make_prior("gmm", gmm_shape(cfg.color), PriorSettings(progress=progress))
         name, img = f"gmm-draw-{cfg.first_draw}", io.host(gmm.sample(1, rng=10_000 + cfg.seed + cfg.first_draw)[0])
         prior = gmm
     else:
@@ -248,7 +249,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     ds.energy_trivial_pair.attrs.update(long_name="E(delta, y)", units="nats")
     ds.energy_truth.attrs.update(long_name="E(h*, x*)", units="nats")
     if std is not None:
-        ds["x_std_exact"] = (("case", "row", "col"), std[None], {"long_name": "exact posterior standard deviation"})
+        ds["x_std_exact"] = (("case", *pixel_dims), std[None], {"long_name": "exact posterior standard deviation"})
     ds["case_noise"] = ("case", [sig])
     ds["case_theta_true"] = ("case", np.array([theta_true[0]]), {"long_name": f"true {fam.param_names[0]}"})
     ds.attrs.update(io.provenance(NAME, asdict(cfg), model=model_name, model_meta=getattr(model, "meta", {}),

@@ -44,7 +44,9 @@ def plot(ds: xr.Dataset, ax: Any = None, case: int = 0):
     from ... import plot as lplot
     panels = [p for p in ds.panel.values if np.isfinite(ds.images.sel(panel=p).isel(case=case)).all()]
     C = ds.sizes.get("channel", 1)
-    fig, axes = plt.subplots(1 + C, len(panels), figsize=(2.2 * len(panels), 2.3 * (1 + C)), squeeze=False)
+    # constrained layout: the shared colour bar takes its own column beside the panels
+    fig, axes = plt.subplots(1 + C, len(panels), figsize=(2.2 * len(panels) + 1, 2.3 * (1 + C)), squeeze=False,
+                             layout="constrained")
     xt = ds.images.isel(case=case).sel(panel="x_true").values
     norm = Normalize(0.0, ERROR_SCALE)          # one scale for every error map, drawn once as a colour bar
     for j, p in enumerate(panels):

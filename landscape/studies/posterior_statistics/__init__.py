@@ -14,7 +14,8 @@ images (the Tweedie prior of PnP-ULA has none).
 
 ``--sandbox``: 16x16 draws of the natural-crop GMM with that GMM as the prior, and exact draws of
 :math:`x \mid \theta, y` in the Gibbs sweep (MALA needs steps below the inverse of the GMM's largest
-curvature, about 1e-5 here, and does not mix in 256 dimensions at this budget); otherwise 32x32 crops of held-out images with PnP-ULA moves (Tweedie score of
+curvature, about 1e-5 here, and does not mix in 256 dimensions at this budget); with ``--color``, ``(3, 16, 16)``
+draws of the GMM fitted to colour crops (d = 768) and the network ``unrolled-gmm16-color``; otherwise 32x32 crops of held-out images with PnP-ULA moves (Tweedie score of
 ``denoiser-gray`` at ``s``; with ``--color``, ``(3, n, n)`` crops of the held-out colour photographs, the
 Tweedie score of ``denoiser-color``, the colour EPLL prior ``patch-gmm`` for the point estimates and the colour
 network ``unrolled-gaussian-color``; images stored with a ``channel`` dimension). The hard case (``--hard-theta``, a large blur at known kernel) compares
@@ -49,6 +50,7 @@ from ..._checks import (
 )
 from ...estimators.bayes import GMMPosterior
 from ...estimators.compare import point_estimates
+from ...estimators.train_unrolled import gmm_shape
 from ...estimators.unrolled import COLOR_MODELS, MODELS, load_unrolled
 from ...metrics import psnr
 from ...posterior import BlindDeblur, Posterior
@@ -102,7 +104,8 @@ class Config:
     color: bool = option(False, "natural mode on colour crops (3, crop, crop), one Gaussian kernel on the three "
                          "channels: PnP-ULA with the colour denoiser, point estimates with the colour EPLL prior "
                          "(patch-gmm), the network unrolled-gaussian-color", flag())
-    sandbox: bool = option(False, "16x16 GMM draws, the GMM prior, exact references", flag())
+    sandbox: bool = option(False, "16x16 GMM draws, the GMM prior, exact references (with --color: (3, 16, 16) "
+                           "draws of the colour GMM)", flag())
     n_draws: int = option(4, "sandbox: images drawn from the GMM", integer(1))
     first_draw: int = option(0, "sandbox: index of the first GMM draw (draws first_draw .. first_draw + n_draws - 1)",
                              integer(0))
@@ -132,8 +135,6 @@ class Config:
 
     def resolved(self) -> "Config":
         c = color_resolved(self, QUICK, COLOR_DEFAULTS)
-        if c.color and c.sandbox:
-            raise InputError("sandbox", "with --color, the natural mode (the sandbox's GMM is gray)", True)
         LangevinOptions(n_steps=c.sweeps, burn_in=c.burn_in)          # burn-in below the run
         return c
 
@@ -175,7 +176,7 @@ def cases(config: Config) -> list[Config]:
 
 def _prior(cfg: Config, progress: bool) -> tuple[Any, str, torch.dtype]:
     if cfg.sandbox:
-        return make_prior("gmm", (16, 16), PriorSettings(progress=progress)), "exact", torch.float64
+        return make_prior("gmm", gmm_shape(cfg.color), PriorSettings(progress=progress)), "exact", torch.float64
     prior = make_prior(cfg.prior, _shape(cfg), PriorSettings(s=cfg.s, dtype=torch.float32, device=cfg.device))
     return prior, "ula", torch.float32
 
@@ -203,7 +204,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     # the point estimates beside the posterior mean: map-vs-mmse's, with the prior's energy
     map_prior = prior if cfg.sandbox else make_prior(cfg.map_prior, _shape(cfg),
                                                      PriorSettings(s=cfg.s, dtype=dtype, device=cfg.device))
-    model = load_unrolled(COLOR_MODELS["gaussian"] if cfg.color else MODELS["sandbox" if cfg.sandbox else "gaussian"],
+    model = load_unrolled((COLOR_MODELS if cfg.color else MODELS)["sandbox" if cfg.sandbox else "gaussian"],
                           device=cfg.device)
     (th,) = cfg.theta_true
     prob = BlindDeblur.synthetic(img, fam, [th], cfg.noise, rng=cfg.seed, dtype=dtype, device=cfg.device)
@@ -223,8 +224,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         "ess_theta": float(az.ess(az.convert_to_dataset(io.host(out["theta"][..., 0].double())))["x"]),
         "acceptance": float(np.nanmean(out["acceptance"])) if method == "mala" else np.nan,
         **{f"coverage_{int(100 * lv)}": metrics.coverage(flat, img, lv) for lv in LEVELS}}
+    exact = GMMPosterior(prob, prior, grid[:, None]) if cfg.sandbox else False
     if cfg.sandbox:
-        exact = GMMPosterior(prob, prior, grid)
         m = exact.mmse()
         row["tv_theta_exact"] = 0.5 * float(np.abs(tpost - io.host(m["theta_posterior"])).sum())
         _, xs = exact.sample(400, rng=cfg.seed)
@@ -234,7 +235,9 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
         G.save_draws(Path(cfg.samples) / f"{name}-theta{th:g}.nc", post, grid, out, max_draws=SAMPLE_DRAWS,
                      study=NAME, config=asdict(cfg))
     # on the study's own theta grid (the sandbox's exact MMSE then has the same uniform prior on theta)
-    est, extras = point_estimates(prob, map_prior, model, np.array([th]), grid, s=cfg.s, exact=cfg.sandbox,
+    # with theta* on the grid the point estimates' grid is this one: they share its evidences
+    shared = exact if cfg.sandbox and np.isin(th, grid) else cfg.sandbox
+    est, extras = point_estimates(prob, map_prior, model, np.array([th]), grid, s=cfg.s, exact=shared,
                                   progress=progress)
     row.update(theta_map=extras["theta_map"], theta_map_near_truth=extras["theta_near_truth"],
                theta_map_theta=extras["theta_map_theta"], theta_unrolled=extras.get("theta_unrolled", np.nan))
