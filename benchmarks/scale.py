@@ -1,12 +1,14 @@
 """What the main study's pipeline costs from 32^2 to 256^2: each phase's time, its floor, and the growth.
 
     python benchmarks/scale.py [--sizes 32,64,128,256] [--prior gs] [--n-theta 5] [--n-outer 5] [--threads 1]
+                               [--dtype float32]
 
 For each image size (a centre crop of ``camera``, Gaussian blur theta* = 1.5, sigma = 0.01) it runs the
 phases of ``trivial-minimizer`` with the library calls the study makes:
 
 * profile     -- ``scan.profile`` over ``n_theta`` kernels, warm-started from both ends;
 * descents    -- ``descent.descend`` (alternating, ``n_outer`` steps) from the study's initialisations;
+  both in ``--dtype`` (the problem and the prior; default float32, the study's default ``dtype``);
 * polish      -- ``certify.local_minimiser`` from the profile's point nearest theta* (float64);
 * certificate -- ``certify.certificate`` at the polished point: the smallest eigenvalue of the joint
                  Hessian, at most ``--cert-products`` products.
@@ -119,8 +121,9 @@ def timed(fn):
 def one_size(n: int, args) -> dict[str, tuple[float, float]]:
     img = data.center_crop(data.load("chelsea", color=True), n) if args.color else \
         data.center_crop(data.load("camera"), n)
-    prob = ls.BlindDeblur.synthetic(img, kernels.Gaussian(9), 1.5, 0.01, rng=0)
-    prior = make_prior(args.prior, prob.event_shape, PriorSettings(s=0.01))
+    dtype = getattr(torch, args.dtype)
+    prob = ls.BlindDeblur.synthetic(img, kernels.Gaussian(9), 1.5, 0.01, rng=0, dtype=dtype)
+    prior = make_prior(args.prior, prob.event_shape, PriorSettings(s=0.01, dtype=dtype))
     post = ls.Posterior(prob, prior)
     solver = SolverOptions(xtol=1e-4, max_iter=args.max_iter)
     grid = np.linspace(0, 3, args.n_theta)
@@ -174,13 +177,16 @@ def main() -> None:
     ap.add_argument("--cert-method", default="lanczos", choices=["auto", "dense", "lanczos", "lobpcg"],
                     help="the certificate's eigensolver (auto: dense, d products, up to d = 1200)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                    help="the profile's and the descents' dtype (trivial-minimizer's default: float32); the polish and "
+                         "the certificate run in float64, as the study's verdicts do")
     ap.add_argument("--color", action="store_true", help="colour crops of chelsea (3, n, n) and the prior's colour version")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"scale: trivial-minimizer's phases, prior {args.prior}, {'chelsea colour' if args.color else 'camera'} "
           f"crops, Gaussian blur, {args.n_theta} theta, "
-          f"{args.n_outer} descent steps, {torch.get_num_threads()} threads")
+          f"{args.n_outer} descent steps, {torch.get_num_threads()} threads, profile and descents in {args.dtype}")
     print(f"  {'size':>6} {'phase':<12} {'time s':>9} {'floor s':>9} {'ratio':>6} {'prior items':>12}")
     rows = {}
     for n in sizes:

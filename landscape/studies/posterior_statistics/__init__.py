@@ -131,7 +131,7 @@ class Config:
                           "netCDF per case, x thinned to SAMPLE_DRAWS per chain); empty: not written",
                           folder_or_empty())
     device: str = device_option("the problem, the samplers, the point estimates and the networks")
-    quick: bool = option(False, "sandbox-sized run (< 60 s)", flag())
+    quick: bool = option(False, "sandbox-sized run (< 60 s; about 2 min with --sandbox --color, d = 768)", flag())
 
     def resolved(self) -> "Config":
         c = color_resolved(self, QUICK, COLOR_DEFAULTS)
