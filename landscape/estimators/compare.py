@@ -67,7 +67,7 @@ def point_estimates(problem: BlindDeblur, prior: Any, model: Any, theta_true: np
     est = {"map_trivial": (torch.as_tensor(xh[prof.best_branch.values[i_map], i_map], **on), kern(i_map)),
            "map_near_truth": (torch.as_tensor(xh[1, i_near], **on), kern(i_near))}
     extras: dict[str, Any] = {"theta_map": float(g[i_map]), "theta_near_truth": float(g[i_near])}
-    if exact is not False:
+    if exact:                                    # True, or a GMMPosterior to share
         m = (exact if isinstance(exact, GMMPosterior) else GMMPosterior(problem, prior, grid)).mmse()
         j = int(np.argmin(host(m["marginal_nll"])))
         est["map_theta"] = (m["x_given_theta"][j], kern(j))
