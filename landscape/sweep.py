@@ -408,6 +408,15 @@ def execute(cases: list[Case], store: CaseStore, *, client: Any = None, threads:
     return seconds
 
 
+def quick_runs(defn: Definition) -> list[tuple[dict, Any]]:
+    """The smoke run of a definition: its grid's first point with the study's ``quick`` option set; the study's
+    ``QUICK`` rules apply to the file's own options too, not to those given with ``--set``. The configuration is
+    resolved first, so that a ``--color`` file's options take their colour defaults before the rules."""
+    from .studies.common import apply_quick
+    return [(p, apply_quick(dataclasses.replace(c, quick=True).resolved(), defn.module.QUICK,
+                            force=set(defn.module.QUICK) - defn.typed)[0]) for p, c in defn.configs()[:1]]
+
+
 def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str | None = None, threads: int = 1,
         quick: bool = False, progress: bool = True) -> xr.Dataset:
     """Run a definition and write its combined results to ``out`` (atomically).
@@ -439,11 +448,7 @@ def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str |
     out = output_file("out", out, (".nc",))
     output_folder(f"out (its cases folder {case_folder(out).name})", case_folder(out))
     mod = defn.module
-    runs = defn.configs()
-    if quick:              # the file's smoke run: its own options take the quick values, --set ones are kept
-        from .studies.common import apply_quick
-        runs = [(p, apply_quick(dataclasses.replace(c, quick=True), mod.QUICK, force=set(mod.QUICK) - defn.typed)[0])
-                for p, c in runs[:1]]
+    runs = quick_runs(defn) if quick else defn.configs()
     per_run = [split(mod, cfg) for _, cfg in runs]
     cases = [Case.of(defn.study, c, i) for i, sub in enumerate(per_run) for c in sub]
     store = CaseStore(case_folder(out))

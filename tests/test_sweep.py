@@ -57,11 +57,14 @@ def test_the_readme_runs_are_definitions():
 #: size variants of another definition of the same study: their --quick runs clamp to nearly the same small run,
 #: so they run with `slow` only (the default run stays under 15 min); they still parse in the default run below.
 #: The second group are the definitions whose --quick run takes 13-75 s and whose study's --quick the default
-#: run already runs from the command line (``test_cli``); they too parse in the default run.
+#: run already runs from the command line (``test_cli``), and the colour sandbox's two (fitting its (3, 16, 16) GMM
+#: takes about 2 min); they too parse in the default run, and test_quick_runs_resolve_colour_files checks their
+#: smoke run's configuration.
 VARIANTS = ("local-recovery-64", "morse-bott-32", "morse-bott-64",
             "main-tweedie", "main", "local-recovery", "posterior-statistics", "posterior-statistics-sandbox",
             "morse-bott", "epll", "blurry-is-more-likely", "local-recovery-color", "morse-bott-color",
-            "map-vs-mmse-color", "pnp-vs-unrolled-color", "posterior-statistics-color")
+            "map-vs-mmse-color", "pnp-vs-unrolled-color", "posterior-statistics-color",
+            "map-vs-mmse-sandbox-color", "posterior-statistics-sandbox-color")
 
 
 def test_every_definition_parses_into_valid_cases():
@@ -85,6 +88,20 @@ def test_every_definition_parses_and_runs_quick(tmp_path, path, capsys, monkeypa
     assert '"source": "' + str(path) in ds.attrs["definition"]          # the file records the definition it ran
     assert "wrote" in capsys.readouterr().out
     assert main(["plot", str(out)]) == 0 and out.with_suffix(".png").stat().st_size > 0
+
+
+def test_quick_runs_resolve_colour_files_before_the_quick_rules():
+    """A --color definition's smoke run takes the colour defaults first: the colour sandbox files' quick run is one
+    colour photograph (the gray default's first image, ascent, was refused by name), a --set option is kept, and
+    the sandbox stays on."""
+    for name in ("map-vs-mmse-sandbox-color", "posterior-statistics-sandbox-color", "map-vs-mmse-color"):
+        defn = sweep.Definition.from_file(ROOT / "studies" / f"{name}.toml", ["seed=3"])
+        ((_, cfg),) = sweep.quick_runs(defn)
+        assert cfg.quick and cfg.color and cfg.images == ("chelsea",) and cfg.seed == 3, name
+        assert cfg.resolved() == cfg, name                    # the study resolves it to itself
+        assert sweep.split(defn.module, cfg)
+    assert sweep.quick_runs(sweep.Definition.from_file(ROOT / "studies" / "map-vs-mmse-sandbox-color.toml")
+                            )[0][1].sandbox
 
 
 def test_product_definition_is_32_cases_each_one_task():
