@@ -20,11 +20,11 @@ from landscape.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 DEFINITIONS = sorted((ROOT / "studies").glob("*.toml"))
 
-#: a small trivial-minimizer case (about 1 s): exact Gaussian prior, 16x16 crop, 5 theta
+#: a small trivial-minimizer case (about 1 s): exact Gaussian prior, 12x12 crop, 5 theta
 SMALL = """study = "trivial-minimizer"
 [options]
 priors = "gaussian"
-crop = 16
+crop = 12
 kernel_size = 5
 n_theta = 5
 n_draws = 1
@@ -223,6 +223,7 @@ def _worker_killed_mid_sweep(tmp_path, p, out):
     return ds, killed
 
 
+@pytest.mark.slow          # 35 s: a dask cluster and two full runs; the killed-process resume below stays in the default run
 def test_a_killed_dask_worker_still_gives_every_case_exactly_once(tmp_path):
     p = write(tmp_path)
     ref = tmp_path / "ref.nc"
