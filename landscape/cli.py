@@ -55,7 +55,9 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=0,
                    help="run the cases on a dask LocalCluster of N worker processes (default: in this process)")
     g.add_argument("--scheduler", default=None, help="send the cases to a running dask scheduler at this address")
-    g.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: %(default)s)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="threads per case, torch's and numpy's / scipy's BLAS (default: in this process, as the process "
+                        "has them, torch's default every core; on dask workers 1)")
 
 
 def _quick_notes(mod, cfg, argv: Sequence[str]) -> None:
@@ -109,8 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             _quick_notes(mod, defn.configs()[0][1], args.options)
     if opts.workers < 0:
         raise InputError("workers", "a number of worker processes >= 0", opts.workers)
-    if opts.threads < 1:
-        raise InputError("threads", "torch threads per worker >= 1", opts.threads)
+    if opts.threads < 0:
+        raise InputError("threads", "threads per case >= 1 (or 0: as the process has them)", opts.threads)
     if opts.workers and opts.scheduler:
         raise InputError("scheduler", "either --workers or --scheduler, not both", opts.scheduler)
     ds = sweep.run(defn, out, workers=opts.workers, scheduler=opts.scheduler, threads=opts.threads, quick=quick,

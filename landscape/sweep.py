@@ -31,6 +31,7 @@ and resumed sweep gives the same file as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -273,16 +274,32 @@ def split(mod: ModuleType, cfg: Any) -> list[Any]:
     return mod.cases(cfg) if parted(mod) else [cfg]
 
 
+@contextlib.contextmanager
+def thread_limit(threads: int):
+    """Within the block, at most ``threads`` threads in torch and in the BLAS and OpenMP libraries numpy and scipy
+    loaded (``threadpoolctl``); both restored after. 0: leave them as they are."""
+    if not threads:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+    before = torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=threads):
+            torch.set_num_threads(threads)
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_case(study: str, config: dict[str, Any], threads: int = 0, progress: bool = False) -> xr.Dataset:
-    """Compute one case (the task a worker runs): the study's ``run_part`` or ``run``. ``threads``:
-    torch threads in this process (0: leave as is)."""
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
+    """Compute one case (the task a worker runs): the study's ``run_part`` or ``run``, under
+    :func:`thread_limit` ``(threads)`` (0: the process's thread counts as they are)."""
     from .studies import get
     mod = get(study)
     cfg = mod.Config(**config)
-    return (mod.run_part if parted(mod) else mod.run)(cfg, progress=progress)
+    with thread_limit(threads):
+        return (mod.run_part if parted(mod) else mod.run)(cfg, progress=progress)
 
 
 class CaseStore:
@@ -361,7 +378,7 @@ def worker_memory(workers: int) -> int:
     return total // workers
 
 
-def execute(cases: list[Case], store: CaseStore, *, client: Any = None, threads: int = 1,
+def execute(cases: list[Case], store: CaseStore, *, client: Any = None, threads: int = 0,
             progress: bool = True, on_done: Callable[[Case], None] | None = None) -> dict[str, float]:
     """Compute the cases not yet in ``store`` and save each as it finishes.
 
@@ -383,13 +400,13 @@ def execute(cases: list[Case], store: CaseStore, *, client: Any = None, threads:
     if client is None:
         for c in todo:
             t = time.perf_counter()
-            store.save(c.key, run_case(c.study, c.config, 0, progress and len(cases) == 1))
+            store.save(c.key, run_case(c.study, c.config, threads, progress and len(cases) == 1))
             seconds[c.key] = time.perf_counter() - t
             bar.update(1)
             on_done and on_done(c)
     else:
         from distributed import as_completed
-        futures = {client.submit(run_case, c.study, c.config, threads, False, key=f"case-{c.key}", pure=False): c
+        futures = {client.submit(run_case, c.study, c.config, threads or 1, False, key=f"case-{c.key}", pure=False): c
                    for c in todo}
         from distributed import KilledWorker
         for fut in as_completed(futures):
@@ -417,7 +434,7 @@ def quick_runs(defn: Definition) -> list[tuple[dict, Any]]:
                             force=set(defn.module.QUICK) - defn.typed)[0]) for p, c in defn.configs()[:1]]
 
 
-def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str | None = None, threads: int = 1,
+def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str | None = None, threads: int = 0,
         quick: bool = False, progress: bool = True) -> xr.Dataset:
     """Run a definition and write its combined results to ``out`` (atomically).
 
@@ -432,7 +449,8 @@ def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str |
     scheduler : str, optional
         Address of a running dask scheduler to send the cases to.
     threads : int
-        Torch threads per worker process.
+        Threads per case, torch's and the BLAS libraries' (:func:`thread_limit`); 0: in this process, the
+        process's own counts (torch's default: every core), on dask workers one.
     quick : bool
         Set the study's ``quick`` option and run only the grid's first point; the study's ``QUICK``
         rules then apply to the definition's own options too, not to those given with ``--set``.
@@ -452,7 +470,7 @@ def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str |
     per_run = [split(mod, cfg) for _, cfg in runs]
     cases = [Case.of(defn.study, c, i) for i, sub in enumerate(per_run) for c in sub]
     store = CaseStore(case_folder(out))
-    client = connect(workers, scheduler, threads) if (workers or scheduler) else None
+    client = connect(workers, scheduler, threads or 1) if (workers or scheduler) else None
     try:
         execute(cases, store, client=client, threads=threads, progress=progress)
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from landscape import io, sweep
@@ -144,7 +145,7 @@ def test_bad_overrides_and_engine_options(tmp_path, capsys):
     out = tmp_path / "r.nc"
     for args, name in ((["--set", "crop=tiny"], "options.crop"), (["--set", "nokey"], "--set"),
                        (["--set", "table.crop=3"], "--set"), (["--workers", "-1"], "workers"),
-                       (["--threads", "0"], "threads"), (["--scheduler", "tcp://127.0.0.1:9"], "scheduler")):
+                       (["--threads", "-1"], "threads"), (["--scheduler", "tcp://127.0.0.1:9"], "scheduler")):
         assert main(["run", str(p), *args, "--no-progress", "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and name in err, (args, err)
@@ -167,6 +168,29 @@ def test_set_overrides_and_grid_sweep(tmp_path, capsys):
     assert "[sweep 1: seed=3]" in capsys.readouterr().out
     assert main(["plot", str(out), "--point", "1"]) == 0
     assert main(["plot", str(out), "--point", "2"]) == 2
+
+
+def test_threads_caps_torch_and_the_blas_libraries_inside_each_case_and_restores_them(tmp_path, monkeypatch):
+    """``--threads 1`` in this process: every case runs with one torch thread and one thread in each BLAS / OpenMP
+    pool numpy and scipy loaded (two processes given --threads 1 on two cores used to run four busy threads);
+    the process's counts come back after the run; without --threads the case sees the process's own."""
+    from threadpoolctl import threadpool_info
+    from landscape.studies import trivial_minimizer as tm
+    real, seen = tm.run_part, []
+
+    def recording(cfg, progress=False):
+        seen.append((torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()]))
+        return real(cfg, progress=progress)
+
+    monkeypatch.setattr(tm, "run_part", recording)
+    torch.set_num_threads(2)
+    p = write(tmp_path, SMALL.replace("weights = [0.5, 1, 2, 4, 8, 16]", "weights = [1, 2]"))
+    assert main(["run", str(p), "--threads", "1", "--no-progress", "--out", str(tmp_path / "a.nc")]) == 0
+    assert len(seen) == 2 and all(t == 1 and pools and set(pools) == {1} for t, pools in seen)
+    assert torch.get_num_threads() == 2
+    seen.clear()
+    assert main(["run", str(p), "--no-progress", "--out", str(tmp_path / "b.nc")]) == 0
+    assert [t for t, _ in seen] == [2, 2]
 
 
 def test_a_rerun_computes_only_the_missing_cases_and_equals_an_uninterrupted_run(tmp_path, monkeypatch):
