@@ -23,7 +23,8 @@ r"""Free-kernel estimation as the blind-deblurring literature runs it on measure
   takes a prior built for colour images. Three identical channels give the gray kernel
   (``tests/test_kernel_estimation.py``).
 * :func:`map_xk` — the joint MAP over :math:`(x, h)` from :math:`(\delta, y)`, alternating with delayed
-  normalisation (Perrone & Favaro 2014; ``descent.descend(scheme="pam")``), coarse to fine, for any prior.
+  normalisation (Perrone & Favaro 2014; ``descent.descend(scheme="pam")``), coarse to fine, for any prior; or at
+  full size from a given pair (``start``: the truth, or another estimator's kernel).
 * :func:`nonblind` — the non-blind step every estimate shares: :math:`\arg\min_x E(h, x)`.
 * :func:`least_squares_kernel` — the simplex least-squares kernel for a known image (the oracle kernel step).
 * :func:`kernel_error` — :math:`\|\hat h - h^\star\|_2` with both centred on a common support (a kernel is
@@ -455,8 +456,8 @@ def map_k_mog(y: Any, noise: float, size: int, *, mixture: GradientMixture | Non
 
 
 def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, int]], Prior], *,
-           n_outer: int = 60, x_iters: int = 5, factor: float = FACTOR, progress: bool = False,
-           device: Any = None) -> dict[str, Any]:
+           n_outer: int = 60, x_iters: int = 5, factor: float = FACTOR, start: tuple[Any, Any] | None = None,
+           progress: bool = False, device: Any = None) -> dict[str, Any]:
     """The joint MAP over a free kernel and the image from :math:`(\\delta, y)`: PAM with delayed normalisation
     (Perrone & Favaro 2014), ``n_outer`` alternations of ``x_iters`` inner solver iterations and one kernel
     step per pyramid level.
@@ -467,6 +468,11 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
         As :func:`map_k`.
     prior : Prior or callable ``shape -> Prior``
         The image prior (a callable for priors fitted to one shape).
+    start : (kernel, image), optional
+        A warm start: the descent runs at full size alone (no pyramid) from this pair, a ``(size, size)`` kernel
+        on the simplex and an image of ``y``'s shape (e.g. the true kernel with its non-blind image: the joint
+        energy's local minimum nearest the truth; or another estimator's answer). Default: :math:`(\\delta, y)`,
+        coarse to fine.
     device : torch.device or str, optional
         Where the descent runs (default: the CPU).
 
@@ -482,6 +488,13 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
     y = _image(y)
     levels = pyramid(y.shape[-2:], size, factor)
     h, x = dirac(levels[0][1], device="cpu").numpy(), None
+    if start is not None:
+        h, x = (np.asarray(host(a) if isinstance(a, torch.Tensor) else a, dtype=float) for a in start)
+        if h.shape != (size, size) or h.min() < 0 or abs(h.sum() - 1) > 1e-6:
+            raise InputError("start", f"a ({size}, {size}) kernel on the simplex and an image", f"kernel {h.shape}")
+        if x.shape != y.shape:
+            raise InputError("start", f"an image of y's shape {y.shape}", x.shape)
+        levels = levels[-1:]                                        # full size: (y's shape, size, 1)
     for shape, k, r in tqdm(levels, desc="MAP_xk (PAM)", disable=not progress, leave=False):
         h = upsample_kernel(h, k)
         yl = _resize(y, shape)

@@ -14,6 +14,11 @@ Levin et al.'s protocol):
 * ``unrolled`` — a blind unrolled network (an MMSE): ``--model``, by default the shipped ``unrolled-shake``;
 * ``pnp`` — blind PnP-HQS from :math:`(\delta, y)` with the gradient-step network's denoiser (a kernel step per
   iteration, exact simplex projection);
+* ``map_xk_from_unrolled`` — the joint MAP (as ``map_xk``, at full size) warm-started from the unrolled network's
+  kernel and its non-blind image: the MMSE as a MAP's initialisation;
+* ``map_xk_from_truth`` — the joint MAP (as ``map_xk``, at full size) started from the true kernel and its
+  non-blind image: not a blind estimator but the theorem's check, the joint energy's local minimum nearest the
+  truth (how far it lies from :math:`h^\star`, and its energy against :math:`E(\delta, y)`);
 * ``true`` — the true kernel: the error ratio's denominator.
 
 Each kernel goes through the same non-blind step (``--nonblind``: by default the stationary Gaussian prior's
@@ -81,7 +86,10 @@ from .report import plot, summary  # noqa: F401  (the Study protocol's members)
 
 NAME = "real-shake"
 SUMMARY = "Levin et al.'s measured camera shake: MAP_xk vs MAP_k vs unrolled MMSE vs PnP, error-ratio success rates"
-ESTIMATORS = ("true", "map_xk", "map_k", "map_k_mog", "unrolled", "pnp")
+#: ``true`` first (the ratio's denominator); the two warm-started joint MAPs last (one needs ``unrolled``'s kernel)
+ESTIMATORS = ("true", "map_xk", "map_k", "map_k_mog", "unrolled", "pnp", "map_xk_from_unrolled", "map_xk_from_truth")
+#: the warm-started joint MAPs and the estimator whose kernel each starts from
+WARM_STARTS = {"map_xk_from_unrolled": "unrolled", "map_xk_from_truth": "true"}
 #: the thresholds of the stored cumulative success curve
 CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 #: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
@@ -160,15 +168,23 @@ def cases(config: Config) -> list[Config]:
             for c in product_cases(replace(cfg, kernels=(k,), kernel_file=()), (image_field(cfg), "noise"))]
 
 
-def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any,
+def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any, nb_prior: Any,
               network: Any) -> np.ndarray:
     """``name``'s kernel estimate from the blind ``problem`` (gray or colour; a gray unrolled ``network``, loaded once
-    per case by :func:`run_part`, reads a colour problem's luminance)."""
+    per case by :func:`run_part`, reads a colour problem's luminance). The warm-started joint MAPs start from their
+    kernel (the network's centred on the problem's support, the mass outside dropped) and its non-blind image
+    under ``nb_prior``."""
     y, sig, K, dev = io.host(problem.y), problem.noise, problem.family.size, problem.device
     if name == "true":
         return io.host(problem.kernel_true)
-    if name == "map_xk":
-        return ke.map_xk(y, sig, K, joint_prior, n_outer=cfg.n_outer, x_iters=cfg.x_iters, device=dev)["kernel"]
+    if name.startswith("map_xk"):
+        start = None
+        if name in WARM_STARTS:
+            h0 = kernels.centre(_estimate(WARM_STARTS[name], cfg, problem, joint_prior, pnp_prior, nb_prior, network), K)
+            h0 = h0 / h0.sum()
+            start = (h0, ke.nonblind(y, sig, h0, nb_prior, device=dev))
+        return ke.map_xk(y, sig, K, joint_prior, n_outer=cfg.n_outer, x_iters=cfg.x_iters, start=start,
+                         device=dev)["kernel"]
     if name == "map_k":
         return ke.map_k(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
     if name == "map_k_mog":
@@ -195,7 +211,8 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     fam = kernels.Free(K)
     problem = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), sig, rng=cfg.seed, device=cfg.device)
     y = io.host(problem.y)
-    network = None if "unrolled" in cfg.skip else load_unrolled(cfg.model, device=cfg.device)
+    network = (None if {"unrolled", "map_xk_from_unrolled"} <= set(cfg.skip)
+               else load_unrolled(cfg.model, device=cfg.device))
     colour_network = network is not None and network.image_channels == 3
     if colour_network and not cfg.color:
         raise InputError("model", "a gray unrolled network for gray images (a colour one needs --color)", cfg.model)
@@ -217,7 +234,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             ks.append(np.full((GALLERY, GALLERY), np.nan))
             continue
         t0 = time.perf_counter()
-        h = _estimate(e, cfg, problem, joint_prior, pnp_prior, network)
+        h = _estimate(e, cfg, problem, joint_prior, pnp_prior, nb_prior, network)
         seconds = time.perf_counter() - t0
         x = ke.nonblind(y, sig, h, nb_prior, device=cfg.device)
         ssd, shift = metrics.shift_tolerant_ssd(x, img)

@@ -14,12 +14,13 @@ NAME = "real-shake"
 def summary(ds: xr.Dataset) -> str:
     lines = [f"{NAME}: {ds.sizes['case']} case(s); success rate at r <= " + ", ".join(
         f"{t:g}" for t in ds.cut.values) + "; median kernel error, PSNR, seconds per estimate"]
+    w = max(len(e) for e in ds.estimator.values)
     for j, e in enumerate(ds.estimator.values):
         if np.isnan(ds.error_ratio.values[:, j]).all():
-            lines.append(f"  {e:<9} (left out)")
+            lines.append(f"  {e:<{w}} (left out)")
             continue
         rates = ", ".join(f"{v:.2f}" for v in ds.success_rate.values[j])
-        lines.append(f"  {e:<9} {rates}   |h-h*| {np.nanmedian(ds.kernel_error.values[:, j]):.3f}  "
+        lines.append(f"  {e:<{w}} {rates}   |h-h*| {np.nanmedian(ds.kernel_error.values[:, j]):.3f}  "
                      f"{np.nanmedian(ds.psnr.values[:, j]):.2f} dB  {np.nanmedian(ds.seconds.values[:, j]):.1f} s")
     for i, c in enumerate(ds.case.values):
         lines.append(f"  {c}: r = " + ", ".join(f"{e} {v:.2f}" for e, v in zip(ds.estimator.values,
@@ -36,8 +37,10 @@ def plot(ds: xr.Dataset, ax: Any = None):
                              gridspec_kw={"width_ratios": [1, 1.2]})
     a0, a1 = ax
     for j, e in enumerate(ds.estimator.values):
-        if e != "true" and np.isfinite(ds.success_curve.values[j]).all():
-            a0.plot(ds.threshold.values, ds.success_curve.values[j], drawstyle="steps-post", label=e)
+        if e != "true" and np.isfinite(ds.success_curve.values[j]).all():      # the truth's start: an oracle, dashed
+            a0.plot(ds.threshold.values, ds.success_curve.values[j], drawstyle="steps-post",
+                    ls="--" if e.endswith("from_truth") else "-", label=e + (" (oracle start)" if
+                                                                             e.endswith("from_truth") else ""))
     a0.axvline(3.0, color="gray", ls=":", lw=0.8)
     a0.set(xlabel="error ratio t", ylabel="fraction of cases with r ≤ t", ylim=(-0.02, 1.02),
            title=f"{ds.sizes['case']} cases (Levin et al. 2009's protocol)")
