@@ -65,7 +65,7 @@ VARIANTS = ("local-recovery-64", "morse-bott-32", "morse-bott-64",
             "main-tweedie", "main", "local-recovery", "posterior-statistics", "posterior-statistics-sandbox",
             "morse-bott", "epll", "blurry-is-more-likely", "local-recovery-color", "morse-bott-color",
             "map-vs-mmse-color", "pnp-vs-unrolled-color", "posterior-statistics-color",
-            "map-vs-mmse-sandbox-color", "posterior-statistics-sandbox-color")
+            "map-vs-mmse-sandbox-color", "posterior-statistics-sandbox-color", "real-shake-256")
 
 
 def test_every_definition_parses_into_valid_cases():
