@@ -491,7 +491,8 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
     if start is not None:
         h, x = (np.asarray(host(a) if isinstance(a, torch.Tensor) else a, dtype=float) for a in start)
         if h.shape != (size, size) or h.min() < 0 or abs(h.sum() - 1) > 1e-6:
-            raise InputError("start", f"a ({size}, {size}) kernel on the simplex and an image", f"kernel {h.shape}")
+            raise InputError("start", f"a ({size}, {size}) kernel on the simplex (>= 0, summing to 1) and an image",
+                             f"a kernel of shape {h.shape}, minimum {h.min():.3g}, sum {h.sum():.6g}")
         if x.shape != y.shape:
             raise InputError("start", f"an image of y's shape {y.shape}", x.shape)
         levels = levels[-1:]                                        # full size: (y's shape, size, 1)

@@ -37,10 +37,10 @@ def plot(ds: xr.Dataset, ax: Any = None):
                              gridspec_kw={"width_ratios": [1, 1.2]})
     a0, a1 = ax
     for j, e in enumerate(ds.estimator.values):
-        if e != "true" and np.isfinite(ds.success_curve.values[j]).all():      # the truth's start: an oracle, dashed
-            a0.plot(ds.threshold.values, ds.success_curve.values[j], drawstyle="steps-post",
-                    ls="--" if e.endswith("from_truth") else "-", label=e + (" (oracle start)" if
-                                                                             e.endswith("from_truth") else ""))
+        if e != "true" and np.isfinite(ds.success_curve.values[j]).all():
+            oracle = e.endswith("from_truth")                          # started at the truth: not blind, dashed
+            a0.plot(ds.threshold.values, ds.success_curve.values[j], drawstyle="steps-post", ls="--" if oracle else "-",
+                    label=e + (" (oracle start)" if oracle else ""))
     a0.axvline(3.0, color="gray", ls=":", lw=0.8)
     a0.set(xlabel="error ratio t", ylabel="fraction of cases with r ≤ t", ylim=(-0.02, 1.02),
            title=f"{ds.sizes['case']} cases (Levin et al. 2009's protocol)")
