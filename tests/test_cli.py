@@ -158,8 +158,8 @@ def small_run(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("study", [pytest.param(s, marks=pytest.mark.slow) if s == "map-vs-mmse" else s
-                                   for s in sorted(SMALL_RUNS)])      # map-vs-mmse: 49 s (its profile, twice)
+@pytest.mark.parametrize("study", [pytest.param(s, marks=pytest.mark.slow) if s in ("map-vs-mmse", "morse-bott")
+                                   else s for s in sorted(SMALL_RUNS)])   # map-vs-mmse: 49 s, morse-bott: 17 s
 def test_same_seed_gives_an_identical_results_file(tmp_path, study, small_run):
     """Values and attributes equal, except the creation time and wall-clock measurements (attrs kind=timing)."""
     import xarray as xr

@@ -344,8 +344,11 @@ def epsilon():
 '''
 
 
-@pytest.mark.parametrize("prior", ["sparse", "gaussian", "gs", "tweedie", "user:denoiser", "user:potential",
-                                   "user:epsilon"])
+@pytest.mark.parametrize("prior", ["sparse", "gaussian",
+                                   # gs: 22 s (its certificate's double backward through the UNet); the same
+                                   # path runs for the user potential network below
+                                   pytest.param("gs", marks=pytest.mark.slow), "tweedie", "user:denoiser",
+                                   "user:potential", "user:epsilon"])
 def test_a_trivial_minimizer_case_allocates_nothing_off_the_problems_device(prior, tmp_path, same_on_meta):
     """The case's pipeline (profile, descents, plane, near-truth draws, certificates) with torch's default device
     set to ``meta`` and the problem on the CPU: any tensor made without the problem's device (the bug that breaks

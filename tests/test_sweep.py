@@ -247,7 +247,7 @@ def _worker_killed_mid_sweep(tmp_path, p, out):
     return ds, killed
 
 
-@pytest.mark.slow          # 35 s: a dask cluster and two full runs; the killed-process resume below stays in the default run
+@pytest.mark.slow          # 35 s: a dask cluster and two full runs; the killed-process resume stays in the default run
 def test_a_killed_dask_worker_still_gives_every_case_exactly_once(tmp_path):
     p = write(tmp_path)
     ref = tmp_path / "ref.nc"
@@ -381,9 +381,9 @@ def test_every_parted_study_has_a_small_run_here():
     assert set(PARTED_RUNS) == {n for n, m in STUDIES.items() if sweep.parted(m)}
 
 
-#: those whose small runs cost most (point estimates, Gibbs, four kernel estimators): `slow`, to keep the
-#: default run under 15 min
-SLOW_TWO_WORKER = ("map-vs-mmse", "posterior-statistics", "real-shake")
+#: those whose small runs cost most (point estimates, Gibbs, the kernel estimators, 10-12 s for local-recovery's and
+#: morse-bott's): `slow`, to keep the default run under 15 min; trivial-minimizer's stays in the default run
+SLOW_TWO_WORKER = ("map-vs-mmse", "posterior-statistics", "real-shake", "local-recovery", "morse-bott")
 
 
 @pytest.mark.parametrize("study", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_TWO_WORKER else s
