@@ -470,8 +470,8 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
         The image prior (a callable for priors fitted to one shape).
     start : (kernel, image), optional
         A warm start: the descent runs at full size alone (no pyramid) from this pair, a ``(size, size)`` kernel
-        on the simplex and an image of ``y``'s shape (e.g. the true kernel with its non-blind image: the joint
-        energy's local minimum nearest the truth; or another estimator's answer). Default: :math:`(\\delta, y)`,
+        on the simplex and an image of ``y``'s shape (e.g. the true kernel with its non-blind image: where a descent
+        from the truth goes; or another estimator's answer). Default: :math:`(\\delta, y)`,
         coarse to fine.
     device : torch.device or str, optional
         Where the descent runs (default: the CPU).

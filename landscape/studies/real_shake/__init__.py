@@ -17,8 +17,8 @@ Levin et al.'s protocol):
 * ``map_xk_from_unrolled`` — the joint MAP (as ``map_xk``, at full size) warm-started from the unrolled network's
   kernel and its non-blind image: the MMSE as a MAP's initialisation;
 * ``map_xk_from_truth`` — the joint MAP (as ``map_xk``, at full size) started from the true kernel and its
-  non-blind image: not a blind estimator but the theorem's check, the joint energy's local minimum nearest the
-  truth (how far it lies from :math:`h^\star`, and its energy against :math:`E(\delta, y)`);
+  non-blind image: not a blind estimator but the theorem's check, where a descent from the truth goes (how far
+  from :math:`h^\star` its ``n_outer`` alternations take it, and its energy against :math:`E(\delta, y)`);
 * ``true`` — the true kernel: the error ratio's denominator.
 
 Each kernel goes through the same non-blind step (``--nonblind``: by default the stationary Gaussian prior's
