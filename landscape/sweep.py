@@ -338,14 +338,18 @@ def case_folder(out: str | Path) -> Path:
     return out.parent / f".{out.name}.cases"
 
 
+#: seconds to wait for a running scheduler (``--scheduler``) before refusing its address
+SCHEDULER_TIMEOUT = 10
+
+
 def connect(workers: int = 0, scheduler: str | None = None, threads: int = 1):
     """A ``dask.distributed`` client: a new ``LocalCluster`` of ``workers`` processes (one thread
     each), or the running scheduler at ``scheduler``. Raises :class:`InputError` naming
-    ``scheduler`` when it cannot be reached within 10 s."""
+    ``scheduler`` when it cannot be reached within :data:`SCHEDULER_TIMEOUT` seconds."""
     from distributed import Client, LocalCluster
     if scheduler:
         try:
-            return Client(scheduler, timeout="10s")
+            return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT}s")
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError("scheduler", "the address of a running dask scheduler (tcp://host:port)",
                              f"{scheduler} ({type(exc).__name__}: {exc})") from None

@@ -140,7 +140,8 @@ def test_bad_definition_is_one_line_naming_file_and_key(tmp_path, capsys, case):
     assert not out.exists() and not sweep.case_folder(out).exists()
 
 
-def test_bad_overrides_and_engine_options(tmp_path, capsys):
+def test_bad_overrides_and_engine_options(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "SCHEDULER_TIMEOUT", 1)          # the unreachable scheduler: refused after 1 s, not 10
     p = write(tmp_path)
     out = tmp_path / "r.nc"
     for args, name in ((["--set", "crop=tiny"], "options.crop"), (["--set", "nokey"], "--set"),
