@@ -342,7 +342,7 @@ def case_folder(out: str | Path) -> Path:
 SCHEDULER_TIMEOUT = 10
 
 
-def connect(workers: int = 0, scheduler: str | None = None, threads: int = 1):
+def connect(workers: int = 0, scheduler: str | None = None):
     """A ``dask.distributed`` client: a new ``LocalCluster`` of ``workers`` processes (one thread
     each), or the running scheduler at ``scheduler``. Raises :class:`InputError` naming
     ``scheduler`` when it cannot be reached within :data:`SCHEDULER_TIMEOUT` seconds."""
@@ -474,7 +474,7 @@ def run(defn: Definition, out: str | Path, *, workers: int = 0, scheduler: str |
     per_run = [split(mod, cfg) for _, cfg in runs]
     cases = [Case.of(defn.study, c, i) for i, sub in enumerate(per_run) for c in sub]
     store = CaseStore(case_folder(out))
-    client = connect(workers, scheduler, threads or 1) if (workers or scheduler) else None
+    client = connect(workers, scheduler) if (workers or scheduler) else None
     try:
         execute(cases, store, client=client, threads=threads, progress=progress)
     finally:

@@ -169,18 +169,22 @@ def cases(config: Config) -> list[Config]:
 
 
 def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any, nb_prior: Any,
-              network: Any) -> np.ndarray:
+              network: Any, found: dict[str, np.ndarray]) -> np.ndarray:
     """``name``'s kernel estimate from the blind ``problem`` (gray or colour; a gray unrolled ``network``, loaded once
     per case by :func:`run_part`, reads a colour problem's luminance). The warm-started joint MAPs start from their
     kernel (the network's centred on the problem's support, the mass outside dropped) and its non-blind image
-    under ``nb_prior``."""
+    under ``nb_prior``; ``found`` holds the kernels the case's earlier estimators gave (a start left out by
+    ``skip`` is computed here)."""
     y, sig, K, dev = io.host(problem.y), problem.noise, problem.family.size, problem.device
     if name == "true":
         return io.host(problem.kernel_true)
     if name.startswith("map_xk"):
         start = None
         if name in WARM_STARTS:
-            h0 = kernels.centre(_estimate(WARM_STARTS[name], cfg, problem, joint_prior, pnp_prior, nb_prior, network), K)
+            source = WARM_STARTS[name]
+            h0 = found[source] if source in found else _estimate(source, cfg, problem, joint_prior, pnp_prior,
+                                                                 nb_prior, network, found)
+            h0 = kernels.centre(h0, K)
             h0 = h0 / h0.sum()
             start = (h0, ke.nonblind(y, sig, h0, nb_prior, device=dev))
         return ke.map_xk(y, sig, K, joint_prior, n_outer=cfg.n_outer, x_iters=cfg.x_iters, start=start,
@@ -225,7 +229,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
     ref = np.nan                               # the true kernel's SSD: the ratio's denominator (first estimator)
     rows: dict[str, list] = {k: [] for k in ("kernel_error", "psnr", "ssim", "error_ratio", "energy",
                                             "marginal_nll", "seconds", "shift_row", "shift_col")}
-    xs, ks = [], []
+    xs, ks, found = [], [], {}
     for e in ESTIMATORS:
         if e in cfg.skip:
             for k in rows:
@@ -234,7 +238,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
             ks.append(np.full((GALLERY, GALLERY), np.nan))
             continue
         t0 = time.perf_counter()
-        h = _estimate(e, cfg, problem, joint_prior, pnp_prior, nb_prior, network)
+        h = found[e] = _estimate(e, cfg, problem, joint_prior, pnp_prior, nb_prior, network, found)
         seconds = time.perf_counter() - t0
         x = ke.nonblind(y, sig, h, nb_prior, device=cfg.device)
         ssd, shift = metrics.shift_tolerant_ssd(x, img)
