@@ -24,7 +24,8 @@ r"""Free-kernel estimation as the blind-deblurring literature runs it on measure
   (``tests/test_kernel_estimation.py``).
 * :func:`map_xk` — the joint MAP over :math:`(x, h)` from :math:`(\delta, y)`, alternating with delayed
   normalisation (Perrone & Favaro 2014; ``descent.descend(scheme="pam")``), coarse to fine, for any prior; or at
-  full size from a given pair (``start``: the truth, or another estimator's kernel).
+  full size from a given pair (``start``: the truth, or another estimator's kernel); ``scheme="alternating"``
+  takes the exact simplex projection for the kernel step instead, a descent of the joint energy.
 * :func:`nonblind` — the non-blind step every estimate shares: :math:`\arg\min_x E(h, x)`.
 * :func:`least_squares_kernel` — the simplex least-squares kernel for a known image (the oracle kernel step).
 * :func:`kernel_error` — :math:`\|\hat h - h^\star\|_2` with both centred on a common support (a kernel is
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 
 from . import marginal
-from ._checks import InputError, positive
+from ._checks import InputError, choice, positive
 from .kernels import Free, centre, dirac, project_simplex
 from .io import host
 from .operators import otf
@@ -457,7 +458,7 @@ def map_k_mog(y: Any, noise: float, size: int, *, mixture: GradientMixture | Non
 
 def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, int]], Prior], *,
            n_outer: int = 60, x_iters: int = 5, factor: float = FACTOR, start: tuple[Any, Any] | None = None,
-           progress: bool = False, device: Any = None) -> dict[str, Any]:
+           scheme: str = "pam", progress: bool = False, device: Any = None) -> dict[str, Any]:
     """The joint MAP over a free kernel and the image from :math:`(\\delta, y)`: PAM with delayed normalisation
     (Perrone & Favaro 2014), ``n_outer`` alternations of ``x_iters`` inner solver iterations and one kernel
     step per pyramid level.
@@ -473,6 +474,11 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
         on the simplex and an image of ``y``'s shape (e.g. the true kernel with its non-blind image: where a descent
         from the truth goes; or another estimator's answer). Default: :math:`(\\delta, y)`,
         coarse to fine.
+    scheme : {"pam", "alternating"}
+        The kernel step (``descent.descend``'s scheme). ``"pam"``: a gradient step, clipped at 0, then normalised
+        (delayed normalisation, what practitioners run; its fixed points need not be stationary points of
+        :math:`E` on the simplex). ``"alternating"``: the projected-gradient step with the exact simplex
+        projection, a descent of :math:`E` on the simplex (what a statement about :math:`E`'s minima needs).
     device : torch.device or str, optional
         Where the descent runs (default: the CPU).
 
@@ -485,6 +491,7 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
     from tqdm.auto import tqdm
 
     from .descent import descend
+    choice("scheme", scheme, ("pam", "alternating"))
     y = _image(y)
     levels = pyramid(y.shape[-2:], size, factor)
     h, x = dirac(levels[0][1], device="cpu").numpy(), None
@@ -503,7 +510,7 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
         p = prior(_with_channels(y, shape)) if callable(prior) and not isinstance(prior, Prior) else prior
         post = Posterior(kernel_problem(yl, noise * r, k, device=device), p)
         fam, dev = post.problem.family, post.problem.device
-        ds = descend(post, fam.theta_of(h), torch.as_tensor(x, device=dev)[None], scheme="pam",
+        ds = descend(post, fam.theta_of(h), torch.as_tensor(x, device=dev)[None], scheme=scheme,
                      n_outer=n_outer, x_iters=x_iters, record_every=n_outer, progress=False)
         h = host(fam(torch.as_tensor(ds.theta_path.values[0, -1], device=dev)[None])[0])
         x = ds.x_final.values[0]

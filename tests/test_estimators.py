@@ -173,6 +173,26 @@ def test_the_free_kernel_branchs_data_steps_lower_the_misfit_and_stay_on_the_sim
     assert (h5 >= 0).all() and torch.allclose(h5.sum((-2, -1)), torch.ones(2, dtype=h5.dtype))
 
 
+def test_a_free_kernel_model_on_another_support_is_the_same_weights_built_for_that_support(rng):
+    """``reconstruct(model, y, sigma, support=k)`` of a 9x9-support model equals, to the bit, the same weights
+    loaded into a model built for a k x k support (7 and 13): the support is a crop, not a weight; the kernel is
+    k x k on the simplex. A parametric model, an even or too large support are refused naming ``support``."""
+    torch.manual_seed(0)
+    base = UnrolledBlind({"name": "free", "size": 9}, iterations=2, channels=4).double().eval()
+    y = rng.random((24, 24))
+    for k in (7, 13):
+        built = UnrolledBlind({"name": "free", "size": k}, iterations=2, channels=4).double().eval()
+        built.load_state_dict(base.state_dict())
+        got, want = reconstruct(base, y, 0.02, support=k), reconstruct(built, y, 0.02)
+        assert got["kernel"].shape == (k, k) and np.array_equal(got["kernel"], want["kernel"])
+        assert np.array_equal(got["x"], want["x"]) and np.isclose(got["kernel"].sum(), 1.0)
+    assert not np.array_equal(reconstruct(base, y, 0.02, support=9)["x"], reconstruct(base, y, 0.02, support=13)["x"])
+    gauss = UnrolledBlind({"name": "gaussian", "size": 9, "lo": [0.0], "hi": [3.0]}, iterations=1, channels=4)
+    for model, bad in ((gauss, 9), (base, 8), (base, 25)):
+        with pytest.raises(InputError, match="^support: "):
+            reconstruct(model, y, 0.02, support=bad)
+
+
 def test_unrolled_bad_input(tmp_path):
     with pytest.raises(InputError, match="model"):
         load_unrolled("no-such-model")

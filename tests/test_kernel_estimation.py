@@ -193,23 +193,30 @@ def test_a_colour_image_of_three_identical_channels_gives_the_gray_kernel(estima
     np.testing.assert_allclose(colour["kernel"], gray["kernel"], atol=1e-8 if estimator == "map_k" else 1e-6)
 
 
-def test_a_warm_started_map_xk_is_the_full_size_pam_from_its_pair_and_a_bad_start_is_refused():
-    """``map_xk(start=(h0, x0))`` skips the pyramid: its kernel is PAM's (``descend(scheme="pam")``) at full size
-    from (h0, x0), to the bit; a kernel of another size or off the simplex, or an image of another shape, is one
-    error naming ``start``."""
+def test_a_warm_started_map_xk_is_the_full_size_descent_of_its_scheme_and_bad_input_is_refused():
+    """``map_xk(start=(h0, x0), scheme=s)`` skips the pyramid: its kernel is ``descend(scheme=s)``'s at full size
+    from (h0, x0), to the bit, for PAM and for the exact-projection scheme (which end apart: the comparison is of
+    two kernel steps); a kernel of another size or off the simplex, or an image of another shape, is one error
+    naming ``start``, an unknown scheme one naming ``scheme``."""
     from landscape.descent import descend
     from landscape.posterior import Posterior
     y, h, prior = _problem((24, 24), 5)
     h0 = np.full((5, 5), 1 / 25)
     x0 = np.asarray(y) + 0.01
-    got = ke.map_xk(y, 0.01, 5, prior, n_outer=3, x_iters=2, start=(h0, x0))
     post = Posterior(ke.kernel_problem(np.asarray(y), 0.01, 5), prior)
     fam = post.problem.family
-    ds = descend(post, fam.theta_of(h0), torch.as_tensor(x0)[None], scheme="pam", n_outer=3, x_iters=2,
-                 record_every=3, progress=False)
-    want = fam(torch.as_tensor(ds.theta_path.values[0, -1])[None])[0].numpy()
-    assert got["levels"] == [5] and np.array_equal(got["kernel"], want)
-    assert not np.allclose(got["kernel"], h0, atol=1e-3)            # PAM moved: the comparison is not of two starts
+    ends = {}
+    for scheme in ("pam", "alternating"):
+        got = ke.map_xk(y, 0.01, 5, prior, n_outer=3, x_iters=2, start=(h0, x0), scheme=scheme)
+        ds = descend(post, fam.theta_of(h0), torch.as_tensor(x0)[None], scheme=scheme, n_outer=3, x_iters=2,
+                     record_every=3, progress=False)
+        want = fam(torch.as_tensor(ds.theta_path.values[0, -1])[None])[0].numpy()
+        assert got["levels"] == [5] and np.array_equal(got["kernel"], want)
+        assert not np.allclose(got["kernel"], h0, atol=1e-3)        # it moved: the comparison is not of two starts
+        ends[scheme] = got["kernel"]
+    assert not np.allclose(ends["pam"], ends["alternating"], atol=1e-4)
     for bad in ((np.full((3, 3), 1 / 9), x0), (h0 * 2, x0), (h0, x0[:20])):
         with pytest.raises(InputError, match="^start: "):
             ke.map_xk(y, 0.01, 5, prior, n_outer=1, start=bad)
+    with pytest.raises(InputError, match="^scheme: "):
+        ke.map_xk(y, 0.01, 5, prior, n_outer=1, scheme="joint")

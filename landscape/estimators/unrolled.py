@@ -138,11 +138,15 @@ class FreeKernelBranch(nn.Module):
             nn.init.zeros_(self.sharpen[-1].weight)
             nn.init.zeros_(self.sharpen[-1].bias)
 
-    def _crop(self, a: torch.Tensor) -> torch.Tensor:
-        r = self.size // 2
-        return torch.roll(a, shifts=(r, r), dims=(-2, -1))[..., :self.size, :self.size]     # centred support
+    @staticmethod
+    def _crop(a: torch.Tensor, size: int) -> torch.Tensor:
+        r = size // 2
+        return torch.roll(a, shifts=(r, r), dims=(-2, -1))[..., :size, :size]     # centred support
 
-    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, z: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """The kernel ``(B, k, k)`` on the ``size x size`` support (default: the one it was trained on; no weight
+        depends on it)."""
+        size = size or self.size
         y, z = _channels_first(y, self.image_channels), _channels_first(z, self.image_channels)   # (B, C, H, W)
         if hasattr(self, "sharpen"):
             z = z + self.sharpen(torch.cat([y, z], 1))
@@ -151,7 +155,7 @@ class FreeKernelBranch(nn.Module):
         n = y.shape[-1] * y.shape[-2]
         num, den = (Zf.conj() * Y).sum(1), (Zf.abs() ** 2).sum(1)
         ls = torch.fft.irfft2(num / (den + torch.exp(self.log_beta) * n), s=y.shape[-2:])
-        crop = self._crop(ls)
+        crop = self._crop(ls, size)
         logits = torch.exp(self.log_temp) * crop + self.refine(crop[:, None])[:, 0]
         h = torch.softmax(logits.flatten(1), 1).reshape(crop.shape)
         if hasattr(self, "log_tau"):
@@ -160,7 +164,7 @@ class FreeKernelBranch(nn.Module):
             lip = (Z.abs() ** 2).sum(1).flatten(1)[:, 1:].max(1).values[:, None, None]
             for log_tau in self.log_tau:
                 res = torch.fft.irfft2(otf(h, tuple(y.shape[-2:]))[:, None] * Z, s=y.shape[-2:]) - y
-                g = self._crop(torch.fft.irfft2((Z.conj() * torch.fft.rfft2(res)).sum(1), s=y.shape[-2:]))
+                g = self._crop(torch.fft.irfft2((Z.conj() * torch.fft.rfft2(res)).sum(1), s=y.shape[-2:]), size)
                 h = _kernels.project_simplex((h - torch.exp(log_tau) * g / lip).flatten(1)).reshape(h.shape)
         return h
 
@@ -285,10 +289,12 @@ class UnrolledBlind(nn.Module):
     def iterations(self) -> int:
         return self.log_s.numel()
 
-    def kernel(self, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(h (B, k, k), theta (B, p) or None)`` from the observation and the current image."""
+    def kernel(self, y: torch.Tensor, z: torch.Tensor, support: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(h (B, k, k), theta (B, p) or None)`` from the observation and the current image; a free kernel on the
+        ``support`` (default: the model's)."""
         if self.free:
-            return self.kernel_branch(y, z), None
+            return self.kernel_branch(y, z, support), None
         th = self.kernel_branch(y, z)
         return self.family(th.to(y.dtype)), th
 
@@ -307,10 +313,13 @@ class UnrolledBlind(nn.Module):
         return Blur(h, tuple(y.shape[-2:]), chunk=None, channels=channels).data_prox(y, z, sigma, s)
 
     def forward(self, y: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None,
-                trace: bool = False) -> dict[str, Any]:
+                support: int | None = None, trace: bool = False) -> dict[str, Any]:
         """Reconstruct from ``y`` ``(B, H, W)`` (colour: ``(B, C, H, W)``) at noise levels ``sigma``
         (float or ``(B,)``). With ``kernel`` ``(B, k, k)`` every iteration uses it instead of the kernel
-        branch's estimate: the same network, non-blind (what its image steps make of a known kernel).
+        branch's estimate: the same network, non-blind (what its image steps make of a known kernel). A free
+        kernel branch estimates on a ``support x support`` support (odd, at most the image's side; default the
+        one it was trained on: no weight depends on it), e.g. a measured kernel's; :class:`InputError` naming
+        ``support`` for a parametric model (its family fixes the support) or a bad size.
 
         Returns ``{"x": y's shape, "kernel": (B, k, k), "theta": (B, p) or None}`` (the last
         iteration's; ``theta`` None with a given ``kernel``), plus ``"iterates"`` (a list of the ``z_k``)
@@ -319,13 +328,20 @@ class UnrolledBlind(nn.Module):
         B = y.shape[0]
         if kernel is not None and (kernel.ndim != 3 or kernel.shape[0] != B):
             raise InputError("kernel", f"one kernel per image, shape ({B}, k, k)", tuple(kernel.shape))
+        if support is not None:
+            if not self.free:
+                raise InputError("support", "None for a parametric kernel family (its family fixes the support)",
+                                 support)
+            if not (isinstance(support, int) and support >= 3 and support % 2 == 1 and support <= min(y.shape[-2:])):
+                raise InputError("support", f"an odd integer from 3 to the image's side ({min(y.shape[-2:])})",
+                                 support)
         sig = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).expand(B)
         z, zs = y, []
         h, th = None, None
         nll = self.marginal.nll(y, sig) if kernel is None and hasattr(self, "marginal") else None
         for k in range(self.iterations):
             s = torch.exp(self.log_s[k]).to(y.dtype).expand(B)
-            h, th = self.kernel(y, z) if kernel is None else (kernel.to(y.dtype), None)
+            h, th = self.kernel(y, z, support) if kernel is None else (kernel.to(y.dtype), None)
             if nll is not None:
                 h, th = self.marginal(nll, th)
             x = self.data_step(h, y, z, sig, s)
@@ -390,9 +406,9 @@ def check_kernel_for(model: UnrolledBlind, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
-def reconstruct(model: UnrolledBlind, y: Any, sigma: float) -> dict[str, np.ndarray]:
+def reconstruct(model: UnrolledBlind, y: Any, sigma: float, support: int | None = None) -> dict[str, np.ndarray]:
     """Run ``model`` on one observation ``y`` ``(H, W)``, or ``(C, H, W)`` for a colour model (float64 in,
-    the model's dtype inside).
+    the model's dtype inside); a free-kernel model estimates on ``support`` (as :meth:`UnrolledBlind.forward`).
 
     Returns ``x`` (``y``'s shape), ``kernel`` ``(k, k)`` and ``theta`` (``(p,)`` or empty). An image smaller
     than the kernel support, or whose sides are not multiples of 4 (the UNet's two poolings pad them),
@@ -408,7 +424,7 @@ def reconstruct(model: UnrolledBlind, y: Any, sigma: float) -> dict[str, np.ndar
         raise InputError("y", f"{want} at least {side} pixels on a side (the model's receptive "
                          "field and kernel support)", tuple(yy.shape))
     with torch.no_grad():
-        out = model(yy[None], sigma)
+        out = model(yy[None], sigma, support=support)
     th = out["theta"]
     return {"x": host(out["x"][0].double()), "kernel": host(out["kernel"][0].double()),
             "theta": host(th[0].double()) if th is not None else np.zeros(0)}

@@ -5,7 +5,9 @@ circular) every estimator sees only :math:`(y, \sigma)` and the kernel's support
 Levin et al.'s protocol):
 
 * ``map_xk`` — the joint MAP over :math:`(x, h)` from :math:`(\delta, y)`, alternating with delayed
-  normalisation (Perrone & Favaro 2014), coarse to fine, under the ``--prior`` (Levin's sparse prior);
+  normalisation (Perrone & Favaro 2014), coarse to fine, under the ``--prior`` (Levin's sparse prior); with
+  ``--scheme alternating`` (all three joint MAPs) the kernel step is the exact simplex projection instead, a
+  descent of the joint energy (PAM's fixed points need not be its stationary points);
 * ``map_k`` — MAP over :math:`h` with :math:`x` integrated out under the stationary Gaussian prior (closed
   form; EM on the simplex, coarse to fine: :mod:`landscape.kernel_estimation`), Levin et al. 2011's contrast;
 * ``map_k_mog`` — MAP over :math:`h` with :math:`x` integrated out under a sparse prior (a Gaussian mixture on the
@@ -131,6 +133,9 @@ class Config:
                            prior_name(("sparse", "gaussian", "gs")))
     n_outer: int = option(60, "MAP_xk: alternations per pyramid level", integer(1))
     x_iters: int = option(5, "MAP_xk: inner solver iterations per alternation", integer(1))
+    scheme: str = option("pam", "MAP_xk's kernel step (the three joint MAPs): pam (clipped, then normalised: delayed "
+                         "normalisation, what practitioners run) or alternating (the exact simplex projection: a "
+                         "descent of the joint energy on the simplex)", one_of(("pam", "alternating")))
     n_em: int = option(15, "MAP_k (Gaussian and MoG): EM iterations per pyramid level", integer(1))
     pnp_iter: int = option(40, "PnP: iterations", integer(1))
     pnp_variant: str = option("fixed", "PnP: fixed (one denoiser call per iteration) or gradient-step (monotone "
@@ -146,6 +151,10 @@ class Config:
                               lambda v: v in (UNROLLED_MODEL, COLOR_UNROLLED_MODEL) or Path(str(v)).is_file(),
                               ("/no/such/model.pt", "unrolled-gaussian"),
                               reads=lambda v: [Path(v)] if Path(str(v)).is_file() else []))
+    unrolled_support: str = option("model", "the unrolled network's kernel support: model (the one it was trained on; "
+                                   "its estimate then centred on the case's) or case (the measured kernel's, as every "
+                                   "other estimator sees; no weight of a free kernel branch depends on it)",
+                                   one_of(("model", "case")))
     skip: tuple[str, ...] = option((), "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
                                    subset_of(ESTIMATORS[1:], allow_empty=True))
     seed: int = option(0, "seed of the noise", integer(0))
@@ -188,15 +197,16 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
             h0 = h0 / h0.sum()
             start = (h0, ke.nonblind(y, sig, h0, nb_prior, device=dev))
         return ke.map_xk(y, sig, K, joint_prior, n_outer=cfg.n_outer, x_iters=cfg.x_iters, start=start,
-                         device=dev)["kernel"]
+                         scheme=cfg.scheme, device=dev)["kernel"]
     if name == "map_k":
         return ke.map_k(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
     if name == "map_k_mog":
         return ke.map_k_mog(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
     if name == "unrolled":
+        support = K if cfg.unrolled_support == "case" else None
         if network.image_channels == 1 and problem.event_ndim == 3:    # a gray network on the luminance
-            return reconstruct(network, torch.as_tensor(data.luminance(y)), sig * LUMA_NORM)["kernel"]
-        return reconstruct(network, problem.y, sig)["kernel"]
+            return reconstruct(network, torch.as_tensor(data.luminance(y)), sig * LUMA_NORM, support)["kernel"]
+        return reconstruct(network, problem.y, sig, support)["kernel"]
     opts = pnp.PnPOptions(variant=cfg.pnp_variant, s=cfg.s, n_iter=cfg.pnp_iter)
     single = BlindDeblur(problem.y, problem.family, sig, dtype=torch.float32)      # the network's precision
     th = pnp.pnp_blind(single, pnp_prior, problem.family.zero(dtype=torch.float32, device=dev), options=opts)["theta"]
