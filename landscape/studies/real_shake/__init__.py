@@ -20,7 +20,9 @@ Levin et al.'s protocol):
   kernel and its non-blind image: the MMSE as a MAP's initialisation;
 * ``map_xk_from_truth`` — the joint MAP (as ``map_xk``, at full size) started from the true kernel and its
   non-blind image: not a blind estimator but the theorem's check, where a descent from the truth goes (how far
-  from :math:`h^\star` its ``n_outer`` alternations take it, and its energy against :math:`E(\delta, y)`);
+  from :math:`h^\star` its ``n_outer`` alternations take it, and its energy against :math:`E(\delta, y)`); a
+  statement about :math:`E`'s minima wants ``--scheme alternating`` (PAM's fixed points need not be stationary
+  points of :math:`E`: docs/studies/real_shake.md);
 * ``true`` — the true kernel: the error ratio's denominator.
 
 Each kernel goes through the same non-blind step (``--nonblind``: by default the stationary Gaussian prior's
