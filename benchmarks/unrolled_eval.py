@@ -1,14 +1,16 @@
 """The shipped unrolled models on held-out data: PSNR, kernel error and parameter error, in one run.
 
     python benchmarks/unrolled_eval.py [--models unrolled-gaussian,unrolled-shake,unrolled-gmm16] [--oracle]
-                                       [--classical] [--marginal] [--crop 64]
+                                       [--classical] [--marginal] [--crop 64] [--kernel-size 15]
+                                       [--support model|draw]
 
 Natural models: 64x64 crops (``--crop``) of the held-out images (camera, ascent, aero; three places each; a colour
 model: (3, 64, 64) crops of the held-out colour photographs chelsea and coffee, three places each), kernels
 drawn from the model's training range (seeded: Gaussian widths or motion (length, angle) uniform on the
 box, camera-shake draws of sizes 5-15, or 5..--kernel-size, zero-padded to a free model's support: the same
-draws for every free model), sigma in {0.01, 0.03}. The GMM models: 16x16 draws of their GMM ((3, 16, 16) for
-unrolled-gmm16-color).
+draws for every free model; ``--support draw``: each free model estimates on the drawn kernel's own support, its
+zero margins trimmed, and is compared with the trimmed kernel), sigma in {0.01, 0.03}. The GMM models: 16x16 draws
+of their GMM ((3, 16, 16) for unrolled-gmm16-color).
 Reports means over the cases: PSNR of y and of the reconstruction, ||h_hat - h*||, and for the parametric models
 |theta_hat - theta*| (the first parameter: a width or a length, px) and a motion model's angle error (degrees,
 modulo 180), against the parameters each kernel was drawn with.
@@ -78,6 +80,8 @@ def main() -> None:
                     help="shipped names, or NAME:PATH for a weights file trained with NAME's recipe")
     ap.add_argument("--kernel-size", type=int, default=15,
                     help="free-kernel models: camera-shake draws of sizes 5..this, zero-padded to each model's support")
+    ap.add_argument("--support", default="model", choices=["model", "draw"],
+                    help="free-kernel models: estimate on the model's support, or on each drawn kernel's own")
     ap.add_argument("--oracle", action="store_true",
                     help="also the least-squares kernel's error from x* and from x_hat, and the model's kernel branch "
                     "fed x*")
@@ -112,8 +116,16 @@ def main() -> None:
                 if free:                          # the same draws for every free model, on its own support
                     h = torch.as_tensor(check_kernel_for(model, h[0].double().numpy()), dtype=torch.float32)[None]
                 y = simulate(x, h, torch.tensor([sig]), gen)
+                support = None
+                if free and args.support == "draw":       # the drawn kernel's own support: its zero margins trimmed
+                    rows_used = np.flatnonzero(h[0].abs().sum(1) > 0)
+                    cols_used = np.flatnonzero(h[0].abs().sum(0) > 0)
+                    last = h.shape[-1] - 1
+                    m = min(rows_used[0], cols_used[0], last - rows_used[-1], last - cols_used[-1])
+                    support = h.shape[-1] - 2 * int(m)
+                    h = h[:, m:m + support, m:m + support]
                 with torch.no_grad():
-                    o = model(y, sig)
+                    o = model(y, sig, support=support)
                 psnr = lambda a: 10 * np.log10(1 / float(((a - x) ** 2).mean()))
                 th_err = angle_err = np.nan
                 if o["theta"] is not None:       # the parameters the kernel was drawn with

@@ -315,6 +315,8 @@ RECIPES: dict[str, dict] = {
     "unrolled-gaussian": {"family": "gaussian", "theta_max": 3.0},
     "unrolled-motion": {"family": "motion", "theta_max": 13.0},
     "unrolled-shake": {"family": "free"},
+    "unrolled-shake-29": {"family": "free", "kernel_size": 29, "init": "unrolled-shake", "steps": 1500, "lr": 1e-4,
+                          "seed": 6},
     "unrolled-gmm16": {"family": "gaussian", "theta_max": 3.0, "data": "gmm", "patch": 16, "batch": 32,
                        "init": "denoiser-gmm16", "steps": 3000},
     "unrolled-gmm16-color": {"family": "gaussian", "theta_max": 3.0, "data": "gmm", "color": True, "patch": 16,

@@ -47,6 +47,9 @@ SHIPPED = {
     "unrolled-gaussian": "Gaussian blur, width in [0, 3], natural 64x64 patches",
     "unrolled-motion": "linear motion, length in [0, 13], any angle, natural 64x64 patches",
     "unrolled-shake": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support), natural patches",
+    "unrolled-shake-29": "unrolled-shake fine-tuned on free kernels of sizes 5-29 on a 29x29 support (Levin et al.'s "
+                         "measured kernels are 11-29 px), natural patches; run it on the kernel's own support "
+                         "(reconstruct(support=))",
     "unrolled-gmm16": "Gaussian blur, width in [0, 3], exact samples of the 16x16 natural-crop GMM",
     "unrolled-gmm16-color": "Gaussian blur (one kernel for the three channels), width in [0, 3], exact samples of the "
                             "(3, 16, 16) colour-crop GMM",
@@ -398,7 +401,8 @@ def check_kernel_for(model: UnrolledBlind, kernel: np.ndarray) -> np.ndarray:
     k = np.asarray(kernel, dtype=float)
     if k.shape[0] > model.size or k.shape[1] > model.size:
         raise InputError("kernel_file", f"a kernel no larger than the model's {model.size}x{model.size} support "
-                         "once centred (kernels.load pads a kernel to put its centre of mass on the centre pixel)",
+                         "once centred (kernels.load pads a kernel to put its centre of mass on the centre pixel; "
+                         "unrolled-shake-29 takes up to 29x29)",
                          f"{k.shape[0]}x{k.shape[1]} after centring")
     out = np.zeros((model.size, model.size))
     r0, c0 = (model.size - k.shape[0]) // 2, (model.size - k.shape[1]) // 2

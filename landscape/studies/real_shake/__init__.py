@@ -71,6 +71,7 @@ from ..._checks import (
     subset_of,
 )
 from ...estimators import pnp
+from ...estimators.train_unrolled import RECIPES
 from ...estimators.unrolled import COLOR_MODELS, MODELS, load_unrolled, reconstruct
 from ...posterior import BlindDeblur, Posterior
 from ...priors import PriorSettings, make_prior
@@ -100,6 +101,8 @@ CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 GALLERY = 31
 #: the shipped free-kernel unrolled networks: gray, and colour (the ``--color`` default)
 UNROLLED_MODEL, COLOR_UNROLLED_MODEL = MODELS["free"], COLOR_MODELS["free"]
+#: the shipped free-kernel unrolled networks (``--model`` takes any of them by name)
+FREE_MODELS = tuple(name for name, recipe in RECIPES.items() if recipe["family"] == "free")
 #: the noise level of the luminance of three channels of independent noise sigma: sigma * LUMA_NORM
 LUMA_NORM = float(np.linalg.norm(data.LUMA))
 
@@ -146,11 +149,11 @@ class Config:
                             "(file.py:factory, module:factory; a denoiser D(x, sigma) is taken as a Tweedie prior at "
                             "--s); gradient-step PnP needs one with an energy", prior_name(("gs", "tweedie")))
     s: float = option(0.02, "level of the PnP prior (the gradient-step or Tweedie denoiser)", positive_number())
-    model: str = option(UNROLLED_MODEL, "the unrolled network: a shipped name or a weights file of "
-                        f"landscape train-unrolled (free kernels); with --color {COLOR_UNROLLED_MODEL} (on the colour y; "
-                        "a gray model's weights file runs on the luminance)",
+    model: str = option(UNROLLED_MODEL, f"the unrolled network: a shipped one ({', '.join(FREE_MODELS)}) or a "
+                        f"weights file of landscape train-unrolled (free kernels); with --color {COLOR_UNROLLED_MODEL} "
+                        "(on the colour y; a gray model's weights file runs on the luminance)",
                         Check("a shipped free-kernel unrolled model or an existing weights file",
-                              lambda v: v in (UNROLLED_MODEL, COLOR_UNROLLED_MODEL) or Path(str(v)).is_file(),
+                              lambda v: v in FREE_MODELS or Path(str(v)).is_file(),
                               ("/no/such/model.pt", "unrolled-gaussian"),
                               reads=lambda v: [Path(v)] if Path(str(v)).is_file() else []))
     unrolled_support: str = option("model", "the unrolled network's kernel support: model (the one it was trained on; "
