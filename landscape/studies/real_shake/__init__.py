@@ -99,7 +99,7 @@ WARM_STARTS = {"map_xk_from_unrolled": "unrolled", "map_xk_from_truth": "true"}
 CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 #: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
 GALLERY = 31
-#: the shipped free-kernel unrolled networks: gray, and colour (the ``--color`` default)
+#: the default free-kernel unrolled networks: gray, and colour (the ``--color`` default)
 UNROLLED_MODEL, COLOR_UNROLLED_MODEL = MODELS["free"], COLOR_MODELS["free"]
 #: the shipped free-kernel unrolled networks (``--model`` takes any of them by name)
 FREE_MODELS = tuple(name for name, recipe in RECIPES.items() if recipe["family"] == "free")
