@@ -58,6 +58,8 @@ from .solvers import SolverOptions
 
 #: shrink factor of the kernel support between pyramid levels
 FACTOR = 2 ** 0.5
+#: :func:`map_xk`'s kernel steps: PAM's delayed normalisation, or the exact simplex projection
+MAP_XK_SCHEMES = ("pam", "alternating")
 
 
 def _odd(v: float) -> int:
@@ -491,7 +493,7 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
     from tqdm.auto import tqdm
 
     from .descent import descend
-    choice("scheme", scheme, ("pam", "alternating"))
+    choice("scheme", scheme, MAP_XK_SCHEMES)
     y = _image(y)
     levels = pyramid(y.shape[-2:], size, factor)
     h, x = dirac(levels[0][1], device="cpu").numpy(), None

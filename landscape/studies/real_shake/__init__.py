@@ -140,7 +140,7 @@ class Config:
     x_iters: int = option(5, "MAP_xk: inner solver iterations per alternation", integer(1))
     scheme: str = option("pam", "MAP_xk's kernel step (the three joint MAPs): pam (clipped, then normalised: delayed "
                          "normalisation, what practitioners run) or alternating (the exact simplex projection: a "
-                         "descent of the joint energy on the simplex)", one_of(("pam", "alternating")))
+                         "descent of the joint energy on the simplex)", one_of(ke.MAP_XK_SCHEMES))
     n_em: int = option(15, "MAP_k (Gaussian and MoG): EM iterations per pyramid level", integer(1))
     pnp_iter: int = option(40, "PnP: iterations", integer(1))
     pnp_variant: str = option("fixed", "PnP: fixed (one denoiser call per iteration) or gradient-step (monotone "
