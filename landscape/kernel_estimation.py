@@ -22,6 +22,10 @@ r"""Free-kernel estimation as the blind-deblurring literature runs it on measure
   maximises the colour marginal; :func:`map_k_mog` puts the difference mixture on every channel; :func:`map_xk`
   takes a prior built for colour images. Three identical channels give the gray kernel
   (``tests/test_kernel_estimation.py``).
+* :func:`map_k_diffusion` — MAP over the kernel with the image integrated out under a *learned* prior, by Monte
+  Carlo EM: the E-step draws :math:`x \mid h, y` by diffusion posterior sampling with a noise-conditional denoiser,
+  the M-step is :func:`map_k`'s quadratic built from the draws' Fourier moments (exact for their empirical
+  distribution: :func:`draws_m_step`), coarse to fine.
 * :func:`map_xk` — the joint MAP over :math:`(x, h)` from :math:`(\delta, y)`, alternating with delayed
   normalisation (Perrone & Favaro 2014; ``descent.descend(scheme="pam")``), coarse to fine, for any prior; or at
   full size from a given pair (``start``: the truth, or another estimator's kernel); ``scheme="alternating"``
@@ -519,6 +523,115 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
     return {"kernel": h, "x": x, "energy": float(ds.energy_path.values[0, -1]), "levels": [k for _, k, _ in levels]}
 
 
+def draws_m_step(y: torch.Tensor, draws: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    r"""``(A, b, const)`` of the Monte Carlo M-step's quadratic :math:`\frac1J\sum_j\|h\star x_j - y\|^2` on the
+    ``size x size`` support, from draws ``x_j`` ``(J, *y.shape)`` (gray ``(H, W)`` or colour ``(C, H, W)``: the
+    channels' quadratics summed). The mean of :math:`|\hat h\hat x_j - Y|^2` over the draws is
+    :math:`|\hat h\hat\mu - Y|^2 + |\hat h|^2 c` with :math:`\hat\mu` and :math:`c` the draws' mean and variance
+    per coefficient, so it is :func:`m_step_quadratic` of their moments, exactly."""
+    X = torch.fft.fft2(draws.to(y.dtype), norm="ortho")
+    mu = X.mean(0)
+    c = ((X.abs() ** 2).mean(0) - mu.abs() ** 2).clamp_min(0)
+    return _component_sum(y, mu, c, size)
+
+
+def _diffusion_em_level(y: np.ndarray, noise: float, prior: Prior, h0: np.ndarray, n_em: int, n_inner: int,
+                        options: Any, seeds: np.ndarray, dtype: torch.dtype, device: Any,
+                        on_iter: Callable | None = None) -> tuple[np.ndarray, list[float]]:
+    from .sampling.diffusion import dps
+    size = h0.shape[0]
+    prob = kernel_problem(y, noise, size, dtype=dtype, device=device)
+    post, fam = Posterior(prob, prior), prob.family
+    y64 = prob.y.to(torch.float64)
+    h = torch.as_tensor(h0, dtype=torch.float64, device=prob.device).reshape(-1)
+    q = []
+    for t in range(n_em):
+        draws = dps(post, fam.theta_of(h.reshape(size, size).to(dtype)), options, rng=int(seeds[t]))["draws"][:, 0]
+        A, b, const = draws_m_step(y64, draws, size)
+        h = _fista_simplex(A, b, h, n_inner)
+        q.append(float(h @ (A @ h) - 2 * b @ h + const))
+        if on_iter is not None:
+            on_iter()
+    return host(h.reshape(size, size)), q
+
+
+def tweedie_prior(shape: tuple[int, ...]) -> Prior:
+    """The shipped noise-conditional denoiser as a diffusion prior at ``shape`` (``(H, W)``: ``denoiser-gray``;
+    ``(3, H, W)``: ``denoiser-color``), float32."""
+    from .priors import PriorSettings
+    return make_prior("tweedie", tuple(shape), PriorSettings(dtype=torch.float32))
+
+
+def map_k_diffusion(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, ...]], Prior] = tweedie_prior,
+                    n_em: int = 4, n_inner: int = 100, options: Any = None, factor: float = FACTOR,
+                    start: Any = None, rng: Any = None, dtype: torch.dtype = torch.float32, progress: bool = False,
+                    device: Any = None) -> dict[str, Any]:
+    r"""MAP over a free kernel with x marginalised under a *diffusion* prior: Monte Carlo EM whose E-step draws
+    :math:`x_j \sim p(x \mid h_t, y)` by diffusion posterior sampling (``sampling.diffusion.dps``), coarse to fine.
+
+    The M-step minimises the draws' mean misfit over the simplex,
+
+    .. math::
+        h_{t+1} = \arg\min_{h \in \Delta} \frac1J \sum_{j=1}^J \|h \star x_j - y\|^2
+        \approx \arg\min_{h \in \Delta} E_{x \sim p(x \mid h_t, y)} \|h \star x - y\|^2 ,
+
+    the expected complete-data log-likelihood of EM for :math:`\max_h p(y \mid h)`: :func:`map_k`'s EM with its
+    exact Gaussian E-step replaced by draws of the learned prior's posterior (the draws' first and second Fourier
+    moments give the same quadratic, :func:`draws_m_step`). It is the alternation of Fast Diffusion EM (Laroche et
+    al. 2024) and BlindDPS-type methods, without a kernel prior. Posterior *draws*, not the posterior mean,
+    matter: their fine detail is absent from a blurry :math:`y`, so at :math:`h = \delta` the M-step fits a blur,
+    and EM leaves the trivial kernel where the joint MAP stays at it.
+
+    Parameters
+    ----------
+    y, noise, size
+        As :func:`map_k` (``(H, W)`` or colour ``(C, H, W)``).
+    prior : callable ``shape -> Prior``
+        A prior that denoises at every level of the schedule (a noise-conditional network, or an exact prior), at
+        each pyramid level's image shape. Default: the shipped denoiser (:func:`tweedie_prior`).
+    n_em, n_inner : int
+        EM iterations per pyramid level; FISTA iterations per M-step.
+    options : sampling.diffusion.DiffusionOptions, optional
+        The E-step's sampler: levels, chains (the draws J), ... Default: 30 levels from ``s_max = 1``, 2 chains.
+    start : array ``(size, size)``, optional
+        A kernel on the simplex to start from at full size alone (no pyramid). Default: δ, coarse to fine.
+    rng : seed or ``numpy.random.Generator``
+        Seeds the E-steps' draws.
+    dtype : torch.dtype
+        The sampler's precision (the M-step runs in float64).
+    device : torch.device or str, optional
+
+    Returns
+    -------
+    dict
+        ``kernel`` ``(size, size)``, ``q`` (the finest level's M-step objective after each iteration: the draws'
+        mean :math:`\|h_{t+1} \star x_j - y\|^2`), ``levels``.
+    """
+    from tqdm.auto import tqdm
+
+    from .sampling.diffusion import DiffusionOptions
+    y = _image(y)
+    positive("noise", noise)
+    opts = options if options is not None else DiffusionOptions(levels=30, chains=2, s_max=1.0)
+    if not isinstance(opts, DiffusionOptions):
+        raise InputError("options", "sampling.diffusion.DiffusionOptions (the E-step's sampler)", type(opts).__name__)
+    levels = pyramid(y.shape[-2:], size, factor)
+    h = dirac(levels[0][1], device="cpu").numpy()
+    if start is not None:
+        h = np.asarray(host(start) if isinstance(start, torch.Tensor) else start, dtype=float)
+        if h.shape != (size, size) or h.min() < 0 or abs(h.sum() - 1) > 1e-6:
+            raise InputError("start", f"a ({size}, {size}) kernel on the simplex (>= 0, summing to 1)",
+                             f"shape {h.shape}, minimum {h.min():.3g}, sum {h.sum():.6g}")
+        levels = levels[-1:]
+    seeds = np.random.default_rng(rng).integers(2 ** 31, size=(len(levels), n_em))
+    bar = tqdm(total=n_em * len(levels), desc="MAP_k (diffusion EM)", disable=not progress, leave=False)
+    for i, (shape, k, r) in enumerate(levels):
+        h, q = _diffusion_em_level(_resize(y, shape), noise * r, prior(_with_channels(y, shape)),
+                                   upsample_kernel(h, k), n_em, n_inner, opts, seeds[i], dtype, device, bar.update)
+    bar.close()
+    return {"kernel": h, "q": np.array(q), "levels": [k for _, k, _ in levels]}
+
+
 def nonblind(y: Any, noise: float, kernel: Any, prior: Prior, solver: SolverOptions | None = None,
              device: Any = None) -> np.ndarray:
     """:math:`\\arg\\min_x \\|h \\star x - y\\|^2/2\\sigma^2 + q(x)` for a given kernel (the toolkit's solver),
@@ -560,6 +673,7 @@ def kernel_error(h: Any, h_true: Any) -> float:
     return float(np.linalg.norm(centre(h, size) - centre(ht, size)))
 
 
-__all__ = ["pyramid", "map_k", "map_k_mog", "GradientMixture", "fit_gradient_mixture", "differences",
-           "mog_e_step", "mog_m_step_quadratic", "map_xk", "nonblind", "kernel_error", "least_squares_kernel", "e_step",
-           "m_step_quadratic", "upsample_kernel", "kernel_problem", "gaussian_prior"]
+__all__ = ["pyramid", "map_k", "map_k_diffusion", "draws_m_step", "tweedie_prior", "map_k_mog", "GradientMixture",
+           "fit_gradient_mixture", "differences", "mog_e_step", "mog_m_step_quadratic", "map_xk", "nonblind",
+           "kernel_error", "least_squares_kernel", "e_step", "m_step_quadratic", "upsample_kernel", "kernel_problem",
+           "gaussian_prior"]

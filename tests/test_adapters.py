@@ -211,7 +211,8 @@ def test_real_shakes_pnp_takes_a_user_denoiser_and_gives_the_registrys_numbers(t
     import json
     f = tmp_path / "user.py"
     f.write_text(textwrap.dedent(USER_FILE))
-    small = ["--quick", "--skip", "map_xk,map_k,map_k_mog,unrolled,map_xk_from_unrolled,map_xk_from_truth",
+    small = ["--quick", "--skip", "map_xk,map_k,map_k_mog,map_k_diffusion,unrolled,map_xk_from_unrolled,"
+             "map_xk_from_truth",
              "--pnp-iter", "8", "--no-progress"]
     out = {}
     for name in ("tweedie", f"{f}:make"):

@@ -459,7 +459,8 @@ def test_real_shake_the_true_kernel_scores_one_and_the_success_curve_counts_the_
     rates are the fractions of the stored ratios at or below each threshold; the estimated kernels lie on the
     simplex; the inputs (y, x*) are stored."""
     from landscape.studies import real_shake as rs
-    cfg = rs.Config(kernels="levin5,levin3", images="camera", crop=64, n_outer=3, n_em=2, skip="pnp")
+    cfg = rs.Config(kernels="levin5,levin3", images="camera", crop=64, n_outer=3, n_em=2, n_em_diffusion=1,
+                    dps_levels=5, dps_chains=1, skip="pnp")
     ds = rs.run(cfg, progress=False)
     assert ds.sizes["case"] == 2 and list(ds.case_kernel.values) == ["levin5", "levin3"]
     r = ds.error_ratio.values
@@ -486,7 +487,8 @@ def test_real_shake_warm_starts_the_joint_map_from_the_networks_kernel_and_from_
     from landscape import kernels, kernel_estimation as ke
     from landscape.priors import make_prior
     from landscape.studies import real_shake as rs
-    ds = rs.run(rs.Config(kernels="levin5", images="camera", crop=64, n_outer=3, skip="map_k,map_k_mog,pnp"),
+    ds = rs.run(rs.Config(kernels="levin5", images="camera", crop=64, n_outer=3,
+                          skip="map_k,map_k_mog,map_k_diffusion,pnp"),
                 progress=False)
     h_true, y = kernels.load("levin5"), ds.y.values[0]
     start = kernels.centre(ds.kernel_hat.sel(estimator="unrolled").values[0], h_true.shape[0])
@@ -502,18 +504,24 @@ def test_real_shake_warm_starts_the_joint_map_from_the_networks_kernel_and_from_
     assert ds.energy.sel(estimator="map_xk_from_truth").item() > ds.energy_trivial_pair.item()
 
 
-def test_real_shake_runs_the_unrolled_network_on_the_cases_support_when_asked():
-    """``unrolled_support="case"`` (levin5, 11x11, on camera at 64x64): the stored network kernel is the shipped
-    network run on y with an 11x11 support, to the bit, not its 15x15 estimate centred on 11x11."""
+def test_real_shake_runs_the_29_network_on_the_cases_support_by_default_and_on_its_own_when_asked():
+    """By default (levin5, 11x11, on camera at 64x64) the stored network kernel is the shipped unrolled-shake-29 run
+    on y with the case's 11x11 support, to the bit; ``unrolled_support="model"`` stores its 29x29 estimate centred
+    on 11x11 instead, a different kernel."""
     from landscape import kernels
     from landscape.estimators.unrolled import load_unrolled, reconstruct
     from landscape.studies import real_shake as rs
-    ds = rs.run(rs.Config(kernels="levin5", images="camera", crop=64, unrolled_support="case",
-                          skip="map_xk,map_k,map_k_mog,pnp,map_xk_from_unrolled,map_xk_from_truth"), progress=False)
-    y, net = ds.y.values[0], load_unrolled("unrolled-shake")
+    base = dict(kernels="levin5", images="camera", crop=64,
+                skip="map_xk,map_k,map_k_mog,map_k_diffusion,pnp,map_xk_from_unrolled,map_xk_from_truth")
+    ds = rs.run(rs.Config(**base), progress=False)
+    assert '"model": "unrolled-shake-29"' in ds.attrs["config"]
+    y, net = ds.y.values[0], load_unrolled("unrolled-shake-29")
     got = ds.kernel_hat.sel(estimator="unrolled").values[0]
     assert np.array_equal(got, kernels.centre(reconstruct(net, y, 0.01, support=11)["kernel"], rs.GALLERY))
-    assert not np.allclose(got, kernels.centre(reconstruct(net, y, 0.01)["kernel"], rs.GALLERY), atol=1e-3)
+    own = rs.run(rs.Config(**base, unrolled_support="model"), progress=False)
+    got = own.kernel_hat.sel(estimator="unrolled").values[0]
+    assert np.array_equal(got, kernels.centre(reconstruct(net, y, 0.01)["kernel"], rs.GALLERY))
+    assert not np.allclose(got, ds.kernel_hat.sel(estimator="unrolled").values[0], atol=1e-3)
 
 
 def test_real_shake_in_colour_estimates_the_kernel_from_the_colour_y_and_deconvolves_in_colour():
@@ -528,7 +536,7 @@ def test_real_shake_in_colour_estimates_the_kernel_from_the_colour_y_and_deconvo
     from landscape.priors import make_prior
     from landscape.studies import real_shake as rs
     cfg = rs.Config(color=True, kernels="levin5", images="chelsea", crop=64, n_em=2,
-                    skip="map_xk,unrolled,pnp,map_xk_from_unrolled,map_xk_from_truth")
+                    skip="map_xk,map_k_diffusion,unrolled,pnp,map_xk_from_unrolled,map_xk_from_truth")
     ds = rs.run(cfg, progress=False)
     img = data.center_crop(data.load("chelsea", color=True), 64)
     h = kernels.load("levin5")
@@ -557,7 +565,7 @@ def test_real_shake_in_colour_runs_the_colour_unrolled_network_on_the_colour_y_a
     from landscape.estimators.unrolled import load_unrolled, reconstruct
     from landscape.studies import real_shake as rs
     base = dict(color=True, kernels="levin5", images="chelsea", crop=64,
-                skip="map_xk,map_k,map_k_mog,pnp,map_xk_from_unrolled,map_xk_from_truth")
+                skip="map_xk,map_k,map_k_mog,map_k_diffusion,pnp,map_xk_from_unrolled,map_xk_from_truth")
     ds = rs.run(rs.Config(**base), progress=False)
     y = ds.y.values[0]
     assert ds.attrs["unrolled_input"] == "colour" and '"model": "unrolled-shake-color"' in ds.attrs["config"]
@@ -569,7 +577,7 @@ def test_real_shake_in_colour_runs_the_colour_unrolled_network_on_the_colour_y_a
     want = reconstruct(load_unrolled("unrolled-shake"), data.luminance(y), 0.01 * np.linalg.norm(data.LUMA))["kernel"]
     assert np.allclose(gray.kernel_hat.sel(estimator="unrolled").values[0], kernels.centre(want, rs.GALLERY), atol=1e-12)
     with pytest.raises(InputError, match="^model: "):
-        rs.run(rs.Config(kernels="levin5", images="camera", crop=64, skip="map_xk,map_k,map_k_mog,pnp,map_xk_from_unrolled",
+        rs.run(rs.Config(kernels="levin5", images="camera", crop=64, skip="map_xk,map_k,map_k_mog,map_k_diffusion,pnp,map_xk_from_unrolled",
                          model="unrolled-shake-color"), progress=False)
 
 

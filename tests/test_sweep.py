@@ -374,7 +374,7 @@ PARTED_RUNS = {
                       'x_star = "critical"\nnoise_levels = "0,0.003"\nn_draws = 1\nradii = "0.3"\n'
                       'n_directions = 1\nn_outer = 5\n',
     "real-shake": 'study = "real-shake"\n[options]\nkernels = "levin5"\nimages = "camera,ascent"\ncrop = 64\n'
-                  'n_outer = 3\nn_em = 2\npnp_iter = 3\n',
+                  'n_outer = 3\nn_em = 2\npnp_iter = 3\nn_em_diffusion = 1\ndps_levels = 5\ndps_chains = 1\n',
 }
 
 

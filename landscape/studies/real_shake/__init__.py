@@ -13,7 +13,12 @@ Levin et al.'s protocol):
 * ``map_k_mog`` — MAP over :math:`h` with :math:`x` integrated out under a sparse prior (a Gaussian mixture on the
   image's differences, fitted to the training images), Levin et al. 2011's variational EM with a diagonal
   covariance (:func:`landscape.kernel_estimation.map_k_mog`), coarse to fine;
-* ``unrolled`` — a blind unrolled network (an MMSE): ``--model``, by default the shipped ``unrolled-shake``;
+* ``map_k_diffusion`` — MAP over :math:`h` with :math:`x` integrated out under a *learned* prior, the shipped
+  denoiser as a diffusion model (``--diffusion-prior``): Monte Carlo EM whose E-step draws :math:`x \mid h, y` by
+  diffusion posterior sampling (:func:`landscape.kernel_estimation.map_k_diffusion`), coarse to fine;
+* ``unrolled`` — a blind unrolled network (an MMSE): ``--model``, by default the shipped ``unrolled-shake-29``
+  (trained on camera-shake draws up to 29×29, the size of the largest measured kernel), its kernel branch run on
+  the case's support as every other estimator's (``--unrolled-support``);
 * ``pnp`` — blind PnP-HQS from :math:`(\delta, y)` with the gradient-step network's denoiser (a kernel step per
   iteration, exact simplex projection);
 * ``map_xk_from_unrolled`` — the joint MAP (as ``map_xk``, at full size) warm-started from the unrolled network's
@@ -72,10 +77,11 @@ from ..._checks import (
 )
 from ...estimators import pnp
 from ...estimators.train_unrolled import RECIPES
-from ...estimators.unrolled import COLOR_MODELS, MODELS, load_unrolled, reconstruct
+from ...estimators.unrolled import COLOR_MODELS, load_unrolled, reconstruct
 from ...posterior import BlindDeblur, Posterior
 from ...priors import PriorSettings, make_prior
 from ...resources import MEASURED_KERNELS
+from ...sampling.diffusion import DiffusionOptions
 from ..common import (
     FIRST,
     at_most,
@@ -90,24 +96,30 @@ from ..common import (
 from .report import plot, summary  # noqa: F401  (the Study protocol's members)
 
 NAME = "real-shake"
-SUMMARY = "Levin et al.'s measured camera shake: MAP_xk vs MAP_k vs unrolled MMSE vs PnP, error-ratio success rates"
+SUMMARY = ("Levin et al.'s measured camera shake: MAP_xk vs MAP_k (Gaussian, sparse, diffusion prior) vs unrolled MMSE "
+           "vs PnP, error-ratio success rates")
 #: ``true`` first (the ratio's denominator); the two warm-started joint MAPs last (one needs ``unrolled``'s kernel)
-ESTIMATORS = ("true", "map_xk", "map_k", "map_k_mog", "unrolled", "pnp", "map_xk_from_unrolled", "map_xk_from_truth")
+ESTIMATORS = ("true", "map_xk", "map_k", "map_k_mog", "map_k_diffusion", "unrolled", "pnp", "map_xk_from_unrolled",
+              "map_xk_from_truth")
 #: the warm-started joint MAPs and the estimator whose kernel each starts from
 WARM_STARTS = {"map_xk_from_unrolled": "unrolled", "map_xk_from_truth": "true"}
 #: the thresholds of the stored cumulative success curve
 CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 #: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
 GALLERY = 31
-#: the default free-kernel unrolled networks: gray, and colour (the ``--color`` default)
-UNROLLED_MODEL, COLOR_UNROLLED_MODEL = MODELS["free"], COLOR_MODELS["free"]
+#: the default free-kernel unrolled networks: gray (the 29x29 one: every shipped measured kernel fits its support,
+#: the largest, levin4, loads as 29x29), and colour (the ``--color`` default)
+UNROLLED_MODEL, COLOR_UNROLLED_MODEL = "unrolled-shake-29", COLOR_MODELS["free"]
 #: the shipped free-kernel unrolled networks (``--model`` takes any of them by name)
 FREE_MODELS = tuple(name for name, recipe in RECIPES.items() if recipe["family"] == "free")
+#: the top level of MAP_k's diffusion posterior sampling (image units: the images lie in [0, 1])
+DPS_S_MAX = 1.0
 #: the noise level of the luminance of three channels of independent noise sigma: sigma * LUMA_NORM
 LUMA_NORM = float(np.linalg.norm(data.LUMA))
 
 QUICK = {"kernels": ("levin5",), "kernel_file": (), "images": FIRST, "noise": FIRST, "crop": at_most(64),
-         "n_outer": at_most(5), "n_em": at_most(3), "pnp_iter": at_most(5)}
+         "n_outer": at_most(5), "n_em": at_most(3), "pnp_iter": at_most(5), "n_em_diffusion": at_most(1),
+         "dps_levels": at_most(10), "dps_chains": at_most(1)}
 
 
 @dataclass
@@ -142,6 +154,14 @@ class Config:
                          "normalisation, what practitioners run) or alternating (the exact simplex projection: a "
                          "descent of the joint energy on the simplex)", one_of(ke.MAP_XK_SCHEMES))
     n_em: int = option(15, "MAP_k (Gaussian and MoG): EM iterations per pyramid level", integer(1))
+    diffusion_prior: str = option("tweedie", "MAP_k under a diffusion prior: the noise-conditional denoiser its "
+                                  "E-step samples with (tweedie: the shipped denoiser-gray, or denoiser-color with "
+                                  "--color; or a user prior that denoises at every level)", prior_name(("tweedie",)))
+    n_em_diffusion: int = option(4, "MAP_k under the diffusion prior: Monte Carlo EM iterations per pyramid level",
+                                 integer(1))
+    dps_levels: int = option(30, "MAP_k under the diffusion prior: noise levels of each E-step's diffusion posterior "
+                             "sampling (geometric from 1 to 0.005)", integer(2))
+    dps_chains: int = option(2, "MAP_k under the diffusion prior: posterior draws per E-step", integer(1))
     pnp_iter: int = option(40, "PnP: iterations", integer(1))
     pnp_variant: str = option("fixed", "PnP: fixed (one denoiser call per iteration) or gradient-step (monotone "
                               "energy, backtracked: several calls)", one_of(("fixed", "gradient-step")))
@@ -156,9 +176,9 @@ class Config:
                               lambda v: v in FREE_MODELS or Path(str(v)).is_file(),
                               ("/no/such/model.pt", "unrolled-gaussian"),
                               reads=lambda v: [Path(v)] if Path(str(v)).is_file() else []))
-    unrolled_support: str = option("model", "the unrolled network's kernel support: model (the one it was trained on; "
-                                   "its estimate then centred on the case's) or case (the measured kernel's, as every "
-                                   "other estimator sees; no weight of a free kernel branch depends on it)",
+    unrolled_support: str = option("case", "the unrolled network's kernel support: case (the measured kernel's, as "
+                                   "every other estimator sees; no weight of a free kernel branch depends on it) or "
+                                   "model (the one it was trained on; its estimate then centred on the case's)",
                                    one_of(("model", "case")))
     skip: tuple[str, ...] = option((), "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
                                    subset_of(ESTIMATORS[1:], allow_empty=True))
@@ -207,6 +227,12 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
         return ke.map_k(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
     if name == "map_k_mog":
         return ke.map_k_mog(y, sig, K, n_em=cfg.n_em, device=dev)["kernel"]
+    if name == "map_k_diffusion":
+        settings = PriorSettings(dtype=torch.float32, device=dev)
+        return ke.map_k_diffusion(y, sig, K, prior=lambda shape: make_prior(cfg.diffusion_prior, shape, settings),
+                                  n_em=cfg.n_em_diffusion, rng=cfg.seed, device=dev,
+                                  options=DiffusionOptions(levels=cfg.dps_levels, chains=cfg.dps_chains,
+                                                           s_max=DPS_S_MAX))["kernel"]
     if name == "unrolled":
         support = K if cfg.unrolled_support == "case" else None
         if network.image_channels == 1 and problem.event_ndim == 3:    # a gray network on the luminance

@@ -32,13 +32,15 @@ def plot(ds: xr.Dataset, ax: Any = None):
     """The cumulative success-rate curves (fraction of cases with error ratio ≤ t against t, the benchmark's
     figure) and a gallery of true and estimated kernels (one row per case). ``ax``: two axes; returns them."""
     import matplotlib.pyplot as plt
+
+    from . import WARM_STARTS                     # the study's module imports this one
     if ax is None:
         _, ax = plt.subplots(1, 2, figsize=(11, 0.5 * max(ds.sizes["case"], 8) + 1),
                              gridspec_kw={"width_ratios": [1, 1.2]})
     a0, a1 = ax
     for j, e in enumerate(ds.estimator.values):
         if e != "true" and np.isfinite(ds.success_curve.values[j]).all():
-            oracle = e.endswith("from_truth")                          # started at the truth: not blind, dashed
+            oracle = WARM_STARTS.get(e) == "true"                      # started at the truth: not blind, dashed
             a0.plot(ds.threshold.values, ds.success_curve.values[j], drawstyle="steps-post", ls="--" if oracle else "-",
                     label=e + (" (oracle start)" if oracle else ""))
     a0.axvline(3.0, color="gray", ls=":", lw=0.8)
