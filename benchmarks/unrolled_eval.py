@@ -33,7 +33,8 @@ closed form as ``estimators.unrolled.MarginalKernelStep`` evaluates it), its err
 the network's image steps given it (``model(y, sigma, kernel=h_MAP)``): the network made non-blind by MAP_theta.
 
 ``--classical`` (free-kernel models): the kernel errors of the classical estimators on the same cases, MAP_k under
-the stationary Gaussian prior (``kernel_estimation.map_k``) and under the sparse mixture prior (``map_k_mog``),
+the stationary Gaussian prior (``kernel_estimation.map_k``), under the sparse mixture prior (``map_k_mog``) and under
+the shipped denoiser as a diffusion prior (``map_k_diffusion``: Monte Carlo EM with DPS draws, its defaults, seed 0),
 each on the model's support (Levin et al. 2011's MAP_k: the reference the unrolled kernel is measured against).
 """
 
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 
 from landscape import data, priors
-from landscape.kernel_estimation import least_squares_kernel, map_k, map_k_mog
+from landscape.kernel_estimation import least_squares_kernel, map_k, map_k_diffusion, map_k_mog
 from landscape.estimators.train_unrolled import RECIPES, UnrolledTrainConfig, draw, gmm_shape, marginal_grid, simulate
 from landscape.estimators.unrolled import MarginalKernelStep, check_kernel_for, load_unrolled
 
@@ -86,7 +87,7 @@ def main() -> None:
                     help="also the least-squares kernel's error from x* and from x_hat, and the model's kernel branch "
                     "fed x*")
     ap.add_argument("--classical", action="store_true",
-                    help="free-kernel models: also MAP_k's kernel error (Gaussian and sparse-mixture priors)")
+                    help="free-kernel models: also MAP_k's kernel error (Gaussian, sparse-mixture and diffusion priors)")
     ap.add_argument("--marginal", action="store_true",
                     help="parametric models: MAP_theta under the stationary Gaussian prior on a grid of the "
                     "branch's box, its kernel error, and the network's image steps given that kernel")
@@ -94,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}{'angle err':>11}"
           + (f"{'LS(x*)':>9}{'LS(x_hat)':>11}{'branch(x*)':>12}{'PSNR(h*)':>10}" if args.oracle else "")
-          + (f"{'MAP_k':>8}{'MAP_k MoG':>11}" if args.classical else "")
+          + (f"{'MAP_k':>8}{'MAP_k MoG':>11}{'MAP_k diff':>12}" if args.classical else "")
           + (f"{'MAP_theta':>12}{'PSNR(MAPth)':>13}" if args.marginal else ""))
     for entry in args.models.split(","):
         name, _, path = entry.partition(":")
@@ -133,7 +134,7 @@ def main() -> None:
                     if model.family.name == "motion":        # the angle's period is 180 degrees
                         d = abs(float(o["theta"][0, 1] - th[0, 1])) % 180.0
                         angle_err = min(d, 180.0 - d)
-                oracle, classical = (np.nan,) * 4, (np.nan,) * 2
+                oracle, classical = (np.nan,) * 4, (np.nan,) * 3
                 size, yy, ht = h.shape[-1], y[0].double().numpy(), h[0].double().numpy()
                 if args.oracle:
                     with torch.no_grad():
@@ -144,7 +145,9 @@ def main() -> None:
                             oracle += (float((model.kernel(y, x)[0] - h).norm()),)
                         oracle += (psnr(model(y, sig, kernel=h)["x"]),)     # the image steps given the true kernel
                 if args.classical and free and model.image_channels == 1:
-                    classical = tuple(float(np.linalg.norm(est(yy, sig, size)["kernel"] - ht)) for est in (map_k, map_k_mog))
+                    diffusion = lambda *a: map_k_diffusion(*a, rng=0)          # noqa: E731
+                    classical = tuple(float(np.linalg.norm(est(yy, sig, size)["kernel"] - ht))
+                                      for est in (map_k, map_k_mog, diffusion))
                 marg = (np.nan,) * 2
                 if args.marginal and not free:
                     h_map = map_theta_kernel(model, y[0], sig)
@@ -163,8 +166,8 @@ def main() -> None:
               f"{np.nanmean(r[:, -1]) if np.isfinite(r[:, -1]).any() else float('nan'):11.1f}"
               + ("".join(f"{np.mean(r[:, i]):{w}.{d}f}" for i, w, d in ((4, 9, 3), (5, 11, 3), (6, 12, 3), (7, 10, 2)))
                  if args.oracle else "")
-              + (f"{r[:, 8].mean():8.3f}{r[:, 9].mean():11.3f}" if args.classical else "")
-              + (f"{r[:, 10].mean():12.3f}{r[:, 11].mean():13.2f}" if args.marginal else ""))
+              + (f"{r[:, 8].mean():8.3f}{r[:, 9].mean():11.3f}{r[:, 10].mean():12.3f}" if args.classical else "")
+              + (f"{r[:, 11].mean():12.3f}{r[:, 12].mean():13.2f}" if args.marginal else ""))
         if per_channel:
             g = np.array(per_channel)
             label = name.removesuffix("-color") + " per channel"
