@@ -109,7 +109,7 @@ def main() -> None:
         rng = np.random.default_rng(2026)
         gen = torch.Generator().manual_seed(2026)
         rows, per_channel = [], []
-        gray = load_unrolled(name.removesuffix("-color")) if model.image_channels == 3 and not path else None
+        gray = load_unrolled(name.replace("-color", "")) if model.image_channels == 3 and not path else None
         for img in images(name, rng, color=model.image_channels == 3, crop=args.crop):
             for sig in (0.01, 0.03):
                 x = torch.as_tensor(img, dtype=torch.float32)[None]
@@ -157,7 +157,7 @@ def main() -> None:
                              *marg, angle_err))
                 if gray is not None:                 # the gray model on each channel as its own image
                     with torch.no_grad():
-                        og = gray(y[0], sig)
+                        og = gray(y[0], sig, support=support)
                     per_channel.append((psnr(y), psnr(og["x"][None]),
                                         float((og["kernel"] - h).flatten(1).norm(dim=1).mean()), np.nan))
         r = np.array(rows)
@@ -170,7 +170,7 @@ def main() -> None:
               + (f"{r[:, 11].mean():12.3f}{r[:, 12].mean():13.2f}" if args.marginal else ""))
         if per_channel:
             g = np.array(per_channel)
-            label = name.removesuffix("-color") + " per channel"
+            label = name.replace("-color", "") + " per channel"
             print(f"{label:<20}{len(g):6d}{g[:, 0].mean():9.2f}{g[:, 1].mean():12.2f}{g[:, 2].mean():10.3f}{'':>18}")
 
 

@@ -558,9 +558,10 @@ def test_real_shake_in_colour_estimates_the_kernel_from_the_colour_y_and_deconvo
 
 
 def test_real_shake_in_colour_runs_the_colour_unrolled_network_on_the_colour_y_and_a_gray_one_on_the_luminance():
-    """real-shake --color (levin5 on chelsea, 64x64): the unrolled kernel stored is the colour network's on the colour
-    y at sigma (the --color default model), or, given the gray network's weights file, the gray network's on the luminance at
-    sigma * ||LUMA||_2; the file says which; a colour network without --color is one error naming ``model``."""
+    """real-shake --color (levin5, 11x11, on chelsea, 64x64): the unrolled kernel stored is the colour network's on the
+    colour y at sigma on the case's support (the --color default model, unrolled-shake-color-29), or, given the gray
+    network's weights file, the gray network's on the luminance at sigma * ||LUMA||_2; the file says which; a colour
+    network without --color is one error naming ``model``."""
     from landscape import data, kernels
     from landscape.estimators.unrolled import load_unrolled, reconstruct
     from landscape.studies import real_shake as rs
@@ -568,13 +569,14 @@ def test_real_shake_in_colour_runs_the_colour_unrolled_network_on_the_colour_y_a
                 skip="map_xk,map_k,map_k_mog,map_k_diffusion,pnp,map_xk_from_unrolled,map_xk_from_truth")
     ds = rs.run(rs.Config(**base), progress=False)
     y = ds.y.values[0]
-    assert ds.attrs["unrolled_input"] == "colour" and '"model": "unrolled-shake-color"' in ds.attrs["config"]
-    want = reconstruct(load_unrolled("unrolled-shake-color"), y, 0.01)["kernel"]
+    assert ds.attrs["unrolled_input"] == "colour" and '"model": "unrolled-shake-color-29"' in ds.attrs["config"]
+    want = reconstruct(load_unrolled("unrolled-shake-color-29"), y, 0.01, support=11)["kernel"]
     assert np.allclose(ds.kernel_hat.sel(estimator="unrolled").values[0], kernels.centre(want, rs.GALLERY), atol=1e-12)
     from landscape.resources import weights_path          # the gray default's name alone is the colour default
     gray = rs.run(rs.Config(**base, model=str(weights_path("unrolled-shake"))), progress=False)
     assert gray.attrs["unrolled_input"] == "luminance"
-    want = reconstruct(load_unrolled("unrolled-shake"), data.luminance(y), 0.01 * np.linalg.norm(data.LUMA))["kernel"]
+    want = reconstruct(load_unrolled("unrolled-shake"), data.luminance(y), 0.01 * np.linalg.norm(data.LUMA),
+                       support=11)["kernel"]
     assert np.allclose(gray.kernel_hat.sel(estimator="unrolled").values[0], kernels.centre(want, rs.GALLERY), atol=1e-12)
     with pytest.raises(InputError, match="^model: "):
         rs.run(rs.Config(kernels="levin5", images="camera", crop=64, skip="map_xk,map_k,map_k_mog,map_k_diffusion,pnp,map_xk_from_unrolled",

@@ -324,6 +324,8 @@ RECIPES: dict[str, dict] = {
     "unrolled-gaussian-color": {"family": "gaussian", "theta_max": 3.0, "color": True, "init": "denoiser-color",
                                 "patch": 48, "steps": 3000},
     "unrolled-shake-color": {"family": "free", "color": True, "init": "denoiser-color", "patch": 48, "steps": 3000},
+    "unrolled-shake-color-29": {"family": "free", "color": True, "kernel_size": 29, "init": "unrolled-shake-color",
+                                "patch": 64, "steps": 1500, "lr": 1e-4, "seed": 6},
     "unrolled-motion-color": {"family": "motion", "theta_max": 13.0, "color": True, "init": "denoiser-color",
                               "patch": 48, "steps": 3000},
     "unrolled-motion-marginal": {"family": "motion", "theta_max": 13.0, "marginal": True, "init": "unrolled-motion",

@@ -57,6 +57,9 @@ SHIPPED = {
                                "patches of data.COLOR_TRAIN",
     "unrolled-shake-color": "free kernels (camera_shake draws of sizes 5-15 on a 15x15 support, one kernel for the "
                             "three channels), RGB 48x48 patches of data.COLOR_TRAIN",
+    "unrolled-shake-color-29": "unrolled-shake-color fine-tuned on free kernels of sizes 5-29 on a 29x29 support (one "
+                               "kernel for the three channels), RGB 64x64 patches of data.COLOR_TRAIN; run it on the "
+                               "kernel's own support (reconstruct(support=))",
     "unrolled-motion-color": "linear motion, length in [0, 13], any angle (one kernel for the three channels), RGB "
                              "48x48 patches of data.COLOR_TRAIN",
     "unrolled-motion-marginal": "unrolled-motion fine-tuned with its kernel from the data (MarginalKernelStep: the "
@@ -402,7 +405,7 @@ def check_kernel_for(model: UnrolledBlind, kernel: np.ndarray) -> np.ndarray:
     if k.shape[0] > model.size or k.shape[1] > model.size:
         raise InputError("kernel_file", f"a kernel no larger than the model's {model.size}x{model.size} support "
                          "once centred (kernels.load pads a kernel to put its centre of mass on the centre pixel; "
-                         "unrolled-shake-29 takes up to 29x29)",
+                         "unrolled-shake-29 and unrolled-shake-color-29 take up to 29x29)",
                          f"{k.shape[0]}x{k.shape[1]} after centring")
     out = np.zeros((model.size, model.size))
     r0, c0 = (model.size - k.shape[0]) // 2, (model.size - k.shape[1]) // 2

@@ -44,7 +44,7 @@ kernel on every channel, :math:`y_c = h^\star \star x_c + \sigma n_c`, and every
 :math:`y`: MAP_k under the colour Gaussian prior (its colour basis's components are independent, so the M-step sums
 their quadratics), the sparse MAP_k with the difference mixture on every channel, MAP_xk and PnP under the colour
 version of their prior (or a user prior built for :math:`(3, n, n)`), and the colour unrolled network
-(``unrolled-shake-color``, the default ``--model`` there; a gray network's weights file runs on the luminance
+(``unrolled-shake-color-29``, the default ``--model`` there; a gray network's weights file runs on the luminance
 :math:`\sum_c w_c y_c`, :data:`landscape.data.LUMA`, at noise :math:`\sigma\|w\|_2`). The non-blind step, the SSD,
 the ratio, PSNR / SSIM, the energies and the marginal likelihood are those of the colour problem.
 """
@@ -77,7 +77,7 @@ from ..._checks import (
 )
 from ...estimators import pnp
 from ...estimators.train_unrolled import RECIPES
-from ...estimators.unrolled import COLOR_MODELS, load_unrolled, reconstruct
+from ...estimators.unrolled import load_unrolled, reconstruct
 from ...posterior import BlindDeblur, Posterior
 from ...priors import PriorSettings, make_prior
 from ...resources import MEASURED_KERNELS
@@ -107,9 +107,9 @@ WARM_STARTS = {"map_xk_from_unrolled": "unrolled", "map_xk_from_truth": "true"}
 CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 #: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
 GALLERY = 31
-#: the default free-kernel unrolled networks: gray (the 29x29 one: every shipped measured kernel fits its support,
-#: the largest, levin4, loads as 29x29), and colour (the ``--color`` default)
-UNROLLED_MODEL, COLOR_UNROLLED_MODEL = "unrolled-shake-29", COLOR_MODELS["free"]
+#: the default free-kernel unrolled networks, gray and colour (the ``--color`` default): the 29x29 ones, whose support
+#: holds every shipped measured kernel (the largest, levin4, loads as 29x29)
+UNROLLED_MODEL, COLOR_UNROLLED_MODEL = "unrolled-shake-29", "unrolled-shake-color-29"
 #: the shipped free-kernel unrolled networks (``--model`` takes any of them by name)
 FREE_MODELS = tuple(name for name, recipe in RECIPES.items() if recipe["family"] == "free")
 #: the top level of MAP_k's diffusion posterior sampling (image units: the images lie in [0, 1])
