@@ -182,7 +182,7 @@ class Config:
                                    one_of(("model", "case")))
     skip: tuple[str, ...] = option((), "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
                                    subset_of(ESTIMATORS[1:], allow_empty=True))
-    seed: int = option(0, "seed of the noise", integer(0))
+    seed: int = option(0, "seed of the noise and of map_k_diffusion's posterior draws", integer(0))
     device: str = device_option("the problem, the kernel estimators, the deconvolutions and the networks")
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
 
