@@ -22,11 +22,11 @@ import time
 import numpy as np
 import torch
 
-from landscape import data, kernels, marginal
+from _levin_case import measured_shake_case
+from landscape import kernels, marginal
 from landscape import kernel_estimation as ke
 from landscape.kernels import project_simplex
 from landscape.operators import otf
-from landscape.posterior import BlindDeblur
 
 
 def fft_m_step(y, mu, c, h0, n_iter):
@@ -81,11 +81,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    h_true = kernels.load(args.kernel)
+    h_true, y = measured_shake_case(args.kernel, args.size)
     K = h_true.shape[0]
-    img = data.center_crop(data.load("camera"), args.size)
-    fam = kernels.Free(K)
-    y = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), 0.01, rng=0).y.numpy()
     levels = ke.pyramid(y.shape, K)
     for shape, _, _ in levels:                              # fit (and cache) the Gaussian priors outside the timings
         ke.gaussian_prior(shape)

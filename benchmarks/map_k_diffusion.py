@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from landscape import data, kernels
+from _levin_case import measured_shake_case
 from landscape import kernel_estimation as ke
-from landscape.posterior import BlindDeblur, Posterior
-from landscape.sampling.diffusion import DiffusionOptions, dps
+from landscape.posterior import Posterior
+from landscape.sampling.diffusion import dps
 
 
 def main() -> None:
@@ -34,21 +35,18 @@ def main() -> None:
     ap.add_argument("--kernel", default="levin4")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--n-em", type=int, default=4)
-    ap.add_argument("--levels", type=int, default=30)
-    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--levels", type=int, default=ke.DIFFUSION_E_STEP.levels)
+    ap.add_argument("--chains", type=int, default=ke.DIFFUSION_E_STEP.chains)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    h_true = kernels.load(args.kernel)
+    h_true, y = measured_shake_case(args.kernel, args.size)
     K = h_true.shape[0]
-    img = data.center_crop(data.load("camera"), args.size)
-    fam = kernels.Free(K)
-    y = BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), 0.01, rng=0).y.numpy()
     levels = ke.pyramid(y.shape, K)
     priors = {shape: ke.tweedie_prior(shape) for shape, _, _ in levels}   # loaded outside the timings
     prior = lambda shape: priors[tuple(shape)]                             # noqa: E731
-    opts = DiffusionOptions(levels=args.levels, chains=args.chains, s_max=1.0)
+    opts = replace(ke.DIFFUSION_E_STEP, levels=args.levels, chains=args.chains)
     calls = len(levels) * args.n_em * args.levels
     print(f"MAP_k under the diffusion prior: {args.kernel} ({K}x{K}), camera {args.size}x{args.size}, sigma 0.01, "
           f"{len(levels)} levels x {args.n_em} EM iterations x {args.levels} DPS levels x {args.chains} draws, "
@@ -70,7 +68,7 @@ def main() -> None:
 
     def one_at_a_time(y_, noise, prior_, h0, n_em, n_inner, options, seeds, dtype, device, on_iter=None):
         size = h0.shape[0]
-        single = DiffusionOptions(levels=options.levels, chains=1, s_max=options.s_max, s_min=options.s_min)
+        single = replace(options, chains=1)
         prob = ke.kernel_problem(y_, noise, size, dtype=dtype)
         post = Posterior(prob, prior_)
         y64 = prob.y.to(torch.float64)

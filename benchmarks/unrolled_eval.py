@@ -41,6 +41,7 @@ each on the model's support (Levin et al. 2011's MAP_k: the reference the unroll
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import numpy as np
 import torch
@@ -145,9 +146,8 @@ def main() -> None:
                             oracle += (float((model.kernel(y, x)[0] - h).norm()),)
                         oracle += (psnr(model(y, sig, kernel=h)["x"]),)     # the image steps given the true kernel
                 if args.classical and free and model.image_channels == 1:
-                    diffusion = lambda *a: map_k_diffusion(*a, rng=0)          # noqa: E731
                     classical = tuple(float(np.linalg.norm(est(yy, sig, size)["kernel"] - ht))
-                                      for est in (map_k, map_k_mog, diffusion))
+                                      for est in (map_k, map_k_mog, partial(map_k_diffusion, rng=0)))
                 marg = (np.nan,) * 2
                 if args.marginal and not free:
                     h_map = map_theta_kernel(model, y[0], sig)

@@ -56,7 +56,8 @@ from .kernels import Free, centre, dirac, project_simplex
 from .io import host
 from .operators import otf
 from .posterior import BlindDeblur, Posterior
-from .priors import GaussianPrior, Prior, make_prior
+from .priors import GaussianPrior, Prior, PriorSettings, make_prior
+from .sampling.diffusion import DiffusionOptions, dps
 from .priors.sparse import _diffs
 from .solvers import SolverOptions
 
@@ -64,6 +65,8 @@ from .solvers import SolverOptions
 FACTOR = 2 ** 0.5
 #: :func:`map_xk`'s kernel steps: PAM's delayed normalisation, or the exact simplex projection
 MAP_XK_SCHEMES = ("pam", "alternating")
+#: :func:`map_k_diffusion`'s default E-step: 30 levels from 1 (image units: images lie in [0, 1]), two draws
+DIFFUSION_E_STEP = DiffusionOptions(levels=30, chains=2, s_max=1.0)
 
 
 def _odd(v: float) -> int:
@@ -502,10 +505,7 @@ def map_xk(y: Any, noise: float, size: int, prior: Prior | Callable[[tuple[int, 
     levels = pyramid(y.shape[-2:], size, factor)
     h, x = dirac(levels[0][1], device="cpu").numpy(), None
     if start is not None:
-        h, x = (np.asarray(host(a) if isinstance(a, torch.Tensor) else a, dtype=float) for a in start)
-        if h.shape != (size, size) or h.min() < 0 or abs(h.sum() - 1) > 1e-6:
-            raise InputError("start", f"a ({size}, {size}) kernel on the simplex (>= 0, summing to 1) and an image",
-                             f"a kernel of shape {h.shape}, minimum {h.min():.3g}, sum {h.sum():.6g}")
+        h, x = _start_kernel(start[0], size, " and an image"), np.asarray(host(start[1]), dtype=float)
         if x.shape != y.shape:
             raise InputError("start", f"an image of y's shape {y.shape}", x.shape)
         levels = levels[-1:]                                        # full size: (y's shape, size, 1)
@@ -538,7 +538,6 @@ def draws_m_step(y: torch.Tensor, draws: torch.Tensor, size: int) -> tuple[torch
 def _diffusion_em_level(y: np.ndarray, noise: float, prior: Prior, h0: np.ndarray, n_em: int, n_inner: int,
                         options: Any, seeds: np.ndarray, dtype: torch.dtype, device: Any,
                         on_iter: Callable | None = None) -> tuple[np.ndarray, list[float]]:
-    from .sampling.diffusion import dps
     size = h0.shape[0]
     prob = kernel_problem(y, noise, size, dtype=dtype, device=device)
     post, fam = Posterior(prob, prior), prob.family
@@ -555,15 +554,25 @@ def _diffusion_em_level(y: np.ndarray, noise: float, prior: Prior, h0: np.ndarra
     return host(h.reshape(size, size)), q
 
 
-def tweedie_prior(shape: tuple[int, ...]) -> Prior:
+def tweedie_prior(shape: tuple[int, ...], device: Any = None) -> Prior:
     """The shipped noise-conditional denoiser as a diffusion prior at ``shape`` (``(H, W)``: ``denoiser-gray``;
-    ``(3, H, W)``: ``denoiser-color``), float32."""
-    from .priors import PriorSettings
-    return make_prior("tweedie", tuple(shape), PriorSettings(dtype=torch.float32))
+    ``(3, H, W)``: ``denoiser-color``), float32, on ``device``."""
+    return make_prior("tweedie", tuple(shape), PriorSettings(dtype=torch.float32, device=device))
 
 
-def map_k_diffusion(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, ...]], Prior] = tweedie_prior,
-                    n_em: int = 4, n_inner: int = 100, options: Any = None, factor: float = FACTOR,
+def _start_kernel(h: Any, size: int, also: str = "") -> np.ndarray:
+    """A warm start's kernel as a float array, checked: ``(size, size)`` on the simplex (``also``: what else the
+    ``start`` argument must hold, for the message)."""
+    h = np.asarray(host(h), dtype=float)
+    if h.shape != (size, size) or h.min() < 0 or abs(h.sum() - 1) > 1e-6:
+        raise InputError("start", f"a ({size}, {size}) kernel on the simplex (>= 0, summing to 1){also}",
+                         f"a kernel of shape {h.shape}, minimum {h.min():.3g}, sum {h.sum():.6g}")
+    return h
+
+
+def map_k_diffusion(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, ...]], Prior] | None = None,
+                    n_em: int = 4, n_inner: int = 100, options: DiffusionOptions = DIFFUSION_E_STEP,
+                    factor: float = FACTOR,
                     start: Any = None, rng: Any = None, dtype: torch.dtype = torch.float32, progress: bool = False,
                     device: Any = None) -> dict[str, Any]:
     r"""MAP over a free kernel with x marginalised under a *diffusion* prior: Monte Carlo EM whose E-step draws
@@ -588,11 +597,11 @@ def map_k_diffusion(y: Any, noise: float, size: int, *, prior: Callable[[tuple[i
         As :func:`map_k` (``(H, W)`` or colour ``(C, H, W)``).
     prior : callable ``shape -> Prior``
         A prior that denoises at every level of the schedule (a noise-conditional network, or an exact prior), at
-        each pyramid level's image shape. Default: the shipped denoiser (:func:`tweedie_prior`).
+        each pyramid level's image shape. Default: the shipped denoiser on ``device`` (:func:`tweedie_prior`).
     n_em, n_inner : int
         EM iterations per pyramid level; FISTA iterations per M-step.
     options : sampling.diffusion.DiffusionOptions, optional
-        The E-step's sampler: levels, chains (the draws J), ... Default: 30 levels from ``s_max = 1``, 2 chains.
+        The E-step's sampler: levels, chains (the draws J), ... Default: :data:`DIFFUSION_E_STEP`.
     start : array ``(size, size)``, optional
         A kernel on the simplex to start from at full size alone (no pyramid). Default: δ, coarse to fine.
     rng : seed or ``numpy.random.Generator``
@@ -608,26 +617,22 @@ def map_k_diffusion(y: Any, noise: float, size: int, *, prior: Callable[[tuple[i
         mean :math:`\|h_{t+1} \star x_j - y\|^2`), ``levels``.
     """
     from tqdm.auto import tqdm
-
-    from .sampling.diffusion import DiffusionOptions
     y = _image(y)
     positive("noise", noise)
-    opts = options if options is not None else DiffusionOptions(levels=30, chains=2, s_max=1.0)
-    if not isinstance(opts, DiffusionOptions):
-        raise InputError("options", "sampling.diffusion.DiffusionOptions (the E-step's sampler)", type(opts).__name__)
+    if not isinstance(options, DiffusionOptions):
+        raise InputError("options", "sampling.diffusion.DiffusionOptions (the E-step's sampler)",
+                         type(options).__name__)
+    prior = prior or (lambda shape: tweedie_prior(shape, device))
     levels = pyramid(y.shape[-2:], size, factor)
     h = dirac(levels[0][1], device="cpu").numpy()
     if start is not None:
-        h = np.asarray(host(start) if isinstance(start, torch.Tensor) else start, dtype=float)
-        if h.shape != (size, size) or h.min() < 0 or abs(h.sum() - 1) > 1e-6:
-            raise InputError("start", f"a ({size}, {size}) kernel on the simplex (>= 0, summing to 1)",
-                             f"shape {h.shape}, minimum {h.min():.3g}, sum {h.sum():.6g}")
+        h = _start_kernel(start, size)
         levels = levels[-1:]
     seeds = np.random.default_rng(rng).integers(2 ** 31, size=(len(levels), n_em))
     bar = tqdm(total=n_em * len(levels), desc="MAP_k (diffusion EM)", disable=not progress, leave=False)
     for i, (shape, k, r) in enumerate(levels):
         h, q = _diffusion_em_level(_resize(y, shape), noise * r, prior(_with_channels(y, shape)),
-                                   upsample_kernel(h, k), n_em, n_inner, opts, seeds[i], dtype, device, bar.update)
+                                   upsample_kernel(h, k), n_em, n_inner, options, seeds[i], dtype, device, bar.update)
     bar.close()
     return {"kernel": h, "q": np.array(q), "levels": [k for _, k, _ in levels]}
 

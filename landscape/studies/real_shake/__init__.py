@@ -81,7 +81,6 @@ from ...estimators.unrolled import load_unrolled, reconstruct
 from ...posterior import BlindDeblur, Posterior
 from ...priors import PriorSettings, make_prior
 from ...resources import MEASURED_KERNELS
-from ...sampling.diffusion import DiffusionOptions
 from ..common import (
     FIRST,
     at_most,
@@ -112,8 +111,6 @@ GALLERY = 31
 UNROLLED_MODEL, COLOR_UNROLLED_MODEL = "unrolled-shake-29", "unrolled-shake-color-29"
 #: the shipped free-kernel unrolled networks (``--model`` takes any of them by name)
 FREE_MODELS = tuple(name for name, recipe in RECIPES.items() if recipe["family"] == "free")
-#: the top level of MAP_k's diffusion posterior sampling (image units: the images lie in [0, 1])
-DPS_S_MAX = 1.0
 #: the noise level of the luminance of three channels of independent noise sigma: sigma * LUMA_NORM
 LUMA_NORM = float(np.linalg.norm(data.LUMA))
 
@@ -159,9 +156,11 @@ class Config:
                                   "--color; or a user prior that denoises at every level)", prior_name(("tweedie",)))
     n_em_diffusion: int = option(4, "MAP_k under the diffusion prior: Monte Carlo EM iterations per pyramid level",
                                  integer(1))
-    dps_levels: int = option(30, "MAP_k under the diffusion prior: noise levels of each E-step's diffusion posterior "
-                             "sampling (geometric from 1 to 0.005)", integer(2))
-    dps_chains: int = option(2, "MAP_k under the diffusion prior: posterior draws per E-step", integer(1))
+    dps_levels: int = option(ke.DIFFUSION_E_STEP.levels, "MAP_k under the diffusion prior: noise levels of each "
+                             f"E-step's diffusion posterior sampling (geometric from {ke.DIFFUSION_E_STEP.s_max:g} to "
+                             f"{ke.DIFFUSION_E_STEP.s_min:g})", integer(2))
+    dps_chains: int = option(ke.DIFFUSION_E_STEP.chains, "MAP_k under the diffusion prior: posterior draws per E-step",
+                             integer(1))
     pnp_iter: int = option(40, "PnP: iterations", integer(1))
     pnp_variant: str = option("fixed", "PnP: fixed (one denoiser call per iteration) or gradient-step (monotone "
                               "energy, backtracked: several calls)", one_of(("fixed", "gradient-step")))
@@ -231,8 +230,8 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
         settings = PriorSettings(dtype=torch.float32, device=dev)
         return ke.map_k_diffusion(y, sig, K, prior=lambda shape: make_prior(cfg.diffusion_prior, shape, settings),
                                   n_em=cfg.n_em_diffusion, rng=cfg.seed, device=dev,
-                                  options=DiffusionOptions(levels=cfg.dps_levels, chains=cfg.dps_chains,
-                                                           s_max=DPS_S_MAX))["kernel"]
+                                  options=replace(ke.DIFFUSION_E_STEP, levels=cfg.dps_levels,
+                                                  chains=cfg.dps_chains))["kernel"]
     if name == "unrolled":
         support = K if cfg.unrolled_support == "case" else None
         if network.image_channels == 1 and problem.event_ndim == 3:    # a gray network on the luminance

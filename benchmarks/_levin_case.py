@@ -1,0 +1,17 @@
+"""The case the MAP_k benchmarks share: a measured kernel blurring the central camera crop, sigma = 0.01 (circular,
+seed 0)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from landscape import data, kernels
+from landscape.posterior import BlindDeblur
+
+
+def measured_shake_case(kernel: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(h_true, y)``: ``kernels.load(kernel)`` and the ``size x size`` camera crop it blurs, plus noise 0.01."""
+    h_true = kernels.load(kernel)
+    fam = kernels.Free(h_true.shape[0])
+    img = data.center_crop(data.load("camera"), size)
+    return h_true, BlindDeblur.synthetic(img, fam, fam.theta_of(h_true), 0.01, rng=0).y.numpy()
