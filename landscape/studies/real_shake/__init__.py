@@ -28,6 +28,9 @@ Levin et al.'s protocol):
   from :math:`h^\star` its ``n_outer`` alternations take it, and its energy against :math:`E(\delta, y)`); a
   statement about :math:`E`'s minima wants ``--scheme alternating`` (PAM's fixed points need not be stationary
   points of :math:`E`: docs/studies/real_shake.md);
+* ``map_k_diffusion_from_truth`` (with ``--diffusion-from-truth``) — ``map_k_diffusion``'s EM (at full size)
+  started from the true kernel: the same oracle check for MAP_k under the learned prior, whether its EM holds the
+  truth where it fails from :math:`\delta` (a failure of the search, not of the objective) or leaves it;
 * ``true`` — the true kernel: the error ratio's denominator.
 
 Each kernel goes through the same non-blind step (``--nonblind``: by default the stationary Gaussian prior's
@@ -99,9 +102,11 @@ SUMMARY = ("Levin et al.'s measured camera shake: MAP_xk vs MAP_k (Gaussian, spa
            "vs PnP, error-ratio success rates")
 #: ``true`` first (the ratio's denominator); the two warm-started joint MAPs last (one needs ``unrolled``'s kernel)
 ESTIMATORS = ("true", "map_xk", "map_k", "map_k_mog", "map_k_diffusion", "unrolled", "pnp", "map_xk_from_unrolled",
-              "map_xk_from_truth")
-#: the warm-started joint MAPs and the estimator whose kernel each starts from
-WARM_STARTS = {"map_xk_from_unrolled": "unrolled", "map_xk_from_truth": "true"}
+              "map_xk_from_truth", "map_k_diffusion_from_truth")
+#: the warm-started estimators: ``<base>_from_<source>`` runs ``base`` from the kernel ``WARM_STARTS[name]`` gave
+WARM_STARTS = {"map_xk_from_unrolled": "unrolled", "map_xk_from_truth": "true", "map_k_diffusion_from_truth": "true"}
+#: run only when asked (``--diffusion-from-truth``): an oracle check that costs as much as ``map_k_diffusion``
+ON_REQUEST = {"map_k_diffusion_from_truth": "diffusion_from_truth"}
 #: the thresholds of the stored cumulative success curve
 CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 #: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
@@ -181,6 +186,9 @@ class Config:
                                    one_of(("model", "case")))
     skip: tuple[str, ...] = option((), "estimators to leave out, comma-separated (" + ", ".join(ESTIMATORS[1:]) + ")",
                                    subset_of(ESTIMATORS[1:], allow_empty=True))
+    diffusion_from_truth: bool = option(False, "also run map_k_diffusion's EM from the true kernel "
+                                        "(map_k_diffusion_from_truth, an oracle start: does the EM hold the truth?); "
+                                        "it costs about as much as map_k_diffusion", flag())
     seed: int = option(0, "seed of the noise and of map_k_diffusion's posterior draws", integer(0))
     device: str = device_option("the problem, the kernel estimators, the deconvolutions and the networks")
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
@@ -204,22 +212,23 @@ def cases(config: Config) -> list[Config]:
 def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pnp_prior: Any, nb_prior: Any,
               network: Any, found: dict[str, np.ndarray]) -> np.ndarray:
     """``name``'s kernel estimate from the blind ``problem`` (gray or colour; a gray unrolled ``network``, loaded once
-    per case by :func:`run_part`, reads a colour problem's luminance). The warm-started joint MAPs start from their
-    kernel (the network's centred on the problem's support, the mass outside dropped) and its non-blind image
-    under ``nb_prior``; ``found`` holds the kernels the case's earlier estimators gave (a start left out by
+    per case by :func:`run_part`, reads a colour problem's luminance). The warm-started estimators (``WARM_STARTS``) start from their
+    source's kernel, centred on the problem's support (the mass outside dropped), the joint MAPs also from its
+    non-blind image under ``nb_prior``; ``found`` holds the kernels the case's earlier estimators gave (a start left out by
     ``skip`` is computed here)."""
     y, sig, K, dev = io.host(problem.y), problem.noise, problem.family.size, problem.device
     if name == "true":
         return io.host(problem.kernel_true)
-    if name.startswith("map_xk"):
-        start = None
-        if name in WARM_STARTS:
-            source = WARM_STARTS[name]
-            h0 = found[source] if source in found else _estimate(source, cfg, problem, joint_prior, pnp_prior,
-                                                                 nb_prior, network, found)
-            h0 = kernels.centre(h0, K)
-            h0 = h0 / h0.sum()
-            start = (h0, ke.nonblind(y, sig, h0, nb_prior, device=dev))
+    h0 = None
+    if name in WARM_STARTS:
+        source = WARM_STARTS[name]
+        h0 = found[source] if source in found else _estimate(source, cfg, problem, joint_prior, pnp_prior, nb_prior,
+                                                             network, found)
+        h0 = kernels.centre(h0, K)
+        h0 = h0 / h0.sum()
+        name = name[:name.index("_from_")]
+    if name == "map_xk":
+        start = None if h0 is None else (h0, ke.nonblind(y, sig, h0, nb_prior, device=dev))
         return ke.map_xk(y, sig, K, joint_prior, n_outer=cfg.n_outer, x_iters=cfg.x_iters, start=start,
                          scheme=cfg.scheme, device=dev)["kernel"]
     if name == "map_k":
@@ -229,7 +238,7 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
     if name == "map_k_diffusion":
         settings = PriorSettings(dtype=torch.float32, device=dev)
         return ke.map_k_diffusion(y, sig, K, prior=lambda shape: make_prior(cfg.diffusion_prior, shape, settings),
-                                  n_em=cfg.n_em_diffusion, rng=cfg.seed, device=dev,
+                                  n_em=cfg.n_em_diffusion, start=h0, rng=cfg.seed, device=dev,
                                   options=replace(ke.DIFFUSION_E_STEP, levels=cfg.dps_levels,
                                                   chains=cfg.dps_chains))["kernel"]
     if name == "unrolled":
@@ -271,7 +280,7 @@ def run_part(config: Config, progress: bool = True) -> xr.Dataset:
                                             "marginal_nll", "seconds", "shift_row", "shift_col")}
     xs, ks, found = [], [], {}
     for e in ESTIMATORS:
-        if e in cfg.skip:
+        if e in cfg.skip or (e in ON_REQUEST and not getattr(cfg, ON_REQUEST[e])):
             for k in rows:
                 rows[k].append(np.nan)
             xs.append(np.full(img.shape, np.nan))
