@@ -1,7 +1,8 @@
 """How far from the truth the joint MAP's basin reaches on measured camera shake (``real-shake``'s cases).
 
     python benchmarks/basin_radius.py [--crop 128] [--fractions 0.25,0.5,0.75] [--n-outer 60] [--record R]
-                                      [--scheme pam|alternating] [--threads N]
+                                      [--scheme pam|alternating] [--estimator map_xk|map_k_diffusion]
+                                      [--wrong dirac,unrolled] [--n-em 4] [--threads N]
 
 For each of the six shipped kernels x the three held-out images (sigma = 0.01, the seed of ``real-shake``), the
 joint MAP under Levin's sparse prior (``kernel_estimation.map_xk``: PAM with delayed normalisation at full size,
@@ -10,6 +11,10 @@ h_t = (1 - t) h* + t h_0, with its Wiener image, for each fraction t and two wro
 shipped unrolled network's estimate (centred on the case's support). Printed per start: the fraction of cases whose
 error ratio (Levin's protocol, as the study) is at most 2 and 3, and the median kernel error at the end. t = 0 is
 ``real-shake``'s ``map_xk_from_truth``; t = 1 with the network's kernel its ``map_xk_from_unrolled``.
+
+``--estimator map_k_diffusion`` asks the same of MAP_k under the diffusion prior instead: ``real-shake``'s
+``map_k_diffusion`` EM (``kernel_estimation.map_k_diffusion``, ``--n-em`` iterations at full size, the study's E-step
+and seed) started at h_t; t = 0 is the study's ``map_k_diffusion_from_truth``. ``--wrong`` picks the wrong kernels.
 
 ``--scheme alternating`` replaces PAM's kernel step (clip, then normalise: its fixed points need not be stationary
 points of E) by the projected-gradient step with the exact simplex projection, a descent of E on the simplex.
@@ -65,6 +70,10 @@ def main() -> None:
     ap.add_argument("--record", type=int, default=0, help="read the descent every R alternations (0: its end only)")
     ap.add_argument("--scheme", default="pam", choices=["pam", "alternating"],
                     help="the kernel step: PAM's delayed normalisation, or the exact simplex projection")
+    ap.add_argument("--estimator", default="map_xk", choices=["map_xk", "map_k_diffusion"],
+                    help="the joint MAP (PAM) or MAP_k under the diffusion prior (Monte Carlo EM)")
+    ap.add_argument("--wrong", default="dirac,unrolled", help="the wrong kernels h_0 (dirac, unrolled)")
+    ap.add_argument("--n-em", type=int, default=4, help="map_k_diffusion: EM iterations")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
     a = ap.parse_args()
     if a.threads:
@@ -73,6 +82,11 @@ def main() -> None:
     if a.record < 0 or (a.record and a.n_outer % a.record):
         ap.error(f"--record: a divisor of --n-outer ({a.n_outer}), got {a.record}")
     record = a.record or a.n_outer
+    if a.record and a.estimator != "map_xk":
+        ap.error("--record: only the joint MAP's descent is recorded (--estimator map_xk)")
+    wrongs = a.wrong.split(",")
+    if not wrongs or not set(wrongs) <= {"dirac", "unrolled"}:
+        ap.error(f"--wrong: dirac and/or unrolled, got {a.wrong!r}")
     paths: dict[tuple[str, float], list[dict[str, np.ndarray]]] = {}
     net = load_unrolled("unrolled-shake")
     rows: dict[tuple[str, float], list[tuple[float, float]]] = {}
@@ -94,18 +108,22 @@ def main() -> None:
             delta = kernels.dirac(1, device="cpu").numpy()
             h_net = kernels.centre(reconstruct(net, y, 0.01)["kernel"], K)
             wrong = {"dirac": kernels.centre(kernels.dirac(1, device="cpu").numpy(), K), "unrolled": h_net / h_net.sum()}
-            for wname, h0 in wrong.items():
+            for wname in wrongs:
                 for t in fractions:
-                    if t == 0 and wname != "dirac":
+                    if t == 0 and wname != wrongs[0]:
                         continue                                     # the truth itself: once
-                    h = (1 - t) * h_true + t * h0
+                    h = (1 - t) * h_true + t * wrong[wname]
+                    key = (wname if t else "truth", t)
+                    if a.estimator == "map_k_diffusion":
+                        out = ke.map_k_diffusion(y, 0.01, K, n_em=a.n_em, start=h, rng=0)["kernel"]
+                        rows.setdefault(key, []).append((ssd(out) / ref, ke.kernel_error(out, h_true)))
+                        continue
                     post = Posterior(ke.kernel_problem(y, 0.01, K), sparse)
                     x0 = ke.nonblind(y, 0.01, h, gauss)
                     ds = descend(post, post.problem.family.theta_of(h), torch.as_tensor(x0)[None], scheme=a.scheme,
                                  n_outer=a.n_outer, record_every=record, progress=False)
                     hs = host(post.problem.family(torch.as_tensor(ds.theta_path.values[0, ds.estep.values])))
                     out = hs[-1]
-                    key = (wname if t else "truth", t)
                     rows.setdefault(key, []).append((ssd(out) / ref, ke.kernel_error(out, h_true)))
                     paths.setdefault(key, []).append({
                         "kernels": hs, "error": np.array([ke.kernel_error(k, h_true) for k in hs]),
@@ -117,7 +135,9 @@ def main() -> None:
                         if a.record else None,
                         "truth": post.energy_at_kernel(h_true, img)})
             print(f"  {kname}/{iname} done ({time.perf_counter() - t0:.0f} s)", flush=True)
-    print(f"joint MAP (sparse prior, {a.n_outer} alternations, {a.scheme}) from h_t = (1 - t) h* + t h_0, "
+    what = (f"MAP_k under the diffusion prior ({a.n_em} EM iterations)" if a.estimator == "map_k_diffusion" else
+            f"joint MAP (sparse prior, {a.n_outer} alternations, {a.scheme})")
+    print(f"{what} from h_t = (1 - t) h* + t h_0, "
           f"{a.crop}x{a.crop}, "
           f"{len(rows[('truth', 0.0)])} cases, {time.perf_counter() - t0:.0f} s")
     print(f"  {'h_0':<9} {'t':>5}  {'r <= 2':>6}  {'r <= 3':>6}  {'median |h - h*|':>15}")
