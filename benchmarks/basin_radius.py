@@ -134,12 +134,14 @@ def main() -> None:
                         "trivial_min": post.energy_at_kernel(delta, ke.nonblind(y, 0.01, delta, sparse))
                         if a.record else None,
                         "truth": post.energy_at_kernel(h_true, img)})
-            print(f"  {kname}/{iname} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(f"  {kname}/{iname} ({time.perf_counter() - t0:.0f} s): r, |h - h*| = " + ", ".join(
+                f"{w if t else 'truth'} t={t:g}: {v[-1][0]:.2f}, {v[-1][1]:.3f}" for (w, t), v in rows.items()),
+                flush=True)
     what = (f"MAP_k under the diffusion prior ({a.n_em} EM iterations)" if a.estimator == "map_k_diffusion" else
             f"joint MAP (sparse prior, {a.n_outer} alternations, {a.scheme})")
     print(f"{what} from h_t = (1 - t) h* + t h_0, "
           f"{a.crop}x{a.crop}, "
-          f"{len(rows[('truth', 0.0)])} cases, {time.perf_counter() - t0:.0f} s")
+          f"{len(next(iter(rows.values())))} cases, {time.perf_counter() - t0:.0f} s")
     print(f"  {'h_0':<9} {'t':>5}  {'r <= 2':>6}  {'r <= 3':>6}  {'median |h - h*|':>15}")
     for (wname, t), v in rows.items():
         r, err = np.array(v).T
