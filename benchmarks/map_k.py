@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from _levin_case import measured_shake_case
+from _levin_case import parse_case
 from landscape import kernels, marginal
 from landscape import kernel_estimation as ke
 from landscape.kernels import project_simplex
@@ -73,15 +73,9 @@ def em(y, noise, size, n_em, n_inner, m_step):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kernel", default="levin4")
-    ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--n-em", type=int, default=15)
     ap.add_argument("--n-inner", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    h_true, y = measured_shake_case(args.kernel, args.size)
+    args, h_true, y = parse_case(ap)
     K = h_true.shape[0]
     levels = ke.pyramid(y.shape, K)
     for shape, _, _ in levels:                              # fit (and cache) the Gaussian priors outside the timings

@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from _levin_case import measured_shake_case
+from _levin_case import parse_case
 from landscape import kernel_estimation as ke
 from landscape.posterior import Posterior
 from landscape.sampling.diffusion import dps
@@ -32,16 +32,10 @@ from landscape.sampling.diffusion import dps
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kernel", default="levin4")
-    ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--n-em", type=int, default=4)
     ap.add_argument("--levels", type=int, default=ke.DIFFUSION_E_STEP.levels)
     ap.add_argument("--chains", type=int, default=ke.DIFFUSION_E_STEP.chains)
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    h_true, y = measured_shake_case(args.kernel, args.size)
+    args, h_true, y = parse_case(ap)
     K = h_true.shape[0]
     levels = ke.pyramid(y.shape, K)
     priors = {shape: ke.tweedie_prior(shape) for shape, _, _ in levels}   # loaded outside the timings
