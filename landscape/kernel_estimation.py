@@ -25,7 +25,10 @@ r"""Free-kernel estimation as the blind-deblurring literature runs it on measure
 * :func:`map_k_diffusion` — MAP over the kernel with the image integrated out under a *learned* prior, by Monte
   Carlo EM: the E-step draws :math:`x \mid h, y` by diffusion posterior sampling with a noise-conditional denoiser,
   the M-step is :func:`map_k`'s quadratic built from the draws' Fourier moments (exact for their empirical
-  distribution: :func:`draws_m_step`), coarse to fine.
+  distribution: :func:`draws_m_step`), coarse to fine. The E-step is an argument (``sampler``, :data:`Sampler`):
+  :func:`dps_sampler` by default, :func:`gaussian_sampler` for exact draws under a Gaussian prior (then the
+  iteration is a Monte Carlo version of :func:`map_k`'s, which ``tests/test_kernel_estimation.py`` checks), or a
+  researcher's own posterior sampler.
 * :func:`map_xk` — the joint MAP over :math:`(x, h)` from :math:`(\delta, y)`, alternating with delayed
   normalisation (Perrone & Favaro 2014; ``descent.descend(scheme="pam")``), coarse to fine, for any prior; or at
   full size from a given pair (``start``: the truth, or another estimator's kernel); ``scheme="alternating"``
@@ -51,7 +54,7 @@ import numpy as np
 import torch
 
 from . import marginal
-from ._checks import InputError, choice, positive
+from ._checks import InputError, choice, integer, positive
 from .kernels import Free, centre, dirac, project_simplex
 from .io import host
 from .operators import otf
@@ -535,8 +538,36 @@ def draws_m_step(y: torch.Tensor, draws: torch.Tensor, size: int) -> tuple[torch
     return _component_sum(y, mu, c, size)
 
 
+#: ``sampler(post, theta, rng) -> draws``: the E-step of :func:`map_k_diffusion`, ``J`` draws ``(J, *image shape)``
+#: of :math:`x \sim p(x \mid \theta, y)` for the posterior ``post`` at one kernel ``theta`` ``(p,)``, seeded by the
+#: integer ``rng`` (:func:`dps_sampler`, :func:`gaussian_sampler`, or a researcher's own)
+Sampler = Callable[[Posterior, torch.Tensor, int], torch.Tensor]
+
+
+def dps_sampler(options: DiffusionOptions = DIFFUSION_E_STEP) -> Sampler:
+    """The default E-step: one batched diffusion posterior sampling run (``sampling.diffusion.dps``) of
+    ``options.chains`` draws, ``options.levels`` levels. The posterior's prior must denoise at every level."""
+    if not isinstance(options, DiffusionOptions):
+        raise InputError("options", "sampling.diffusion.DiffusionOptions (the DPS E-step's settings)",
+                         type(options).__name__)
+
+    def draw(post: Posterior, theta: torch.Tensor, rng: int) -> torch.Tensor:
+        return dps(post, theta, options, rng=rng)["draws"][:, 0]
+    return draw
+
+
+def gaussian_sampler(chains: int) -> Sampler:
+    """Exact draws under a ``GaussianPrior`` (``marginal.gaussian_posterior_draws``): with it :func:`map_k_diffusion`
+    is a Monte Carlo version of :func:`map_k`'s exact EM, the reference its learned E-steps are measured against."""
+    chains = integer(1)("chains", chains)
+
+    def draw(post: Posterior, theta: torch.Tensor, rng: int) -> torch.Tensor:
+        return marginal.gaussian_posterior_draws(post, theta.reshape(1, -1), int(chains), rng=rng)[:, 0]
+    return draw
+
+
 def _diffusion_em_level(y: np.ndarray, noise: float, prior: Prior, h0: np.ndarray, n_em: int, n_inner: int,
-                        options: Any, seeds: np.ndarray, dtype: torch.dtype, device: Any,
+                        sampler: Sampler, seeds: np.ndarray, dtype: torch.dtype, device: Any,
                         on_iter: Callable | None = None) -> tuple[np.ndarray, list[float]]:
     size = h0.shape[0]
     prob = kernel_problem(y, noise, size, dtype=dtype, device=device)
@@ -545,7 +576,10 @@ def _diffusion_em_level(y: np.ndarray, noise: float, prior: Prior, h0: np.ndarra
     h = torch.as_tensor(h0, dtype=torch.float64, device=prob.device).reshape(-1)
     q = []
     for t in range(n_em):
-        draws = dps(post, fam.theta_of(h.reshape(size, size).to(dtype)), options, rng=int(seeds[t]))["draws"][:, 0]
+        draws = sampler(post, fam.theta_of(h.reshape(size, size).to(dtype)), int(seeds[t]))
+        if tuple(draws.shape[1:]) != tuple(prob.event_shape):
+            raise InputError("sampler", f"draws of shape (J, {', '.join(map(str, prob.event_shape))})",
+                             tuple(draws.shape))
         A, b, const = draws_m_step(y64, draws, size)
         h = _fista_simplex(A, b, h, n_inner)
         q.append(float(h @ (A @ h) - 2 * b @ h + const))
@@ -571,7 +605,7 @@ def _start_kernel(h: Any, size: int, also: str = "") -> np.ndarray:
 
 
 def map_k_diffusion(y: Any, noise: float, size: int, *, prior: Callable[[tuple[int, ...]], Prior] | None = None,
-                    n_em: int = 4, n_inner: int = 100, options: DiffusionOptions = DIFFUSION_E_STEP,
+                    n_em: int = 4, n_inner: int = 100, sampler: Sampler | None = None,
                     factor: float = FACTOR,
                     start: Any = None, rng: Any = None, dtype: torch.dtype = torch.float32, progress: bool = False,
                     device: Any = None) -> dict[str, Any]:
@@ -600,8 +634,10 @@ def map_k_diffusion(y: Any, noise: float, size: int, *, prior: Callable[[tuple[i
         each pyramid level's image shape. Default: the shipped denoiser on ``device`` (:func:`tweedie_prior`).
     n_em, n_inner : int
         EM iterations per pyramid level; FISTA iterations per M-step.
-    options : sampling.diffusion.DiffusionOptions, optional
-        The E-step's sampler: levels, chains (the draws J), ... Default: :data:`DIFFUSION_E_STEP`.
+    sampler : callable ``(post, theta, rng) -> draws``, optional
+        The E-step (:data:`Sampler`): ``J`` draws ``(J, *image shape)`` of :math:`x \mid \theta, y`. Default:
+        :func:`dps_sampler` with :data:`DIFFUSION_E_STEP` (30 levels, 2 draws); ``dps_sampler(options)`` for other
+        settings, :func:`gaussian_sampler` for exact draws under a Gaussian prior, or a researcher's own.
     start : array ``(size, size)``, optional
         A kernel on the simplex to start from at full size alone (no pyramid). Default: δ, coarse to fine.
     rng : seed or ``numpy.random.Generator``
@@ -619,9 +655,10 @@ def map_k_diffusion(y: Any, noise: float, size: int, *, prior: Callable[[tuple[i
     from tqdm.auto import tqdm
     y = _image(y)
     positive("noise", noise)
-    if not isinstance(options, DiffusionOptions):
-        raise InputError("options", "sampling.diffusion.DiffusionOptions (the E-step's sampler)",
-                         type(options).__name__)
+    sampler = dps_sampler() if sampler is None else sampler
+    if not callable(sampler):
+        raise InputError("sampler", "a callable (post, theta, rng) -> draws (kernel_estimation.Sampler)",
+                         type(sampler).__name__)
     prior = prior or (lambda shape: tweedie_prior(shape, device))
     levels = pyramid(y.shape[-2:], size, factor)
     h = dirac(levels[0][1], device="cpu").numpy()
@@ -632,7 +669,7 @@ def map_k_diffusion(y: Any, noise: float, size: int, *, prior: Callable[[tuple[i
     bar = tqdm(total=n_em * len(levels), desc="MAP_k (diffusion EM)", disable=not progress, leave=False)
     for i, (shape, k, r) in enumerate(levels):
         h, q = _diffusion_em_level(_resize(y, shape), noise * r, prior(_with_channels(y, shape)),
-                                   upsample_kernel(h, k), n_em, n_inner, options, seeds[i], dtype, device, bar.update)
+                                   upsample_kernel(h, k), n_em, n_inner, sampler, seeds[i], dtype, device, bar.update)
     bar.close()
     return {"kernel": h, "q": np.array(q), "levels": [k for _, k, _ in levels]}
 
@@ -678,7 +715,7 @@ def kernel_error(h: Any, h_true: Any) -> float:
     return float(np.linalg.norm(centre(h, size) - centre(ht, size)))
 
 
-__all__ = ["pyramid", "map_k", "map_k_diffusion", "draws_m_step", "tweedie_prior", "map_k_mog", "GradientMixture",
+__all__ = ["pyramid", "map_k", "map_k_diffusion", "Sampler", "dps_sampler", "gaussian_sampler", "draws_m_step", "tweedie_prior", "map_k_mog", "GradientMixture",
            "fit_gradient_mixture", "differences", "mog_e_step", "mog_m_step_quadratic", "map_xk", "nonblind",
            "kernel_error", "least_squares_kernel", "e_step", "m_step_quadratic", "upsample_kernel", "kernel_problem",
            "gaussian_prior"]

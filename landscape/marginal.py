@@ -10,6 +10,10 @@ r"""Exact answers over :math:`\theta` for exact priors.
 
   attained at :math:`X^* = M + P \bar{\hat h}(Y - \hat h M)/(\sigma^2 + |\hat h|^2 P)`.
 
+* ``gaussian_posterior`` and ``gaussian_posterior_draws``: the posterior of :math:`x` given :math:`\theta` for
+  that prior, per coefficient (mean :math:`X^*`, variance :math:`\sigma^2 P/(\sigma^2 + |\hat h|^2 P)`), and exact
+  draws from it.
+
 * ``marginal_nll``: :math:`-\log p(y \mid \theta)` (nats), with :math:`x` integrated out.
   Gaussian prior: :math:`y \mid \theta \sim N(H\mu, H C H^\top + \sigma^2 I)`, diagonal in
   Fourier:
@@ -30,6 +34,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -116,6 +121,34 @@ def gaussian_posterior(post: Posterior, theta: Any) -> tuple[torch.Tensor, torch
     s2 = post.problem.noise ** 2
     denom = s2 + absH2 * Pl
     return M + Pl * Hk.conj() * (Y - Hk * M) / denom, s2 * Pl / denom
+
+
+def gaussian_posterior_draws(post: Posterior, theta: Any, n: int, *, rng: Any = None) -> torch.Tensor:
+    r"""Exact draws of :math:`x \mid \theta, y` for a ``GaussianPrior`` posterior (circular boundary): per unitary
+    Fourier coefficient :math:`X = X^* + \sqrt{v}\,(\mathcal F w)`, :math:`w \sim N(0, I)` real white noise, with the
+    mean :math:`X^*` and variance :math:`v` of :func:`gaussian_posterior`. :math:`v` is symmetric in frequency
+    (:math:`\hat h` and :math:`P` are the transforms of real images), so the draws are real and their covariance is
+    :math:`\mathcal F^* \mathrm{diag}(v)\, \mathcal F`. The sampler every approximate one (Langevin, DPS) can be
+    checked against, and the E-step of ``kernel_estimation.gaussian_sampler``.
+
+    Parameters
+    ----------
+    post : Posterior
+    theta : array ``(B, p)`` or ``(B,)``
+    n : int
+        Draws per kernel.
+    rng : seed or ``torch.Generator``
+
+    Returns
+    -------
+    Tensor ``(n, B, *image shape)`` (the layout of ``sampling.diffusion.dps``'s ``draws``)
+    """
+    mean, var = gaussian_posterior(post, theta)
+    gen = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(
+        int(np.random.default_rng(rng).integers(2 ** 62)))
+    w = torch.randn((int(n), *mean.shape), generator=gen, dtype=var.dtype).to(var.device)
+    X = mean + var.sqrt() * torch.fft.fft2(w, norm="ortho")
+    return post.prior.unrotate(torch.fft.ifft2(X, norm="ortho").real)
 
 
 def marginal_nll(problem: BlindDeblur, prior: Any, theta: Any, *, chunk: int = 8,

@@ -205,15 +205,15 @@ def test_a_colour_user_denoiser_in_minus_one_one_units_gives_the_smoothed_colour
 
 
 def test_real_shakes_pnp_and_diffusion_map_k_take_a_user_denoiser_and_give_the_registrys_numbers(tmp_path):
-    """real-shake --pnp-prior user.py:make --diffusion-prior user.py:make (the shipped network as a plain
-    D(x, sigma): a Tweedie prior at --s for PnP, a diffusion model for MAP_k's posterior draws, which go back through
-    it) equals the same run with tweedie: the same estimated kernels, error ratios and PSNRs; PnP's description is
-    stored."""
+    """real-shake --pnp-prior user.py:make --diffusion-prior user.py:make --diffusion-from-truth (the shipped network
+    as a plain D(x, sigma): a Tweedie prior at --s for PnP, a diffusion model for MAP_k's posterior draws, from delta
+    and from the true kernel, which go back through it) equals the same run with tweedie: the same estimated kernels,
+    error ratios and PSNRs; PnP's description is stored."""
     import json
     f = tmp_path / "user.py"
     f.write_text(textwrap.dedent(USER_FILE))
     small = ["--quick", "--skip", "map_xk,map_k,map_k_mog,unrolled,map_xk_from_unrolled,map_xk_from_truth",
-             "--pnp-iter", "8", "--no-progress"]
+             "--pnp-iter", "8", "--diffusion-from-truth", "--no-progress"]
     out = {}
     for name in ("tweedie", f"{f}:make"):
         out[name] = tmp_path / f"{len(out)}.nc"
@@ -221,7 +221,7 @@ def test_real_shakes_pnp_and_diffusion_map_k_take_a_user_denoiser_and_give_the_r
                      "--out", str(out[name])]) == 0
     a, b = (io.load(p) for p in out.values())
     for k in ("kernel_error", "error_ratio", "psnr"):
-        assert np.isfinite(a[k].sel(estimator=["pnp", "map_k_diffusion"]).values).all()
+        assert np.isfinite(a[k].sel(estimator=["pnp", "map_k_diffusion", "map_k_diffusion_from_truth"]).values).all()
         np.testing.assert_allclose(a[k].values, b[k].values, rtol=1e-5, err_msg=k)
     assert json.loads(b.attrs["pnp_description"])["spec"] == f"{f}:make"
 

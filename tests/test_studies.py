@@ -522,7 +522,8 @@ def test_real_shake_runs_the_diffusion_map_k_from_the_truth_only_when_asked_and_
     h_true, y = kernels.load("levin5"), ds.y.values[0]
     settings = PriorSettings(dtype=torch.float32)
     want = ke.map_k_diffusion(y, 0.01, 11, prior=lambda shape: make_prior("tweedie", shape, settings), n_em=1,
-                              start=h_true, rng=0, options=replace(ke.DIFFUSION_E_STEP, levels=10, chains=1))["kernel"]
+                              start=h_true, rng=0,
+                              sampler=ke.dps_sampler(replace(ke.DIFFUSION_E_STEP, levels=10, chains=1)))["kernel"]
     got = ds.kernel_hat.sel(estimator="map_k_diffusion_from_truth").values[0]
     assert np.allclose(got, kernels.centre(want, rs.GALLERY), atol=1e-6)
     assert ds.kernel_error.sel(estimator="map_k_diffusion_from_truth").item() < 0.1

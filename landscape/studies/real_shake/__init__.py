@@ -239,8 +239,8 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
         settings = PriorSettings(dtype=torch.float32, device=dev)
         return ke.map_k_diffusion(y, sig, K, prior=lambda shape: make_prior(cfg.diffusion_prior, shape, settings),
                                   n_em=cfg.n_em_diffusion, start=h0, rng=cfg.seed, device=dev,
-                                  options=replace(ke.DIFFUSION_E_STEP, levels=cfg.dps_levels,
-                                                  chains=cfg.dps_chains))["kernel"]
+                                  sampler=ke.dps_sampler(replace(ke.DIFFUSION_E_STEP, levels=cfg.dps_levels,
+                                                                 chains=cfg.dps_chains)))["kernel"]
     if name == "unrolled":
         support = K if cfg.unrolled_support == "case" else None
         if network.image_channels == 1 and problem.event_ndim == 3:    # a gray network on the luminance
