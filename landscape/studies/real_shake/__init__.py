@@ -31,6 +31,11 @@ Levin et al.'s protocol):
 * ``map_k_diffusion_from_truth`` (with ``--diffusion-from-truth``) — ``map_k_diffusion``'s EM (at full size)
   started from the true kernel: the same oracle check for MAP_k under the learned prior, whether its EM holds the
   truth where it fails from :math:`\delta` (a failure of the search, not of the objective) or leaves it;
+* ``map_k_gaussian_draws`` (with ``--gaussian-draws``) — ``map_k_diffusion``'s Monte Carlo EM (the same draws per
+  E-step, EM iterations and pyramid) with exact draws of the stationary Gaussian prior's posterior
+  (:func:`landscape.kernel_estimation.gaussian_sampler`): the control that separates what the learned prior does
+  from what a stochastic, briefly run EM does (``map_k`` runs the same Gaussian EM exactly, for ``--n-em``
+  iterations);
 * ``true`` — the true kernel: the error ratio's denominator.
 
 Each kernel goes through the same non-blind step (``--nonblind``: by default the stationary Gaussian prior's
@@ -102,11 +107,12 @@ SUMMARY = ("Levin et al.'s measured camera shake: MAP_xk vs MAP_k (Gaussian, spa
            "vs PnP, error-ratio success rates")
 #: ``true`` first (the ratio's denominator); the two warm-started joint MAPs last (one needs ``unrolled``'s kernel)
 ESTIMATORS = ("true", "map_xk", "map_k", "map_k_mog", "map_k_diffusion", "unrolled", "pnp", "map_xk_from_unrolled",
-              "map_xk_from_truth", "map_k_diffusion_from_truth")
+              "map_xk_from_truth", "map_k_diffusion_from_truth", "map_k_gaussian_draws")
 #: the warm-started estimators: ``<base>_from_<source>`` runs ``base`` from the kernel ``WARM_STARTS[name]`` gave
 WARM_STARTS = {"map_xk_from_unrolled": "unrolled", "map_xk_from_truth": "true", "map_k_diffusion_from_truth": "true"}
-#: run only when asked (``--diffusion-from-truth``): an oracle check that costs as much as ``map_k_diffusion``
-ON_REQUEST = {"map_k_diffusion_from_truth": "diffusion_from_truth"}
+#: run only when asked: an oracle check that costs as much as ``map_k_diffusion`` (``--diffusion-from-truth``), and
+#: ``map_k_diffusion``'s control (``--gaussian-draws``)
+ON_REQUEST = {"map_k_diffusion_from_truth": "diffusion_from_truth", "map_k_gaussian_draws": "gaussian_draws"}
 #: the thresholds of the stored cumulative success curve
 CURVE = np.round(np.linspace(1.0, 5.0, 33), 3)
 #: the kernels of the gallery are shown centred on this support (the largest shipped kernel loads as 29x29)
@@ -189,6 +195,10 @@ class Config:
     diffusion_from_truth: bool = option(False, "also run map_k_diffusion's EM from the true kernel "
                                         "(map_k_diffusion_from_truth, an oracle start: does the EM hold the truth?); "
                                         "it costs about as much as map_k_diffusion", flag())
+    gaussian_draws: bool = option(False, "also run map_k_diffusion's Monte Carlo EM with exact posterior draws of the "
+                                  "stationary Gaussian prior instead of the diffusion prior's (map_k_gaussian_draws; "
+                                  "the same draws per E-step and EM iterations): the control that tells the learned "
+                                  "prior's part from the stochastic EM's", flag())
     seed: int = option(0, "seed of the noise and of map_k_diffusion's posterior draws", integer(0))
     device: str = device_option("the problem, the kernel estimators, the deconvolutions and the networks")
     quick: bool = option(False, "levin5 (11x11), one image at 64x64, short descents (< 60 s)", flag())
@@ -241,6 +251,9 @@ def _estimate(name: str, cfg: Config, problem: BlindDeblur, joint_prior: Any, pn
                                   n_em=cfg.n_em_diffusion, start=h0, rng=cfg.seed, device=dev,
                                   sampler=ke.dps_sampler(replace(ke.DIFFUSION_E_STEP, levels=cfg.dps_levels,
                                                                  chains=cfg.dps_chains)))["kernel"]
+    if name == "map_k_gaussian_draws":
+        return ke.map_k_diffusion(y, sig, K, prior=ke.gaussian_prior, n_em=cfg.n_em_diffusion, rng=cfg.seed, device=dev,
+                                  sampler=ke.gaussian_sampler(cfg.dps_chains), dtype=torch.float64)["kernel"]
     if name == "unrolled":
         support = K if cfg.unrolled_support == "case" else None
         if network.image_channels == 1 and problem.event_ndim == 3:    # a gray network on the luminance
