@@ -2,7 +2,7 @@
 
     python benchmarks/unrolled_eval.py [--models unrolled-gaussian,unrolled-shake,unrolled-gmm16] [--oracle]
                                        [--classical] [--marginal] [--crop 64] [--kernel-size 15]
-                                       [--support model|draw]
+                                       [--support model|draw] [--by-noise]
 
 Natural models: 64x64 crops (``--crop``) of the held-out images (camera, ascent, aero; three places each; a colour
 model: (3, 64, 64) crops of the held-out colour photographs chelsea and coffee, three places each), kernels
@@ -31,6 +31,8 @@ a perfect kernel branch would allow.
 -log p(y | theta) under the stationary Gaussian prior over a grid of the model's box (``marginal.marginal_nll``'s
 closed form as ``estimators.unrolled.MarginalKernelStep`` evaluates it), its error, and the PSNR of
 the network's image steps given it (``model(y, sigma, kernel=h_MAP)``): the network made non-blind by MAP_theta.
+
+``--by-noise``: each model's means also per noise level (sigma = 0.01, 0.03; 9 cases each).
 
 ``--classical`` (free-kernel models): the kernel errors of the classical estimators on the same cases, MAP_k under
 the stationary Gaussian prior (``kernel_estimation.map_k``), under the sparse mixture prior (``map_k_mog``) and under
@@ -93,6 +95,7 @@ def main() -> None:
                     help="parametric models: MAP_theta under the stationary Gaussian prior on a grid of the "
                     "branch's box, its kernel error, and the network's image steps given that kernel")
     ap.add_argument("--crop", type=int, default=64, help="natural models: crop size of the held-out images")
+    ap.add_argument("--by-noise", action="store_true", help="also print each model's means per noise level")
     args = ap.parse_args()
     print(f"{'model':<20}{'cases':>6}{'PSNR y':>9}{'PSNR x_hat':>12}{'|h - h*|':>10}{'|theta - theta*|':>18}{'angle err':>11}"
           + (f"{'LS(x*)':>9}{'LS(x_hat)':>11}{'branch(x*)':>12}{'PSNR(h*)':>10}" if args.oracle else "")
@@ -161,13 +164,17 @@ def main() -> None:
                     per_channel.append((psnr(y), psnr(og["x"][None]),
                                         float((og["kernel"] - h).flatten(1).norm(dim=1).mean()), np.nan))
         r = np.array(rows)
-        print(f"{entry:<20}{len(r):6d}{r[:, 0].mean():9.2f}{r[:, 1].mean():12.2f}{r[:, 2].mean():10.3f}"
-              f"{np.nanmean(r[:, 3]) if np.isfinite(r[:, 3]).any() else float('nan'):18.3f}"
-              f"{np.nanmean(r[:, -1]) if np.isfinite(r[:, -1]).any() else float('nan'):11.1f}"
-              + ("".join(f"{np.mean(r[:, i]):{w}.{d}f}" for i, w, d in ((4, 9, 3), (5, 11, 3), (6, 12, 3), (7, 10, 2)))
-                 if args.oracle else "")
-              + (f"{r[:, 8].mean():8.3f}{r[:, 9].mean():11.3f}{r[:, 10].mean():12.3f}" if args.classical else "")
-              + (f"{r[:, 11].mean():12.3f}{r[:, 12].mean():13.2f}" if args.marginal else ""))
+        groups = [(entry, r)]
+        if args.by_noise:                         # the cases alternate sigma = 0.01, 0.03
+            groups += [(f"  sigma {sig:g}", r[i::2]) for i, sig in enumerate((0.01, 0.03))]
+        for label, r in groups:
+            print(f"{label:<20}{len(r):6d}{r[:, 0].mean():9.2f}{r[:, 1].mean():12.2f}{r[:, 2].mean():10.3f}"
+                  f"{np.nanmean(r[:, 3]) if np.isfinite(r[:, 3]).any() else float('nan'):18.3f}"
+                  f"{np.nanmean(r[:, -1]) if np.isfinite(r[:, -1]).any() else float('nan'):11.1f}"
+                  + ("".join(f"{np.mean(r[:, i]):{w}.{d}f}" for i, w, d in ((4, 9, 3), (5, 11, 3), (6, 12, 3),
+                                                                            (7, 10, 2))) if args.oracle else "")
+                  + (f"{r[:, 8].mean():8.3f}{r[:, 9].mean():11.3f}{r[:, 10].mean():12.3f}" if args.classical else "")
+                  + (f"{r[:, 11].mean():12.3f}{r[:, 12].mean():13.2f}" if args.marginal else ""))
         if per_channel:
             g = np.array(per_channel)
             label = name.replace("-color", "") + " per channel"
