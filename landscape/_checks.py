@@ -59,6 +59,14 @@ def positive(name: str, value: float) -> float:
     return v
 
 
+def torch_generator(rng: Any) -> torch.Generator:
+    """A ``torch.Generator`` from an ``rng`` argument: a generator is used as given; a seed, ``None`` or a
+    ``numpy.random.Generator`` seeds a new CPU generator with one draw of ``numpy.random.default_rng(rng)``."""
+    if isinstance(rng, torch.Generator):
+        return rng
+    return torch.Generator().manual_seed(int(np.random.default_rng(rng).integers(2 ** 62)))
+
+
 def image_array(name: str, image: Any) -> np.ndarray:
     """Validate a grayscale ``(H, W)`` or a colour ``(C, H, W)`` image (2 to 4 channels first; a gray image
     is ``(H, W)``, not ``(1, H, W)``), each channel as :func:`image2d` checks it."""

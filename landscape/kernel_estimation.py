@@ -715,7 +715,8 @@ def kernel_error(h: Any, h_true: Any) -> float:
     return float(np.linalg.norm(centre(h, size) - centre(ht, size)))
 
 
-__all__ = ["pyramid", "map_k", "map_k_diffusion", "Sampler", "dps_sampler", "gaussian_sampler", "draws_m_step", "tweedie_prior", "map_k_mog", "GradientMixture",
+__all__ = ["pyramid", "map_k", "map_k_diffusion", "Sampler", "dps_sampler", "gaussian_sampler", "draws_m_step",
+           "tweedie_prior", "map_k_mog", "GradientMixture",
            "fit_gradient_mixture", "differences", "mog_e_step", "mog_m_step_quadratic", "map_xk", "nonblind",
            "kernel_error", "least_squares_kernel", "e_step", "m_step_quadratic", "upsample_kernel", "kernel_problem",
            "gaussian_prior"]

@@ -34,11 +34,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import InputError
+from ._checks import InputError, torch_generator
 from .posterior import BlindDeblur, Posterior
 from .priors import GaussianPrior, GMMPrior
 
@@ -144,8 +143,7 @@ def gaussian_posterior_draws(post: Posterior, theta: Any, n: int, *, rng: Any = 
     Tensor ``(n, B, *image shape)`` (the layout of ``sampling.diffusion.dps``'s ``draws``)
     """
     mean, var = gaussian_posterior(post, theta)
-    gen = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(
-        int(np.random.default_rng(rng).integers(2 ** 62)))
+    gen = torch_generator(rng)
     w = torch.randn((int(n), *mean.shape), generator=gen, dtype=var.dtype).to(var.device)
     X = mean + var.sqrt() * torch.fft.fft2(w, norm="ortho")
     return post.prior.unrotate(torch.fft.ifft2(X, norm="ortho").real)

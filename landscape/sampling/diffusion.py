@@ -47,7 +47,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .._checks import integer, number, option, positive_number, validate, InputError
+from .._checks import integer, number, option, positive_number, validate, InputError, torch_generator
 from ..io import host
 from ..posterior import Posterior
 from .langevin import ChainDiverged
@@ -145,8 +145,7 @@ def dps(post: Posterior, theta: Any, options: DiffusionOptions | None = None, *,
     opts = options or DiffusionOptions()
     th = post.problem.family.check(np.asarray(theta, dtype=float).reshape(1, -1), dtype=post.problem.dtype,
                                    device=post.problem.device)
-    gen = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(
-        int(np.random.default_rng(rng).integers(2 ** 62)))
+    gen = torch_generator(rng)
     C, shape, dtype = opts.chains, post.problem.event_shape, post.problem.dtype
     blur = post.problem.blur(th)
     D = differentiable_denoiser(post.prior)

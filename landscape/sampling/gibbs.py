@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import InputError
+from .._checks import InputError, torch_generator
 from ..io import host
 from ..operators import Blur
 from ..posterior import Posterior
@@ -94,7 +94,7 @@ def gibbs(post: Posterior, grid: Any, *, sweeps: int = 500, burn_in: int = 100, 
     on = dict(dtype=g.dtype, device=g.device)
     lp = torch.zeros(T, **on) if theta_prior is None else torch.log(
         torch.as_tensor(np.asarray(theta_prior, dtype=float), **on))
-    gen = torch.Generator().manual_seed(int(np.random.default_rng(rng).integers(2 ** 62)))
+    gen = torch_generator(rng)
     L = torch.tensor([lipschitz(post, g[j:j + 1]) for j in range(T)], **on)
     x = post.default_start().expand(chains, *post.problem.event_shape).clone()
     # dispersed starts (what R-hat needs): chain c at grid point c T / C, x = y

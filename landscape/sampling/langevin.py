@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import Check, InputError, integer, number, one_of, option, validate
+from .._checks import Check, InputError, integer, number, one_of, option, validate, torch_generator
 from ..io import host
 from ..posterior import Posterior
 
@@ -147,8 +147,7 @@ def sample_x(post: Posterior, theta: Any, options: LangevinOptions | None = None
                                    device=post.problem.device)
     if opts.method == "mala" and post.prior.capabilities.get("energy") not in ("exact", "exact up to a constant"):
         raise InputError("method", "ula or annealed for a prior without an energy (mala needs one)", opts.method)
-    gen = rng if isinstance(rng, torch.Generator) else torch.Generator().manual_seed(
-        int(np.random.default_rng(rng).integers(2 ** 62)))
+    gen = torch_generator(rng)
     C = opts.chains
     shape = post.problem.event_shape
     x = (post.default_start() if x0 is None else torch.as_tensor(x0, dtype=post.problem.dtype,
